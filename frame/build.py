@@ -1,0 +1,130 @@
+"""Build everything a run needs from its composed config.
+
+Components are instantiated from their `_target_`s; runtime objects (the
+model's parameters for the optimizer, the optimizer for the scheduler, the
+dataset's labels for evaluators) are passed at the call site.
+"""
+
+import hashlib
+import inspect
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from frame.checkpoint import Checkpoints
+from frame.data.loading import EpochSampler, JobDataset, make_loader, split_indices
+from frame.errors import FrameError
+
+log = logging.getLogger("frame")
+
+
+@dataclass
+class Job:
+    cfg: DictConfig
+    run_dir: Path
+    device: torch.device
+    model: torch.nn.Module
+    loss_fn: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    train_loader: torch.utils.data.DataLoader
+    train_sampler: EpochSampler
+    val_loader: torch.utils.data.DataLoader
+    labels: list | None
+    evaluators: dict = field(default_factory=dict)
+    loggers: list = field(default_factory=list)
+    checkpoints: Checkpoints | None = None
+    resume_state: dict | None = None
+    config_yaml: str = ""
+    config_hash: str = ""
+
+    @property
+    def config_dict(self) -> dict:
+        return OmegaConf.to_container(self.cfg, resolve=True)
+
+
+def build_job(cfg: DictConfig, run_dir: Path) -> Job:
+    """Seed, pick the device, and instantiate data, model, loss, optimizer, scheduler, evaluators, loggers."""
+    seed_everything(cfg.seed)
+    torch.use_deterministic_algorithms(cfg.trainer.deterministic, warn_only=True)
+    device = pick_device(cfg.trainer.device)
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+
+    data = cfg.data
+    dataset = _instantiate(data.dataset, "data.dataset")
+    labels = getattr(dataset, "labels", None)
+    train_idx, val_idx = split_indices(len(dataset), data.split_ratio, cfg.seed)
+    sample_tf = [_instantiate(t, f"data.sample_transforms[{i}]") for i, t in enumerate(data.sample_transforms)]
+    label_tf = [_instantiate(t, f"data.label_transforms[{i}]") for i, t in enumerate(data.label_transforms)]
+    train_set = JobDataset(dataset, train_idx, sample_tf, label_tf, cfg.seed, salt=0, preload=data.preload)
+    val_set = JobDataset(dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=1, preload=data.preload)
+    train_sampler = EpochSampler(len(train_set), shuffle=True, seed=cfg.seed, batch_size=data.batch_size)
+    val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=data.batch_size)
+
+    model = _instantiate(cfg.model, "model").to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _instantiate(cfg.optimizer, "optimizer")(params)
+    scheduler = _instantiate(cfg.lr_scheduler, "lr_scheduler")(optimizer) if cfg.lr_scheduler is not None else None
+    checkpoints = Checkpoints(run_dir, cfg.trainer.checkpoint_every_n_epochs, cfg.trainer.keep_last_checkpoints)
+    return Job(
+        cfg=cfg,
+        run_dir=run_dir,
+        device=device,
+        model=model,
+        loss_fn=_instantiate(cfg.loss, "loss"),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler(device.type, enabled=cfg.trainer.precision.value == "fp16"),
+        train_loader=make_loader(train_set, train_sampler, data.batch_size, data.num_workers, device, cfg.seed),
+        train_sampler=train_sampler,
+        val_loader=make_loader(val_set, val_sampler, data.batch_size, data.num_workers, device, cfg.seed),
+        labels=labels,
+        evaluators={name: _instantiate(node, f"evaluators.{name}", labels=labels) for name, node in cfg.evaluators.items()},
+        loggers=[_instantiate(node, f"logger.{name}") for name, node in cfg.logger.items()],
+        checkpoints=checkpoints,
+        resume_state=checkpoints.load_latest() if cfg.resume else None,
+        config_yaml=config_yaml,
+        config_hash=hashlib.sha256(config_yaml.encode()).hexdigest()[:16],
+    )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FrameError(f"trainer.device={name} but no CUDA device is available; use trainer.device=cpu or auto.")
+    return device
+
+
+def _instantiate(node, key: str, **runtime):
+    """Instantiate `node`, passing each runtime kwarg only where the constructor takes it and the config leaves it unset."""
+    target = get_class(node._target_) if "_target_" in node else None
+    if runtime and target is not None:
+        accepted = _parameters(target)
+        runtime = {k: v for k, v in runtime.items() if k in accepted and node.get(k) is None}
+    try:
+        return instantiate(node, **runtime)
+    except Exception as error:  # Hydra wraps constructor errors; name the key that caused it
+        cause = error.__cause__ or error
+        raise FrameError(f"could not build {key} ({node.get('_target_')}): {cause}") from error
+
+
+def _parameters(target) -> set[str]:
+    try:
+        return set(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return set()

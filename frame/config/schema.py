@@ -1,0 +1,82 @@
+"""Typed schema of a training config, registered in Hydra's ConfigStore.
+
+Component nodes (model, loss, optimizer, ...) stay free-form: they are a
+`_target_` plus that class's constructor arguments. Everything else has a
+type here, so `trainer.epochs=abc` or `trainer.foo=1` fails while Hydra
+composes, before any run directory exists.
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING, OmegaConf
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Mode(str, Enum):
+    min = "min"
+    max = "max"
+
+
+class Interval(str, Enum):
+    epoch = "epoch"
+    step = "step"
+
+
+@dataclass
+class TrainerConf:
+    epochs: int = 10
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    precision: Precision = Precision.fp32  # autocast dtype; fp16 adds a GradScaler
+    grad_norm_clip: Optional[float] = None  # max total grad norm; null = no clipping
+    detect_bad_gradients: bool = True  # skip (and count) steps with a non-finite loss or gradient
+    max_bad_steps: int = 10  # abort after this many consecutive skipped steps
+    lr_scheduler_interval: Interval = Interval.epoch  # when lr_scheduler.step() runs
+    monitor: str = "val/loss"  # metric that picks best.pt and feeds ReduceLROnPlateau
+    monitor_mode: Mode = Mode.min
+    log_every_n_steps: int = 50  # training scalars are read from the device this often
+    checkpoint_every_n_epochs: int = 1  # also keep checkpoints/epoch-NNNN.pt; 0 = only last/best
+    keep_last_checkpoints: int = 2  # how many epoch-NNNN.pt to keep
+    deterministic: bool = False  # torch.use_deterministic_algorithms
+
+
+@dataclass
+class DataConf:
+    dataset: Any = MISSING  # component: _target_ + params (root, labels, ...)
+    sample_transforms: List[Any] = field(default_factory=list)  # applied to the sample only
+    label_transforms: List[Any] = field(default_factory=list)  # applied to the label only
+    split_ratio: float = 0.8  # share of items for training, the rest validates
+    batch_size: int = 2
+    num_workers: int = 0
+    preload: bool = False  # cache items after their deterministic transforms
+
+
+@dataclass
+class TrainConf:
+    name: str = MISSING  # run directory: outputs/<name>/
+    seed: int = 0
+    resume: bool = True  # continue from outputs/<name>/checkpoints when present
+    fresh: bool = False  # move an existing run aside (outputs/<name>.<time>) and start over
+    model: Any = MISSING
+    loss: Any = MISSING
+    optimizer: Any = MISSING  # _partial_: gets the model's parameters in the loop
+    lr_scheduler: Any = None  # _partial_: gets the optimizer in the loop
+    data: DataConf = field(default_factory=DataConf)
+    trainer: TrainerConf = field(default_factory=TrainerConf)
+    evaluators: Dict[str, Any] = field(default_factory=dict)  # name -> evaluator component
+    logger: Dict[str, Any] = field(default_factory=dict)  # name -> metric logger component
+
+
+def register_configs() -> None:
+    """Put the schema into Hydra's ConfigStore and add frame's resolvers."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="base_train", node=TrainConf)
+    if not OmegaConf.has_resolver("len"):
+        OmegaConf.register_new_resolver("len", lambda seq: len(seq))

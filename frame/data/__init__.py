@@ -1,0 +1,1 @@
+"""Datasets, transforms, the train/validation split and the loaders frame builds from them."""

@@ -1,0 +1,178 @@
+"""From a dataset to the loaders the loop iterates.
+
+Three things make runs repeatable and resumable here:
+- the split is a seeded permutation, so the same job always validates on the same items;
+- `EpochSampler` draws each epoch's order from (seed, epoch) alone and can start
+  mid-epoch, so a resumed run replays exactly the batches it had left;
+- every item is transformed under RNGs seeded from (seed, epoch, index), so random
+  transforms give the same result whichever worker, or which attempt, loads the item.
+"""
+
+import math
+import random
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from frame.errors import FrameError
+
+
+def split_indices(length: int, split_ratio: float, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded permutation cut into (train, validation) indices."""
+    order = torch.randperm(length, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_train = int(math.floor(length * split_ratio))
+    if n_train == 0 or n_train == length:
+        raise FrameError(
+            f"data.split_ratio={split_ratio} leaves {n_train} of {length} items for training "
+            f"and {length - n_train} for validation; both need at least one."
+        )
+    return sorted(order[:n_train]), sorted(order[n_train:])
+
+
+def is_random(transform) -> bool:
+    """True for transforms whose output is random (MONAI's Randomizable, torchvision's Random*)."""
+    if hasattr(transform, "set_random_state"):
+        return True
+    name = type(transform).__name__
+    return name.startswith("Random") or name.startswith("Rand")
+
+
+class JobDataset(Dataset):
+    """A subset of a dataset with the job's sample and label transforms applied.
+
+    Items are addressed as `(epoch, index)` (what `EpochSampler` yields) so that
+    random transforms can be seeded per item and per epoch.
+
+    Args:
+        dataset: the user's dataset; items are `(sample, label)`.
+        indices: which of its items this subset holds.
+        sample_transforms / label_transforms: callables applied in order.
+        seed: job seed; `salt` separates the training and validation streams.
+        preload: keep each item in memory after its leading deterministic transforms.
+    """
+
+    def __init__(self, dataset, indices, sample_transforms=(), label_transforms=(), seed=0, salt=0, preload=False):
+        self.dataset = dataset
+        self.indices = list(indices)
+        self.sample_transforms = list(sample_transforms)
+        self.label_transforms = list(label_transforms)
+        self.seed, self.salt = seed, salt
+        self._cached_sample = _leading_deterministic(self.sample_transforms)
+        self._cached_label = _leading_deterministic(self.label_transforms)
+        self._cache = [self._deterministic_item(i) for i in range(len(self.indices))] if preload else None
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, key):
+        epoch, position = key if isinstance(key, tuple) else (0, key)
+        if self._cache is not None:
+            sample, label = self._cache[position]
+        else:
+            sample, label = self._deterministic_item(position)
+        rest_sample = self.sample_transforms[self._cached_sample :]
+        rest_label = self.label_transforms[self._cached_label :]
+        if not rest_sample and not rest_label:
+            return sample, label
+        with _seeded_rngs(self.seed, self.salt, epoch, position, rest_sample + rest_label):
+            return _apply(rest_sample, sample), _apply(rest_label, label)
+
+    def _deterministic_item(self, position):
+        sample, label = self.dataset[self.indices[position]]
+        return (
+            _apply(self.sample_transforms[: self._cached_sample], sample),
+            _apply(self.label_transforms[: self._cached_label], label),
+        )
+
+
+def _apply(transforms: Sequence[Callable], value):
+    for transform in transforms:
+        value = transform(value)
+    return value
+
+
+def _leading_deterministic(transforms) -> int:
+    count = 0
+    for transform in transforms:
+        if is_random(transform):
+            break
+        count += 1
+    return count
+
+
+class _seeded_rngs:
+    """Seed python, numpy, torch and MONAI transforms for one item; restore the globals after."""
+
+    def __init__(self, seed, salt, epoch, position, transforms):
+        self.seed = int(np.random.SeedSequence([seed, salt, epoch, position]).generate_state(1)[0])
+        self.transforms = transforms
+
+    def __enter__(self):
+        self.saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        random.seed(self.seed)
+        np.random.seed(self.seed)
+        torch.manual_seed(self.seed)
+        for transform in self.transforms:
+            if hasattr(transform, "set_random_state"):
+                transform.set_random_state(seed=self.seed)
+
+    def __exit__(self, *exc):
+        random.setstate(self.saved[0])
+        np.random.set_state(self.saved[1])
+        torch.set_rng_state(self.saved[2])
+
+
+class EpochSampler(Sampler):
+    """Yields `(epoch, index)`; the order is a pure function of (seed, epoch).
+
+    Under DDP each rank takes every `world_size`-th item of the same order (padded
+    by wrapping around, like DistributedSampler). `start` skips the batches a
+    resumed run already trained on.
+    """
+
+    def __init__(self, length, shuffle, seed=0, batch_size=1, rank=0, world_size=1):
+        self.length, self.shuffle, self.seed = length, shuffle, seed
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.epoch, self.start_batch = 0, 0
+        self.per_rank = math.ceil(length / world_size)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def _order(self) -> list[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = list(range(self.length))
+        padded = (order * self.world_size)[: self.per_rank * self.world_size]
+        return padded[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for index in self._order()[self.start_batch * self.batch_size :]:
+            yield self.epoch, index
+
+    def __len__(self):
+        return max(self.per_rank - self.start_batch * self.batch_size, 0)
+
+
+def _seed_worker(worker_id: int) -> None:
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def make_loader(dataset: JobDataset, sampler: EpochSampler, batch_size, num_workers, device, seed) -> DataLoader:
+    """A DataLoader with seeded workers; workers persist across epochs when there are any."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+        worker_init_fn=_seed_worker,
+        generator=torch.Generator().manual_seed(seed),
+    )

@@ -1,0 +1,28 @@
+"""The one exception type for user mistakes.
+
+A `FrameError` is printed as its message alone (no traceback) and the process
+exits with code 2. Everything else is a bug or a crash and keeps its traceback.
+"""
+
+import difflib
+from typing import Iterable
+
+USER_ERROR_EXIT = 2
+
+
+class FrameError(Exception):
+    """A mistake in a job, a config or a command line that the user can fix."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' Did you mean X?' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def exit_with(message: str) -> None:
+    """Print a user error as one paragraph on stderr and exit with code 2."""
+    import sys
+
+    sys.stderr.write(f"frame: error: {message.strip()}\n")
+    sys.exit(USER_ERROR_EXIT)

@@ -1,0 +1,228 @@
+"""The training loop: read it top to bottom.
+
+`fit(job)` trains the job built by `frame.build` and returns the best value of
+the monitored metric. Per step: forward under autocast, backward, unscale,
+clip, bad-gradient check, optimizer step, scheduler step. Per epoch:
+validation through the evaluators, scheduler step, checkpoint, log. Scalars
+stay on the device and are read only every `log_every_n_steps`.
+"""
+
+import logging
+import math
+import time
+
+import torch
+
+from frame.checkpoint import CheckpointError
+from frame.errors import FrameError, did_you_mean
+from frame.signals import EXIT_INTERRUPTED, StopFlag
+from frame.state import TrainState, capture, restore
+
+log = logging.getLogger("frame")
+
+
+def fit(job) -> float | None:
+    cfg, device, model = job.cfg.trainer, job.device, job.model
+    optimizer, scheduler, scaler = job.optimizer, job.scheduler, job.scaler
+    state = TrainState(maximize=cfg.monitor_mode.value == "max")
+
+    resumed = job.resume_state is not None
+    if resumed:
+        restore(job, state, job.resume_state)
+        log.info("resuming from %s at epoch %d, step %d", job.resume_state["_path"], state.epoch, state.step)
+        if state.epoch >= cfg.epochs:
+            log.info("run already finished (%d epochs); nothing to do. Best %s = %s", state.epoch, cfg.monitor, state.best)
+            return state.best
+    for logger in job.loggers:
+        logger.start(job.run_dir, job.config_dict, state.step if resumed else None)
+
+    stop = StopFlag().install()
+    autocast = torch.autocast(device.type, dtype=_AUTOCAST[str(cfg.precision.value)], enabled=cfg.precision.value != "fp32")
+    params = [p for p in model.parameters() if p.requires_grad]
+    guard = BadStepGuard(job, cfg.max_bad_steps)
+    window = StepWindow(device)
+    status = "failed"
+    try:
+        for epoch in range(state.epoch, cfg.epochs):
+            model.train()
+            job.train_sampler.set_epoch(epoch, start_batch=state.batch_in_epoch)
+            epoch_start, epoch_steps = time.perf_counter(), 0
+            for sample, target in job.train_loader:
+                sample = sample.to(device, non_blocking=True)
+                target = target.to(device, non_blocking=True)
+                with autocast:
+                    loss = job.loss_fn(model(sample), target)
+                scaler.scale(loss).backward()
+
+                ok = None
+                if cfg.grad_norm_clip or cfg.detect_bad_gradients:
+                    scaler.unscale_(optimizer)  # clip and check real gradients, not scaled ones
+                    max_norm = cfg.grad_norm_clip or math.inf
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+                    if cfg.detect_bad_gradients:
+                        ok = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
+                guard.step(optimizer, scaler, ok, state.step + 1)  # skips the update when not ok
+                optimizer.zero_grad(set_to_none=True)
+                if scheduler is not None and cfg.lr_scheduler_interval.value == "step":
+                    scheduler.step()
+
+                state.step += 1
+                state.batch_in_epoch += 1
+                epoch_steps += 1
+                window.add(loss.detach(), ok)
+                if state.step % cfg.log_every_n_steps == 0:
+                    guard.check(state.step)
+                    _log(job, window.read(optimizer, time.perf_counter() - epoch_start, epoch_steps, sample.shape[0]), state)
+                if stop.requested:
+                    _save(job, state, best=False, epoch_end=False)
+                    log.warning("stopped by signal %d at epoch %d, step %d; checkpoint written. "
+                                "Run the same command again to continue.", stop.signal, epoch, state.step)
+                    status = "interrupted"
+                    raise SystemExit(EXIT_INTERRUPTED)
+
+            guard.check(state.step)
+            metrics = validate(job, autocast)
+            metrics["train/epoch_time_s"] = time.perf_counter() - epoch_start
+            monitored = metrics.get(cfg.monitor)
+            if monitored is None:
+                raise FrameError(f"trainer.monitor={cfg.monitor} is not a validation metric; "
+                                 f"choose one of {sorted(metrics)}.{did_you_mean(cfg.monitor, metrics)}")
+            if scheduler is not None and cfg.lr_scheduler_interval.value == "epoch":
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(monitored)
+                else:
+                    scheduler.step()
+            state.epoch, state.batch_in_epoch = epoch + 1, 0
+            improved = state.update_best(monitored)
+            _log(job, metrics, state)
+            _save(job, state, best=improved, epoch_end=True)
+            log.info("epoch %d/%d  %s", state.epoch, cfg.epochs,
+                     "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/" in k and k.count("/") == 1))
+        status = "complete"
+        return state.best
+    finally:
+        stop.restore()
+        for logger in job.loggers:
+            logger.finish(status)
+
+
+@torch.no_grad()
+def validate(job, autocast) -> dict[str, float]:
+    """Loss and every evaluator over the validation set; keys are `val/...`."""
+    job.model.eval()
+    for evaluator in job.evaluators.values():
+        evaluator.reset()
+    total, batches = torch.zeros((), device=job.device), 0
+    for sample, target in job.val_loader:
+        sample = sample.to(job.device, non_blocking=True)
+        target = target.to(job.device, non_blocking=True)
+        with autocast:
+            prediction = job.model(sample)
+            total += job.loss_fn(prediction, target).float()
+        batches += 1
+        for evaluator in job.evaluators.values():
+            evaluator.update(prediction.float(), target)
+    metrics = {"val/loss": float(total) / max(batches, 1)}
+    for evaluator in job.evaluators.values():
+        metrics.update({f"val/{key}": float(value) for key, value in evaluator.compute().items()})
+    return metrics
+
+
+def _log(job, metrics, state):
+    for logger in job.loggers:
+        logger.log_metrics(metrics, step=state.step, epoch=state.epoch)
+
+
+def _save(job, state, *, best, epoch_end):
+    if job.checkpoints is None:  # not rank 0
+        return
+    if not all(torch.isfinite(p).all() for p in job.model.parameters()):
+        raise CheckpointError(f"weights are not finite at step {state.step}; not writing a checkpoint. "
+                              f"The last good checkpoint stays in {job.checkpoints.dir}.")
+    job.checkpoints.save(capture(job, state), best=best, epoch_end=epoch_end)
+
+
+_AUTOCAST = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class StepWindow:
+    """Training scalars summed on the device between two log points (no per-step sync)."""
+
+    def __init__(self, device):
+        self.loss = torch.zeros((), device=device)
+        self.steps = torch.zeros((), device=device)
+        self.bad = torch.zeros((), device=device)
+        self.bad_total = 0
+
+    def add(self, loss, ok):
+        if ok is None:
+            self.loss += loss.float()
+            self.steps += 1
+        else:
+            self.loss += torch.where(ok, loss.float(), 0.0)
+            self.steps += ok
+            self.bad += ~ok
+
+    def read(self, optimizer, elapsed, epoch_steps, batch_size):
+        steps = float(self.steps)
+        bad = int(self.bad)
+        self.bad_total += bad
+        metrics = {
+            "train/loss": float(self.loss) / steps if steps else math.nan,
+            "train/lr": optimizer.param_groups[0]["lr"],
+            "train/bad_steps": self.bad_total,
+            "train/samples_per_s": epoch_steps * batch_size / max(elapsed, 1e-9),
+        }
+        self.loss.zero_(), self.steps.zero_(), self.bad.zero_()
+        return metrics
+
+
+class BadStepGuard:
+    """Skips optimizer steps with a non-finite loss or gradient and stops after too many in a row.
+
+    On the CPU the check reads the flag directly (there is no device to sync with).
+    On a GPU with a fused optimizer the flag goes to the optimizer as `found_inf`
+    and the kernel skips the update without a host sync; other GPU optimizers
+    need one sync per step, so pass `+optimizer.fused=true` where it is supported.
+    """
+
+    def __init__(self, job, max_consecutive):
+        self.max = max_consecutive
+        self.host = job.device.type == "cpu" or not getattr(job.optimizer, "_step_supports_amp_scaling", False)
+        self.scaled = job.scaler.is_enabled()
+        self.consecutive = 0 if self.host else torch.zeros((), device=job.device)
+        self.first_bad_step = None
+
+    def step(self, optimizer, scaler, ok, step):
+        if ok is None or self.scaled:
+            scaler.step(optimizer)  # GradScaler skips steps with inf/NaN gradients itself
+            scaler.update()
+            if ok is not None:
+                self._count(ok, step)
+        elif self.host:
+            if self._count(ok, step):
+                optimizer.step()
+        else:
+            optimizer.found_inf = (~ok).float()
+            optimizer.step()
+            del optimizer.found_inf
+            self.consecutive = (self.consecutive + 1) * (~ok)
+
+    def _count(self, ok, step) -> bool:
+        ok = bool(ok)
+        self.consecutive = 0 if ok else self.consecutive + 1
+        if not ok:
+            log.warning("step %d: non-finite loss or gradient, optimizer step skipped", step)
+            self.check(step)
+        return ok
+
+    def check(self, step):
+        if int(self.consecutive) >= self.max:
+            raise NonFiniteError(
+                f"{int(self.consecutive)} consecutive steps up to step {step} had a non-finite loss or "
+                f"gradient (trainer.max_bad_steps={self.max}); stopping. The last good checkpoint is kept."
+            )
+
+
+class NonFiniteError(FrameError):
+    """Training diverged: too many consecutive non-finite steps."""

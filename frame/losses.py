@@ -1,0 +1,26 @@
+"""Built-in losses."""
+
+import torch
+from torch import nn
+
+
+class DiceBCELoss(nn.Module):
+    """Soft Dice plus binary cross-entropy, both on logits, one channel per label.
+
+    Binary (not softmax) cross-entropy because labels are independent channels
+    that need not cover every voxel (the seed's label layout).
+
+    Args:
+        dice_weight / bce_weight: weights of the two terms.
+    """
+
+    def __init__(self, dice_weight: float = 1.0, bce_weight: float = 1.0):
+        super().__init__()
+        from monai.losses import DiceLoss
+
+        self.dice = DiceLoss(sigmoid=True)
+        self.bce = nn.BCEWithLogitsLoss()
+        self.dice_weight, self.bce_weight = dice_weight, bce_weight
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.dice_weight * self.dice(prediction, target) + self.bce_weight * self.bce(prediction, target)

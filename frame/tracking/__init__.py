@@ -1,0 +1,1 @@
+"""Metric loggers: the contract and the built-in JSONL logger."""

@@ -1,0 +1,54 @@
+"""`metrics.jsonl`: one JSON object per logged step, the record `frame runs` and `frame plot` read."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+from frame.tracking.base import MetricLogger
+
+
+class JsonlLogger(MetricLogger):
+    """Appends `{"step", "epoch", "time", <metrics>}` lines to `<run_dir>/<filename>`.
+
+    On resume, lines past the checkpoint's step are dropped first: the resumed
+    run logs them again, so the file ends with no step missing or repeated.
+    """
+
+    def __init__(self, filename: str = "metrics.jsonl"):
+        self.filename = filename
+        self._file = None
+
+    def start(self, run_dir, config, resume_step):
+        path = Path(run_dir) / self.filename
+        if path.exists():
+            _truncate_after(path, resume_step if resume_step is not None else -1)
+        self._file = open(path, "a", buffering=1)
+
+    def log_metrics(self, metrics, step, epoch):
+        record = {"step": step, "epoch": epoch, "time": round(time.time(), 3), **metrics}
+        self._file.write(json.dumps(record) + "\n")
+
+    def finish(self, status):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _truncate_after(path: Path, step: int) -> None:
+    """Keep only the records with step <= `step` (atomically)."""
+    with open(path) as lines:
+        kept = [line for line in lines if line.strip() and _step_of(line) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as out:
+        out.writelines(kept)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError):
+        return 2**62  # a torn last line from a crash: dropped
