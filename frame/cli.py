@@ -8,6 +8,9 @@ usage: frame <command> [args]
 commands:
   train [overrides...]          train with Hydra configs (conf/train.yaml); any Hydra flag works:
                                 --help, --cfg job, --info, -m (sweep), --config-dir DIR, hydra/launcher=...
+  runs [DIR] [--json]           table of the runs under DIR (default outputs/): status, epoch, best, W&B id
+  plot RUN_DIR... [-o FILE.png] training/validation curves, runs overlaid; a sweep dir adds metric vs parameter
+  sync [DIR] [--dry-run]        upload the offline W&B runs under DIR (default outputs/), attempt by attempt
   --version                     print frame's version
 
 examples:
@@ -16,6 +19,8 @@ examples:
   frame train experiment=classify
   frame train -m optimizer.lr=1e-3,1e-4         a sweep: one run per value under outputs/<name>/
   frame train --cfg job                         print the composed config and exit
+  frame runs                                    what ran, what runs, what failed
+  frame plot outputs/organs -o organs.png
 """
 
 
@@ -26,7 +31,65 @@ def _train(argv: list[str]) -> None:
     launch(task, argv)
 
 
-COMMANDS = {"train": _train}
+def _runs(argv: list[str]) -> None:
+    args = _parser("runs", "Table of the runs under DIR.", [
+        (["dir"], dict(nargs="?", default="outputs", help="a run, a sweep or a folder of runs (default: outputs)")),
+        (["--json"], dict(action="store_true", help="print JSON (one object per run) for scripts")),
+    ]).parse_args(argv)
+    from frame.results import runs_table
+
+    sys.exit(runs_table(_existing(args.dir), as_json=args.json))
+
+
+def _plot(argv: list[str]) -> None:
+    args = _parser("plot", "Training and validation curves of one or more runs (PNG).", [
+        (["run_dirs"], dict(nargs="+", metavar="RUN_DIR", help="run directories or sweep directories")),
+        (["-o", "--output"], dict(metavar="FILE.png", help="where to write (default: RUN_DIR/plot.png)")),
+    ]).parse_args(argv)
+    from frame.errors import FrameError, exit_with
+    from frame.plots import plot
+
+    try:
+        print(plot([_existing(d) for d in args.run_dirs], args.output))
+    except FrameError as error:
+        exit_with(str(error))
+
+
+def _sync(argv: list[str]) -> None:
+    args = _parser("sync", "Upload offline W&B runs (needs WANDB_API_KEY or `wandb login`).", [
+        (["dir"], dict(nargs="?", default="outputs", help="where to look for offline runs (default: outputs)")),
+        (["--dry-run"], dict(action="store_true", help="list what would be uploaded")),
+    ]).parse_args(argv)
+    from frame.errors import FrameError, exit_with
+    from frame.tracking.offline import sync
+
+    try:
+        sys.exit(sync(_existing(args.dir), dry_run=args.dry_run))
+    except FrameError as error:
+        exit_with(str(error))
+
+
+def _parser(command, description, arguments):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"frame {command}", description=description)
+    for names, options in arguments:
+        parser.add_argument(*names, **options)
+    return parser
+
+
+def _existing(directory: str):
+    from pathlib import Path
+
+    from frame.errors import exit_with
+
+    path = Path(directory)
+    if not path.is_dir():
+        exit_with(f"{directory} is not a directory.")
+    return path
+
+
+COMMANDS = {"train": _train, "runs": _runs, "plot": _plot, "sync": _sync}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,7 @@ from frame.checkpoint import CheckpointError
 from frame.errors import FrameError, did_you_mean
 from frame.signals import EXIT_INTERRUPTED, StopFlag
 from frame.state import TrainState, capture, restore
+from frame.tracking.examples import Examples
 
 log = logging.getLogger("frame")
 
@@ -41,12 +42,15 @@ def fit(job) -> float | None:
     params = [p for p in model.parameters() if p.requires_grad]
     guard = BadStepGuard(job, cfg.max_bad_steps)
     window = StepWindow(device)
+    keep = max((logger.prediction_examples for logger in job.loggers), default=0)
     status = "failed"
     try:
         for epoch in range(state.epoch, cfg.epochs):
             model.train()
             job.train_sampler.set_epoch(epoch, start_batch=state.batch_in_epoch)
             epoch_start, epoch_steps = time.perf_counter(), 0
+            for logger in job.loggers:
+                logger.epoch_start(epoch, len(job.train_loader))
             for sample, target in job.train_loader:
                 sample = sample.to(device, non_blocking=True)
                 target = target.to(device, non_blocking=True)
@@ -81,7 +85,7 @@ def fit(job) -> float | None:
                     raise SystemExit(EXIT_INTERRUPTED)
 
             guard.check(state.step)
-            metrics = validate(job, autocast)
+            metrics, examples = validate(job, autocast, keep)
             metrics["train/epoch_time_s"] = time.perf_counter() - epoch_start
             monitored = metrics.get(cfg.monitor)
             if monitored is None:
@@ -95,6 +99,9 @@ def fit(job) -> float | None:
             state.epoch, state.batch_in_epoch = epoch + 1, 0
             improved = state.update_best(monitored)
             _log(job, metrics, state)
+            if examples is not None:
+                for logger in job.loggers:
+                    logger.log_examples(examples, step=state.step, epoch=state.epoch)
             _save(job, state, best=improved, epoch_end=True)
             log.info("epoch %d/%d  %s", state.epoch, cfg.epochs,
                      "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/" in k and k.count("/") == 1))
@@ -107,12 +114,13 @@ def fit(job) -> float | None:
 
 
 @torch.no_grad()
-def validate(job, autocast) -> dict[str, float]:
-    """Loss and every evaluator over the validation set; keys are `val/...`."""
+def validate(job, autocast, keep: int = 0) -> tuple[dict[str, float], Examples | None]:
+    """Loss and every evaluator over the validation set (keys `val/...`), and the first `keep` items as Examples."""
     job.model.eval()
     for evaluator in job.evaluators.values():
         evaluator.reset()
     total, batches = torch.zeros((), device=job.device), 0
+    kept = []
     for sample, target in job.val_loader:
         sample = sample.to(job.device, non_blocking=True)
         target = target.to(job.device, non_blocking=True)
@@ -120,12 +128,18 @@ def validate(job, autocast) -> dict[str, float]:
             prediction = job.model(sample)
             total += job.loss_fn(prediction, target).float()
         batches += 1
+        if sum(len(k[0]) for k in kept) < keep:  # one copy to the host per kept batch, once per epoch
+            kept.append([t[:keep].detach().float().cpu() for t in (sample, target, prediction)])
         for evaluator in job.evaluators.values():
             evaluator.update(prediction.float(), target)
     metrics = {"val/loss": float(total) / max(batches, 1)}
     for evaluator in job.evaluators.values():
         metrics.update({f"val/{key}": float(value) for key, value in evaluator.compute().items()})
-    return metrics
+    examples = None
+    if kept:
+        samples, targets, predictions = (torch.cat(parts)[:keep] for parts in zip(*kept))
+        examples = Examples(samples, targets, predictions, job.labels)
+    return metrics, examples
 
 
 def _log(job, metrics, state):

@@ -10,11 +10,23 @@ from typing import Any, Mapping
 
 
 class MetricLogger:
+    prediction_examples: int = 0  # validation examples this logger wants per epoch (see log_examples)
+
     def start(self, run_dir: Path, config: Mapping[str, Any], resume_step: int | None) -> None:
         """Called before the first step; `resume_step` is the checkpoint's step when resuming."""
 
+    def epoch_start(self, epoch: int, batches: int) -> None:
+        """Called when a training epoch (0-based) of `batches` batches begins."""
+
     def log_metrics(self, metrics: Mapping[str, float], step: int, epoch: int) -> None:
         """Scalars, at the logging cadence (training) and after each validation."""
+
+    def log_examples(self, examples, step: int, epoch: int) -> None:
+        """After each validation: the first `prediction_examples` validation items with their predictions.
+
+        `examples` is a `frame.tracking.examples.Examples` (CPU tensors and label names);
+        `examples.panels()` turns it into images, masks and classes ready to draw.
+        """
 
     def finish(self, status: str) -> None:
         """Called once at the end: status is 'complete', 'interrupted' or 'failed'."""

@@ -1,0 +1,174 @@
+"""Looking at runs without any service: `frame runs` and the data behind `frame plot`.
+
+A run is a directory with `run.json` (written by the training process, see
+`frame.runinfo`) and `metrics.jsonl`. Everything here reads files only, never
+imports torch, and works on a copy of `outputs/` on a laptop.
+
+Status shown:
+    running     run.json says running and the process is alive (same host: pid and
+                process start time; another host: a heartbeat younger than 5 min)
+    complete    finished all epochs
+    failed      an exception or a non-zero exit other than 75
+    preempted   stopped by a signal / SLURM (exit 75), or its process vanished
+                without recording an outcome (killed); the same command continues it
+"""
+
+import json
+import time
+from pathlib import Path
+
+from frame import runinfo
+
+_SKIP = {"wandb", ".hydra", "checkpoints", "examples"}
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories under `root` (itself included): those with run.json or metrics.jsonl, sorted by path."""
+    root = Path(root)
+    found = []
+
+    def walk(directory: Path, depth: int):
+        if (directory / runinfo.FILENAME).is_file() or (directory / "metrics.jsonl").is_file():
+            found.append(directory)
+        if depth == 0:
+            return
+        for child in sorted(directory.iterdir()):
+            if child.is_dir() and not child.is_symlink() and child.name not in _SKIP:
+                walk(child, depth - 1)
+
+    if root.is_dir():
+        walk(root, 4)
+    return found
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The records of `metrics.jsonl` (a torn last line is skipped)."""
+    records = []
+    try:
+        with open(Path(run_dir) / "metrics.jsonl") as lines:
+            for line in lines:
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return records
+
+
+def monitor_of(run_dir: Path, record: dict | None = None) -> tuple[str, bool]:
+    """(monitored metric, maximize) from run.json, else from .hydra/config.yaml, else val/loss (min)."""
+    record = runinfo.read(run_dir) if record is None else record
+    if record.get("monitor"):
+        return record["monitor"], record.get("monitor_mode") == "max"
+    trainer = (_hydra_yaml(run_dir, "config.yaml") or {}).get("trainer") or {}
+    return trainer.get("monitor", "val/loss"), trainer.get("monitor_mode") == "max"
+
+
+def best(records: list[dict], metric: str, maximize: bool) -> tuple[float | None, int | None]:
+    """(best value, its epoch) of `metric` over the records."""
+    values = [(r[metric], r.get("epoch")) for r in records if isinstance(r.get(metric), (int, float))]
+    if not values:
+        return None, None
+    return (max if maximize else min)(values, key=lambda v: v[0])
+
+
+def summarize(run_dir: Path, root: Path, now: float | None = None) -> dict:
+    """One row of `frame runs`."""
+    record = runinfo.read(run_dir)
+    records = read_metrics(run_dir)
+    metric, maximize = monitor_of(run_dir, record)
+    value, best_epoch = best(records, metric, maximize)
+    status, detail = _status(record, now)
+    epochs_done = max((r.get("epoch", 0) for r in records if any(k.startswith("val/") for k in r)), default=0)
+    name = Path(run_dir).resolve().relative_to(Path(root).resolve()).as_posix()
+    return {
+        "run": name if name != "." else Path(run_dir).resolve().name,
+        "dir": str(run_dir),
+        "sweep_member": (Path(run_dir).parent / "multirun.yaml").is_file(),
+        "status": status,
+        "detail": detail,
+        "epoch": epochs_done,
+        "epochs": record.get("epochs"),
+        "monitor": metric,
+        "best": value,
+        "best_epoch": best_epoch,
+        "wall_time_s": round(runinfo.wall_time(record, now), 1) if record else None,
+        "attempts": len(record.get("attempts", [])),
+        "wandb_id": record.get("wandb_id"),
+        "config_hash": record.get("config_hash"),
+        "git": record.get("git"),
+    }
+
+
+def _status(record: dict, now: float | None) -> tuple[str, str]:
+    status = record.get("status")
+    if not status:
+        return "unknown", "no run.json"
+    if status == "running":
+        alive = runinfo.liveness(record, now)
+        if alive is False:
+            return "preempted", "the process ended without recording an outcome (killed?); the same command continues"
+        return "running", f"on {record.get('host')} (pid {record.get('pid')})"
+    if status == "interrupted":
+        return "preempted", "stopped by a signal (exit 75); the same command continues"
+    if status == "failed":
+        return "failed", f"exit code {record.get('exit_code')}; see train.log"
+    return status, ""
+
+
+def runs_table(root: Path, as_json: bool = False) -> int:
+    """Print the runs under `root` as a table (or JSON); returns an exit code."""
+    root = Path(root)
+    rows = [summarize(run_dir, root) for run_dir in find_runs(root)]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no runs under {root}")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    colours = {"running": "cyan", "complete": "green", "failed": "red", "preempted": "yellow"}
+    table = Table(title=f"runs under {root}", title_justify="left")
+    for column, justify in [("run", "left"), ("status", "left"), ("epoch", "right"), ("best", "right"),
+                            ("wall time", "right"), ("attempts", "right"), ("W&B id", "left")]:
+        table.add_column(column, justify=justify, no_wrap=column != "run")
+    for row in rows:
+        epoch = f"{row['epoch']}/{row['epochs']}" if row["epochs"] else str(row["epoch"])
+        best_text = f"{row['monitor']}={row['best']:.4g}" if row["best"] is not None else "-"
+        wall = format_duration(row["wall_time_s"]) if row["wall_time_s"] is not None else "-"
+        table.add_row(row["run"], f"[{colours.get(row['status'], 'white')}]{row['status']}[/]", epoch, best_text,
+                      wall, str(row["attempts"]), row["wandb_id"] or "-")
+    Console(width=max(100, Console().width)).print(table)
+    return 0
+
+
+def swept_parameters(members: list[Path]) -> dict[str, list[str]]:
+    """For sweep members: parameter -> its value in each member, for the overrides that differ between members."""
+    overrides = []
+    for member in members:
+        pairs = {}
+        for item in _hydra_yaml(member, "overrides.yaml") or []:
+            key, _, value = str(item).partition("=")
+            pairs[key.lstrip("+~")] = value
+        overrides.append(pairs)
+    keys = sorted({k for pairs in overrides for k in pairs})
+    varied = {k: [pairs.get(k, "") for pairs in overrides] for k in keys}
+    return {k: values for k, values in varied.items() if len(set(values)) > 1}
+
+
+def _hydra_yaml(run_dir: Path, name: str):
+    import yaml
+
+    try:
+        return yaml.safe_load((Path(run_dir) / ".hydra" / name).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def format_duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"

@@ -1,0 +1,200 @@
+"""`run.json`: who a run is and how it is doing, written by the process that trains it.
+
+One file per run directory, rewritten atomically:
+
+    {
+      "name": "organs", "status": "running", "exit_code": null,
+      "wandb_id": "k3j9x0a1", "config_hash": "...", "git": {"commit": "...", "dirty": false},
+      "frame_version": "0.1.0", "monitor": "val/dice", "monitor_mode": "max",
+      "host": "node12", "pid": 4242, "heartbeat": 1795477108.1,
+      "attempts": [{"started": ..., "ended": ..., "status": ..., "exit_code": ..., "host": ...,
+                    "pid": ..., "slurm": {"job_id": "17", "restart_count": "1", ...}}, ...]
+    }
+
+`status` is `running`, `complete`, `interrupted` (exit code 75: a signal, a
+preemption or a time limit; the same command continues) or `failed`. A process
+that dies without a word (SIGKILL, out of memory, a lost node) leaves `running`
+behind; `liveness()` tells that apart from a live run: on the same host the
+pid must still exist and be the same process (its start time), on another host
+the heartbeat (refreshed every `HEARTBEAT_S` by a thread) must be recent.
+
+The W&B logger stores its run id here on the first attempt and reads it back
+on every later one, so a resumed or requeued run continues the same W&B run.
+Nothing secret goes into this file: it holds ids, hashes and times only.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import frame
+from frame.signals import EXIT_INTERRUPTED
+
+FILENAME = "run.json"
+HEARTBEAT_S = 60.0  # how often a live run refreshes `heartbeat`
+STALE_AFTER_S = 5 * HEARTBEAT_S  # a run on another host with an older heartbeat is gone
+_SLURM_VARS = {  # run.json key -> environment variable
+    "job_id": "SLURM_JOB_ID",
+    "array_job_id": "SLURM_ARRAY_JOB_ID",
+    "array_task_id": "SLURM_ARRAY_TASK_ID",
+    "restart_count": "SLURM_RESTART_COUNT",
+    "node": "SLURMD_NODENAME",
+}
+_lock = threading.Lock()  # one writer at a time within the process (heartbeat thread, loggers)
+
+
+def read(run_dir: Path) -> dict:
+    """The run's record, or {} when there is none (or it is unreadable)."""
+    try:
+        return json.loads((Path(run_dir) / FILENAME).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def update(run_dir: Path, **fields) -> dict:
+    """Merge `fields` into run.json (atomically) and return the new record."""
+    with _lock:
+        record = read(run_dir)
+        record.update(fields)
+        _write(Path(run_dir), record)
+        return record
+
+
+def _write(run_dir: Path, record: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".{FILENAME}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, run_dir / FILENAME)
+
+
+class RunRecord:
+    """Context manager around one attempt: `running` on entry, the outcome on exit.
+
+    Args:
+        run_dir: the run directory.
+        heartbeat_s: refresh period of `heartbeat`; 0 disables the thread (tests).
+        **fields: written into run.json at the start, e.g. name, monitor, monitor_mode, epochs
+            (what `frame runs` shows).
+    """
+
+    def __init__(self, run_dir: Path, heartbeat_s: float = HEARTBEAT_S, **fields):
+        self.run_dir = Path(run_dir)
+        self.fields = fields
+        self.heartbeat_s = heartbeat_s
+        self._stop = threading.Event()
+        self._thread = None
+        # Rank 0 owns side effects; the other ranks of a DDP job keep no record.
+        self.enabled = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0"
+
+    def __enter__(self) -> "RunRecord":
+        if not self.enabled:
+            return self
+        now = time.time()
+        attempt = {"started": now, "ended": None, "status": "running", "exit_code": None,
+                   "host": socket.gethostname(), "pid": os.getpid()}
+        slurm = {key: os.environ[var] for key, var in _SLURM_VARS.items() if var in os.environ}
+        if slurm:
+            attempt["slurm"] = slurm
+        with _lock:
+            record = read(self.run_dir)
+            record.update(
+                **self.fields, status="running", exit_code=None, frame_version=frame.__version__, git=git_state(Path.cwd()),
+                host=attempt["host"], pid=attempt["pid"], proc_start=_process_start(os.getpid()), heartbeat=now,
+            )
+            record["attempts"] = [*record.get("attempts", []), attempt]
+            _write(self.run_dir, record)
+        if self.heartbeat_s > 0:
+            self._thread = threading.Thread(target=self._beat, name="frame-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._stop.set()
+        if kind is None:
+            code = 0
+        elif issubclass(kind, SystemExit):
+            code = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
+        elif issubclass(kind, KeyboardInterrupt):
+            code = EXIT_INTERRUPTED
+        else:
+            code = 1
+        self.finish(code)
+
+    def update(self, **fields) -> None:
+        if self.enabled:
+            update(self.run_dir, **fields)
+
+    def finish(self, exit_code: int) -> None:
+        if not self.enabled:
+            return
+        status = {0: "complete", EXIT_INTERRUPTED: "interrupted"}.get(exit_code, "failed")
+        with _lock:
+            record = read(self.run_dir)
+            now = time.time()
+            if record.get("attempts"):
+                record["attempts"][-1].update(ended=now, status=status, exit_code=exit_code)
+            record.update(status=status, exit_code=exit_code, heartbeat=now)
+            _write(self.run_dir, record)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                update(self.run_dir, heartbeat=time.time())
+            except OSError:  # a full or vanished disk must not kill training; the next beat retries
+                pass
+
+
+def liveness(record: dict, now: float | None = None) -> bool | None:
+    """For a record saying `running`: True if its process is alive, False if it is gone, None if unknown."""
+    if record.get("status") != "running":
+        return None
+    if record.get("host") == socket.gethostname() and record.get("pid"):
+        start = _process_start(record["pid"])
+        return start is not None and start == record.get("proc_start")
+    heartbeat = record.get("heartbeat")
+    if heartbeat is None:
+        return None
+    return (now or time.time()) - heartbeat < STALE_AFTER_S
+
+
+def wall_time(record: dict, now: float | None = None) -> float:
+    """Seconds spent training over all attempts (a running attempt counts up to now or its last heartbeat)."""
+    now = now or time.time()
+    total = 0.0
+    for attempt in record.get("attempts", []):
+        end = attempt.get("ended")
+        if end is None:
+            end = now if attempt is record["attempts"][-1] and liveness(record, now) else record.get("heartbeat", now)
+        total += max(0.0, end - attempt["started"])
+    return total
+
+
+def git_state(directory: Path) -> dict | None:
+    """{"commit", "dirty"} of the git work tree holding `directory` (the user's project), None outside one."""
+    try:
+        commit = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10)
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def _process_start(pid: int) -> int | None:
+    """Start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid apart; None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:  # not Linux: existence only
+            os.kill(pid, 0)
+            return 0
+        except (OSError, ValueError):
+            return None
+    return int(stat.rsplit(")", 1)[1].split()[19])

@@ -1,0 +1,139 @@
+"""The W&B logger with the real client, offline; read back from its run-*.wandb files."""
+
+import json
+import logging
+import socket
+import time
+
+import pytest
+
+from frame.build import build_job
+from frame.loop import fit
+from frame.tracking.offline import history, offline_runs, run_record
+from tests.conftest import TINY, run_frame
+
+WANDB = ["logger=[jsonl,wandb]", "logger.wandb.min_interval_s=0"]
+KEY = "local-" + "k" * 40  # a syntactically valid key; it never reaches a real server
+
+
+def _rows(run_dir):
+    return [row for run in offline_runs(run_dir) for row in history(run.file)]
+
+
+def _jsonl(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _same_metrics(wandb_row, record):
+    return all(wandb_row.get(k) == pytest.approx(v) for k, v in record.items() if "/" in k)
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """A run trained for 1 epoch, then resumed to 3 (two processes, two offline attempts)."""
+    cwd = tmp_path_factory.mktemp("resumed")
+    first = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1"], cwd=cwd, check=0)
+    second = run_frame(["train", *TINY, *WANDB, "trainer.epochs=3"], cwd=cwd, check=0)
+    return cwd / "outputs" / "organs", first, second
+
+
+def test_offline_history_holds_every_metric_at_its_step(resumed):
+    run_dir, first, _ = resumed
+    rows = {row["_step"]: row for row in _rows(run_dir)}
+    records = _jsonl(run_dir)
+    assert records and all(_same_metrics(rows[r["step"]], r) for r in records)
+    assert [r["epoch"] for r in records if "val/dice" in r] == [1, 2, 3]
+    assert "W&B" not in first.stderr or "WARNING" not in first.stderr  # offline without a key: no warning
+
+
+def test_resumed_run_keeps_its_id_and_continues_its_steps(resumed):
+    run_dir, _, _ = resumed
+    attempts = offline_runs(run_dir)
+    assert len(attempts) == 2
+    record = json.loads((run_dir / "run.json").read_text())
+    assert {a.run_id for a in attempts} == {record["wandb_id"]}
+    assert len(record["attempts"]) == 2
+    first, second = ([row["_step"] for row in history(a.file)] for a in attempts)
+    assert first == sorted(first) and second == sorted(second)
+    assert min(second) > max(first)  # explicit steps: the second attempt continues, it does not restart at 0
+    run = run_record(attempts[1].file)
+    assert run.run_group == "organs" and run.project == "frame"
+
+
+def test_unreachable_server_falls_back_offline_quickly(tmp_path):
+    start = time.monotonic()
+    result = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1"], cwd=tmp_path,
+                       env={"WANDB_API_KEY": KEY, "WANDB_BASE_URL": "http://127.0.0.1:9"}, timeout=120, check=0)
+    assert time.monotonic() - start < 60
+    warnings = [line for line in (result.stdout + result.stderr).splitlines() if "W&B" in line and "WARNING" in line]
+    assert len(warnings) == 1 and "offline" in warnings[0]
+    assert _rows(tmp_path / "outputs" / "organs")
+
+
+def test_silent_server_is_given_up_after_init_timeout(tmp_path):
+    """A server that accepts connections but never answers: wandb.init is cut off after init_timeout_s."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        result = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1", "logger.wandb.init_timeout_s=5"],
+                           cwd=tmp_path, env={"WANDB_API_KEY": KEY, "WANDB_BASE_URL": url}, timeout=120, check=0)
+    assert time.monotonic() - start < 90
+    assert "could not reach the server" in result.stdout + result.stderr
+    assert _rows(tmp_path / "outputs" / "organs")
+
+
+def _classify(compose, *overrides):
+    return compose(["experiment=classify", "data.dataset.num_samples=64", "data.batch_size=8", "trainer.epochs=2",
+                    "trainer.log_every_n_steps=1", "logger=[jsonl,wandb]", "logger.wandb.mode=offline", *overrides])
+
+
+def test_a_wandb_failure_mid_run_is_logged_once_and_training_goes_on(compose, tmp_path, caplog):
+    job = build_job(_classify(compose), tmp_path)
+    logger = job.loggers[1]
+    calls = []
+    original_start = logger.start
+
+    def start_then_break(*args):
+        original_start(*args)
+
+        def broken(*a, **k):
+            calls.append(1)
+            raise ConnectionError("the W&B service went away")
+
+        logger.run.log = broken
+
+    logger.start = start_then_break
+    with caplog.at_level(logging.WARNING, logger="frame"):
+        fit(job)
+    assert len(calls) == 1
+    assert len([r for r in caplog.records if "W&B failed" in r.message]) == 1
+    assert [r["epoch"] for r in _jsonl(tmp_path) if "val/accuracy" in r] == [1, 2]
+
+
+def test_training_rows_are_throttled_validation_rows_are_not(compose, tmp_path):
+    fit(build_job(_classify(compose, "logger.wandb.min_interval_s=3600"), tmp_path))
+    rows = _rows(tmp_path)
+    assert len([r for r in _jsonl(tmp_path) if "train/loss" in r]) == 14
+    assert len(rows) <= 4  # the first training row, then one row per validation (with the newest training row)
+    assert [r["epoch"] for r in rows if "val/accuracy" in r] == [1, 2]
+
+
+def test_multirun_members_are_separate_wandb_runs(tmp_path):
+    run_frame(["train", "-m", *TINY, *WANDB, "trainer.epochs=1", "optimizer.lr=1e-3,1e-2"], cwd=tmp_path, check=0)
+    members = sorted((tmp_path / "outputs" / "organs").glob("*optimizer.lr=*"))
+    assert len(members) == 2
+    ids = [json.loads((m / "run.json").read_text())["wandb_id"] for m in members]
+    assert len(set(ids)) == 2
+    for member, run_id in zip(members, ids):
+        (attempt,) = offline_runs(member)
+        assert attempt.run_id == run_id
+        assert any(r.WhichOneof("record_type") == "exit" for r in _records(attempt.file))
+        assert run_record(attempt.file).run_group == "organs"
+
+
+def _records(path):
+    from frame.tracking.offline import records
+
+    return list(records(path))
