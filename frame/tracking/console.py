@@ -170,13 +170,18 @@ def _stream_handlers():
 
 
 def _command() -> str:
-    """The command that continues this run: `frame train` with this job's overrides."""
+    """The command that continues this run: the same command again (a sweep member: the sweep's command)."""
+    if sys.argv[1:2] == ["run"]:  # a JSON job: the same `frame run JOB.json` again
+        return shlex.join(["frame", *sys.argv[1:]])
     try:
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
         if HydraConfig.initialized():
-            return shlex.join(["frame", "train", *HydraConfig.get().overrides.task])
+            hydra = HydraConfig.get()
+            if hydra.mode == RunMode.MULTIRUN:
+                return "the sweep's command again (frame train -m ...; finished members return at once)"
+            return shlex.join(["frame", "train", *hydra.overrides.task])
     except Exception:  # not under Hydra (an in-process test): fall back to argv
         pass
     return shlex.join(["frame", *sys.argv[1:]])
-

@@ -152,16 +152,12 @@ class WandbLogger(MetricLogger):
     # ---- helpers ------------------------------------------------------------------------------
 
     def _choose_mode(self) -> str:
-        if self.mode is not None:
-            mode = self.mode
-        elif os.environ.get("WANDB_MODE"):
-            return os.environ["WANDB_MODE"]  # the user's explicit choice; wandb reads it itself
-        else:
-            mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
-        if mode == "online" and not _reachable(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"),
-                                               self.probe_timeout_s):
+        """The configured mode, else WANDB_MODE, else online with a key; online only if the server answers."""
+        mode = self.mode or os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+        url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+        if mode == "online" and not _reachable(url, self.probe_timeout_s):
             log.warning("W&B: %s is not reachable; logging offline to %s/wandb. Upload later with: frame sync %s",
-                        os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"), self.run_dir, self.run_dir)
+                        url, self.run_dir, self.run_dir)
             return "offline"
         return mode
 

@@ -4,6 +4,7 @@ import json
 import logging
 import socket
 import time
+from datetime import datetime
 
 import pytest
 
@@ -18,6 +19,14 @@ KEY = "local-" + "k" * 40  # a syntactically valid key; it never reaches a real 
 
 def _rows(run_dir):
     return [row for run in offline_runs(run_dir) for row in history(run.file)]
+
+
+def _seconds_to_fallback(run_dir, phrase):
+    """Seconds from the attempt's start (run.json) to the log line announcing the fallback."""
+    started = json.loads((run_dir / "run.json").read_text())["attempts"][-1]["started"]
+    line = next(line for line in (run_dir / "train.log").read_text().splitlines() if phrase in line)
+    stamp = datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+    return stamp.timestamp() - started
 
 
 def _jsonl(run_dir):
@@ -64,10 +73,12 @@ def test_unreachable_server_falls_back_offline_quickly(tmp_path):
     start = time.monotonic()
     result = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1"], cwd=tmp_path,
                        env={"WANDB_API_KEY": KEY, "WANDB_BASE_URL": "http://127.0.0.1:9"}, timeout=120, check=0)
-    assert time.monotonic() - start < 60
+    assert time.monotonic() - start < 100  # the whole run, start-up included, on a loaded 2-core machine
     warnings = [line for line in (result.stdout + result.stderr).splitlines() if "W&B" in line and "WARNING" in line]
     assert len(warnings) == 1 and "offline" in warnings[0]
-    assert _rows(tmp_path / "outputs" / "organs")
+    run_dir = tmp_path / "outputs" / "organs"
+    assert _seconds_to_fallback(run_dir, "is not reachable") < 15  # the probe: a refused connection is at once
+    assert _rows(run_dir)
 
 
 def test_silent_server_is_given_up_after_init_timeout(tmp_path):
@@ -79,9 +90,11 @@ def test_silent_server_is_given_up_after_init_timeout(tmp_path):
         start = time.monotonic()
         result = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1", "logger.wandb.init_timeout_s=5"],
                            cwd=tmp_path, env={"WANDB_API_KEY": KEY, "WANDB_BASE_URL": url}, timeout=120, check=0)
-    assert time.monotonic() - start < 90
-    assert "could not reach the server" in result.stdout + result.stderr
-    assert _rows(tmp_path / "outputs" / "organs")
+    assert time.monotonic() - start < 110  # wandb's own default would wait 90 s for the server alone
+    run_dir = tmp_path / "outputs" / "organs"
+    log = (run_dir / "train.log").read_text()
+    assert 5 < _seconds_to_fallback(run_dir, "could not reach the server") < 30, log  # init_timeout_s=5
+    assert _rows(run_dir), log
 
 
 def _classify(compose, *overrides):
