@@ -77,18 +77,21 @@ class RunRecord:
     Args:
         run_dir: the run directory.
         heartbeat_s: refresh period of `heartbeat`; 0 disables the thread (tests).
+        enabled: whether this process keeps the record (rank 0 owns side effects); None = decide by
+            the environment (RANK, else SLURM_PROCID, is 0 or unset).
         **fields: written into run.json at the start, e.g. name, monitor, monitor_mode, epochs
             (what `frame runs` shows).
     """
 
-    def __init__(self, run_dir: Path, heartbeat_s: float = HEARTBEAT_S, **fields):
+    def __init__(self, run_dir: Path, heartbeat_s: float = HEARTBEAT_S, enabled: bool | None = None, **fields):
         self.run_dir = Path(run_dir)
         self.fields = fields
         self.heartbeat_s = heartbeat_s
         self._stop = threading.Event()
         self._thread = None
-        # Rank 0 owns side effects; the other ranks of a DDP job keep no record.
-        self.enabled = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0"
+        if enabled is None:  # rank 0 owns side effects; the other ranks of a DDP job keep no record
+            enabled = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0"
+        self.enabled = enabled
 
     def __enter__(self) -> "RunRecord":
         if not self.enabled:

@@ -30,7 +30,7 @@ def test_attempts_identity_and_outcomes(tmp_path, monkeypatch):
     assert saved["config_hash"] == "abc" and saved["frame_version"] and saved["monitor"] == "val/loss"
 
 
-def test_git_commit_and_dirty_flag(tmp_path):
+def test_git_commit_and_dirty_flag(tmp_path, monkeypatch):
     def git(*args):
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
 
@@ -42,7 +42,10 @@ def test_git_commit_and_dirty_flag(tmp_path):
     assert len(state["commit"]) == 40 and state["dirty"] is False
     (tmp_path / "a.txt").write_text("2")
     assert runinfo.git_state(tmp_path)["dirty"] is True
-    assert runinfo.git_state(tmp_path / "..") is None or True  # outside a repo: None (never raises)
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # git must not look above the test's folder
+    assert runinfo.git_state(outside) is None
 
 
 def test_heartbeat_thread_refreshes(tmp_path):
@@ -70,3 +73,13 @@ def test_liveness_rules():
 def test_wall_time_adds_attempts():
     record = {"status": "complete", "attempts": [{"started": 0.0, "ended": 10.0}, {"started": 100.0, "ended": 105.0}]}
     assert wall_time(record) == 15.0
+
+
+def test_only_rank_zero_keeps_the_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    with RunRecord(tmp_path, heartbeat_s=0, name="x") as record:
+        record.update(config_hash="abc")
+    assert not (tmp_path / "run.json").exists()
+    with RunRecord(tmp_path, heartbeat_s=0, enabled=True, name="x"):
+        pass
+    assert runinfo.read(tmp_path)["status"] == "complete"
