@@ -8,8 +8,10 @@ Three things make runs repeatable and resumable here:
   transforms give the same result whichever worker, or which attempt, loads the item.
 """
 
+import atexit
 import math
 import random
+import weakref
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -166,7 +168,7 @@ def _seed_worker(worker_id: int) -> None:
 
 def make_loader(dataset: JobDataset, sampler: EpochSampler, batch_size, num_workers, device, seed) -> DataLoader:
     """A DataLoader with seeded workers; workers persist across epochs when there are any."""
-    return DataLoader(
+    loader = DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -176,3 +178,19 @@ def make_loader(dataset: JobDataset, sampler: EpochSampler, batch_size, num_work
         worker_init_fn=_seed_worker,
         generator=torch.Generator().manual_seed(seed),
     )
+    if num_workers > 0:
+        atexit.register(_stop_workers, weakref.ref(loader))
+    return loader
+
+
+def _stop_workers(loader_ref) -> None:
+    """Stop a live loader's persistent workers before multiprocessing's exit hook does.
+
+    That hook sends SIGTERM, which workers ignore (see _seed_worker), then waits for them
+    forever; a loader still referenced at exit (a reference cycle, say) would hang the process.
+    atexit runs hooks last-registered first, so this one runs before multiprocessing's.
+    """
+    loader = loader_ref()
+    iterator = getattr(loader, "_iterator", None) if loader is not None else None
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
