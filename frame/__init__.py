@@ -6,3 +6,12 @@ and W&B load only when a job runs.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`from frame import Runner` without paying for it on `import frame`."""
+    if name == "Runner":
+        from frame.runner import Runner
+
+        return Runner
+    raise AttributeError(f"module 'frame' has no attribute {name!r}")

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from frame.checkpoint import Checkpoints
+from frame.config.project import use_project
 from frame.data.loading import EpochSampler, JobDataset, make_loader, split_indices
 from frame.errors import FrameError
 
@@ -52,6 +53,7 @@ class Job:
 
 def build_job(cfg: DictConfig, run_dir: Path) -> Job:
     """Seed, pick the device, and instantiate data, model, loss, optimizer, scheduler, evaluators, loggers."""
+    use_project(cfg.get("project"))  # a seed project's `src.*` targets import in every process that builds
     seed_everything(cfg.seed)
     torch.use_deterministic_algorithms(cfg.trainer.deterministic, warn_only=True)
     device = pick_device(cfg.trainer.device)
@@ -112,7 +114,7 @@ def pick_device(name: str) -> torch.device:
 
 def _instantiate(node, key: str, **runtime):
     """Instantiate `node`, passing each runtime kwarg only where the constructor takes it and the config leaves it unset."""
-    target = get_class(node._target_) if "_target_" in node else None
+    target = get_object(node._target_) if "_target_" in node else None  # a class, or a function transform or loss
     if runtime and target is not None:
         accepted = _parameters(target)
         runtime = {k: v for k, v in runtime.items() if k in accepted and node.get(k) is None}

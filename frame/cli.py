@@ -11,6 +11,10 @@ commands:
   runs [DIR] [--json]           table of the runs under DIR (default outputs/): status, epoch, best, W&B id
   plot RUN_DIR... [-o FILE.png] training/validation curves, runs overlaid; a sweep dir adds metric vs parameter
   sync [DIR] [--dry-run]        upload the offline W&B runs under DIR (default outputs/), attempt by attempt
+  run JOB.json [...] [overrides] run seed JSON jobs one after another (--parallel N: N at once); -m sweeps
+  convert JOB.json [-o FILE]    write the equivalent Hydra experiment (YAML, explicit _target_s)
+  check [JOB.json] [overrides]  check names, params, data root and labels without training (exit 0 or 2)
+  which NAME [--kind KIND]      where a bare name resolves (project, frame, torchvision, MONAI, torch)
   --version                     print frame's version
 
 examples:
@@ -19,6 +23,7 @@ examples:
   frame train experiment=classify
   frame train -m optimizer.lr=1e-3,1e-4         a sweep: one run per value under outputs/<name>/
   frame train --cfg job                         print the composed config and exit
+  frame run config/job_01.json trainer.epochs=5 a seed JSON job (from a project with src/ and config/)
   frame runs                                    what ran, what runs, what failed
   frame plot outputs/organs -o organs.png
 """
@@ -89,7 +94,31 @@ def _existing(directory: str):
     return path
 
 
-COMMANDS = {"train": _train, "runs": _runs, "plot": _plot, "sync": _sync}
+def _run(argv: list[str]) -> None:
+    from frame.runner import main as run
+
+    run(argv)
+
+
+def _convert(argv: list[str]) -> None:
+    from frame.config.json_job import main as convert
+
+    convert(argv)
+
+
+def _check(argv: list[str]) -> None:
+    from frame.config.check import main as check
+
+    check(argv)
+
+
+def _which(argv: list[str]) -> None:
+    from frame.config.resolver import main as which
+
+    which(argv)
+
+
+COMMANDS = {"train": _train, "run": _run, "convert": _convert, "check": _check, "which": _which, "runs": _runs, "plot": _plot, "sync": _sync}
 
 
 def main(argv: list[str] | None = None) -> None:

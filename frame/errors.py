@@ -11,7 +11,15 @@ USER_ERROR_EXIT = 2
 
 
 class FrameError(Exception):
-    """A mistake in a job, a config or a command line that the user can fix."""
+    """A mistake in a job, a config or a command line that the user can fix.
+
+    `key` optionally names the config key at fault (e.g. `data.split_ratio`),
+    so a caller that knows where the key came from (a JSON job) can say so.
+    """
+
+    def __init__(self, *args, key: str | None = None):
+        super().__init__(*args)
+        self.key = key
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from frame.config.check import check_config
 from frame.config.rundir import claim
 from frame.config.validate import validate
 from frame.errors import FrameError, exit_with
@@ -28,6 +29,7 @@ class Preflight(Callback):
 def _check(config: DictConfig, directory: Path) -> None:
     try:
         validate(config)
+        check_config(config)  # names, constructor params, data root, labels (frame check)
         claim(directory, resume=config.resume, fresh=config.fresh)
     except FrameError as error:
         exit_with(str(error))

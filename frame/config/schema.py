@@ -60,6 +60,7 @@ class DataConf:
 @dataclass
 class TrainConf:
     name: str = MISSING  # run directory: outputs/<name>/
+    project: Optional[str] = None  # a seed project's root (absolute): put on sys.path so `src.*` targets import
     seed: int = 0
     resume: bool = True  # continue from outputs/<name>/checkpoints when present
     fresh: bool = False  # move an existing run aside (outputs/<name>.<time>) and start over

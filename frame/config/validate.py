@@ -35,11 +35,11 @@ def validate(cfg: DictConfig) -> None:
     for key, (test, expected) in _RULES.items():
         value = _select(cfg, key)
         if not test(value):
-            raise FrameError(f"{key}={value!r} is invalid: expected {expected}.")
+            raise FrameError(f"{key}={value!r} is invalid: expected {expected}.", key=key)
     for key in _COMPONENTS:
         node = _select(cfg, key)
         if not isinstance(node, DictConfig) or "_target_" not in node:
-            raise FrameError(f"{key} must be a component with a _target_ (a dotted class path), got {node!r}.")
+            raise FrameError(f"{key} must be a component with a _target_ (a dotted class path), got {node!r}.", key=key)
 
 
 def _select(cfg, key):

@@ -1,0 +1,305 @@
+"""`frame check`: everything about a job that can be known without training it.
+
+For every component (`_target_` node) of the composed config: the target
+exists, the params bind to its constructor (no unknown one, no required one
+missing; what the loop supplies at run time is allowed for), and for the
+dataset that its `root` exists and that it can provide the `labels` asked for
+(a dataset class may declare them as a literal `LABELS = (...)`).
+
+Targets are read with `ast` (`frame.config.source`), so checking a job that
+names torch, torchvision or MONAI classes imports none of them; a target that
+cannot be read that way (compiled, dynamic) is imported.
+
+`frame run` and `frame train` run the same checks before Hydra creates the run
+directory, so a bad job leaves nothing behind.
+"""
+
+import importlib
+import inspect
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from frame.config import source
+from frame.config.project import use_project
+from frame.errors import FrameError, did_you_mean
+
+_HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+@dataclass
+class Problem:
+    key: str  # the Hydra key at fault
+    message: str
+
+
+@dataclass
+class Checked:
+    key: str
+    target: str
+    where: str  # file:line of the definition, or "imported"
+    note: str = ""  # what was not checked
+
+
+class CheckError(FrameError):
+    """One or more problems; `problems` holds them all."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__("\n".join(f"{p.key}: {p.message}" for p in problems), key=problems[0].key)
+        self.problems = problems
+
+
+def check_config(cfg: DictConfig) -> list[Checked]:
+    """Check every component of a composed config.
+
+    Returns:
+        What was checked, component by component.
+
+    Raises:
+        CheckError: listing every problem found.
+    """
+    use_project(cfg.get("project"))
+    problems: list[Problem] = []
+    checked = [_check_component(key, node, runtime, problems) for key, node, runtime in _components(cfg)]
+    problems += _check_dataset(cfg, problems)
+    if problems:
+        raise CheckError(problems)
+    return checked
+
+
+def _components(cfg: DictConfig):
+    """(key, node, what the loop passes at run time) for every `_target_` node.
+
+    What the loop passes: an int is how many leading positional arguments it
+    gives a `_partial_` node (the model's parameters to the optimizer, the
+    optimizer to the scheduler, the item to a function transform, prediction and
+    target to a function loss); a tuple names keywords it fills when unset.
+    """
+    top = [("model", cfg.model, ()), ("loss", cfg.loss, 2), ("optimizer", cfg.optimizer, 1),
+           ("lr_scheduler", cfg.lr_scheduler, 1), ("data.dataset", cfg.data.dataset, ())]
+    top += [(f"data.{group}[{i}]", node, 1) for group in ("sample_transforms", "label_transforms")
+            for i, node in enumerate(cfg.data[group])]
+    top += [(f"evaluators.{name}", node, ("labels",)) for name, node in cfg.evaluators.items()]
+    top += [(f"logger.{name}", node, ()) for name, node in cfg.logger.items()]
+    for key, node, runtime in top:
+        if isinstance(node, DictConfig) and "_target_" in node:
+            yield key, node, runtime
+            yield from _nested(key, node)
+
+
+def _nested(key: str, node: DictConfig):
+    """Components given as params of a component (a backbone inside a model, say)."""
+    for name, value in node.items():
+        if isinstance(value, DictConfig) and "_target_" in value:
+            yield f"{key}.{name}", value, ()
+            yield from _nested(f"{key}.{name}", value)
+        elif isinstance(value, ListConfig):
+            for i, item in enumerate(value):
+                if isinstance(item, DictConfig) and "_target_" in item:
+                    yield f"{key}.{name}[{i}]", item, ()
+                    yield from _nested(f"{key}.{name}[{i}]", item)
+
+
+def _check_component(key: str, node: DictConfig, runtime, problems: list[Problem]) -> Checked:
+    target = node._target_
+    found = source.locate(target) if isinstance(target, str) else None
+    if found is not None:
+        sig, where = source.signature(found), found.where
+    else:
+        obj = _import(target, key, problems)
+        if obj is None:
+            return Checked(key, str(target), "", "not found")
+        sig, where = _inspect_signature(obj), "imported"
+    if sig is None:
+        return Checked(key, target, where, "params not checked (constructor not readable)")
+    given = [k for k in node.keys() if k not in _HYDRA_KEYS]
+    names = sig.names
+    short = target.rsplit(".", 1)[-1]
+    if not sig.var_keyword:
+        for name in given:
+            if name not in names:
+                problems.append(Problem(f"{key}.{name}", f"{short} takes no parameter '{name}'."
+                                        f"{did_you_mean(name, names)} It takes: {', '.join(names) or 'none'}."))
+    partial = bool(node.get("_partial_", False))
+    if partial and not isinstance(runtime, int):
+        return Checked(key, target, where, "missing params not checked (_partial_: filled in by the caller)")
+    supplied = set(given) | (set(runtime) if isinstance(runtime, tuple) else set())
+    positional = len(node.get("_args_", None) or []) + (runtime if partial else 0)
+    for i, param in enumerate(sig.params):
+        if param.required and i >= positional and param.name not in supplied:
+            problems.append(Problem(key, f"{short} needs '{param.name}' (it has no default)."))
+    return Checked(key, target, where)
+
+
+def _import(target, key: str, problems: list[Problem]):
+    if not isinstance(target, str) or "." not in target:
+        problems.append(Problem(f"{key}._target_", f"{target!r} is not a dotted path such as torch.optim.Adam."))
+        return None
+    module_name, _, attr = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except Exception as error:  # ImportError, AttributeError, or the module's own failure
+        problems.append(Problem(f"{key}._target_", f"cannot import {target}: {error}"))
+        return None
+
+
+def _inspect_signature(obj) -> source.Signature | None:
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    params, var_kw, var_pos = [], False, False
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind is p.VAR_POSITIONAL:
+            var_pos = True
+        else:
+            params.append(source.Param(p.name, p.default is p.empty, p.kind is not p.POSITIONAL_ONLY))
+    return source.Signature(params, var_kw, var_pos)
+
+
+def _check_dataset(cfg: DictConfig, problems: list[Problem]) -> list[Problem]:
+    found: list[Problem] = []
+    node = cfg.data.dataset
+    if not isinstance(node, DictConfig) or any(p.key.startswith("data.dataset._target_") for p in problems):
+        return found
+    root = node.get("root")
+    if isinstance(root, str) and not node.get("download", False) and not Path(root).expanduser().exists():
+        found.append(Problem("data.dataset.root", f"{root} does not exist."))
+    labels = node.get("labels")
+    if labels is not None:
+        provided = _dataset_labels(node._target_)
+        if provided is not None:
+            missing = [str(label) for label in labels if label not in provided]
+            for label in missing:
+                found.append(Problem("data.dataset.labels", f"{node._target_.rsplit('.', 1)[-1]} cannot provide "
+                                     f"'{label}'.{did_you_mean(label, provided)} It provides: {', '.join(provided)}."))
+    return found
+
+
+def _dataset_labels(target: str) -> list[str] | None:
+    found = source.locate(target)
+    if found is not None:
+        labels = source.class_literal(found, "LABELS")
+    elif target.split(".")[0] in sys.modules:
+        labels = getattr(_import(target, "", []), "LABELS", None)
+    else:
+        labels = None
+    return [str(label) for label in labels] if isinstance(labels, (list, tuple)) else None
+
+
+# ---- composing a job to check ------------------------------------------------------------------
+
+
+def compose(overrides: list[str], job=None, config_dir: str | None = None) -> DictConfig:
+    """The config `frame train` (or `frame run JOB`) would run, composed without running anything.
+
+    Sweep overrides (`a=1,2`) are left out: each sweep member is type-checked by Hydra.
+    """
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.types import RunMode
+
+    from frame.config.app import CONFIG_MODULE
+    from frame.config.json_job import store
+    from frame.config.schema import register_configs
+
+    register_configs()
+    if job is not None:
+        overrides = [f"experiment={store(job)}", *overrides]
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+    search_path = create_config_search_path(CONFIG_MODULE)
+    if config_dir is not None:
+        search_path.prepend("command-line", f"file://{Path(config_dir).resolve()}", SearchPathQuery(provider="schema"))
+    GlobalHydra.instance().clear()
+    hydra = Hydra.create_main_hydra2(task_name="frame", config_search_path=search_path)
+    try:
+        cfg = hydra.compose_config("train", plain, run_mode=RunMode.RUN, with_log_configuration=False)
+    finally:
+        GlobalHydra.instance().clear()
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+
+
+def check_job(job=None, overrides=(), config_dir: str | None = None) -> tuple[DictConfig, list[Checked]]:
+    """Compose (a JSON job and) overrides, validate, check; errors name the JSON file and key when there is one.
+
+    Raises:
+        FrameError: every problem found, one per line.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from frame.config.validate import validate
+
+
+    try:
+        cfg = compose(list(overrides), job, config_dir)
+    except (HydraException, OmegaConfBaseException) as error:
+        cause = error.__cause__
+        message = str(error).strip()
+        if cause is not None and str(cause).strip() not in message:
+            message += "\n" + str(cause).strip()
+        raise FrameError(message) from None
+    try:
+        validate(cfg)
+        return cfg, check_config(cfg)
+    except CheckError as error:
+        if job is None:
+            raise
+        raise FrameError("\n".join(job.error(p.message, p.key) for p in error.problems)) from None
+    except FrameError as error:
+        raise FrameError(job.error(str(error), error.key) if job is not None else str(error)) from None
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+USAGE = """\
+usage: frame check [JOB.json ...] [overrides...] [--project DIR] [--config-dir DIR]
+
+Check a job without training it: every name resolves, every param binds to its constructor, the
+data root exists, the dataset can provide the labels. Without a JSON job, checks what
+`frame train [overrides]` would run. Exit 0 when all is well, 2 otherwise.
+"""
+
+
+def main(argv: list[str]) -> None:
+    from frame.config.json_job import convert
+    from frame.errors import exit_with
+    from frame.runner import _hydra_args, split_args
+
+    start = time.perf_counter()
+    jobs, rest, project, _ = split_args(argv, USAGE)
+    overrides, config_dir = _hydra_args(rest)
+    problems = []
+    for path in jobs or [None]:
+        try:
+            job = convert(path, project) if path is not None else None
+            cfg, checked = check_job(job, overrides, config_dir)
+        except FrameError as error:
+            problems.append(str(error))
+            continue
+        title = f"{path} (project {job.project})" if job is not None else "frame train " + " ".join(overrides)
+        print(title)
+        for item in checked:
+            print(f"  {item.key:<32} {item.target:<48} {item.note or _relative(item.where)}")
+        root = cfg.data.dataset.get("root")
+        if isinstance(root, str):
+            print(f"  {'data.dataset.root':<32} {root} (exists)")
+    if problems:
+        exit_with("\n".join(problems))
+    print(f"ok ({time.perf_counter() - start:.2f} s)")
+
+
+def _relative(where: str) -> str:
+    try:
+        return str(Path(where).relative_to(Path.cwd()))
+    except ValueError:
+        return where

@@ -1,0 +1,432 @@
+"""Seed JSON jobs -> Hydra experiment configs (DESIGN.md principle 1: JSON stops here).
+
+A job file in the seed's format (SEED.md; `//` and `/* */` comments and
+trailing commas allowed) becomes a `# @package _global_` experiment whose
+components carry explicit `_target_`s. Nothing past this module knows a JSON
+key name. The mapping (also in the README):
+
+    name                          -> name            (default: the file's stem)
+    resume                        -> resume
+    preload                       -> data.preload
+    seed                          -> seed
+    model {name, ...}             -> model {_target_, ...}
+    training.epochs, detect_bad_gradients, grad_norm_clip (any trainer.* key)
+                                  -> trainer.<key>
+    training.split_ratio, batch_size
+                                  -> data.split_ratio, data.batch_size
+    training.loss {name, ...}     -> loss {_target_, ...}
+    training.optimizer {name, learning_rate, ...}
+                                  -> optimizer {_target_, _partial_: true, lr, ...}
+    training.lr_scheduler {name, ...}
+                                  -> lr_scheduler {_target_, _partial_: true, ...}
+    training.dataset {name, root, labels, num_workers, sample_transforms, label_transforms, ...}
+                                  -> data.dataset {_target_, root, labels, ...}, data.num_workers,
+                                     data.sample_transforms, data.label_transforms
+    evaluators [{name, ...}]      -> evaluators {<snake_name>: {_target_, ...}}
+    metric_loggers [{name, ...}]  -> logger {<snake_name>: {_target_, ...}}
+    wandb_project_name            -> logger.wandb.project
+    wandb_prediction_examples     -> logger.wandb.prediction_examples
+    wandb_api_key                 -> the environment variable WANDB_API_KEY of the
+                                     training process; never a config value or a file
+
+A relative `dataset.root` is relative to the project root (`${project}/...`).
+A dataset without `name` is the one dataset in the project's `src/Datasets/`.
+"""
+
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from frame.config.project import find_root
+from frame.config.resolver import ResolveError, Resolution, Resolver
+from frame.config.schema import TrainerConf
+from frame.errors import FrameError, did_you_mean
+
+# Component groups of train.yaml that a JSON job sets in full: their presets must not merge into it.
+_REPLACED_GROUPS = ("model", "loss", "optimizer", "lr_scheduler", "data", "trainer", "evaluators")
+_TOP_KEYS = ("name", "resume", "preload", "seed", "wandb_project_name", "wandb_prediction_examples",
+             "wandb_api_key", "model", "training", "evaluators", "metric_loggers")
+_TRAINER_KEYS = tuple(f.name for f in fields(TrainerConf))
+_TRAINING_KEYS = _TRAINER_KEYS + ("split_ratio", "batch_size", "loss", "optimizer", "lr_scheduler", "dataset")
+_DATASET_KEYS = ("name", "root", "labels", "num_workers", "sample_transforms", "label_transforms")
+WANDB_TARGET = "frame.tracking.wandb.WandbLogger"
+_CALLED_LATER = ("transform", "loss")  # kinds that may be plain functions
+_RESERVED_SLOTS = ("wandb", "jsonl", "console")  # logger names frame's presets use
+_SUFFIXES = (".json", ".json5", ".jsonc")
+
+
+class JobError(FrameError):
+    """A mistake in a JSON job; the message starts with the file (and line, or key)."""
+
+
+@dataclass
+class Job:
+    """A converted JSON job.
+
+    Attributes:
+        path: the JSON file.
+        project: the project root its names were resolved in.
+        experiment: the Hydra experiment (plain dicts and lists; `defaults` first).
+        env: environment for the training process (WANDB_API_KEY); never written anywhere.
+        keys: Hydra key -> JSON key, so later errors can name the key the user wrote.
+        resolutions: JSON key of a component -> how its name was resolved.
+    """
+
+    path: Path
+    project: Path
+    experiment: dict
+    env: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    resolutions: dict[str, Resolution] = field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    def json_key(self, hydra_key: str | None) -> str | None:
+        """The JSON key a Hydra key came from (longest known prefix), or None."""
+        if not hydra_key:
+            return None
+        for prefix in sorted(self.keys, key=len, reverse=True):
+            if hydra_key == prefix or hydra_key.startswith(prefix + ".") or hydra_key.startswith(prefix + "["):
+                return self.keys[prefix] + hydra_key[len(prefix):]
+        return None
+
+    def error(self, message: str, hydra_key: str | None = None) -> str:
+        """`message` prefixed with the file and the JSON key behind `hydra_key`, when known."""
+        json_key = self.json_key(hydra_key)
+        if json_key is None:
+            return message
+        if hydra_key and message.startswith(hydra_key):
+            message = message[len(hydra_key):].lstrip(":= ")
+        hint = self._hint(hydra_key)
+        return f"{_display(self.path)}: {json_key}: {message}{hint}"
+
+    def _hint(self, hydra_key: str) -> str:
+        """For a problem inside a component named by a bare name: what else that name could have meant."""
+        json_key = self.json_key(hydra_key) or ""
+        owners = [k for k in self.resolutions if json_key == k or json_key.startswith((k + ".", k + "["))]
+        resolution = self.resolutions[max(owners, key=len)] if owners else None
+        if resolution is None or not resolution.others:
+            return ""
+        others = ", ".join(f"{m.target} ({m.tier})" for m in resolution.others)
+        return f" ('{resolution.name}' resolved to {resolution.target}; it also names {others})"
+
+    def to_yaml(self, command: str | None = None) -> str:
+        """The experiment as a YAML file, with the header that says how to run it."""
+        from omegaconf import OmegaConf
+
+        run = command or f"frame train experiment={self.stem}"
+        header = (
+            "# @package _global_\n"
+            f"# Converted from {_display(self.path)} by `frame convert`; run it with:\n"
+            f"#   {run}\n"
+            "# Names were resolved once (project, frame, torchvision, MONAI, torch); edit freely.\n"
+        )
+        if "WANDB_API_KEY" in self.env:
+            header += "# wandb_api_key is not written here: export WANDB_API_KEY before training.\n"
+        return header + OmegaConf.to_yaml(OmegaConf.create(self.experiment))
+
+
+# ---- reading ----------------------------------------------------------------------------------------
+
+
+def load(path: str | Path) -> dict:
+    """Parse a JSON job (comments and trailing commas allowed).
+
+    Raises:
+        JobError: a missing file, a syntax error (file:line:column), a duplicate key, or a non-object.
+    """
+    import json5
+
+    path = Path(path)
+    if not path.is_file():
+        raise JobError(f"{_display(path)}: no such job file.")
+    text = path.read_text(encoding="utf-8")
+    try:
+        job = json5.loads(text, allow_duplicate_keys=False)
+    except ValueError as error:
+        message = str(error)
+        located = re.match(r"^<string>:(\d+) (.*) at column (\d+)$", message)
+        if located:
+            line, what, column = located.groups()
+            raise JobError(f"{_display(path)}:{line}:{column}: {what}.") from None
+        raise JobError(f"{_display(path)}: {message}.") from None
+    if not isinstance(job, dict):
+        raise JobError(f"{_display(path)}: a job is a JSON object {{...}}, got {type(job).__name__}.")
+    return job
+
+
+def is_job_file(arg: str) -> bool:
+    return arg.endswith(_SUFFIXES) and "=" not in arg
+
+
+# ---- converting -------------------------------------------------------------------------------------
+
+
+def convert(path: str | Path, project: str | Path | None = None) -> Job:
+    """Load and convert one JSON job; names are resolved in the project (found from the job's path).
+
+    Raises:
+        JobError: any mistake in the job, naming the file and the JSON key.
+    """
+    path = Path(path)
+    raw = load(path)
+    root = find_root(path, project)
+    job = Job(path=path.resolve(), project=root, experiment={})
+    _Converter(job, Resolver(root)).run(raw)
+    _validate_values(job)
+    return job
+
+
+class _Converter:
+    def __init__(self, job: Job, resolver: Resolver):
+        self.job, self.resolver = job, resolver
+
+    def fail(self, json_key: str, message: str):
+        raise JobError(f"{_display(self.job.path)}: {json_key}: {message}")
+
+    def run(self, raw: dict) -> None:
+        self.unknown_keys(raw, _TOP_KEYS, "", elsewhere=("training", _TRAINING_KEYS))
+        out = {"defaults": [{f"override /{group}": None} for group in _REPLACED_GROUPS]}
+        out["name"] = self.value(raw, "name", "name", default=self.job.stem)
+        out["project"] = str(self.job.project)
+        for key in ("seed", "resume"):
+            if key in raw:
+                out[key] = self.value(raw, key, key)
+        if "model" not in raw:
+            self.fail("model", 'missing: a job names its model, e.g. "model": {"name": "UNet", ...}.')
+        out["model"] = self.component(raw["model"], "model", "model", "model")
+
+        training = raw.get("training", {})
+        if not isinstance(training, dict):
+            self.fail("training", f"expected an object {{...}}, got {type(training).__name__}.")
+        self.unknown_keys(training, _TRAINING_KEYS, "training.", elsewhere=("", _TOP_KEYS))
+        for key in ("loss", "optimizer", "dataset"):
+            if key not in training:
+                self.fail(f"training.{key}", "missing: a job needs a loss, an optimizer and a dataset.")
+        out["loss"] = self.component(training["loss"], "loss", "training.loss", "loss")
+        out["optimizer"] = self.optimizer(training["optimizer"])
+        if training.get("lr_scheduler") is not None:
+            out["lr_scheduler"] = self.component(training["lr_scheduler"], "lr_scheduler", "training.lr_scheduler",
+                                                 "lr_scheduler", partial=True)
+        out["data"] = self.data(raw, training)
+        out["trainer"] = {k: self.value(training, k, f"trainer.{k}", "training.") for k in _TRAINER_KEYS if k in training}
+        out["evaluators"] = self.listed(raw, "evaluators", "evaluator", "evaluators")
+        out["logger"] = self.listed(raw, "metric_loggers", "metric_logger", "logger")
+        wandb = self.wandb(raw)
+        if wandb:
+            out["logger"]["wandb"] = wandb
+        self.job.experiment = {k: v for k, v in out.items() if v != {}}
+
+    # ---- pieces -----------------------------------------------------------------------------------
+
+    def unknown_keys(self, obj: dict, allowed, prefix: str, elsewhere=None) -> None:
+        for key in obj:
+            if key in allowed:
+                continue
+            hint = did_you_mean(key, allowed)
+            if not hint and elsewhere and key in elsewhere[1]:
+                hint = f' It belongs {"under " + repr(elsewhere[0]) if elsewhere[0] else "at the top level"}.'
+            self.fail(f"{prefix}{key}", f"unknown key.{hint} Known here: {', '.join(allowed)}.")
+
+    def value(self, obj: dict, key: str, hydra_key: str, prefix: str = "", default: Any = None):
+        self.job.keys[hydra_key] = f"{prefix}{key}"
+        value = obj.get(key, default)
+        if isinstance(value, (dict, list)):
+            self.fail(f"{prefix}{key}", f"expected a single value, got {type(value).__name__}.")
+        return value
+
+    def component(self, spec, kind: str, json_key: str, hydra_key: str, partial: bool = False,
+                  default_name: str | None = None) -> dict:
+        if isinstance(spec, str):
+            spec = {"name": spec}  # shorthand: "loss": "CrossEntropyLoss"
+        if not isinstance(spec, dict):
+            self.fail(json_key, f'expected {{"name": ..., params}}, got {type(spec).__name__}.')
+        name = spec.get("name", default_name)
+        if not isinstance(name, str) or not name:
+            self.fail(f"{json_key}.name", f"missing: which {kind.replace('_', ' ')} to use.")
+        for key in spec:
+            if key.startswith("_") and key.endswith("_"):
+                self.fail(f"{json_key}.{key}", "Hydra keys are not part of a JSON job; give the class with \"name\".")
+        try:
+            resolution = self.resolver.resolve(name, kind)
+        except ResolveError as error:
+            self.fail(f"{json_key}.name", str(error))
+        self.job.resolutions[json_key] = resolution
+        self.job.keys[hydra_key] = json_key
+        node = {"_target_": resolution.target}
+        if partial or (kind in _CALLED_LATER and resolution.function):
+            node["_partial_"] = True  # a function transform or loss: its params bound now, called per item or batch
+        node.update({k: v for k, v in spec.items() if k != "name"})
+        return node
+
+    def optimizer(self, spec) -> dict:
+        node = self.component(spec, "optimizer", "training.optimizer", "optimizer", partial=True)
+        if "learning_rate" in node:
+            if "lr" in node:
+                self.fail("training.optimizer.learning_rate", "give learning_rate or lr, not both.")
+            node["lr"] = node.pop("learning_rate")
+            self.job.keys["optimizer.lr"] = "training.optimizer.learning_rate"
+        return node
+
+    def data(self, raw: dict, training: dict) -> dict:
+        spec = training["dataset"]
+        if not isinstance(spec, dict):
+            self.fail("training.dataset", f'expected {{"root": ..., "labels": [...], ...}}, got {type(spec).__name__}.')
+        data = {}
+        dataset = self.component(spec, "dataset", "training.dataset", "data.dataset",
+                                 default_name=self.default_dataset() if "name" not in spec else None)
+        for key in ("num_workers", "sample_transforms", "label_transforms"):
+            dataset.pop(key, None)
+        root = dataset.get("root")
+        if isinstance(root, str) and root and not Path(root).expanduser().is_absolute() and "${" not in root:
+            dataset["root"] = "${project}/" + re.sub(r"^(\./)+", "", root)
+        data["dataset"] = dataset
+        for key in ("sample_transforms", "label_transforms"):
+            items = spec.get(key) or []
+            if not isinstance(items, list):
+                self.fail(f"training.dataset.{key}", f"expected a list of transforms, got {type(items).__name__}.")
+            data[key] = [self.component(t, "transform", f"training.dataset.{key}[{i}]", f"data.{key}[{i}]")
+                         for i, t in enumerate(items)]
+            self.job.keys[f"data.{key}"] = f"training.dataset.{key}"
+        if "num_workers" in spec:
+            data["num_workers"] = self.value(spec, "num_workers", "data.num_workers", "training.dataset.")
+        for key in ("split_ratio", "batch_size"):
+            if key in training:
+                data[key] = self.value(training, key, f"data.{key}", "training.")
+        if "preload" in raw:
+            data["preload"] = self.value(raw, "preload", "data.preload")
+        return data
+
+    def default_dataset(self) -> str:
+        """A dataset without a name: the one dataset in the project's src/Datasets/."""
+        folder = self.job.project / "src" / "Datasets"
+        names = sorted(p.stem for p in folder.glob("*.py") if not p.name.startswith("_"))
+        if len(names) == 1:
+            return names[0]
+        found = f"the project's src/Datasets/ holds {', '.join(names) or 'no dataset'}"
+        self.fail("training.dataset.name", f'missing, and {found}: add "name": "<dataset class>".')
+
+    def listed(self, raw: dict, key: str, kind: str, hydra_group: str) -> dict:
+        items = raw.get(key) or []
+        if not isinstance(items, list):
+            self.fail(key, f'expected a list of {{"name": ..., params}}, got {type(items).__name__}.')
+        out = {}
+        for i, spec in enumerate(items):
+            name = spec.get("name") if isinstance(spec, dict) else spec
+            base = _snake(str(name).rsplit(".", 1)[-1]) if name else kind
+            slot, n = base, 2
+            while slot in out or slot in _RESERVED_SLOTS:
+                slot, n = f"{base}_{n}", n + 1
+            out[slot] = self.component(spec, kind, f"{key}[{i}]", f"{hydra_group}.{slot}")
+        return out
+
+    def wandb(self, raw: dict) -> dict:
+        key = raw.get("wandb_api_key")
+        if key is not None:
+            if not isinstance(key, str):
+                self.fail("wandb_api_key", "expected a string.")
+            if key and not (key.startswith("<") and key.endswith(">")):  # "<your wandb api key>": the seed's template
+                self.job.env["WANDB_API_KEY"] = key
+        node = {}
+        if "wandb_project_name" in raw:
+            node["project"] = self.value(raw, "wandb_project_name", "logger.wandb.project")
+        if "wandb_prediction_examples" in raw:
+            node["prediction_examples"] = self.value(raw, "wandb_prediction_examples", "logger.wandb.prediction_examples")
+        return {"_target_": WANDB_TARGET, **node} if node else {}
+
+
+def _validate_values(job: Job) -> None:
+    """Types (schema) and ranges (validate.py) of the converted values, named by their JSON keys."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from frame.config.schema import TrainConf
+    from frame.config.validate import validate
+
+    values = {k: v for k, v in job.experiment.items() if k != "defaults"}
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConf), values)
+    except OmegaConfBaseException as error:
+        first = str(error).splitlines()[0]
+        raise JobError(job.error(first[0].lower() + first[1:] + ".", getattr(error, "full_key", None))) from None
+    try:
+        validate(merged)
+    except FrameError as error:
+        raise JobError(job.error(str(error), error.key)) from None
+
+
+def _snake(name: str) -> str:
+    """OrganDice -> organ_dice, CSVLogger -> csv_logger."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def _display(path: Path) -> str:
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def store(job: Job) -> str:
+    """Put the job into Hydra's ConfigStore as the experiment option `<file name>` (e.g. `job_01.json`).
+
+    The node is parsed from the very YAML text `frame convert` writes, so
+    `frame run job.json` and `frame train experiment=<converted>` compose the same
+    config. The `.json` in the option name keeps a YAML experiment of the same
+    stem from shadowing it.
+    """
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    ConfigStore.instance().store(group="experiment", name=job.path.name, node=OmegaConf.create(job.to_yaml()),
+                                 package="_global_")
+    return job.path.name
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+
+def main(argv: list[str]) -> None:
+    """`frame convert JOB.json [-o FILE.yaml] [--project DIR]`."""
+    import argparse
+    import sys
+
+    from frame.errors import exit_with
+
+    parser = argparse.ArgumentParser(prog="frame convert", description=(
+        "Write the Hydra experiment equivalent to a seed JSON job (to stdout without -o)."))
+    parser.add_argument("job", help="the JSON job file")
+    parser.add_argument("-o", "--output", help="where to write, e.g. conf/experiment/job_01.yaml")
+    parser.add_argument("--project", help="the project root (default: the folder holding the job's config/)")
+    args = parser.parse_args(argv)
+    try:
+        job = convert(args.job, args.project)
+    except FrameError as error:
+        exit_with(str(error))
+    if args.output is None:
+        sys.stdout.write(job.to_yaml())
+    else:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(job.to_yaml(_train_command(output)))
+        print(f"wrote {output}; run it with: {_train_command(output)}", file=sys.stderr)
+    if "WANDB_API_KEY" in job.env:
+        print("frame convert: wandb_api_key was left out; export WANDB_API_KEY before `frame train`.", file=sys.stderr)
+
+
+def _train_command(output: Path) -> str:
+    """How to run an experiment written to `output` (frame's own conf/ needs no --config-dir)."""
+    from importlib.resources import files
+
+    experiment = output.resolve().parent
+    config_dir = experiment.parent
+    if experiment.name != "experiment":
+        return f"move it into <config dir>/experiment/, then: frame train --config-dir <config dir> experiment={output.stem}"
+    if config_dir == Path(str(files("frame.conf"))).resolve():
+        return f"frame train experiment={output.stem}"
+    return f"frame train --config-dir {_display(config_dir)} experiment={output.stem}"

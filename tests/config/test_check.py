@@ -1,0 +1,98 @@
+"""`frame check`: names, constructor params, data root and labels, without training or importing torch."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from frame.config.check import CheckError, check_config, check_job
+from frame.config.json_job import convert
+from frame.errors import FrameError
+from tests.conftest import REPO, run_frame
+from tests.seed_project import edit_job, make_project
+
+HEAVY = ["torch", "torchvision", "monai"]
+
+
+def test_a_good_job_checks_without_importing_torch(tmp_path):
+    job = make_project(tmp_path)
+    probe = textwrap.dedent(f"""
+        import json, sys
+        from frame.cli import main
+        try:
+            main(["check", {str(job)!r}])
+        except SystemExit as e:
+            assert e.code in (None, 0), e.code
+        print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert json.loads(lines[-1]) == []
+    assert lines[-2].startswith("ok (")
+    assert any(line.split()[:2] == ["model", "src.Models.TinyClassifier.TinyClassifier"] for line in lines)
+
+
+def test_the_default_config_and_every_shipped_experiment_check(compose):
+    for overrides in ([], ["experiment=classify"], ["lr_scheduler=cosine"], ["lr_scheduler=plateau"],
+                      ["lr_scheduler=warmup"], ["optimizer=sgd"], ["optimizer=adamw"]):
+        check_config(compose(overrides))
+
+
+@pytest.mark.parametrize("change,key,message", [
+    (lambda j: j["model"].update(depth=3), "model.depth", "TinyClassifier takes no parameter 'depth'. It takes: in_features, num_classes, hidden."),
+    (lambda j: j["model"].pop("num_classes"), "model", "TinyClassifier needs 'num_classes' (it has no default)."),
+    (lambda j: j["training"]["dataset"].update(label=["red"]), "training.dataset.label", "Did you mean 'labels'?"),
+    (lambda j: j["training"]["lr_scheduler"].pop("step_size"), "training.lr_scheduler", "StepLR needs 'step_size'"),
+    (lambda j: j["training"]["optimizer"].update(betas=[0.9, 0.99]), "training.optimizer.betas", "SGD takes no parameter 'betas'"),
+    (lambda j: j["training"]["dataset"].update(root="./nowhere"), "training.dataset.root", "nowhere does not exist."),
+    (lambda j: j["training"]["dataset"].update(labels=["red", "gren"]), "training.dataset.labels",
+     "Points cannot provide 'gren'. Did you mean 'green'? It provides: red, green, blue, yellow."),
+    (lambda j: j["training"]["dataset"]["sample_transforms"].append({"name": "Shift"}),
+     "training.dataset.sample_transforms[1]", "Shift needs 'offset'"),
+    (lambda j: j["model"].update(name="src.Models.Nope.Nope"), "model._target_", "cannot import src.Models.Nope.Nope"),
+    (lambda j: j["training"].update(lr_scheduler={"name": "ExponentialLR", "gamma": 0.9}),
+     "training.lr_scheduler.gamma", "ExponentialLR takes no parameter 'gamma'. It takes: optimizer, end_lr, num_iter, "
+     "last_epoch. ('ExponentialLR' resolved to monai.optimizers.lr_scheduler.ExponentialLR; it also names "
+     "torch.optim.lr_scheduler.ExponentialLR (torch))"),
+])
+def test_problems_name_the_json_file_and_key(tmp_path, change, key, message):
+    path = edit_job(make_project(tmp_path), change)
+    with pytest.raises(FrameError) as error:
+        check_job(convert(path))
+    assert f"{path}: {key}: " in str(error.value)
+    assert message in str(error.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = edit_job(make_project(tmp_path), lambda j: (j["model"].update(depth=3), j["training"]["dataset"].update(root="/no")))
+    with pytest.raises(FrameError) as error:
+        check_job(convert(path))
+    assert "model.depth" in str(error.value) and "training.dataset.root" in str(error.value)
+
+
+def test_overrides_are_checked_with_hydra_keys(compose):
+    with pytest.raises(CheckError) as error:
+        check_config(compose(["+model.dropuot=0.1"]))
+    assert error.value.problems[0].key == "model.dropuot"
+    assert "UNet takes no parameter 'dropuot'. Did you mean 'dropout'?" in error.value.problems[0].message
+    assert str(error.value).startswith("model.dropuot: UNet takes")
+
+
+def test_frame_check_exits_2_and_frame_train_creates_no_run_dir(tmp_path):
+    bad = run_frame(["check", "+model.dropuot=0.1"], cwd=tmp_path)
+    assert bad.returncode == 2 and "model.dropuot: UNet takes no parameter 'dropuot'. Did you mean 'dropout'?" in bad.stderr
+    train = run_frame(["train", "+model.dropuot=0.1"], cwd=tmp_path)
+    assert train.returncode == 2 and "dropuot" in train.stderr and "Traceback" not in train.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_the_organs_job_checks(tmp_path):
+    import shutil
+
+    shutil.copytree(REPO / "examples" / "organs" / "src", tmp_path / "src")
+    shutil.copytree(REPO / "examples" / "organs" / "config", tmp_path / "config")
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    out = run_frame(["check", "config/job_01.json"], cwd=tmp_path, check=0).stdout
+    assert "src.Datasets.PatientDataset.PatientDataset" in out and out.splitlines()[-1].startswith("ok (")
