@@ -162,7 +162,7 @@ def check_jobs(jobs, argv, project) -> list:
     from frame.config.json_job import convert
 
     converted, problems = [], []
-    overrides, config_dir = _hydra_args(argv)
+    overrides, config_dir = hydra_args(argv)
     for path in jobs:
         try:
             job = convert(path, project)
@@ -186,7 +186,7 @@ def run_job(path: Path, argv: list[str], project=None) -> None:
     launch(task, [f"experiment={store(job)}", *argv], prog="frame run")
 
 
-def _hydra_args(argv: list[str]) -> tuple[list[str], str | None]:
+def hydra_args(argv: list[str]) -> tuple[list[str], str | None]:
     """The overrides and --config-dir among Hydra's flags (-m, --cfg job, ...)."""
     import hydra._internal.utils as hydra_utils
 

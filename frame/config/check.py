@@ -24,7 +24,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from frame.config import source
-from frame.config.project import use_project
+from frame.config.project import display, use_project
 from frame.errors import FrameError, did_you_mean
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
@@ -273,11 +273,11 @@ data root exists, the dataset can provide the labels. Without a JSON job, checks
 def main(argv: list[str]) -> None:
     from frame.config.json_job import convert
     from frame.errors import exit_with
-    from frame.runner import _hydra_args, split_args
+    from frame.runner import hydra_args, split_args
 
     start = time.perf_counter()
     jobs, rest, project, _ = split_args(argv, USAGE)
-    overrides, config_dir = _hydra_args(rest)
+    overrides, config_dir = hydra_args(rest)
     problems = []
     for path in jobs or [None]:
         try:
@@ -289,17 +289,10 @@ def main(argv: list[str]) -> None:
         title = f"{path} (project {job.project})" if job is not None else "frame train " + " ".join(overrides)
         print(title)
         for item in checked:
-            print(f"  {item.key:<32} {item.target:<48} {item.note or _relative(item.where)}")
+            print(f"  {item.key:<32} {item.target:<48} {item.note or display(item.where)}")
         root = cfg.data.dataset.get("root")
         if isinstance(root, str):
             print(f"  {'data.dataset.root':<32} {root} (exists)")
     if problems:
         exit_with("\n".join(problems))
     print(f"ok ({time.perf_counter() - start:.2f} s)")
-
-
-def _relative(where: str) -> str:
-    try:
-        return str(Path(where).relative_to(Path.cwd()))
-    except ValueError:
-        return where

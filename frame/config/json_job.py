@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from frame.config.project import find_root
+from frame.config.project import display, find_root
 from frame.config.resolver import ResolveError, Resolution, Resolver
 from frame.config.schema import TrainerConf
 from frame.errors import FrameError, did_you_mean
@@ -101,7 +101,7 @@ class Job:
         if hydra_key and message.startswith(hydra_key):
             message = message[len(hydra_key):].lstrip(":= ")
         hint = self._hint(hydra_key)
-        return f"{_display(self.path)}: {json_key}: {message}{hint}"
+        return f"{display(self.path)}: {json_key}: {message}{hint}"
 
     def _hint(self, hydra_key: str) -> str:
         """For a problem inside a component named by a bare name: what else that name could have meant."""
@@ -120,7 +120,7 @@ class Job:
         run = command or f"frame train experiment={self.stem}"
         header = (
             "# @package _global_\n"
-            f"# Converted from {_display(self.path)} by `frame convert`; run it with:\n"
+            f"# Converted from {display(self.path)} by `frame convert`; run it with:\n"
             f"#   {run}\n"
             "# Names were resolved once (project, frame, torchvision, MONAI, torch); edit freely.\n"
         )
@@ -142,7 +142,7 @@ def load(path: str | Path) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise JobError(f"{_display(path)}: no such job file.")
+        raise JobError(f"{display(path)}: no such job file.")
     text = path.read_text(encoding="utf-8")
     try:
         job = json5.loads(text, allow_duplicate_keys=False)
@@ -151,10 +151,10 @@ def load(path: str | Path) -> dict:
         located = re.match(r"^<string>:(\d+) (.*) at column (\d+)$", message)
         if located:
             line, what, column = located.groups()
-            raise JobError(f"{_display(path)}:{line}:{column}: {what}.") from None
-        raise JobError(f"{_display(path)}: {message}.") from None
+            raise JobError(f"{display(path)}:{line}:{column}: {what}.") from None
+        raise JobError(f"{display(path)}: {message}.") from None
     if not isinstance(job, dict):
-        raise JobError(f"{_display(path)}: a job is a JSON object {{...}}, got {type(job).__name__}.")
+        raise JobError(f"{display(path)}: a job is a JSON object {{...}}, got {type(job).__name__}.")
     return job
 
 
@@ -185,7 +185,7 @@ class _Converter:
         self.job, self.resolver = job, resolver
 
     def fail(self, json_key: str, message: str):
-        raise JobError(f"{_display(self.job.path)}: {json_key}: {message}")
+        raise JobError(f"{display(self.job.path)}: {json_key}: {message}")
 
     def run(self, raw: dict) -> None:
         self.unknown_keys(raw, _TOP_KEYS, "", elsewhere=("training", _TRAINING_KEYS))
@@ -364,14 +364,6 @@ def _snake(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-def _display(path: Path) -> str:
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def store(job: Job) -> str:
     """Put the job into Hydra's ConfigStore as the experiment option `<file name>` (e.g. `job_01.json`).
 
@@ -429,4 +421,4 @@ def _train_command(output: Path) -> str:
         return f"move it into <config dir>/experiment/, then: frame train --config-dir <config dir> experiment={output.stem}"
     if config_dir == Path(str(files("frame.conf"))).resolve():
         return f"frame train experiment={output.stem}"
-    return f"frame train --config-dir {_display(config_dir)} experiment={output.stem}"
+    return f"frame train --config-dir {display(config_dir)} experiment={output.stem}"

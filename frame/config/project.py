@@ -57,3 +57,12 @@ def use_project(root: str | Path | None) -> None:
             sys.path.remove(root)
         sys.path.insert(0, root)
     importlib.invalidate_caches()
+
+
+def display(path: str | Path) -> str:
+    """`path` relative to the current directory when it lies inside it, for messages."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from frame.config import source
+from frame.config.project import display
 from frame.errors import FrameError, did_you_mean
 
 KINDS = ("model", "loss", "optimizer", "lr_scheduler", "dataset", "transform", "evaluator", "metric_logger")
@@ -173,7 +174,7 @@ class Resolver:
                 continue
             if tier in ("project", "frame"):
                 node = source.defined_names(module)[name]
-                where = f"{_short(module.path)}:{node.lineno}"
+                where = f"{display(module.path)}:{node.lineno}"
             elif isinstance(module, source.ModuleFile):
                 definition = source.lookup(module, name)
                 node = definition.node if definition else None
@@ -234,13 +235,6 @@ def _check_kind(kind: str) -> None:
 
 def _tier_label(tier: str) -> str:
     return "the project" if tier == "project" else tier
-
-
-def _short(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 # ---- the command line --------------------------------------------------------------------------
