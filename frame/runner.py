@@ -183,14 +183,22 @@ def run_job(path: Path, argv: list[str], project=None) -> None:
 
     (job,) = check_jobs([path], argv, project)
     os.environ.update(job.env)  # WANDB_API_KEY: this process trains; no config or file ever holds it
-    launch(task, [f"experiment={store(job)}", *argv], prog="frame run")
+    flags, overrides = _flags_first(argv)
+    launch(task, [*flags, f"experiment={store(job)}", *overrides], prog="frame run")
+
+
+def _flags_first(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra flags with their values, overrides): Hydra's parser wants every override after its flags."""
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    return [a for a in argv if a not in overrides], overrides
 
 
 def hydra_args(argv: list[str]) -> tuple[list[str], str | None]:
     """The overrides and --config-dir among Hydra's flags (-m, --cfg job, ...)."""
     import hydra._internal.utils as hydra_utils
 
-    args = hydra_utils.get_args_parser().parse_args(argv)
+    flags, overrides = _flags_first(argv)
+    args = hydra_utils.get_args_parser().parse_args([*flags, *overrides])
     return args.overrides, args.config_dir
 
 

@@ -149,3 +149,11 @@ def test_two_projects_with_the_same_module_names_run_in_one_command(tmp_path):
     edit_job(b, lambda j: (j.update(name="b"), j["model"].update(depth=3), j["training"].update(epochs=1)))
     run_frame(["run", str(a), str(b)], cwd=tmp_path, check=0)
     assert (tmp_path / "outputs/a/checkpoints/last.pt").is_file() and (tmp_path / "outputs/b/checkpoints/last.pt").is_file()
+
+
+def test_a_sweep_over_a_json_job(tmp_path):
+    """-m works as for frame train, flags before or after the overrides; member dirs leave out `experiment`."""
+    job = make_project(tmp_path)
+    run_frame(["run", str(job), "trainer.epochs=1", "-m", "optimizer.lr=0.1,0.2"], cwd=tmp_path, check=0)
+    for lr in ("0.1", "0.2"):
+        assert (tmp_path / f"outputs/points/optimizer.lr={lr},trainer.epochs=1/checkpoints/last.pt").is_file()
