@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from frame.checkpoint import Checkpoints
 from frame.config.project import use_project
 from frame.data.loading import EpochSampler, JobDataset, make_loader, split_indices
+from frame.distributed import World
 from frame.errors import FrameError
 
 log = logging.getLogger("frame")
@@ -45,18 +46,28 @@ class Job:
     resume_state: dict | None = None
     config_yaml: str = ""
     config_hash: str = ""
+    train_model: torch.nn.Module | None = None  # what the training step calls: DDP around `model`, or `model`
+
+    def __post_init__(self):
+        if self.train_model is None:
+            self.train_model = self.model
 
     @property
     def config_dict(self) -> dict:
         return OmegaConf.to_container(self.cfg, resolve=True)
 
 
-def build_job(cfg: DictConfig, run_dir: Path) -> Job:
-    """Seed, pick the device, and instantiate data, model, loss, optimizer, scheduler, evaluators, loggers."""
+def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job:
+    """Seed, pick the device, and instantiate data, model, loss, optimizer, scheduler, evaluators, loggers.
+
+    Under DDP (`world` of several ranks) each rank trains on its shard of every epoch, validates on
+    the whole validation set, and only rank 0 gets loggers and writes checkpoints.
+    """
     use_project(cfg.get("project"))  # a seed project's `src.*` targets import in every process that builds
+    world = world or World()
     seed_everything(cfg.seed)
     torch.use_deterministic_algorithms(cfg.trainer.deterministic, warn_only=True)
-    device = pick_device(cfg.trainer.device)
+    device = pick_device(cfg.trainer.device, world.local_rank if world.size > 1 else None)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
 
     data = cfg.data
@@ -67,7 +78,8 @@ def build_job(cfg: DictConfig, run_dir: Path) -> Job:
     label_tf = [_instantiate(t, f"data.label_transforms[{i}]") for i, t in enumerate(data.label_transforms)]
     train_set = JobDataset(dataset, train_idx, sample_tf, label_tf, cfg.seed, salt=0, preload=data.preload)
     val_set = JobDataset(dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=1, preload=data.preload)
-    train_sampler = EpochSampler(len(train_set), shuffle=True, seed=cfg.seed, batch_size=data.batch_size)
+    train_sampler = EpochSampler(len(train_set), shuffle=True, seed=cfg.seed, batch_size=data.batch_size,
+                                 rank=world.rank, world_size=world.size)
     val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=data.batch_size)
 
     model = _instantiate(cfg.model, "model").to(device)
@@ -80,6 +92,7 @@ def build_job(cfg: DictConfig, run_dir: Path) -> Job:
         run_dir=run_dir,
         device=device,
         model=model,
+        train_model=world.wrap(model, device),
         loss_fn=_instantiate(cfg.loss, "loss"),
         optimizer=optimizer,
         scheduler=scheduler,
@@ -89,8 +102,8 @@ def build_job(cfg: DictConfig, run_dir: Path) -> Job:
         val_loader=make_loader(val_set, val_sampler, data.batch_size, data.num_workers, device, cfg.seed),
         labels=labels,
         evaluators={name: _instantiate(node, f"evaluators.{name}", labels=labels) for name, node in cfg.evaluators.items()},
-        loggers=[_instantiate(node, f"logger.{name}") for name, node in cfg.logger.items()],
-        checkpoints=checkpoints,
+        loggers=[_instantiate(node, f"logger.{name}") for name, node in cfg.logger.items()] if world.is_main else [],
+        checkpoints=checkpoints if world.is_main else None,  # every rank resumes from them, rank 0 writes
         resume_state=checkpoints.load_latest() if cfg.resume else None,
         config_yaml=config_yaml,
         config_hash=hashlib.sha256(config_yaml.encode()).hexdigest()[:16],
@@ -103,10 +116,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, local_rank: int | None = None) -> torch.device:
+    """`trainer.device` on this machine; under DDP (`local_rank` given) each rank takes its own GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
+    if device.type == "cuda" and local_rank is not None and device.index is None and torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FrameError(f"trainer.device={name} but no CUDA device is available; use trainer.device=cpu or auto.")
     return device

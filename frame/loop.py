@@ -22,8 +22,8 @@ from frame.tracking.examples import Examples
 log = logging.getLogger("frame")
 
 
-def fit(job) -> float | None:
-    cfg, device, model = job.cfg.trainer, job.device, job.model
+def fit(job, stop: StopFlag | None = None) -> float | None:
+    cfg, device, model = job.cfg.trainer, job.device, job.train_model  # the DDP wrapper when several processes train
     optimizer, scheduler, scaler = job.optimizer, job.scheduler, job.scaler
     state = TrainState(maximize=cfg.monitor_mode.value == "max")
 
@@ -37,7 +37,7 @@ def fit(job) -> float | None:
     for logger in job.loggers:
         logger.start(job.run_dir, job.config_dict, state.step if resumed else None)
 
-    stop = StopFlag().install()
+    stop = (stop or StopFlag()).install()  # the caller's flag: shared by the ranks, read for SLURM requeue
     autocast = torch.autocast(device.type, dtype=_AUTOCAST[str(cfg.precision.value)], enabled=cfg.precision.value != "fp32")
     params = [p for p in model.parameters() if p.requires_grad]
     guard = BadStepGuard(job, cfg.max_bad_steps)

@@ -14,12 +14,13 @@ log = logging.getLogger("frame")
 
 
 def holds_run(directory: Path) -> bool:
-    """A directory holds a run once it has checkpoints or logged metrics (sweep members included)."""
+    """A directory holds a run once it has checkpoints or logged metrics; a sweep once it has a summary
+    (frame.sweep) or a member with either."""
     if not directory.is_dir():
         return False
     return any(directory.glob("checkpoints/*.pt")) or any(directory.glob("metrics.jsonl")) or any(
         directory.glob("*/checkpoints/*.pt")
-    )
+    ) or any(directory.glob("*/metrics.jsonl")) or (directory / "sweep.json").is_file()
 
 
 def claim(directory: Path, *, resume: bool, fresh: bool) -> None:

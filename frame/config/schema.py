@@ -44,6 +44,8 @@ class TrainerConf:
     checkpoint_every_n_epochs: int = 1  # also keep checkpoints/epoch-NNNN.pt; 0 = only last/best
     keep_last_checkpoints: int = 2  # how many epoch-NNNN.pt to keep
     deterministic: bool = False  # torch.use_deterministic_algorithms
+    devices: int = 1  # processes (GPUs) per node training one job with DDP; data.batch_size is per process
+    dist_timeout_s: int = 600  # a collective waiting longer fails the job (a dead or hung rank); > a checkpoint write
 
 
 @dataclass
@@ -75,9 +77,21 @@ class TrainConf:
 
 
 def register_configs() -> None:
-    """Put the schema into Hydra's ConfigStore and add frame's resolvers."""
+    """Put the schema into Hydra's ConfigStore, add frame's resolvers, and register frame's launchers."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="base_train", node=TrainConf)
+    _register_launchers()
     if not OmegaConf.has_resolver("len"):
         OmegaConf.register_new_resolver("len", lambda seq: len(seq))
+
+def _register_launchers() -> None:
+    """Hydra finds plugins by scanning the `hydra_plugins` namespace, which misses frame's
+    launchers under an editable install (`pip install -e`); register them by hand."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.frame_launchers import launchers
+
+    plugins = Plugins.instance()
+    for launcher in (launchers.FrameSequentialLauncher, launchers.FrameLocalLauncher, launchers.FrameSlurmLauncher):
+        if f"{launcher.__module__}.{launcher.__name__}" not in plugins.class_name_to_class:
+            plugins.register(launcher)

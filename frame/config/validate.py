@@ -20,6 +20,8 @@ _RULES = {
     "trainer.max_bad_steps": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.checkpoint_every_n_epochs": (lambda v: v >= 0, "an integer >= 0 (0 = only last.pt and best.pt)"),
     "trainer.keep_last_checkpoints": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.devices": (lambda v: v >= 1, "an integer >= 1 (processes per node)"),
+    "trainer.dist_timeout_s": (lambda v: v >= 1, "an integer >= 1 (seconds)"),
     "trainer.grad_norm_clip": (lambda v: v is None or v > 0, "a number > 0, or null for no clipping"),
     "trainer.device": (lambda v: bool(_DEVICE.match(v)), "auto, cpu, cuda or cuda:N"),
     "data.split_ratio": (lambda v: 0 < v < 1, "a number strictly between 0 and 1"),

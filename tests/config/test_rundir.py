@@ -31,3 +31,11 @@ def test_fresh_moves_the_run_aside(tmp_path):
     assert not run.exists()
     (moved,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.")]
     assert (moved / "checkpoints" / "last.pt").read_bytes() == b"x"
+
+
+def test_a_sweep_with_a_summary_or_member_metrics_holds_a_run(tmp_path):
+    (tmp_path / "a" / "lr=0.1").mkdir(parents=True)
+    (tmp_path / "a" / "lr=0.1" / "metrics.jsonl").write_text("{}\n")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "sweep.json").write_text("{}")
+    assert holds_run(tmp_path / "a") and holds_run(tmp_path / "b")

@@ -1,0 +1,342 @@
+"""Several processes training one job: DistributedDataParallel set up from torchrun, SLURM or frame itself.
+
+Where the processes come from (the first that applies wins):
+
+    torchrun / torch.distributed.run        RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT
+    srun (SLURM tasks, submitit's           SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID inside a job
+      tasks_per_node=N)                     step; the first node of SLURM_JOB_NODELIST is the master
+    trainer.devices=N and neither           frame starts N processes on this machine itself
+                                            (`spawn`, torchrun-style environment variables)
+
+Then every process joins one process group (NCCL when it trains on a GPU, gloo on the CPU),
+checks that all ranks agree on the run directory, and trains its share: `World` is what the
+loop and `build_job` see of it. Rank 0 owns side effects (checkpoints, metrics, W&B).
+
+A rank that dies cannot hang the job: a collective that waits longer than
+`trainer.dist_timeout_s` fails (gloo at once when a peer's socket closes), and under
+`spawn` the parent kills the remaining ranks `KILL_GRACE_S` after the first one failed.
+
+Nothing here imports torch at module level: the sweep launchers use the environment helpers.
+"""
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from frame.errors import FrameError
+from frame.signals import EXIT_INTERRUPTED, StopFlag
+
+log = logging.getLogger("frame")
+
+KILL_GRACE_S = 30.0  # after one spawned rank failed, the others get this long to fail by themselves
+_FORWARDED = (signal.SIGTERM, signal.SIGUSR2)  # SIGINT reaches the ranks from the terminal itself
+
+
+@dataclass(frozen=True)
+class RankEnv:
+    """This process's place in a multi-process job, as its launcher described it."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+    source: str  # torchrun | slurm | spawn
+
+
+def rank_env(environ=None) -> RankEnv | None:
+    """The multi-process job this process belongs to, or None when it runs alone."""
+    env = os.environ if environ is None else environ
+    if "RANK" in env and "WORLD_SIZE" in env and int(env["WORLD_SIZE"]) > 1:
+        return RankEnv(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)),
+                       env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", 29500)),
+                       env.get("FRAME_RANK_SOURCE", "torchrun"))
+    # inside `srun` (a job step, not the batch script), with more than one task
+    if "SLURM_STEP_ID" in env and int(env.get("SLURM_NTASKS", 1)) > 1 and "SLURM_PROCID" in env:
+        job_id = int(env.get("SLURM_JOB_ID", 0))
+        return RankEnv(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0)),
+                       env.get("MASTER_ADDR") or _first_slurm_host(env),
+                       int(env.get("MASTER_PORT") or 20000 + job_id % 20000), "slurm")
+    return None
+
+
+def global_rank(environ=None) -> int:
+    """This process's rank by its environment (0 when it runs alone): rank 0 owns side effects."""
+    env = rank_env(environ)
+    return env.rank if env is not None else 0
+
+
+def _first_slurm_host(env) -> str:
+    nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or ""
+    if not any(c in nodes for c in "[,"):
+        return nodes or "127.0.0.1"
+    hosts = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, check=True)
+    return hosts.stdout.split()[0]
+
+
+class World:
+    """The processes training one job, as seen by one of them.
+
+    With one process every method is free and no torch.distributed call is made.
+    Collectives (`max`, `same_on_all_ranks`, reading a SharedStop's `requested`) must be
+    called by every rank in the same order.
+    """
+
+    def __init__(self, rank: int = 0, size: int = 1, local_rank: int = 0, cpu_group: Any = None):
+        self.rank, self.size, self.local_rank = rank, size, local_rank
+        self._cpu_group = cpu_group  # gloo group for host-side agreement when the main backend is NCCL
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def max(self, value: int) -> int:
+        """The largest of every rank's `value` (a one-int all-reduce on the CPU, no GPU sync)."""
+        if self.size == 1:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor(int(value))
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._cpu_group)
+        return int(tensor)
+
+    def shared(self, stop: StopFlag):
+        """`stop` as every rank must see it: stopped when any rank got a signal (see SharedStop)."""
+        return stop if self.size == 1 else SharedStop(stop, self)
+
+    def same_on_all_ranks(self, value, what: str) -> None:
+        """Raise FrameError unless every rank holds the same `value` (e.g. the run directory)."""
+        if self.size == 1:
+            return
+        import torch.distributed as dist
+
+        values = [None] * self.size
+        dist.all_gather_object(values, value, group=self._cpu_group)
+        if len(set(map(str, values))) > 1:
+            raise FrameError(f"the ranks disagree on the {what}: " + ", ".join(f"rank {r}: {v}" for r, v in enumerate(values)))
+
+    def wrap(self, model, device):
+        """The model the training step calls: DistributedDataParallel across ranks, else the model itself."""
+        if self.size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+class SharedStop:
+    """A StopFlag that all ranks read alike, so all of them checkpoint and stop at the same step.
+
+    Each read of `requested` is a collective (an all-reduce of the signal number over the
+    ranks): the loop reads it at the same points on every rank, which keeps the ranks in
+    step. A rank that got no signal itself takes the others' (`signal`); its own StopFlag
+    stays untouched, so a later SIGINT there still counts as the first one.
+    """
+
+    def __init__(self, flag: StopFlag, world: World):
+        self.flag, self.world = flag, world
+        self._agreed: int | None = None
+
+    def install(self) -> "SharedStop":
+        self.flag.install()
+        return self
+
+    def restore(self) -> None:
+        self.flag.restore()
+
+    @property
+    def signal(self) -> int | None:
+        return self.flag.signal or self._agreed
+
+    @property
+    def requested(self) -> bool:
+        agreed = self.world.max(self.flag.signal or 0)
+        if agreed and self._agreed is None:
+            self._agreed = agreed
+        return bool(agreed)
+
+
+def device_type(trainer_device: str) -> str:
+    """cuda or cpu: what `trainer.device` resolves to on this machine (decides NCCL or gloo)."""
+    if trainer_device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if trainer_device.startswith("cuda") else "cpu"
+
+
+@contextmanager
+def process_group(env: RankEnv, device: str, timeout_s: float):
+    """Join the job's process group (NCCL on cuda, gloo on cpu) for the duration; yields the World."""
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if device == "cuda" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
+    timeout = timedelta(seconds=timeout_s)
+    dist.init_process_group(backend, init_method=f"tcp://{env.master_addr}:{env.master_port}",
+                            rank=env.rank, world_size=env.world_size, timeout=timeout)
+    try:
+        cpu_group = dist.new_group(backend="gloo", timeout=timeout) if backend == "nccl" else None
+        log.info("rank %d of %d joined the process group (%s, %s)", env.rank, env.world_size, backend, env.source)
+        yield World(env.rank, env.world_size, env.local_rank, cpu_group)
+    finally:
+        dist.destroy_process_group()
+
+
+TrainFn = Callable[..., Any]  # fn(cfg, run_dir, world, stop) -> result
+
+
+def run(fn: TrainFn, cfg, run_dir: Path, stop: StopFlag):
+    """Run `fn(cfg, run_dir, world, stop)` in as many processes as the job asks for; rank 0's result."""
+    env = rank_env()
+    devices = cfg.trainer.devices
+    if env is None and devices > 1:
+        return spawn(fn, cfg, run_dir, devices, stop)
+    if env is None:
+        return fn(cfg, run_dir, World(), stop)
+    if devices > 1 and devices != env.world_size:
+        log.info("trainer.devices=%d, but %s started %d processes: training on %d", devices, env.source,
+                 env.world_size, env.world_size)
+    with process_group(env, device_type(cfg.trainer.device), cfg.trainer.dist_timeout_s) as world:
+        world.same_on_all_ranks(str(run_dir), "run directory")
+        return fn(cfg, run_dir, world, world.shared(stop))
+
+
+def spawn(fn: TrainFn, cfg, run_dir: Path, nprocs: int, stop: StopFlag):
+    """Start `nprocs` ranks on this machine (torchrun-style environment), wait, return rank 0's result.
+
+    The parent only waits: SIGTERM and SIGUSR2 sent to it alone are passed on to the ranks
+    (which checkpoint and exit 75); the first rank to fail takes the others down with it.
+
+    Raises:
+        RankFailed: a rank exited with an error or was killed.
+        SystemExit(75): the ranks stopped on a signal after writing a checkpoint.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    port = _free_port()
+    hydra_config = _hydra_config()
+    # like torchrun: the ranks share the cores instead of each starting one thread per core
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, len(os.sched_getaffinity(0)) // nprocs))
+    ranks = []
+    for rank in range(nprocs):
+        env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nprocs), "LOCAL_WORLD_SIZE": str(nprocs),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "FRAME_RANK_SOURCE": "spawn",
+               "OMP_NUM_THREADS": threads}
+        with _environ(env):  # the child's environment at exec: what torchrun would have set
+            process = context.Process(target=_rank_main, name=f"frame-rank{rank}",
+                                      args=(fn, cfg, str(run_dir), hydra_config, sender if rank == 0 else None))
+            process.start()
+        ranks.append(process)
+    sender.close()
+    log.info("started %d ranks (pids %s)", nprocs, " ".join(str(p.pid) for p in ranks))
+
+    stop.install()
+    forwarded, first_failure, failed_at = False, None, None
+    try:
+        while any(p.exitcode is None for p in ranks):
+            wait([p.sentinel for p in ranks if p.exitcode is None], timeout=0.5)
+            if stop.requested and not forwarded and stop.signal in _FORWARDED:
+                for p in ranks:
+                    if p.exitcode is None:
+                        os.kill(p.pid, stop.signal)
+                forwarded = True
+            for rank, p in enumerate(ranks):
+                if first_failure is None and p.exitcode not in (None, 0, EXIT_INTERRUPTED):
+                    first_failure, failed_at = rank, time.monotonic()
+                    log.error("rank %d exited with %s; stopping the other ranks", rank, _describe(p.exitcode))
+            if failed_at is not None and time.monotonic() - failed_at > KILL_GRACE_S:
+                for p in ranks:
+                    if p.exitcode is None:
+                        p.kill()
+    finally:
+        stop.restore()
+        for p in ranks:  # the parent itself failed (or was told to exit at once): leave nothing behind
+            if p.exitcode is None:
+                p.kill()
+            p.join()
+    if first_failure is not None:
+        raise RankFailed(f"rank {first_failure} of {nprocs} exited with {_describe(ranks[first_failure].exitcode)}; "
+                         f"the job failed (exit codes: {', '.join(_describe(p.exitcode) for p in ranks)}). "
+                         f"Its traceback, if any, is above.")
+    if any(p.exitcode == EXIT_INTERRUPTED for p in ranks):
+        raise SystemExit(EXIT_INTERRUPTED)
+    return receiver.recv() if receiver.poll() else None
+
+
+class RankFailed(RuntimeError):
+    """One process of a multi-process job failed, so the job did."""
+
+
+def _rank_main(fn, cfg, run_dir, hydra_config, sender):
+    """Entry point of a spawned rank: Hydra's view and logging, process group, train, result to the parent."""
+    env = rank_env()
+    _configure_logging(hydra_config, env.rank)
+    with process_group(env, device_type(cfg.trainer.device), cfg.trainer.dist_timeout_s) as world:
+        result = fn(cfg, Path(run_dir), world, world.shared(StopFlag()))
+    if sender is not None:
+        sender.send(result)
+
+
+def _hydra_config():
+    """The job's Hydra config (`HydraConfig`), for the spawned ranks; None outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.instance().cfg
+
+
+def _configure_logging(hydra_config, rank: int) -> None:
+    """Rank 0 logs like the parent (same train.log); the other ranks send warnings to the console."""
+    import logging.config
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if hydra_config is not None:
+        HydraConfig.instance().cfg = hydra_config  # HydraConfig.get() works in the rank as in the parent
+    if hydra_config is not None and rank == 0:
+        logging.config.dictConfig(OmegaConf.to_container(hydra_config.hydra.job_logging, resolve=True))
+    else:  # the other ranks: warnings and errors to the console, tagged with the rank
+        logging.basicConfig(level=logging.WARNING, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s", force=True)
+
+
+@contextmanager
+def _environ(values: dict):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _describe(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "running"
+    if exitcode < 0:
+        return f"signal {signal.Signals(-exitcode).name}"
+    return f"code {exitcode}"

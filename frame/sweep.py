@@ -1,0 +1,289 @@
+"""Sweeps that can be interrupted and run again: members, their record, the sweep summary.
+
+A sweep member is one Hydra job of a multirun. Its run directory is a pure function of
+its overrides (`outputs/<name>/<override_dirname>/`), so running the same sweep command
+again finds every member where it was:
+
+- a member whose `run.json` says `complete` (and holds its `result`) is not started
+  again: the launcher reports the stored result;
+- every other member starts, and resumes from its checkpoints when it has some.
+
+The task side (`run_member`, called by `frame.train.main` in every run) records the
+result in `run.json`, appends a failed attempt's traceback to `error.txt`, and on
+SLURM turns a SIGUSR2 into "checkpoint, then requeue" (see `run_member`).
+
+The launcher side (`plan`, `write_summary`) is shared by frame's launchers
+(`hydra_plugins/frame_launchers`): they skip complete members and keep
+`<sweep dir>/sweep.json` up to date:
+
+    {"sweep_dir": "...", "updated": 1795477108.1, "members": [
+      {"member": 0, "overrides": ["optimizer.lr=0.01"], "run_dir": "optimizer.lr=0.01",
+       "status": "complete", "slurm_job_id": "41_0", "attempts": 2, "result": 0.94,
+       "exit_code": 0, "skipped": false, "error": null}, ...]}
+
+`status` is pending, running, complete, failed or interrupted; `skipped` marks a member
+that was complete before this invocation and only reported its stored result.
+
+Nothing here imports torch: the launchers import this module in the submitting process.
+"""
+
+import json
+import logging
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from frame import runinfo
+from frame.signals import EXIT_INTERRUPTED, StopFlag
+
+log = logging.getLogger("frame")
+
+SUMMARY = "sweep.json"
+ERROR_FILE = "error.txt"
+
+
+# --- the task side: one run (a sweep member or a single run) -----------------------------------
+
+
+def run_member(cfg, run_dir: Path, train: Callable) -> Any:
+    """Train one run in as many processes as it asks for; record its outcome.
+
+    On success the result (the best monitored value) goes into `run.json` as `result`, which
+    is what a re-run of the sweep reports without training again. A failure appends the
+    traceback to `error.txt` and re-raises. A stop on SIGUSR2 inside a submitit SLURM job
+    (a preemption or the time-limit warning) goes to submitit's handler once the checkpoint
+    is written: it resubmits this Hydra job and requeues it, and the requeued job resumes
+    from the checkpoint in the same run directory.
+    """
+    from frame import distributed
+
+    is_main = distributed.global_rank() == 0
+    if is_main:
+        log.info("pid %d on %s, cpus %s%s", os.getpid(), os.uname().nodename, _ranges(os.sched_getaffinity(0)),
+                 f", CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in os.environ else "")
+    stop = StopFlag()
+    try:
+        result = distributed.run(train, cfg, run_dir, stop)
+    except SystemExit as exit:
+        if exit.code == EXIT_INTERRUPTED and stop.signal == signal.SIGUSR2:
+            _requeue_on_slurm()
+        raise
+    except Exception:
+        if is_main:
+            _append_error(run_dir, traceback.format_exc())
+        raise
+    if is_main:
+        runinfo.update(run_dir, result=result)
+    return result
+
+
+def _ranges(cpus) -> str:
+    """{0, 1, 2, 5} -> '0-2,5'."""
+    cpus, parts = sorted(cpus), []
+    for cpu in cpus:
+        if parts and cpu == parts[-1][1] + 1:
+            parts[-1][1] = cpu
+        else:
+            parts.append([cpu, cpu])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)
+
+
+def _requeue_on_slurm() -> None:
+    """Hand a SIGUSR2 that stopped training to submitit's handler (StopFlag put it back).
+
+    submitit's handler calls the launcher's `checkpoint()` (resubmit the same Hydra job),
+    runs `scontrol requeue` and exits; on ranks other than 0 it only logs. Outside a
+    submitit SLURM job nothing happens and the run exits 75 as usual.
+    """
+    handler = signal.getsignal(signal.SIGUSR2)
+    owner = getattr(handler, "__self__", None)
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm" or not type(owner).__module__.startswith("submitit"):
+        return
+    log.warning("SIGUSR2 on SLURM: checkpoint written, asking submitit to requeue this job")
+    handler(signal.SIGUSR2, None)
+
+
+def _append_error(run_dir: Path, text: str) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ERROR_FILE, "a") as file:
+        file.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} host {os.uname().nodename}\n{text}\n")
+
+
+# --- the launcher side: plan a sweep, skip what is done, summarise --------------------------------
+
+
+@dataclass
+class Member:
+    """One member of the sweep, as the submitting process sees it."""
+
+    num: int  # hydra.job.num
+    overrides: list[str]
+    run_dir: Path
+    config: Any = field(repr=False)  # the member's composed config (Hydra node included)
+    skipped: bool = False  # complete before this invocation: reported, not run
+    job_id: str | None = None  # SLURM job id (array id _ index) once submitted
+    status: str | None = None  # the launcher's verdict once the member returned
+    exit_code: int | None = None
+    result: Any = None
+    error: str | None = None
+
+    @property
+    def record(self) -> dict:
+        return runinfo.read(self.run_dir)
+
+
+def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Member]:
+    """Compose every member, find its run directory, and mark the complete ones as skipped.
+
+    Members are skipped only with `resume=true`: with resume=false the run-directory policy
+    (frame.config.rundir) has already refused or moved aside an earlier sweep.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    hydra_config = HydraConfig.instance()
+    saved = hydra_config.cfg
+    members = []
+    try:
+        for offset, overrides in enumerate(job_overrides):
+            config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+            hydra_config.set_config(config)  # ${hydra:job.override_dirname} in the subdir reads it
+            run_dir = Path(os.path.abspath(Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)))
+            OmegaConf.set_readonly(config.hydra, None)  # set_config froze it; the launcher sets job.id/num
+            member = Member(initial_job_idx + offset, list(overrides), run_dir, config)
+            record = runinfo.read(run_dir)
+            if config.get("resume", True) and record.get("status") == "complete" and "result" in record:
+                member.skipped, member.status, member.result, member.exit_code = True, "complete", record["result"], 0
+            members.append(member)
+    finally:
+        hydra_config.cfg = saved
+    done = sum(m.skipped for m in members)
+    if done:
+        log.info("%d of %d members already complete: reporting their stored results, not running them again",
+                 done, len(members))
+    return members
+
+
+def skipped_return(member: Member):
+    """The JobReturn of a member that completed in an earlier invocation (its stored result)."""
+    import copy
+
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    task_cfg = copy.deepcopy(member.config)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    ret = JobReturn(overrides=member.overrides, cfg=task_cfg, hydra_cfg=OmegaConf.masked_copy(member.config, "hydra"),
+                    working_dir=os.getcwd(), task_name=str(member.config.hydra.job.name), status=JobStatus.COMPLETED)
+    ret.return_value = member.result
+    return ret
+
+
+def failed_return(member: Member, error: BaseException):
+    """The JobReturn of a member that failed; the sweeper raises `error` after all members returned."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    ret = JobReturn(overrides=member.overrides, working_dir=os.getcwd(), status=JobStatus.FAILED)
+    ret.return_value = error
+    return ret
+
+
+class MemberFailed(RuntimeError):
+    """A sweep member failed; its traceback is in its run directory's error.txt."""
+
+
+def summary_entry(member: Member, sweep_dir: Path) -> dict:
+    record = member.record
+    attempts = record.get("attempts", [])
+    last_slurm = (attempts[-1].get("slurm") or {}) if attempts else {}
+    slurm_id = member.job_id
+    if slurm_id is None and last_slurm:
+        slurm_id = (f"{last_slurm['array_job_id']}_{last_slurm['array_task_id']}" if "array_job_id" in last_slurm
+                    else last_slurm.get("job_id"))
+    status = member.status or record.get("status") or "pending"
+    result = member.result if member.result is not None else record.get("result")
+    exit_code = member.exit_code if member.exit_code is not None else record.get("exit_code")
+    try:
+        run_dir = str(member.run_dir.relative_to(os.path.abspath(sweep_dir)))
+    except ValueError:
+        run_dir = str(member.run_dir)
+    return {"member": member.num, "overrides": member.overrides, "run_dir": run_dir, "status": status,
+            "slurm_job_id": slurm_id, "attempts": len(attempts), "result": result, "exit_code": exit_code,
+            "skipped": member.skipped, "error": member.error}
+
+
+def write_summary(sweep_dir: Path, members: Sequence[Member]) -> Path:
+    """Write `<sweep_dir>/sweep.json` (atomically), keeping entries of members not in `members`.
+
+    Members are keyed by run directory, so an Optuna sweep (one launch per batch of trials)
+    and a re-run of the same sweep update their entries instead of repeating them.
+    """
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / SUMMARY
+    entries = {entry["run_dir"]: entry for entry in read_summary(sweep_dir)}
+    for member in members:
+        entry = summary_entry(member, sweep_dir)
+        entries[entry["run_dir"]] = entry
+    ordered = sorted(entries.values(), key=lambda e: e["member"])
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{SUMMARY}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"sweep_dir": os.path.abspath(sweep_dir), "updated": round(time.time(), 3),
+                               "members": ordered}, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_summary(sweep_dir: Path) -> list[dict]:
+    try:
+        return json.loads((Path(sweep_dir) / SUMMARY).read_text())["members"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def format_summary(entries: Sequence[dict]) -> str:
+    """The summary as a text table (what the launchers log at the end)."""
+    rows = [("member", "status", "attempts", "slurm job", "result", "overrides")]
+    for e in entries:
+        result = e["result"] if not isinstance(e["result"], float) else f"{e['result']:.6g}"
+        status = e["status"] + (" (earlier)" if e["skipped"] else "")
+        rows.append((str(e["member"]), status, str(e["attempts"]), e["slurm_job_id"] or "-",
+                     "-" if result is None else str(result), " ".join(e["overrides"]) or "(none)"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
+
+
+def log_summary(sweep_dir: Path, members: Sequence[Member]) -> None:
+    path = write_summary(sweep_dir, members)
+    entries = [summary_entry(m, Path(sweep_dir)) for m in members]
+    log.info("sweep summary (%s):\n%s", path, format_summary(entries))
+
+
+# --- running one member in a child process (frame's local parallel launcher) ---------------------
+
+
+def run_pickled(path: str) -> int:
+    """Entry point of a member process: load `(callable, args)`, call it, store the JobReturn next to it.
+
+    Exit code: 0 when the member completed, 75 when it stopped on a signal with a checkpoint,
+    1 when it failed (its traceback is in the run directory's error.txt).
+    """
+    import pickle
+
+    import cloudpickle
+    from hydra.core.utils import JobStatus
+
+    with open(path, "rb") as file:
+        function, args = pickle.load(file)
+    ret = function(*args)
+    if ret.status == JobStatus.FAILED:
+        ret.return_value = MemberFailed(f"{type(ret._return_value).__name__}: {ret._return_value}")
+    tmp = f"{path}.result.tmp"
+    with open(tmp, "wb") as file:
+        cloudpickle.dump(ret, file)
+    os.replace(tmp, f"{path}.result")
+    return 0 if ret.status == JobStatus.COMPLETED else 1

@@ -1,0 +1,1 @@
+"""frame's Hydra launchers (sequential, local parallel, SLURM); see `launchers.py`."""

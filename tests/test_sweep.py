@@ -1,0 +1,129 @@
+"""Sweeps on this machine: deterministic member directories, re-runs that skip complete members,
+the summary file, failed members, the local parallel launcher, and Optuna."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hydra_plugins.frame_launchers.launchers import member_slots
+from tests.conftest import run_frame
+
+# The classify experiment, small: a member trains in about a second.
+SMALL = ["experiment=classify", "data.dataset.num_samples=128", "trainer.epochs=1", "logger=[jsonl]"]
+
+
+def _summary(sweep_dir):
+    return {tuple(m["overrides"][-1:]): m for m in json.loads((sweep_dir / "sweep.json").read_text())["members"]}
+
+
+def test_rerun_skips_complete_members_and_reports_their_results(tmp_path):
+    first = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01,0.001"], cwd=tmp_path, check=0)
+    sweep_dir = tmp_path / "outputs" / "classify"
+    members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
+    assert [m["status"] for m in members] == ["complete", "complete"]
+    prefix = "data.dataset.num_samples=128,logger=[jsonl],"  # the overrides, sorted: the same command, the same dirs
+    assert [m["run_dir"] for m in members] == [prefix + "optimizer.lr=0.01,trainer.epochs=1",
+                                               prefix + "optimizer.lr=0.001,trainer.epochs=1"]
+    assert all(isinstance(m["result"], float) and m["attempts"] == 1 and not m["skipped"] for m in members)
+    assert "sweep summary" in first.stdout + first.stderr
+
+    again = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01,0.001,0.0001"], cwd=tmp_path, check=0)
+    assert "2 of 3 members already complete" in again.stdout + again.stderr
+    summary = _summary(sweep_dir)
+    earlier = [summary[("optimizer.lr=0.01",)], summary[("optimizer.lr=0.001",)]]
+    assert all(m["skipped"] and m["attempts"] == 1 and m["status"] == "complete" for m in earlier)
+    assert [m["result"] for m in earlier] == [m["result"] for m in members]
+    new = summary[("optimizer.lr=0.0001",)]
+    assert new["status"] == "complete" and not new["skipped"] and new["attempts"] == 1
+
+
+def test_a_failed_member_fails_the_sweep_and_leaves_error_txt(tmp_path):
+    result = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01,-1.0"], cwd=tmp_path)
+    assert result.returncode != 0
+    sweep_dir = tmp_path / "outputs" / "classify"
+    summary = _summary(sweep_dir)
+    good, bad = summary[("optimizer.lr=0.01",)], summary[("optimizer.lr=-1.0",)]
+    assert good["status"] == "complete" and bad["status"] == "failed" and bad["exit_code"] == 1
+    error = (sweep_dir / bad["run_dir"] / "error.txt").read_text()
+    assert "Invalid learning rate" in error and "Traceback" in error
+    assert not (sweep_dir / good["run_dir"] / "error.txt").exists()
+
+
+def test_resume_false_refuses_an_existing_sweep(tmp_path):
+    run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01"], cwd=tmp_path, check=0)
+    refused = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01", "resume=false"], cwd=tmp_path)
+    assert refused.returncode == 2 and "fresh=true" in refused.stderr
+
+
+def test_local_launcher_runs_members_in_parallel_each_on_its_own_cores(tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("needs 2 cores")
+    run_frame(["train", "-m", *SMALL, "hydra/launcher=local", "hydra.launcher.parallel=2",
+               "hydra.launcher.cpus_per_member=1", "optimizer.lr=0.01,0.001"], cwd=tmp_path, check=0)
+    sweep_dir = tmp_path / "outputs" / "classify"
+    members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
+    assert [m["status"] for m in members] == ["complete", "complete"]
+    cpus = set()
+    spans = []
+    for member in members:
+        log = (sweep_dir / member["run_dir"] / "train.log").read_text()
+        cpus.add(log.split(", cpus ")[1].split()[0].rstrip(","))
+        attempt = json.loads((sweep_dir / member["run_dir"] / "run.json").read_text())["attempts"][0]
+        spans.append((attempt["started"], attempt["ended"]))
+    assert cpus == {str(cores[0]), str(cores[1])}  # one core each, not the same one
+    (a_start, a_end), (b_start, b_end) = spans
+    assert a_start < b_end and b_start < a_end  # they overlapped in time
+    assert (sweep_dir / ".local" / "member-0.out").is_file()
+
+
+def test_local_launcher_passes_a_stop_on_and_exits_75(tmp_path):
+    """SIGTERM to the launcher reaches every running member; each checkpoints, the sweep exits 75."""
+    args = ["train", "-m", "experiment=classify", "data.dataset.num_samples=20000", "trainer.epochs=50",
+            "logger=[jsonl]", "hydra/launcher=local", "hydra.launcher.parallel=2", "optimizer.lr=0.01,0.001"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "frame", *args], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sweep_dir = tmp_path / "outputs" / "classify"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        logs = list(sweep_dir.glob("*/metrics.jsonl"))
+        if len(logs) == 2 and all(path.read_text().count("val/loss") >= 1 for path in logs):
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 75, output
+    members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
+    assert [m["status"] for m in members] == ["interrupted", "interrupted"]
+    assert all((sweep_dir / m["run_dir"] / "checkpoints" / "last.pt").is_file() for m in members)
+
+
+def test_optuna_sweeper_with_the_shipped_search_space(tmp_path):
+    run_frame(["train", "-m", *SMALL, "hydra/sweeper=optuna_classify", "hydra.sweeper.n_trials=2",
+               "hydra.sweeper.n_jobs=2"], cwd=tmp_path, check=0)
+    sweep_dir = tmp_path / "outputs" / "classify"
+    members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
+    assert len(members) == 2 and all(m["status"] == "complete" for m in members)
+    best = (sweep_dir / "optimization_results.yaml").read_text()
+    assert "best_value" in best and "optimizer.lr" in best
+
+
+def test_member_slots_split_cpus_and_gpus():
+    def slots(*args):
+        return [(slot.cpus, slot.gpus) for slot in member_slots(*args)]
+
+    cpus = list(range(8))
+    assert slots(None, None, 1, cpus, []) == [((0, 1, 2, 3), ()), ((4, 5, 6, 7), ())]  # 4 cores a member
+    assert slots(4, None, 1, cpus, []) == [((0, 1), ()), ((2, 3), ()), ((4, 5), ()), ((6, 7), ())]
+    gpus = ["0", "1", "2", "3"]
+    assert [g for _, g in slots(None, None, 1, cpus, gpus)] == [("0",), ("1",), ("2",), ("3",)]
+    assert slots(None, None, 2, cpus, gpus) == [((0, 1, 2, 3), ("0", "1")), ((4, 5, 6, 7), ("2", "3"))]
+    assert slots(3, 1, 0, cpus[:2], []) == [((0,), ()), ((1,), ()), ((0,), ())]  # oversubscribed
+    with pytest.raises(Exception, match="need 6 GPUs"):
+        member_slots(3, None, 2, cpus, gpus)
