@@ -208,17 +208,29 @@ def summary_entry(member: Member, sweep_dir: Path) -> dict:
     status = member.status or record.get("status") or "pending"
     result = member.result if member.result is not None else record.get("result")
     exit_code = member.exit_code if member.exit_code is not None else record.get("exit_code")
-    try:
-        run_dir = str(member.run_dir.relative_to(os.path.abspath(sweep_dir)))
-    except ValueError:
-        run_dir = str(member.run_dir)
-    return {"member": member.num, "overrides": member.overrides, "run_dir": run_dir, "status": status,
+    return {"member": member.num, "overrides": member.overrides, "run_dir": relative_dir(member, sweep_dir), "status": status,
             "slurm_job_id": slurm_id, "attempts": len(attempts), "result": result, "exit_code": exit_code,
             "skipped": member.skipped, "error": member.error}
 
 
-def write_summary(sweep_dir: Path, members: Sequence[Member]) -> Path:
-    """Write `<sweep_dir>/sweep.json` (atomically), keeping entries of members not in `members`.
+def relative_dir(member: Member, sweep_dir: Path) -> str:
+    """The member's run directory as the summary names it (relative to the sweep directory)."""
+    try:
+        return str(member.run_dir.relative_to(os.path.abspath(sweep_dir)))
+    except ValueError:
+        return str(member.run_dir)
+
+
+def earlier_job_ids(sweep_dir: Path, members: Sequence[Member]) -> dict[int, str]:
+    """member.num -> the SLURM job id an earlier invocation of this sweep recorded for it."""
+    earlier = {entry["run_dir"]: entry.get("slurm_job_id") for entry in read_summary(sweep_dir)}
+    ids = {m.num: earlier.get(relative_dir(m, sweep_dir)) for m in members}
+    return {num: job_id for num, job_id in ids.items() if job_id}
+
+
+def write_summary(sweep_dir: Path, members: Sequence[Member]) -> list[dict]:
+    """Write `<sweep_dir>/sweep.json` (atomically), keeping entries of members not in `members`;
+    return the entries of `members`.
 
     Members are keyed by run directory, so an Optuna sweep (one launch per batch of trials)
     and a re-run of the same sweep update their entries instead of repeating them.
@@ -226,16 +238,15 @@ def write_summary(sweep_dir: Path, members: Sequence[Member]) -> Path:
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / SUMMARY
     entries = {entry["run_dir"]: entry for entry in read_summary(sweep_dir)}
-    for member in members:
-        entry = summary_entry(member, sweep_dir)
-        entries[entry["run_dir"]] = entry
+    current = [summary_entry(member, sweep_dir) for member in members]
+    entries.update((entry["run_dir"], entry) for entry in current)
     ordered = sorted(entries.values(), key=lambda e: e["member"])
     sweep_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{SUMMARY}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"sweep_dir": os.path.abspath(sweep_dir), "updated": round(time.time(), 3),
                                "members": ordered}, indent=2) + "\n")
     os.replace(tmp, path)
-    return path
+    return current
 
 
 def read_summary(sweep_dir: Path) -> list[dict]:
@@ -258,9 +269,8 @@ def format_summary(entries: Sequence[dict]) -> str:
 
 
 def log_summary(sweep_dir: Path, members: Sequence[Member]) -> None:
-    path = write_summary(sweep_dir, members)
-    entries = [summary_entry(m, Path(sweep_dir)) for m in members]
-    log.info("sweep summary (%s):\n%s", path, format_summary(entries))
+    entries = write_summary(sweep_dir, members)
+    log.info("sweep summary (%s):\n%s", Path(sweep_dir) / SUMMARY, format_summary(entries))
 
 
 # --- running one member in a child process (frame's local parallel launcher) ---------------------

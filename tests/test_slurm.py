@@ -209,6 +209,26 @@ def test_an_interrupted_sweep_run_again_completes_only_the_missing_members(clust
 
 
 @pytest.mark.slurm
+def test_ctrl_c_stops_waiting_and_the_same_command_waits_for_the_running_job(cluster, tmp_path):
+    command = ["train", "-m", *LONGER, "trainer.epochs=10", *SLURM]
+    process = _start(command, tmp_path)
+    sweep_dir = tmp_path / "outputs" / "classify"
+    (member,) = _wait_for("the job", lambda: (sweep_dir / "sweep.json").exists() and
+                          all(m["slurm_job_id"] for m in _members(sweep_dir)) and _members(sweep_dir))
+    cluster.append(member["slurm_job_id"])
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 75 and "the submitted jobs keep running" in output
+    assert _job_state(member["slurm_job_id"]) is not None  # Ctrl-C stopped the waiting, not the job
+
+    again = run_frame(command, cwd=tmp_path, check=0)
+    assert "still queued or running from an earlier run of this sweep" in again.stdout + again.stderr
+    (done,) = _members(sweep_dir)
+    assert done["status"] == "complete" and done["slurm_job_id"] == member["slurm_job_id"]
+    assert done["attempts"] == 1  # not submitted a second time
+
+
+@pytest.mark.slurm
 def test_ddp_with_two_tasks_per_node_matches_one_process(cluster, tmp_path):
     exact = ["experiment=classify", "data.dataset.num_samples=320", "model.dropout=0", "trainer.epochs=3",
              "logger=[jsonl]"]

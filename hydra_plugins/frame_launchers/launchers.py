@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
@@ -250,12 +250,24 @@ class FrameLocalLauncher(FrameSequentialLauncher):
         command = [sys.executable, "-c", "import sys; from frame.sweep import run_pickled; sys.exit(run_pickled(sys.argv[1]))",
                    str(path)]
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=lambda: os.sched_setaffinity(0, slot.cpus))
+                                   preexec_fn=lambda: _member_process_setup(slot.cpus))
         output.close()
         member.status = "running"
         log.info("member %d (pid %d, cpus %s%s): %s", member.num, process.pid, ",".join(map(str, slot.cpus)),
                  f", gpus {','.join(slot.gpus)}" if slot.gpus else "", " ".join(filter_overrides(member.overrides)))
         return process, path
+
+
+def _member_process_setup(cpus) -> None:
+    """In the member process before it starts: pin it to its cores; SIGTERM it (it checkpoints)
+    if the launcher dies without passing a signal on (SIGKILL, a lost terminal)."""
+    os.sched_setaffinity(0, cpus)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:
@@ -324,27 +336,51 @@ class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
         todo = [m for m in members if not m.skipped]
         returns = {m.num: sweep.skipped_return(m) for m in members if m.skipped}
         try:
-            if todo:
+            attached = self._attach(todo, sweep_dir)  # still queued or running from an earlier invocation
+            submit = [m for m in todo if m.num not in attached]
+            jobs = dict(attached)
+            if submit:
                 executor = self.executor()
                 state = Singleton.get_state()
-                args = [(m.overrides, "hydra.sweep.dir", m.num, f"job_id_for_{m.num}", state) for m in todo]
-                jobs = executor.map_array(self, *zip(*args))
-                for member, job in zip(todo, jobs):
-                    member.job_id, member.status = job.job_id, "pending"
+                args = [(m.overrides, "hydra.sweep.dir", m.num, f"job_id_for_{m.num}", state) for m in submit]
+                for member, job in zip(submit, executor.map_array(self, *zip(*args))):
+                    member.job_id, member.status, jobs[member.num] = job.job_id, "pending", job
                 log.info("submitted %d members as SLURM job array %s in %.2f s (%.2f s composing the members' "
-                         "configs); folder %s", len(jobs), jobs[0].job_id.split("_")[0], time.perf_counter() - start,
-                         planned - start, self.params["submitit_folder"])
+                         "configs); folder %s", len(submit), submit[0].job_id.split("_")[0],
+                         time.perf_counter() - start, planned - start, self.params["submitit_folder"])
+            if todo:
                 sweep.write_summary(sweep_dir, members)
-                returns.update(self._wait(todo, jobs, sweep_dir, members))
-        except KeyboardInterrupt:
+                returns.update(self._wait(todo, [jobs[m.num] for m in todo], sweep_dir, members))
+        except KeyboardInterrupt:  # Ctrl-C: stop waiting, not the jobs
             log.warning("stopped waiting; the submitted jobs keep running. Run the same command again to "
                         "collect them (complete members are not run again).")
-            raise
+            raise SystemExit(EXIT_INTERRUPTED) from None
         finally:
             sweep.log_summary(sweep_dir, members)
         if any(m.status == "interrupted" for m in todo):
             raise SystemExit(EXIT_INTERRUPTED)
         return [returns[m.num] for m in members]
+
+    def _attach(self, todo, sweep_dir) -> dict:
+        """Jobs an earlier invocation submitted for these members that SLURM still runs or queues:
+        waiting for them (submitit's paths follow from the folder and the job id) instead of
+        training the same run directory twice."""
+        from submitit.slurm.slurm import SlurmJob
+
+        earlier = sweep.earlier_job_ids(sweep_dir, todo)
+        states = squeue_states(sorted({job_id.split("_")[0] for job_id in earlier.values()})) if earlier else {}
+        tasks = list(range(self.params["nodes"] * self.params["tasks_per_node"]))
+        attached = {}
+        for member in todo:
+            job_id = earlier.get(member.num)
+            if states and job_id in states:
+                member.job_id, member.status = job_id, "pending"
+                attached[member.num] = SlurmJob(folder=self.params["submitit_folder"], job_id=job_id, tasks=tasks)
+        if attached:
+            log.info("%d members are still queued or running from an earlier run of this sweep (%s): waiting for "
+                     "them instead of submitting them again", len(attached),
+                     " ".join(m.job_id for m in todo if m.num in attached))
+        return attached
 
     def _wait(self, todo, jobs, sweep_dir, members) -> dict[int, JobReturn]:
         waiting = {job.job_id: (member, job) for member, job in zip(todo, jobs)}

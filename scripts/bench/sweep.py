@@ -11,7 +11,7 @@ command's start to that line), each task's SLURM run time (StartTime..EndTime, 1
 the part of a frame member spent building and training (run.json attempt), and the wall time
 until the whole array is done.
 
-    python scripts/bench/sweep.py [--members 64] [--parallel 8]
+    python scripts/bench/sweep.py [--members 64] [--parallel 8] [--json results.json]
 """
 
 import argparse
@@ -24,8 +24,6 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-
-from common import save, table
 
 FRAME = [sys.executable, "-m", "frame"]
 
@@ -87,6 +85,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=64)
     parser.add_argument("--parallel", type=int, default=8, help="array parallelism (the local node has 8 slots)")
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         folder = Path(tmp)
@@ -102,11 +101,13 @@ def main():
     ]
     overhead = med(f["task_s"]) - med(b["task_s"])
     print(f"{args.members} members, {args.parallel} at a time\n")
-    print(table(rows, ["", "bare `srun true`", "frame member"]))
+    print("|  | bare `srun true` | frame member |\n|---|---|---|")
+    print("\n".join("| " + " | ".join(row) + " |" for row in rows))
     print(f"\nper-member overhead over a bare job: {overhead:.0f} s of SLURM run time "
           f"(wall per member over the array: {(f['wall_s'] - b['wall_s']) / args.members:.2f} s)")
-    save("sweep", {"members": args.members, "parallel": args.parallel, "bare": b, "frame": f,
-                   "overhead_per_member_s": overhead})
+    if args.json:
+        args.json.write_text(json.dumps({"members": args.members, "parallel": args.parallel, "bare": b, "frame": f,
+                                         "overhead_per_member_s": overhead}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
