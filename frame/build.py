@@ -22,6 +22,7 @@ from frame.config.project import use_project
 from frame.data.loading import EpochSampler, JobDataset, make_loader, split_indices
 from frame.distributed import World
 from frame.errors import FrameError
+from frame.resume_guard import check_resume
 
 log = logging.getLogger("frame")
 
@@ -87,6 +88,9 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
     optimizer = _instantiate(cfg.optimizer, "optimizer")(params)
     scheduler = _instantiate(cfg.lr_scheduler, "lr_scheduler")(optimizer) if cfg.lr_scheduler is not None else None
     checkpoints = Checkpoints(run_dir, cfg.trainer.checkpoint_every_n_epochs, cfg.trainer.keep_last_checkpoints)
+    resume_state = checkpoints.load_latest() if cfg.resume else None
+    if resume_state is not None:
+        check_resume(resume_state, config_yaml, train_sampler.world_size, force=cfg.force_resume)
     return Job(
         cfg=cfg,
         run_dir=run_dir,
@@ -104,7 +108,7 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
         evaluators={name: _instantiate(node, f"evaluators.{name}", labels=labels) for name, node in cfg.evaluators.items()},
         loggers=[_instantiate(node, f"logger.{name}") for name, node in cfg.logger.items()] if world.is_main else [],
         checkpoints=checkpoints if world.is_main else None,  # every rank resumes from them, rank 0 writes
-        resume_state=checkpoints.load_latest() if cfg.resume else None,
+        resume_state=resume_state,
         config_yaml=config_yaml,
         config_hash=hashlib.sha256(config_yaml.encode()).hexdigest()[:16],
     )

@@ -4,16 +4,26 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
 `torch.load(weights_only=True)` reads it and a planted pickle never runs.
 
 Layout under `<run_dir>/checkpoints/`:
-    last.pt            newest state, written after every epoch and on a stop signal
+    last.pt            newest state: after every epoch, every `checkpoint_every_n_steps`, on a stop signal
     best.pt            state at the best monitored value
     epoch-NNNN.pt      every `checkpoint_every_n_epochs`, the newest `keep_last` kept
+
+One save serialises once into a temp file beside them and copies it for best.pt
+and epoch-NNNN.pt (copies, not hard links: a damaged file then damages one name
+only, and the fallback finds an intact one). Those are renamed into place
+before last.pt, so whoever finds a last.pt knows the others are at least as
+new. Each name changes with `os.replace`, so it always holds a complete old or
+a complete new file. A temp file left by a crash starts with `.tmp-` and is
+removed by the next `load_latest`.
 """
 
-import io
 import logging
 import os
 import pickle
+import shutil
+import zipfile
 from pathlib import Path
+from typing import BinaryIO, Callable, Sequence
 
 import torch
 
@@ -21,6 +31,9 @@ from frame.errors import FrameError
 
 log = logging.getLogger(__name__)
 
+FORMAT = 1  # bump when the content changes incompatibly; newer files are refused
+_REQUIRED = ("format", "state", "counters", "data", "model", "optimizer", "optimizer_class", "scheduler",
+             "scheduler_class", "scaler", "rng", "config")  # what frame.state.restore reads
 _TMP_PREFIX = ".tmp-"
 
 
@@ -28,40 +41,110 @@ class CheckpointError(FrameError):
     """No usable checkpoint, or one that could not be written."""
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` so that `path` holds either its old or its new content, never a torn one."""
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], also: Sequence[Path] = ()) -> None:
+    """Write a file once and put it at `path` and at each of `also`, each atomically.
+
+    `write(file)` fills a temp file in `path`'s directory; after flush and fsync it
+    is copied to each name in `also`, then renamed to `path`, and the directory
+    is fsynced so that the renames survive a power cut.
+
+    Raises:
+        CheckpointError: the write failed (disk full, read-only directory, ...); every
+            name keeps its previous file and no temp file is left behind.
+    """
+    tmp = _tmp_name(path)
     try:
         with open(tmp, "wb") as file:
-            file.write(data)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
+        for other in also:
+            _copy(tmp, other)
         os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"could not write checkpoint {path}: {error.strerror or error}") from error
-    directory = os.open(path.parent, os.O_RDONLY)
+        _fsync_dir(path.parent)
+    except (OSError, RuntimeError) as error:  # torch.save reports a failed write as RuntimeError
+        for leftover in [tmp, *map(_tmp_name, also)]:
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {_reason(error)}. The previous checkpoints in {path.parent} are intact; "
+            f"free some space or fix the permissions, then run the same command again to continue."
+        ) from error
+
+
+def _reason(error: BaseException) -> str:
+    """The OS's words for a failed write (torch.save hides them in a RuntimeError's context)."""
+    cause = error
+    while cause is not None and not (isinstance(cause, OSError) and cause.strerror):
+        cause = cause.__cause__ or cause.__context__
+    return cause.strerror if cause is not None else str(error).splitlines()[0]
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
+
+
+def _copy(source: Path, name: Path) -> None:
+    """Copy `source` to `name` atomically (through a synced temp file)."""
+    tmp = _tmp_name(name)
+    shutil.copyfile(source, tmp)
+    with open(tmp, "rb+") as file:
+        os.fsync(file.fileno())
+    os.replace(tmp, name)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(directory)
+        os.fsync(fd)
     finally:
-        os.close(directory)
+        os.close(fd)
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Load with `weights_only=True`; raise CheckpointError naming what is wrong."""
+    """Load a checkpoint after checking it is whole, with `weights_only=True`.
+
+    Every record's CRC is checked first (torch.load does not, so a flipped byte in
+    a tensor would load silently), then the file is unpickled with torch's
+    weights-only unpickler, which refuses anything but plain data.
+
+    Raises:
+        CheckpointError: naming the file and what is wrong with it.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        if zipfile.is_zipfile(path):  # torch's format; a truncated file has no zip directory and fails below
+            with zipfile.ZipFile(path) as archive:
+                broken = archive.testzip()
+            if broken is not None:
+                raise CheckpointError(f"{path} is corrupted: record {broken} fails its CRC check")
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path} holds objects that are not plain data (tensors, numbers, strings, lists, dicts); "
-            f"refusing to load it. {str(error).splitlines()[0]}"
+            f"refusing to load it, nothing in it was run. {str(error).splitlines()[0]}"
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is unreadable (truncated or corrupted): {error}") from error
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path} is unreadable (truncated or corrupted): {reason}") from error
+    missing = [key for key in _REQUIRED if key not in saved] if isinstance(saved, dict) else list(_REQUIRED)
+    if missing:
+        raise CheckpointError(f"{path} is not a frame checkpoint: it lacks {', '.join(missing)}")
+    if saved["format"] > FORMAT:
+        raise CheckpointError(f"{path} has format {saved['format']}, newer than this frame reads ({FORMAT}); "
+                              f"upgrade frame (it was written by frame {saved.get('frame_version')})")
+    return saved
 
 
 class Checkpoints:
-    """The checkpoints of one run directory."""
+    """The checkpoints of one run directory.
+
+    Args:
+        run_dir: the run directory; files go to `<run_dir>/checkpoints/`.
+        every_n_epochs: also keep `epoch-NNNN.pt` every this many epochs (0 = never).
+        keep_last: how many `epoch-NNNN.pt` to keep.
+    """
 
     def __init__(self, run_dir: Path, every_n_epochs: int = 1, keep_last: int = 2):
         self.dir = Path(run_dir) / "checkpoints"
@@ -71,54 +154,66 @@ class Checkpoints:
         return any(self._candidates())
 
     def save(self, state: dict, *, best: bool = False, epoch_end: bool = False) -> None:
-        """Write last.pt (and best.pt, epoch-NNNN.pt when due) from one serialisation."""
+        """Write last.pt, and best.pt / epoch-NNNN.pt when due, from one serialisation.
+
+        Raises:
+            CheckpointError: the write failed; the previous files are intact.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        data = buffer.getvalue()
         epoch = state["state"]["epoch"]
-        if epoch_end and self.every_n_epochs and epoch % self.every_n_epochs == 0:
-            atomic_write(self.dir / f"epoch-{epoch:04d}.pt", data)
+        periodic = epoch_end and self.every_n_epochs and epoch % self.every_n_epochs == 0
+        also = [self.dir / f"epoch-{epoch:04d}.pt"] if periodic else []
+        also += [self.dir / "best.pt"] if best else []
+        atomic_write(self.dir / "last.pt", lambda file: torch.save(state, file), also)
+        if periodic:
             self._prune()
-        if best:
-            atomic_write(self.dir / "best.pt", data)
-        atomic_write(self.dir / "last.pt", data)
 
     def load_latest(self) -> dict | None:
-        """The newest checkpoint that loads, falling back past broken ones.
+        """The newest checkpoint that loads, falling back past broken ones with a warning.
 
-        Returns None when there is none at all; raises CheckpointError when
-        there are some and none is valid, so a run never silently starts over.
+        Returns None when there is none at all (a new run); the dict gets `_path`.
+
+        Raises:
+            CheckpointError: there are checkpoints and none is valid, so a run
+                never silently starts over.
         """
         self._clean_temp_files()
         failures = []
         for path in self._candidates():
             try:
-                state = load_checkpoint(path)
+                saved = load_checkpoint(path)
             except CheckpointError as error:
                 failures.append(str(error))
                 log.warning("skipping checkpoint: %s", error)
                 continue
             if failures:
-                log.warning("resuming from %s instead", path.name)
-            state["_path"] = str(path)
-            return state
+                log.warning("resuming from the older %s (step %d) instead", path.name, saved["state"]["step"])
+            saved["_path"] = str(path)
+            return saved
         if failures:
             raise CheckpointError(
                 "no valid checkpoint to resume from:\n  " + "\n  ".join(failures)
-                + "\nMove the run directory aside, or pass fresh=true to start over."
+                + "\nMove the run directory aside, or pass fresh=true to start over (it moves the old run aside)."
             )
         return None
+
+    def _epoch_files(self) -> list[Path]:
+        """epoch-NNNN.pt, oldest first (by number: epoch-10000 comes after epoch-9999)."""
+        def number(path):
+            digits = path.stem.removeprefix("epoch-")
+            return int(digits) if digits.isdigit() else -1
+
+        return sorted(self.dir.glob("epoch-*.pt"), key=number)
 
     def _candidates(self) -> list[Path]:
         """last.pt, then epoch checkpoints newest first, then best.pt."""
         if not self.dir.is_dir():
             return []
-        epochs = sorted(self.dir.glob("epoch-*.pt"), reverse=True)
-        return [p for p in [self.dir / "last.pt", *epochs, self.dir / "best.pt"] if p.is_file()]
+        paths = [self.dir / "last.pt", *reversed(self._epoch_files()), self.dir / "best.pt"]
+        return [path for path in paths if path.is_file()]
 
     def _prune(self) -> None:
-        for old in sorted(self.dir.glob("epoch-*.pt"))[: -self.keep_last or None]:
+        for old in self._epoch_files()[: -self.keep_last]:
             old.unlink()
 
     def _clean_temp_files(self) -> None:

@@ -9,6 +9,7 @@ stay on the device and are read only every `log_every_n_steps`.
 
 import logging
 import math
+import signal
 import time
 
 import torch
@@ -16,7 +17,7 @@ import torch
 from frame.checkpoint import CheckpointError
 from frame.errors import FrameError, did_you_mean
 from frame.signals import EXIT_INTERRUPTED, StopFlag
-from frame.state import TrainState, capture, restore
+from frame.state import TrainState, capture, restore, restore_rng
 from frame.tracking.examples import Examples
 
 log = logging.getLogger("frame")
@@ -26,22 +27,25 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
     cfg, device, model = job.cfg.trainer, job.device, job.train_model  # the DDP wrapper when several processes train
     optimizer, scheduler, scaler = job.optimizer, job.scheduler, job.scaler
     state = TrainState(maximize=cfg.monitor_mode.value == "max")
+    guard = BadStepGuard(job, cfg.max_bad_steps)
+    window = StepWindow(device)
+    counters = {"window": window, "guard": guard}  # running sums that checkpoints carry over
 
     resumed = job.resume_state is not None
     if resumed:
-        restore(job, state, job.resume_state)
+        restore(job, state, job.resume_state, counters)
         log.info("resuming from %s at epoch %d, step %d", job.resume_state["_path"], state.epoch, state.step)
         if state.epoch >= cfg.epochs:
             log.info("run already finished (%d epochs); nothing to do. Best %s = %s", state.epoch, cfg.monitor, state.best)
             return state.best
     for logger in job.loggers:
         logger.start(job.run_dir, job.config_dict, state.step if resumed else None)
+    if resumed:
+        restore_rng(job.resume_state)  # last: importing and starting loggers may draw from the global RNGs
 
     stop = (stop or StopFlag()).install()  # the caller's flag: shared by the ranks, read for SLURM requeue
     autocast = torch.autocast(device.type, dtype=_AUTOCAST[str(cfg.precision.value)], enabled=cfg.precision.value != "fp32")
     params = [p for p in model.parameters() if p.requires_grad]
-    guard = BadStepGuard(job, cfg.max_bad_steps)
-    window = StepWindow(device)
     keep = max((logger.prediction_examples for logger in job.loggers), default=0)
     status = "failed"
     try:
@@ -49,6 +53,7 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
             model.train()
             job.train_sampler.set_epoch(epoch, start_batch=state.batch_in_epoch)
             epoch_start, epoch_steps = time.perf_counter(), 0
+            batches = state.batch_in_epoch + len(job.train_loader)  # the whole epoch, also when resumed mid-epoch
             for logger in job.loggers:
                 logger.epoch_start(epoch, len(job.train_loader))
             for sample, target in job.train_loader:
@@ -77,12 +82,14 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                 if state.step % cfg.log_every_n_steps == 0:
                     guard.check(state.step)
                     _log(job, window.read(optimizer, time.perf_counter() - epoch_start, epoch_steps, sample.shape[0]), state)
-                if stop.requested:
-                    _save(job, state, best=False, epoch_end=False)
-                    log.warning("stopped by signal %d at epoch %d, step %d; checkpoint written. "
-                                "Run the same command again to continue.", stop.signal, epoch, state.step)
-                    status = "interrupted"
-                    raise SystemExit(EXIT_INTERRUPTED)
+                if state.batch_in_epoch < batches:  # the epoch's last batch is checkpointed after validation
+                    every = cfg.checkpoint_every_n_steps
+                    stopping = stop.requested  # read once: a signal between two reads would skip the checkpoint
+                    if stopping or (every and state.step % every == 0):
+                        _save(job, state, counters)
+                    if stopping:
+                        status = "interrupted"
+                        raise _stopped(stop, state)
 
             guard.check(state.step)
             metrics, examples = validate(job, autocast, keep)
@@ -102,9 +109,12 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
             if examples is not None:
                 for logger in job.loggers:
                     logger.log_examples(examples, step=state.step, epoch=state.epoch)
-            _save(job, state, best=improved, epoch_end=True)
+            _save(job, state, counters, best=improved, epoch_end=True)
             log.info("epoch %d/%d  %s", state.epoch, cfg.epochs,
                      "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/" in k and k.count("/") == 1))
+            if stop.requested and state.epoch < cfg.epochs:
+                status = "interrupted"
+                raise _stopped(stop, state)
         status = "complete"
         return state.best
     finally:
@@ -147,13 +157,19 @@ def _log(job, metrics, state):
         logger.log_metrics(metrics, step=state.step, epoch=state.epoch)
 
 
-def _save(job, state, *, best, epoch_end):
+def _save(job, state, counters, *, best=False, epoch_end=False):
     if job.checkpoints is None:  # not rank 0
         return
     if not all(torch.isfinite(p).all() for p in job.model.parameters()):
         raise CheckpointError(f"weights are not finite at step {state.step}; not writing a checkpoint. "
                               f"The last good checkpoint stays in {job.checkpoints.dir}.")
-    job.checkpoints.save(capture(job, state), best=best, epoch_end=epoch_end)
+    job.checkpoints.save(capture(job, state, counters), best=best, epoch_end=epoch_end)
+
+
+def _stopped(stop, state) -> SystemExit:
+    log.warning("stopped by %s at epoch %d, step %d; checkpoint written. Run the same command again to continue.",
+                signal.Signals(stop.signal).name, state.epoch, state.step)
+    return SystemExit(EXIT_INTERRUPTED)
 
 
 _AUTOCAST = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -189,6 +205,15 @@ class StepWindow:
         }
         self.loss.zero_(), self.steps.zero_(), self.bad.zero_()
         return metrics
+
+    def state_dict(self) -> dict:  # the sums since the last log point, so a resumed run logs the same mean
+        sums = {name: getattr(self, name).to("cpu", copy=True) for name in ("loss", "steps", "bad")}
+        return {**sums, "bad_total": self.bad_total}
+
+    def load_state_dict(self, saved: dict) -> None:
+        for name in ("loss", "steps", "bad"):
+            getattr(self, name).copy_(saved[name])
+        self.bad_total = saved["bad_total"]
 
 
 class BadStepGuard:
@@ -229,6 +254,12 @@ class BadStepGuard:
             log.warning("step %d: non-finite loss or gradient, optimizer step skipped", step)
             self.check(step)
         return ok
+
+    def state_dict(self) -> dict:
+        return {"consecutive": int(self.consecutive)}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.consecutive = saved["consecutive"] if self.host else torch.full_like(self.consecutive, saved["consecutive"])
 
     def check(self, step):
         if int(self.consecutive) >= self.max:

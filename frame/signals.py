@@ -2,22 +2,39 @@
 
 SIGTERM, SIGINT and SIGUSR2 (what SLURM sends before a time limit or on
 preemption) only set a flag. The loop checks it after every step, writes a
-checkpoint and exits with EXIT_INTERRUPTED. A second SIGINT exits at once;
-checkpoint writes are atomic, so that cannot leave a torn file.
+checkpoint and exits with EXIT_INTERRUPTED. A SIGINT while a stop is already
+pending (Ctrl-C twice) exits at once with EXIT_ABORTED: every checkpoint write
+is atomic, so that cannot leave a torn file, only a temp file the next run removes.
+
+The API is what a launcher needs and no more:
+
+    stop = StopFlag().install()   # in the main thread; keeps the handlers it replaces
+    ...
+    if stop.requested: ...        # stop.signal is the number of the first stop signal
+    stop.restore()                # puts the replaced handlers (e.g. submitit's) back
+
+`ignore_stop_signals()` is for DataLoader workers: the main process decides when
+to stop, and shuts its workers down itself.
 """
 
 import os
 import signal
 import threading
 
-# EX_TEMPFAIL: interrupted, checkpoint written, run the same command again to continue.
-EXIT_INTERRUPTED = 75
-_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal after writing a checkpoint; run the same command again
+EXIT_ABORTED = 128 + signal.SIGINT  # a second SIGINT: stopped at once, no new checkpoint (the shell's 130)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
 
 class StopFlag:
+    """Turns SIGTERM, SIGINT and SIGUSR2 into a flag the training loop polls.
+
+    `install()` does nothing outside the main thread (Python delivers signals
+    only there); `requested` then stays False.
+    """
+
     def __init__(self):
-        self.signal: int | None = None
+        self.signal: int | None = None  # the first stop signal received
         self._previous = {}
 
     @property
@@ -26,7 +43,7 @@ class StopFlag:
 
     def install(self) -> "StopFlag":
         if threading.current_thread() is threading.main_thread():
-            for signum in _HANDLED:
+            for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -36,6 +53,17 @@ class StopFlag:
         self._previous.clear()
 
     def _handle(self, signum, frame):
-        if signum == signal.SIGINT and self.signal == signal.SIGINT:
-            os._exit(128 + signal.SIGINT)
-        self.signal = signum
+        name = signal.Signals(signum).name
+        if signum == signal.SIGINT and self.requested:
+            os.write(2, b"\nframe: second SIGINT: exiting now; the last checkpoint written stays valid\n")
+            os._exit(EXIT_ABORTED)
+        if not self.requested:
+            self.signal = signum
+            os.write(2, f"\nframe: {name} received: stopping after this step with a checkpoint "
+                        f"(SIGINT again to exit at once)\n".encode())
+
+
+def ignore_stop_signals() -> None:
+    """Make this process (a DataLoader worker) ignore the stop signals; its parent handles them."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)

@@ -42,6 +42,7 @@ class TrainerConf:
     monitor_mode: Mode = Mode.min
     log_every_n_steps: int = 50  # training scalars are read from the device this often
     checkpoint_every_n_epochs: int = 1  # also keep checkpoints/epoch-NNNN.pt; 0 = only last/best
+    checkpoint_every_n_steps: int = 0  # also write last.pt every N steps inside an epoch (SIGKILL loses < N); 0 = off
     keep_last_checkpoints: int = 2  # how many epoch-NNNN.pt to keep
     deterministic: bool = False  # torch.use_deterministic_algorithms
     devices: int = 1  # processes (GPUs) per node training one job with DDP; data.batch_size is per process
@@ -66,6 +67,7 @@ class TrainConf:
     seed: int = 0
     resume: bool = True  # continue from outputs/<name>/checkpoints when present
     fresh: bool = False  # move an existing run aside (outputs/<name>.<time>) and start over
+    force_resume: bool = False  # resume even when model, data, seed, optimizer kind or world size changed
     model: Any = MISSING
     loss: Any = MISSING
     optimizer: Any = MISSING  # _partial_: gets the model's parameters in the loop

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from frame.errors import FrameError
+from frame.signals import ignore_stop_signals
 
 
 def split_indices(length: int, split_ratio: float, seed: int) -> tuple[list[int], list[int]]:
@@ -161,6 +162,7 @@ class EpochSampler(Sampler):
 
 
 def _seed_worker(worker_id: int) -> None:
+    ignore_stop_signals()  # SLURM and Ctrl-C signal every process; the main one checkpoints and stops the workers
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)

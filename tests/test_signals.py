@@ -1,0 +1,81 @@
+"""StopFlag: stop signals only set a flag; a second SIGINT exits at once."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from frame.signals import EXIT_ABORTED, STOP_SIGNALS, StopFlag
+
+
+@pytest.mark.parametrize("signum", STOP_SIGNALS)
+def test_a_stop_signal_sets_the_flag_and_restore_puts_the_old_handler_back(signum):
+    seen = []
+    previous = signal.signal(signum, lambda *_: seen.append("old handler"))
+    try:
+        stop = StopFlag().install()
+        assert not stop.requested
+        os.kill(os.getpid(), signum)
+        assert stop.requested and stop.signal == signum and not seen
+        stop.restore()
+        os.kill(os.getpid(), signum)
+        assert seen == ["old handler"]
+    finally:
+        signal.signal(signum, previous)
+
+
+def test_later_signals_keep_the_first_one():
+    stop = StopFlag().install()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signal == signal.SIGUSR2
+    finally:
+        stop.restore()
+
+
+def _python(code):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
+
+
+def test_second_sigint_exits_at_once():
+    result = _python("""
+        import os, signal, time
+        from frame.signals import StopFlag
+        stop = StopFlag().install()
+        os.kill(os.getpid(), signal.SIGINT)
+        print("flag", stop.requested, flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(30)
+        print("still running")
+    """)
+    assert result.returncode == EXIT_ABORTED == 130
+    assert result.stdout.split() == ["flag", "True"]
+    assert "SIGINT received: stopping after this step" in result.stderr and "second SIGINT: exiting now" in result.stderr
+
+
+def test_a_first_sigterm_then_sigint_still_exits_at_once():
+    result = _python("""
+        import os, signal, time
+        from frame.signals import StopFlag
+        StopFlag().install()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(30)
+    """)
+    assert result.returncode == EXIT_ABORTED
+
+
+def test_workers_ignore_stop_signals():
+    result = _python("""
+        import os, signal
+        from frame.signals import ignore_stop_signals
+        ignore_stop_signals()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
+            os.kill(os.getpid(), signum)
+        print("alive")
+    """)
+    assert result.returncode == 0 and result.stdout.strip() == "alive"
