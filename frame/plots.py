@@ -11,7 +11,7 @@ against each swept parameter.
 from pathlib import Path
 
 from frame.errors import FrameError
-from frame.results import best, find_runs, monitor_of, read_metrics, swept_parameters
+from frame.results import best, find_runs, monitor_of, read_metrics, run_name, swept_parameters
 
 
 def plot(paths: list[Path], output: Path | None = None) -> Path:
@@ -27,9 +27,10 @@ def plot(paths: list[Path], output: Path | None = None) -> Path:
         if not runs:
             raise FrameError(f"{path} holds no run (no metrics.jsonl or run.json under it).")
         groups.append((path, runs))
-    runs = [(run, _label(run, root)) for root, members in groups for run in members]
+    runs = [(run, run_name(run, root)) for root, members in groups for run in members]
+    metrics = {run: read_metrics(run) for run, _ in runs}  # each metrics.jsonl read once
     metric, maximize = monitor_of(runs[0][0])
-    panels = _curve_panels(runs, metric)
+    panels = _curve_panels(metrics.values(), metric)
     sweeps = [(root, members, swept_parameters(members)) for root, members in groups if len(members) > 1]
     sweep_axes = [(root, members, key, values) for root, members, params in sweeps for key, values in params.items()]
 
@@ -38,7 +39,7 @@ def plot(paths: list[Path], output: Path | None = None) -> Path:
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False)
     for axis, (key, x_key) in zip(axes[0], panels):
         for run, label in runs:
-            points = [(r[x_key], r[key]) for r in read_metrics(run) if isinstance(r.get(key), (int, float))]
+            points = [(r[x_key], r[key]) for r in metrics[run] if isinstance(r.get(key), (int, float))]
             if points:
                 xs, ys = zip(*points)
                 axis.plot(xs, ys, marker="o" if x_key == "epoch" and len(xs) < 30 else None, markersize=3,
@@ -51,7 +52,8 @@ def plot(paths: list[Path], output: Path | None = None) -> Path:
     if len(runs) > 1:
         axes[0][0].legend(fontsize="small")
     for axis, (root, members, key, values) in zip(axes[1] if sweep_axes else [], sweep_axes):
-        _sweep_panel(axis, members, key, values, metric, maximize)
+        scores = [best(metrics[member], metric, maximize)[0] for member in members]
+        _sweep_panel(axis, key, values, scores)
         axis.set_title(f"{root.name}: best {metric}")
     for row in axes:
         for axis in row:
@@ -65,11 +67,11 @@ def plot(paths: list[Path], output: Path | None = None) -> Path:
     return output
 
 
-def _curve_panels(runs, metric) -> list[tuple[str, str]]:
+def _curve_panels(all_records, metric) -> list[tuple[str, str]]:
     """(metric, x axis) of each panel, for metrics some run logged."""
     keys = set()
-    for run, _ in runs:
-        for record in read_metrics(run):
+    for records in all_records:
+        for record in records:
             keys.update(record)
     wanted = [("train/loss", "step"), ("val/loss", "epoch"), (metric, "epoch"), ("train/lr", "step")]
     panels = []
@@ -79,8 +81,8 @@ def _curve_panels(runs, metric) -> list[tuple[str, str]]:
     return panels
 
 
-def _sweep_panel(axis, members, key, values, metric, maximize):
-    scores = [best(read_metrics(m), metric, maximize)[0] for m in members]
+def _sweep_panel(axis, key, values, scores):
+    """The best monitored value of each member against one swept parameter (numeric or categorical)."""
     pairs = [(v, s) for v, s in zip(values, scores) if s is not None]
     if not pairs:
         return
@@ -101,7 +103,3 @@ def _sweep_panel(axis, members, key, values, metric, maximize):
     axis.set_xlabel(key)
     axis.grid(alpha=0.3)
 
-
-def _label(run: Path, root: Path) -> str:
-    relative = run.resolve().relative_to(root.resolve()).as_posix()
-    return run.resolve().name if relative == "." else relative

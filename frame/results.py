@@ -81,9 +81,8 @@ def summarize(run_dir: Path, root: Path, now: float | None = None) -> dict:
     value, best_epoch = best(records, metric, maximize)
     status, detail = _status(record, now)
     epochs_done = max((r.get("epoch", 0) for r in records if any(k.startswith("val/") for k in r)), default=0)
-    name = Path(run_dir).resolve().relative_to(Path(root).resolve()).as_posix()
     return {
-        "run": name if name != "." else Path(run_dir).resolve().name,
+        "run": run_name(run_dir, root),
         "dir": str(run_dir),
         "sweep_member": (Path(run_dir).parent / "multirun.yaml").is_file(),
         "status": status,
@@ -99,6 +98,12 @@ def summarize(run_dir: Path, root: Path, now: float | None = None) -> dict:
         "config_hash": record.get("config_hash"),
         "git": record.get("git"),
     }
+
+
+def run_name(run_dir: Path, root: Path) -> str:
+    """How a run is called under `root`: its relative path (`sweep/<overrides>`), or its own name for root itself."""
+    relative = Path(run_dir).resolve().relative_to(Path(root).resolve()).as_posix()
+    return relative if relative != "." else Path(run_dir).resolve().name
 
 
 def _status(record: dict, now: float | None) -> tuple[str, str]:

@@ -50,11 +50,9 @@ class ConsoleLogger(MetricLogger):
         self.best, self.best_epoch = None, None
         self.step = self.epoch_base = resume_step or 0
         self.started, self.last_line = time.monotonic(), 0.0
-        self.resumed_at = resume_step
-        self.bar = self.progress_mode == "bar" or (self.progress_mode == "auto" and self.console.is_terminal)
         if self.show_config:
             self.console.print(config_tree(config, title=f"[bold]{config.get('name', 'run')}[/] -> {self.run_dir}"))
-        if self.bar:
+        if self.progress_mode == "bar" or (self.progress_mode == "auto" and self.console.is_terminal):
             self._start_bar()
 
     def epoch_start(self, epoch, batches):
@@ -95,15 +93,18 @@ class ConsoleLogger(MetricLogger):
         from rich.panel import Panel
         from rich.table import Table
 
-        from frame.results import format_duration
+        from frame.results import best, format_duration, read_metrics
 
         colour = {"complete": "green", "interrupted": "yellow"}.get(status, "red")
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
         table.add_row("status", f"[{colour}]{status}[/]  after {format_duration(time.monotonic() - self.started)}")
-        if self.best is not None:
-            table.add_row("best", f"{self.monitor} = {self.best:.4g} (epoch {self.best_epoch})")
+        value, epoch = best(read_metrics(self.run_dir), self.monitor, self.maximize)  # all attempts, when jsonl is on
+        if value is None:
+            value, epoch = self.best, self.best_epoch
+        if value is not None:
+            table.add_row("best", f"{self.monitor} = {value:.4g} (epoch {epoch})")
         table.add_row("run", str(self.run_dir))
         checkpoints = self.run_dir / "checkpoints"
         if checkpoints.is_dir():
@@ -124,6 +125,7 @@ class ConsoleLogger(MetricLogger):
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4g}  lr {task.fields[lr]:.3g}  {task.fields[rate]:.1f} samples/s"),
             TimeRemainingColumn(), console=self.console, transient=True,
+            refresh_per_second=4,  # rich's default 10 Hz redraw costs CPU the training threads could use
         )
         self._progress.start()
         # Log handlers hold the real stdout/stderr; point them at the live display so lines print above the bar.

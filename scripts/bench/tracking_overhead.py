@@ -1,9 +1,12 @@
 """Tracking overhead: W&B offline + console progress bar + metrics.jsonl against no logging at all.
 
 Same process, same job (the default experiment, or `--classify` for a fast MLP
-where per-step costs show most), interleaved A B A B after a warm-up. Reports the median
-training time per epoch (`train/epoch_time_s`, what the loop measures; validation excluded)
-and the median wall time of a whole `fit` (W&B start-up and shutdown included).
+where per-step costs show most), interleaved A B A B after a warm-up. Reports the training
+time per epoch (`train/epoch_time_s`, what the loop measures; validation excluded) as the
+minimum and the median over all epochs of all rounds (on a shared machine the minimum is the
+steadier figure), this process's CPU time per fit (all its threads: the loop, rich's refresh,
+the heartbeat; W&B's own wandb-core process is not in it), and the median wall time of a
+whole `fit` (W&B start-up and shutdown included).
 
     .venv/bin/python scripts/bench/tracking_overhead.py [--epochs 3] [--repeats 3] [--classify]
 """
@@ -38,6 +41,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--classify", action="store_true")
+    parser.add_argument("--breakdown", action="store_true", help="also time jsonl+bar and jsonl+wandb alone")
     args = parser.parse_args()
 
     from hydra import compose, initialize_config_module
@@ -50,11 +54,14 @@ def main():
     base = [f"trainer.epochs={args.epochs}", "trainer.checkpoint_every_n_epochs=0"]
     if args.classify:
         base += ["experiment=classify", "data.dataset.num_samples=8192", "data.batch_size=32"]
+    bar = ["logger.console.progress=bar", "logger.console.show_config=false"]
     setups = {
         "off": ["logger={}"],
-        "on": ["logger=[jsonl,console,wandb]", "logger.wandb.mode=offline", "logger.console.progress=bar",
-               "logger.console.show_config=false"],
+        "on": ["logger=[jsonl,console,wandb]", "logger.wandb.mode=offline", *bar],
     }
+    if args.breakdown:
+        setups["jsonl+bar"] = ["logger=[jsonl,console]", *bar]
+        setups["jsonl+wandb"] = ["logger=[jsonl,wandb]", "logger.wandb.mode=offline"]
     with initialize_config_module(config_module="frame.conf", version_base=None):
         configs = {name: compose("train", overrides=[*base, *extra]) for name, extra in setups.items()}
     results = {}
@@ -67,26 +74,31 @@ def main():
                 job.loggers.append(timer)
                 stdout, sys.stdout = sys.stdout, open(os.devnull, "w")
                 try:
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), time.process_time()
                     fit(job)
-                    wall = time.perf_counter() - start
+                    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
                 finally:
                     sys.stdout.close()
                     sys.stdout = stdout
                 steps = args.epochs * len(job.train_loader)
-                return {"wall_s": wall, "epoch_s": median(timer.times), "steps": steps}
+                return {"wall_s": wall, "cpu_s": cpu, "epochs_s": timer.times, "steps": steps}
         return run
 
     rounds = interleave({name: candidate(name) for name in setups}, repeats=args.repeats)
     for name, runs in rounds.items():
-        results[name] = {"epoch_s": median(r["epoch_s"] for r in runs), "wall_s": median(r["wall_s"] for r in runs),
+        epochs = [t for r in runs for t in r["epochs_s"]]
+        results[name] = {"epoch_min_s": min(epochs), "epoch_median_s": median(epochs),
+                         "cpu_s": median(r["cpu_s"] for r in runs), "wall_s": median(r["wall_s"] for r in runs),
                          "steps_per_fit": runs[0]["steps"]}
-    off, on = results["off"], results["on"]
+    off = results["off"]
     for name, r in results.items():
-        print(f"{name:>4}: median epoch {r['epoch_s'] * 1000:8.1f} ms   median fit {r['wall_s']:6.2f} s   "
-              f"({r['steps_per_fit']} steps per fit)")
-    print(f"overhead per epoch: {100 * (on['epoch_s'] / off['epoch_s'] - 1):+.1f}%   "
-          f"per fit (W&B start/finish included): {on['wall_s'] - off['wall_s']:+.2f} s")
+        print(f"{name:>4}: epoch min {r['epoch_min_s'] * 1000:8.1f} ms  median {r['epoch_median_s'] * 1000:8.1f} ms   "
+              f"CPU per fit {r['cpu_s']:6.2f} s   wall per fit {r['wall_s']:6.2f} s   ({r['steps_per_fit']} steps per fit)")
+    for name, r in results.items():
+        if name != "off":
+            print(f"{name} vs off: epoch min {100 * (r['epoch_min_s'] / off['epoch_min_s'] - 1):+.1f}%, "
+                  f"epoch median {100 * (r['epoch_median_s'] / off['epoch_median_s'] - 1):+.1f}%, "
+                  f"CPU per fit {r['cpu_s'] - off['cpu_s']:+.2f} s, wall per fit {r['wall_s'] - off['wall_s']:+.2f} s")
 
 
 if __name__ == "__main__":
