@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup train test clean-venv
+.PHONY: setup train test bench bench-quick clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ train: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python scripts/bench/run.py
+
+bench-quick: setup
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python scripts/bench/run.py --quick
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,215 @@
+"""Loop overhead: frame's loop against a hand-written PyTorch loop and Lightning.
+
+Same model, data, optimizer, seed and features in all three: Adam, gradient
+clipping at 1.0, a non-finite check that skips bad steps (frame and raw;
+Lightning has no such option), cosine schedule per epoch, validation each
+epoch, training scalars logged every 50 steps, last checkpoint each epoch.
+Per-step time is the median gap between consecutive optimizer steps (an
+optimizer post-step hook, identical for all three). Also checks that frame's
+final weights equal the raw loop's bit for bit.
+"""
+
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from common import interleave, median
+
+SEED, CLIP, LOG_EVERY = 0, 1.0, 50
+
+SETUPS = {
+    # name: (frame overrides, epochs)
+    "mlp": (["experiment=classify", "data.dataset.num_samples=4096", "data.batch_size=32", "optimizer.lr=1e-3"], 3),
+    "unet3d": (["data.preload=true"], 2),
+}
+
+
+class StepClock:
+    """Timestamps every optimizer step through a post-step hook."""
+
+    def __init__(self, optimizer):
+        self.stamps = []
+        optimizer.register_step_post_hook(lambda *args: self.stamps.append(time.perf_counter()))
+
+    def step_s(self) -> float:
+        return median([b - a for a, b in zip(self.stamps, self.stamps[1:])])
+
+
+def _compose(overrides):
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from frame.config.schema import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="frame.conf", version_base=None):
+        return compose("train", overrides=overrides)
+
+
+def _config(setup):
+    overrides, epochs = SETUPS[setup]
+    return _compose([*overrides, f"trainer.epochs={epochs}", f"trainer.grad_norm_clip={CLIP}",
+                     "lr_scheduler=cosine", f"trainer.log_every_n_steps={LOG_EVERY}",
+                     "trainer.checkpoint_every_n_epochs=0", f"seed={SEED}", "trainer.device=cpu"])
+
+
+def run_frame(setup):
+    from frame.build import build_job
+    from frame.loop import fit
+
+    with tempfile.TemporaryDirectory() as tmp:
+        job = build_job(_config(setup), Path(tmp))
+        clock = StepClock(job.optimizer)
+        start = time.perf_counter()
+        fit(job)
+        elapsed = time.perf_counter() - start
+    return {"step_s": clock.step_s(), "epoch_s": elapsed / job.cfg.trainer.epochs, "weights": _flat(job.model)}
+
+
+def _materialise(cfg):
+    """The job's data as in-memory tensors, split and transformed exactly as frame does."""
+    from hydra.utils import instantiate
+
+    dataset = instantiate(cfg.data.dataset)
+    transforms = [instantiate(t) for t in cfg.data.sample_transforms]
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(SEED)).tolist()
+    cut = int(math.floor(len(dataset) * cfg.data.split_ratio))
+
+    def tensors(indices):
+        samples, labels = zip(*(dataset[i] for i in sorted(indices)))
+        for transform in transforms:
+            samples = [transform(s) for s in samples]
+        return torch.stack(samples), torch.stack(labels)
+
+    return tensors(order[:cut]), tensors(order[cut:])
+
+
+def run_raw(setup):
+    """A minimal hand-written loop with the same features."""
+    from hydra.utils import instantiate
+
+    cfg = _config(setup)
+    torch.manual_seed(SEED)
+    (x_train, y_train), (x_val, y_val) = _materialise(cfg)
+    model = instantiate(cfg.model)
+    loss_fn = instantiate(cfg.loss)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.trainer.epochs)
+    clock = StepClock(optimizer)
+    train_set, val_set = TensorDataset(x_train, y_train), TensorDataset(x_val, y_val)
+    batch_size, epochs = cfg.data.batch_size, cfg.trainer.epochs
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        step, log = 0, []
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(SEED * 100_003 + epoch))
+            running = torch.zeros(())
+            # own generator: a DataLoader without one draws a seed from the global RNG (and so shifts dropout)
+            for x, y in DataLoader(train_set, batch_size=batch_size, sampler=order.tolist(), generator=torch.Generator()):
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+                if torch.isfinite(loss) and torch.isfinite(norm):
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                running += loss.detach()
+                step += 1
+                if step % LOG_EVERY == 0:
+                    log.append((step, float(running) / LOG_EVERY, optimizer.param_groups[0]["lr"]))
+                    running.zero_()
+            model.eval()
+            with torch.no_grad():
+                val_batches = DataLoader(val_set, batch_size=batch_size, generator=torch.Generator())
+                val_loss = sum(float(loss_fn(model(x), y)) for x, y in val_batches)
+            log.append((step, val_loss))
+            scheduler.step()
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, Path(tmp) / "last.pt")
+        elapsed = time.perf_counter() - start
+    return {"step_s": clock.step_s(), "epoch_s": elapsed / epochs, "weights": _flat(model)}
+
+
+def run_lightning(setup):
+    import lightning as L
+    from hydra.utils import instantiate
+
+    cfg = _config(setup)
+    torch.manual_seed(SEED)
+    (x_train, y_train), (x_val, y_val) = _materialise(cfg)
+    clocks = []
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model, self.loss_fn = instantiate(cfg.model), instantiate(cfg.loss)
+
+        def training_step(self, batch, index):
+            loss = self.loss_fn(self.model(batch[0]), batch[1])
+            self.log("train/loss", loss)
+            return loss
+
+        def validation_step(self, batch, index):
+            self.log("val/loss", self.loss_fn(self.model(batch[0]), batch[1]))
+
+        def configure_optimizers(self):
+            optimizer = torch.optim.Adam(self.parameters(), lr=cfg.optimizer.lr)
+            clocks.append(StepClock(optimizer))
+            return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.trainer.epochs)}
+
+    batch_size = cfg.data.batch_size
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = L.Trainer(
+            max_epochs=cfg.trainer.epochs, accelerator="cpu", devices=1, gradient_clip_val=CLIP,
+            log_every_n_steps=LOG_EVERY, logger=L.pytorch.loggers.CSVLogger(tmp), default_root_dir=tmp,
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        )
+        start = time.perf_counter()
+        trainer.fit(Module(), DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True),
+                    DataLoader(TensorDataset(x_val, y_val), batch_size=batch_size))
+        elapsed = time.perf_counter() - start
+    return {"step_s": clocks[-1].step_s(), "epoch_s": elapsed / cfg.trainer.epochs, "weights": None}
+
+
+def _flat(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values() if p.is_floating_point()])
+
+
+def bench(repeats=5, setups=tuple(SETUPS), lightning=True) -> dict:
+    import logging
+    import warnings
+
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(torch.get_num_threads())
+    results = {}
+    for setup in setups:
+        candidates = {"raw": lambda s=setup: run_raw(s), "frame": lambda s=setup: run_frame(s)}
+        if lightning:
+            candidates["lightning"] = lambda s=setup: run_lightning(s)
+        rounds = interleave(candidates, repeats=repeats)
+        raw_step = median([r["step_s"] for r in rounds["raw"]])
+        raw_epoch = median([r["epoch_s"] for r in rounds["raw"]])
+        row = {"repeats": repeats, "bit_equal_to_raw": bool(torch.equal(rounds["frame"][0]["weights"], rounds["raw"][0]["weights"]))}
+        for name, runs in rounds.items():
+            step = median([r["step_s"] for r in runs])
+            epoch = median([r["epoch_s"] for r in runs])
+            row[name] = {"step_ms": step * 1e3, "epoch_s": epoch, "step_ratio": step / raw_step,
+                         "epoch_ratio": epoch / raw_epoch, "step_overhead_us": (step - raw_step) * 1e6}
+        results[setup] = row  # weights stay out: only the equality is reported
+    return results
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    quick = "--quick" in sys.argv  # one round with fewer epochs: checks that the benchmark still runs
+    if quick:
+        SETUPS = {name: (overrides, 1) for name, (overrides, _) in SETUPS.items()}
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    print(json.dumps(bench(repeats=repeats), indent=2, default=str))
