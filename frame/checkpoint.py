@@ -150,9 +150,6 @@ class Checkpoints:
         self.dir = Path(run_dir) / "checkpoints"
         self.every_n_epochs, self.keep_last = every_n_epochs, keep_last
 
-    def exist(self) -> bool:
-        return any(self._candidates())
-
     def save(self, state: dict, *, best: bool = False, epoch_end: bool = False) -> None:
         """Write last.pt, and best.pt / epoch-NNNN.pt when due, from one serialisation.
 

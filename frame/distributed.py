@@ -258,7 +258,8 @@ def spawn(fn: TrainFn, cfg, run_dir: Path, nprocs: int, stop: StopFlag):
             for rank, p in enumerate(ranks):
                 if first_failure is None and p.exitcode not in (None, 0, EXIT_INTERRUPTED):
                     first_failure, failed_at = rank, time.monotonic()
-                    log.error("rank %d exited with %s; stopping the other ranks", rank, _describe(p.exitcode))
+                    log.error("rank %d exited with %s; the other ranks are killed if they do not fail within %.0f s",
+                              rank, _describe(p.exitcode), KILL_GRACE_S)
             if failed_at is not None and time.monotonic() - failed_at > KILL_GRACE_S:
                 for p in ranks:
                     if p.exitcode is None:

@@ -13,6 +13,7 @@ import signal
 import time
 
 import torch
+from omegaconf import OmegaConf
 
 from frame.checkpoint import CheckpointError
 from frame.errors import FrameError, did_you_mean
@@ -24,7 +25,8 @@ log = logging.getLogger("frame")
 
 
 def fit(job, stop: StopFlag | None = None) -> float | None:
-    cfg, device, model = job.cfg.trainer, job.device, job.train_model  # the DDP wrapper when several processes train
+    cfg = OmegaConf.to_object(job.cfg.trainer)  # a plain TrainerConf: OmegaConf lookups cost ~0.2 ms each
+    device, model = job.device, job.train_model  # the DDP wrapper when several processes train
     optimizer, scheduler, scaler = job.optimizer, job.scheduler, job.scaler
     state = TrainState(maximize=cfg.monitor_mode.value == "max")
     guard = BadStepGuard(job, cfg.max_bad_steps)

@@ -20,11 +20,15 @@ TINY = [
 ]
 
 
-def run_frame(args, cwd, env=None, timeout=300, check=None):
-    """Run the real `frame` command in a subprocess; returns CompletedProcess (text)."""
+def run_frame(args, cwd, env=None, timeout=300, check=None, **popen):
+    """Run the real `frame` command in a subprocess; returns CompletedProcess (text).
+
+    `popen` goes to subprocess.run (e.g. `preexec_fn` to set a resource limit in the child).
+    """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
     result = subprocess.run(
-        [sys.executable, "-m", "frame", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "frame", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        **popen,
     )
     if check is not None and result.returncode != check:
         raise AssertionError(f"exit {result.returncode} != {check}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")

@@ -8,13 +8,12 @@ import pickle
 import resource
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
 
 from frame.checkpoint import FORMAT, CheckpointError, Checkpoints, atomic_write, load_checkpoint
-from tests.conftest import REPO
+from tests.conftest import REPO, run_frame
 
 
 def _state(step=1, epoch=0, value=0.0):
@@ -142,11 +141,9 @@ SMALL = ["experiment=classify", "name=run", "data.dataset.num_samples=64", "data
 
 
 def _frame(cwd, *args, check=None, **popen):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "frame", "train", *SMALL, *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=300, **popen)
+    """`frame train SMALL args`; PYTHONPATH lets it import test components (tests.test_loop.NanOnSteps)."""
+    result = run_frame(["train", *SMALL, *args], cwd, env={"PYTHONPATH": str(REPO)}, check=check, **popen)
     result.output = result.stdout + result.stderr
-    assert check is None or result.returncode == check, f"exit {result.returncode}:\n{result.output[-5000:]}"
     return result
 
 

@@ -11,8 +11,6 @@ transform and a per-step LR scheduler are all on.
 import json
 import os
 import random
-import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -219,7 +217,7 @@ def test_sigkill_at_random_moments_then_resume_is_exact(reference, tmp_path):
         had_checkpoint = (run_dir / "checkpoints" / "last.pt").exists()
         proc = _start(tmp_path, _transform(0.005), env=env)
         if kind == "step":  # any moment: a random step ahead (the first trial may die before any checkpoint)
-            target = rng.randrange(1, 6) if trial == 0 else step() + rng.randrange(2, 9)
+            target = rng.randrange(1, 6) if trial == 0 else min(step() + rng.randrange(2, 9), STEPS - 4)
             _wait_until(lambda: step() >= target, proc, tmp_path)
             time.sleep(rng.uniform(0, 0.1))
         elif kind == "write":  # inside the next checkpoint write: data in the temp file, not yet renamed
@@ -235,7 +233,8 @@ def test_sigkill_at_random_moments_then_resume_is_exact(reference, tmp_path):
             assert list((run_dir / "checkpoints").glob(".tmp-*")), f"{what}: the kill missed the write"
         if kind == "between-epochs":
             assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["state"]["epoch"] >= epoch, what
-        assert step() < STEPS, f"{what}: killed too late to test anything"
+        last = run_dir / "checkpoints" / "last.pt"
+        assert not last.exists() or load_checkpoint(last)["state"]["step"] < STEPS, f"{what}: killed after the end"
 
     had_checkpoint = True
     output = _finish(_start(tmp_path, _transform(0.005)), tmp_path, 0).split("=== frame train")[-1]
@@ -272,7 +271,7 @@ def test_second_sigint_exits_at_once_and_corrupts_nothing(reference, tmp_path):
     def writes():
         return len(mark.read_text().splitlines()) if mark.exists() else 0
 
-    proc = _start(tmp_path, _transform(0.01), env={"FRAME_TEST_FSYNC_MARK": str(mark), "FRAME_TEST_FSYNC_DELAY": "2"})
+    proc = _start(tmp_path, _transform(0.01), env={"FRAME_TEST_FSYNC_MARK": str(mark), "FRAME_TEST_FSYNC_DELAY": "5"})
     _wait_until(lambda: _last_step(run_dir) >= 6 and writes() >= 1, proc, tmp_path)
     before = writes()
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the loop starts its checkpoint write at the step's end...
@@ -280,7 +279,7 @@ def test_second_sigint_exits_at_once_and_corrupts_nothing(reference, tmp_path):
     os.killpg(proc.pid, signal.SIGINT)  # ...and Ctrl-C again lands inside it
     start = time.monotonic()
     output = _finish(proc, tmp_path, EXIT_ABORTED)
-    assert time.monotonic() - start < 1.5  # at once, not after the 2 s write
+    assert time.monotonic() - start < 3  # at once, not after the 5 s write
     assert "second SIGINT: exiting now" in output
     assert list((run_dir / "checkpoints").glob(".tmp-*"))
     load_checkpoint(run_dir / "checkpoints" / "last.pt")  # the previous one, whole

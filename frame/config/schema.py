@@ -87,6 +87,7 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("len"):
         OmegaConf.register_new_resolver("len", lambda seq: len(seq))
 
+
 def _register_launchers() -> None:
     """Hydra finds plugins by scanning the `hydra_plugins` namespace, which misses frame's
     launchers under an editable install (`pip install -e`); register them by hand."""

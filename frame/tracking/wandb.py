@@ -103,9 +103,15 @@ class WandbLogger(MetricLogger):
             wandb.teardown()  # the failed online attempt still holds the run id in wandb's service process
             try:
                 self.run = wandb.init(mode="offline", settings=self._settings(wandb), **kwargs)
-            except Exception as error2:
-                self._give_up("could not start offline either", error2)
-                return
+            except Exception as error2:  # wandb-core can hold the id of a start that timed out
+                log.warning("W&B: offline start with id %s failed (%s); using a new id", run_id, _first_line(error2))
+                kwargs["id"] = _new_id()
+                runinfo.update(self.run_dir, wandb_id=kwargs["id"])
+                try:
+                    self.run = wandb.init(mode="offline", settings=self._settings(wandb), **kwargs)
+                except Exception as error3:
+                    self._give_up("could not start offline either", error3)
+                    return
         self._safe(self._define_metrics, trainer.get("monitor"), trainer.get("monitor_mode"))
         if resume_step is not None:
             log.info("W&B: continuing run %s from step %d", run_id, resume_step)
