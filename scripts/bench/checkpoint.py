@@ -22,20 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import interleave
+
 BIN = Path(sys.executable).parent
 ARGS = ["trainer.device=cpu", "trainer.log_every_n_steps=1", "logger=[jsonl]", "name=bench"]
 median = statistics.median
-
-
-def interleave(candidates: dict, repeats: int) -> dict[str, list]:
-    """One warm-up, then `repeats` rounds of every candidate in turn (a busy machine's drift hits all alike)."""
-    for run in candidates.values():
-        run()
-    rounds = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, run in candidates.items():
-            rounds[name].append(run())
-    return rounds
 
 
 def _first_new_step(cwd: Path, after_step: int) -> float:

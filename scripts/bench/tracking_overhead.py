@@ -23,19 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ["TTY_COMPATIBLE"] = "1"  # rich draws the live bar as on a terminal (output goes to /dev/null)
 os.environ.pop("WANDB_API_KEY", None)
 
+from common import interleave  # noqa: E402  (scripts/bench is on sys.path when run as a script)
 from frame.tracking.base import MetricLogger  # noqa: E402
 
-
-def interleave(candidates, repeats, warmup=1):
-    """Each candidate `warmup` times, then `repeats` rounds of all in turn (A B A B ...): drift hits all alike."""
-    for _ in range(warmup):
-        for run in candidates.values():
-            run()
-    rounds = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, run in candidates.items():
-            rounds[name].append(run())
-    return rounds
 
 
 class EpochTimes(MetricLogger):
