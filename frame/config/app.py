@@ -9,7 +9,7 @@ FrameError; we route both through `_report_user_errors`.
 
 import os
 
-from frame.config.schema import register_configs
+from frame.config.schema import register_configs, register_launchers
 from frame.errors import FrameError, exit_with
 
 CONFIG_MODULE = "pkg://frame.conf"
@@ -22,6 +22,8 @@ def launch(task_function, argv: list[str], config_name: str = "train", prog: str
     parser = hydra_utils.get_args_parser()
     parser.prog = prog
     args = parser.parse_args(argv)
+    if args.multirun:
+        register_launchers()
     original = hydra_utils.run_and_report
     hydra_utils.run_and_report = lambda func: original(lambda: _report_user_errors(func))
     try:

@@ -79,18 +79,18 @@ class TrainConf:
 
 
 def register_configs() -> None:
-    """Put the schema into Hydra's ConfigStore, add frame's resolvers, and register frame's launchers."""
+    """Put the schema into Hydra's ConfigStore and add frame's resolvers."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="base_train", node=TrainConf)
-    _register_launchers()
     if not OmegaConf.has_resolver("len"):
         OmegaConf.register_new_resolver("len", lambda seq: len(seq))
 
 
-def _register_launchers() -> None:
+def register_launchers() -> None:
     """Hydra finds plugins by scanning the `hydra_plugins` namespace, which misses frame's
-    launchers under an editable install (`pip install -e`); register them by hand."""
+    launchers under an editable install (`pip install -e`); register them by hand.
+    Only a multirun needs them, and importing them costs ~0.1 s, so `launch` calls this for -m only."""
     from hydra.core.plugins import Plugins
     from hydra_plugins.frame_launchers import launchers
 
