@@ -100,18 +100,9 @@ class WandbLogger(MetricLogger):
                 return
             log.warning("W&B: could not reach the server (%s); logging offline to %s/wandb. "
                         "Upload later with: frame sync %s", _first_line(error), self.run_dir, self.run_dir)
-            wandb.teardown()  # the failed online attempt still holds the run id in wandb's service process
-            try:
-                self.run = wandb.init(mode="offline", settings=self._settings(wandb), **kwargs)
-            except Exception as error2:  # wandb-core can hold the id of a start that timed out
-                log.warning("W&B: offline start with id %s failed (%s); using a new id", run_id, _first_line(error2))
-                kwargs["id"] = _new_id()
-                runinfo.update(self.run_dir, wandb_id=kwargs["id"])
-                try:
-                    self.run = wandb.init(mode="offline", settings=self._settings(wandb), **kwargs)
-                except Exception as error3:
-                    self._give_up("could not start offline either", error3)
-                    return
+            self.run = self._init_offline(wandb, kwargs)
+            if self.run is None:
+                return
         self._safe(self._define_metrics, trainer.get("monitor"), trainer.get("monitor_mode"))
         if resume_step is not None:
             log.info("W&B: continuing run %s from step %d", run_id, resume_step)
@@ -166,6 +157,32 @@ class WandbLogger(MetricLogger):
                         url, self.run_dir, self.run_dir)
             return "offline"
         return mode
+
+    def _init_offline(self, wandb, kwargs, tries: int = 4):
+        """wandb.init offline after a failed online start.
+
+        wandb-core may still hold the run id of the start that timed out for a moment after
+        `teardown`; retry the same id (one W&B run per frame run) for a few seconds, and only
+        then take a new id, recorded in run.json, rather than lose the run's history.
+        """
+        for attempt in range(tries):
+            wandb.teardown()  # ends wandb's service process, and with it the failed start's stream
+            try:
+                return wandb.init(mode="offline", settings=self._settings(wandb), **kwargs)
+            except Exception as error:
+                if "in use" not in str(error):
+                    self._give_up("could not start offline either", error)
+                    return None
+                if attempt < tries - 1:
+                    time.sleep(1.0 + attempt)  # 1 + 2 + 3 s at most
+        log.warning("W&B: run id %s stays held by wandb-core; logging under a new id", kwargs["id"])
+        kwargs["id"] = _new_id()
+        runinfo.update(self.run_dir, wandb_id=kwargs["id"])
+        try:
+            return wandb.init(mode="offline", settings=self._settings(wandb), **kwargs)
+        except Exception as error:
+            self._give_up("could not start offline either", error)
+            return None
 
     def _settings(self, wandb):
         return wandb.Settings(init_timeout=self.init_timeout_s, console="off", silent=True,
