@@ -92,7 +92,8 @@ def restore(job, state: TrainState, saved: dict, counters: dict) -> None:
                             name, saved[f"{name}_class"], _class_path(part))
             continue
         part.load_state_dict(saved[name])
-    job.scaler.load_state_dict(saved["scaler"])
+    if saved["scaler"]:  # empty when saved disabled (fp32, bf16): a now-enabled scaler (fp16) starts fresh
+        job.scaler.load_state_dict(saved["scaler"])
     for name, part in counters.items():
         part.load_state_dict(saved["counters"][name])
     if data_order(job.train_sampler) != saved["data"]:

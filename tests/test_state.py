@@ -79,3 +79,11 @@ def test_restore_refuses_weights_that_do_not_fit(compose, tmp_path):
     other = _job(compose, tmp_path / "other", "model.hidden=[32]")
     with pytest.raises(FrameError, match="(?s)do not fit the configured model.*size mismatch"):
         restore(other, TrainState(), saved, _counters(other))
+
+
+def test_switching_to_fp16_resumes_with_a_fresh_grad_scaler(compose, tmp_path):
+    job = _job(compose, tmp_path)
+    saved = capture(job, TrainState(step=3), _counters(job))
+    other = _job(compose, tmp_path / "other", "trainer.precision=fp16")
+    restore(other, TrainState(), saved, _counters(other))
+    assert other.scaler.is_enabled() and other.scaler.get_scale() == torch.amp.GradScaler("cpu").get_scale()
