@@ -177,7 +177,8 @@ def test_a_preempted_member_is_requeued_resumes_and_ends_like_an_uninterrupted_o
 
 @pytest.mark.slurm
 def test_an_interrupted_sweep_run_again_completes_only_the_missing_members(cluster, tmp_path):
-    command = ["train", "-m", *LONGER, "trainer.epochs=1,4", "optimizer.lr=0.01,0.001", *SLURM]
+    # 12 epochs keep the long members running well after the 1-epoch ones end (4 did not, once)
+    command = ["train", "-m", *LONGER, "trainer.epochs=1,12", "optimizer.lr=0.01,0.001", *SLURM]
     process = _start(command, tmp_path)
     sweep_dir = tmp_path / "outputs" / "classify"
     members = _wait_for("the array", lambda: (sweep_dir / "sweep.json").exists() and
