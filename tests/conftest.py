@@ -53,3 +53,21 @@ def compose():
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+def require_slurm() -> None:
+    """Skip (or fail with FRAME_REQUIRE_SLURM=1, as in CI) unless a local SLURM node takes jobs."""
+    import re
+    import shutil
+
+    problem = None
+    if shutil.which("sinfo") is None:
+        problem = "SLURM is not installed (scripts/slurm-local up)"
+    else:
+        states = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True)
+        if states.returncode != 0 or not re.search(r"idle|mixed|allocated", states.stdout):
+            problem = f"no SLURM node takes jobs (scripts/slurm-local up): {states.stdout or states.stderr}"
+    if problem:
+        if os.environ.get("FRAME_REQUIRE_SLURM") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)

@@ -1,15 +1,11 @@
 """A planted W&B key never lands in a file that frame, Hydra, submitit or wandb write."""
 
 import json
-import os
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, run_frame
+from tests.conftest import TINY, run_frame, require_slurm
 
 KEY = "local-" + "0123456789abcdef" * 3  # the shape of a real key (40+ characters)
 WANDB = ["logger=[jsonl,console,wandb]", "logger.wandb.prediction_examples=1"]
@@ -71,17 +67,7 @@ def test_json_job_key_writes_no_file(tmp_path):
 @pytest.mark.slurm
 def test_slurm_member_writes_no_key(tmp_path):
     """A sweep member on the local SLURM cluster: sbatch script, submitit pickles and logs hold no key."""
-    problem = None
-    if shutil.which("sinfo") is None:
-        problem = "SLURM is not installed (scripts/slurm-local up)"
-    else:
-        states = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True)
-        if states.returncode != 0 or not re.search(r"idle|mixed|allocated", states.stdout):
-            problem = f"no SLURM node takes jobs (scripts/slurm-local up): {states.stdout or states.stderr}"
-    if problem:
-        if os.environ.get("FRAME_REQUIRE_SLURM") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
+    require_slurm()
     home = tmp_path / "home"
     home.mkdir()
     run_frame(["train", "-m", *TINY, *WANDB, "trainer.epochs=1", "name=slurm_secret", "hydra/launcher=slurm",

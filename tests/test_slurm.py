@@ -7,7 +7,6 @@ The tests marked `slurm` skip when no cluster answers, unless FRAME_REQUIRE_SLUR
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_frame
+from tests.conftest import run_frame, require_slurm
 
 GOLDEN = Path(__file__).parent / "golden" / "slurm_sbatch.txt"
 # Tiny jobs: one CPU slot each (the local node has 4 slots per core), little memory.
@@ -55,17 +54,7 @@ def test_generated_sbatch_matches_the_recorded_file(compose, tmp_path, monkeypat
 @pytest.fixture(scope="module")
 def cluster():
     """Skip (or fail with FRAME_REQUIRE_SLURM=1) unless a SLURM node takes jobs; cancel leftovers after."""
-    problem = None
-    if shutil.which("sinfo") is None:
-        problem = "SLURM is not installed (scripts/slurm-local up)"
-    else:
-        states = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True)
-        if states.returncode != 0 or not re.search(r"idle|mixed|allocated", states.stdout):
-            problem = f"no SLURM node takes jobs (scripts/slurm-local up): {states.stdout or states.stderr}"
-    if problem:
-        if os.environ.get("FRAME_REQUIRE_SLURM") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
+    require_slurm()
     submitted = []
     yield submitted
     for job in submitted:
