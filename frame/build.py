@@ -77,8 +77,9 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
     train_idx, val_idx = split_indices(len(dataset), data.split_ratio, cfg.seed)
     sample_tf = [_instantiate(t, f"data.sample_transforms[{i}]") for i, t in enumerate(data.sample_transforms)]
     label_tf = [_instantiate(t, f"data.label_transforms[{i}]") for i, t in enumerate(data.label_transforms)]
-    train_set = JobDataset(dataset, train_idx, sample_tf, label_tf, cfg.seed, salt=0, preload=data.preload)
-    val_set = JobDataset(dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=1, preload=data.preload)
+    preload = dict(preload=data.preload, preload_workers=data.num_workers)
+    train_set = JobDataset(dataset, train_idx, sample_tf, label_tf, cfg.seed, salt=0, **preload)
+    val_set = JobDataset(dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=1, **preload)
     train_sampler = EpochSampler(len(train_set), shuffle=True, seed=cfg.seed, batch_size=data.batch_size,
                                  rank=world.rank, world_size=world.size)
     val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=data.batch_size)

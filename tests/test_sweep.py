@@ -11,6 +11,7 @@ import time
 import pytest
 
 from hydra_plugins.frame_launchers.launchers import member_slots
+from frame.sweep import planning_config
 from tests.conftest import run_frame
 
 # The classify experiment, small: a member trains in about a second.
@@ -127,3 +128,47 @@ def test_member_slots_split_cpus_and_gpus():
     assert slots(3, 1, 0, cpus[:2], []) == [((0,), ()), ((1,), ()), ((0,), ())]  # oversubscribed
     with pytest.raises(Exception, match="need 6 GPUs"):
         member_slots(3, None, 2, cpus, gpus)
+
+
+@pytest.mark.parametrize("command, composed_in_full", [
+    (["experiment=classify", "logger=[jsonl]", "optimizer.lr=0.1,0.01", "trainer.epochs=1,2"], 0),
+    (["seed=1,2", "hydra.sweep.subdir=lr${optimizer.lr}_seed${seed}"], 0),
+    (["model=mlp,unet3d", "trainer.epochs=1"], 2),  # a config group per member: composed in full
+])
+def test_a_planned_member_equals_the_member_composed_in_full(command, composed_in_full):
+    from types import SimpleNamespace
+
+    from hydra import initialize_config_module
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from frame.config.schema import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="frame.conf", version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("train", command, RunMode.MULTIRUN)
+        task = list(master.hydra.overrides.task)
+        members = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(task), None)[0]
+        full = [loader.load_sweep_config(master, list(overrides)) for overrides in members]
+        calls = []
+        compose_in_full = loader.load_sweep_config
+        loader.load_sweep_config = lambda *args: calls.append(args) or compose_in_full(*args)
+        planned = [planning_config(SimpleNamespace(config=master, hydra_context=SimpleNamespace(config_loader=loader)),
+                                   list(overrides)) for overrides in members]
+
+        def run_dir(config):
+            HydraConfig.instance().set_config(config)
+            return f"{config.hydra.sweep.dir}/{config.hydra.sweep.subdir}"
+
+        assert len(calls) == composed_in_full
+        assert len({run_dir(config) for config in full}) == len(members) > 1
+        for fast, slow in zip(planned, full):
+            assert run_dir(fast) == run_dir(slow)
+            assert OmegaConf.to_container(fast) == OmegaConf.to_container(slow)
+    GlobalHydra.instance().clear()

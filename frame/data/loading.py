@@ -54,9 +54,12 @@ class JobDataset(Dataset):
         sample_transforms / label_transforms: callables applied in order.
         seed: job seed; `salt` separates the training and validation streams.
         preload: keep each item in memory after its leading deterministic transforms.
+        preload_workers: loader processes that read the items into memory (the epoch's
+            `num_workers`, so filling the cache costs about one epoch without it).
     """
 
-    def __init__(self, dataset, indices, sample_transforms=(), label_transforms=(), seed=0, salt=0, preload=False):
+    def __init__(self, dataset, indices, sample_transforms=(), label_transforms=(), seed=0, salt=0, preload=False,
+                 preload_workers=0):
         self.dataset = dataset
         self.indices = list(indices)
         self.sample_transforms = list(sample_transforms)
@@ -64,7 +67,7 @@ class JobDataset(Dataset):
         self.seed, self.salt = seed, salt
         self._cached_sample = _leading_deterministic(self.sample_transforms)
         self._cached_label = _leading_deterministic(self.label_transforms)
-        self._cache = [self._deterministic_item(i) for i in range(len(self.indices))] if preload else None
+        self._cache = self._fill(preload_workers) if preload else None
 
     def __len__(self):
         return len(self.indices)
@@ -82,12 +85,46 @@ class JobDataset(Dataset):
         with _seeded_rngs(self.seed, self.salt, epoch, position, rest_sample + rest_label):
             return _apply(rest_sample, sample), _apply(rest_label, label)
 
+    def _fill(self, workers: int) -> list:
+        if workers == 0:
+            return [self._deterministic_item(i) for i in range(len(self.indices))]
+        loader = DataLoader(_Deterministic(self), batch_size=None, num_workers=workers, collate_fn=_as_is,
+                            worker_init_fn=_seed_worker)
+        return [_own_copy(item) for item in loader]
+
     def _deterministic_item(self, position):
         sample, label = self.dataset[self.indices[position]]
         return (
             _apply(self.sample_transforms[: self._cached_sample], sample),
             _apply(self.label_transforms[: self._cached_label], label),
         )
+
+
+class _Deterministic(Dataset):
+    """A JobDataset's items before their random transforms: what preload reads in loader workers."""
+
+    def __init__(self, owner: JobDataset):
+        self.owner = owner
+
+    def __len__(self):
+        return len(self.owner)
+
+    def __getitem__(self, position):
+        return self.owner._deterministic_item(position)
+
+
+def _as_is(item):
+    return item
+
+
+def _own_copy(item):
+    """Tensors from a worker arrive in shared memory, one file descriptor each; a cache of
+    thousands would exhaust them, so the cache keeps ordinary copies."""
+    if isinstance(item, torch.Tensor):
+        return item.clone()
+    if isinstance(item, (tuple, list)):
+        return type(item)(_own_copy(x) for x in item)
+    return item
 
 
 def _apply(transforms: Sequence[Callable], value):

@@ -96,13 +96,14 @@ class FrameSequentialLauncher(Launcher):
                     returns.append(sweep.skipped_return(member))
                     continue
                 log.info("member %d: %s", member.num, " ".join(filter_overrides(member.overrides)))
-                with open_dict(member.config.hydra.job):
-                    member.config.hydra.job.id = member.num
-                    member.config.hydra.job.num = member.num
+                config = self.hydra_context.config_loader.load_sweep_config(self.config, member.overrides)
+                with open_dict(config.hydra.job):
+                    config.hydra.job.id = member.num
+                    config.hydra.job.num = member.num
                 member.status = "running"
                 try:
                     ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function,
-                                  config=member.config, job_dir_key="hydra.sweep.dir",
+                                  config=config, job_dir_key="hydra.sweep.dir",
                                   job_subdir_key="hydra.sweep.subdir")
                 except BaseException:  # a stop signal (exit 75): the sweep stops here, the same command continues it
                     member.status = None  # the summary takes the outcome from the member's run.json
@@ -345,8 +346,8 @@ class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
                 args = [(m.overrides, "hydra.sweep.dir", m.num, f"job_id_for_{m.num}", state) for m in submit]
                 for member, job in zip(submit, executor.map_array(self, *zip(*args))):
                     member.job_id, member.status, jobs[member.num] = job.job_id, "pending", job
-                log.info("submitted %d members as SLURM job array %s in %.2f s (%.2f s composing the members' "
-                         "configs); folder %s", len(submit), submit[0].job_id.split("_")[0],
+                log.info("submitted %d members as SLURM job array %s in %.2f s (%.2f s planning the members "
+                         "and their run directories); folder %s", len(submit), submit[0].job_id.split("_")[0],
                          time.perf_counter() - start, planned - start, self.params["submitit_folder"])
             if todo:
                 sweep.write_summary(sweep_dir, members)

@@ -20,8 +20,9 @@ BENCHMARKS = {
     "startup.py": (["5"], ["1"]),
     "tracking_overhead.py": (["--epochs", "3", "--repeats", "5"], ["--epochs", "1", "--repeats", "1", "--classify"]),
     "checkpoint.py": (["5"], ["1"]),
-    "preload.py": (["--epochs", "3", "--rounds", "2", "--data-only"], ["--epochs", "2", "--data-only"]),
-    "sweep.py": (["--members", "64", "--parallel", "8"], ["--members", "4", "--parallel", "4"]),
+    "preload.py": (["--epochs", "3", "--rounds", "2", "--data-only", "--patients", "32"],
+                   ["--epochs", "2", "--data-only", "--patients", "4"]),
+    "sweep.py": (["--members", "64", "--run-members", "16"], ["--members", "4", "--run-members", "2"]),
 }
 
 

@@ -1,9 +1,12 @@
 """Start-up: light commands, and the time from launch to the first training step.
 
-Baselines measured in the same run: `python -c "import torch"` and a raw
-script that builds the same job by hand (`_raw_first_step.py`). The time of
-frame's first step is read from the first `metrics.jsonl` record
-(`trainer.log_every_n_steps=1`), so frame needs no benchmark hook.
+Baselines measured in the same run: `python -c "import torch"`, the smallest
+Hydra app (one key, `--cfg job`: what any Hydra command costs in this venv,
+plugins included), and a raw script that builds the same job by hand
+(`_raw_first_step.py`). `frame check` runs on the organs example's job with a
+small generated data set. The time of frame's first step is read from the first
+`metrics.jsonl` record (`trainer.log_every_n_steps=1`), so frame needs no
+benchmark hook.
 """
 
 import json
@@ -16,6 +19,15 @@ from pathlib import Path
 from common import interleave, median, time_command
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+HYDRA_APP = """import hydra
+
+@hydra.main(version_base=None, config_path=".", config_name="app")
+def main(cfg):
+    pass
+
+main()
+"""
 FIRST_STEP = ["trainer.epochs=1", "trainer.log_every_n_steps=1", "trainer.device=cpu"]
 
 
@@ -36,13 +48,21 @@ def _raw_first_step() -> float:
 
 
 def bench(repeats=5, extra_commands=None) -> dict:
-    commands = {
-        "python -c 'import torch'": [sys.executable, "-c", "import torch"],
-        "frame --help": [str(BIN / "frame"), "--help"],
-        "frame train --cfg job": [str(BIN / "frame"), "train", "--cfg", "job"],
-        **(extra_commands or {}),
-    }
     with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "app.py").write_text(HYDRA_APP)
+        Path(tmp, "app.yaml").write_text("lr: 0.1\n")
+        data = Path(tmp, "organs")
+        subprocess.run([sys.executable, str(REPO / "examples/organs/make_data.py"), "--patients", "2", "--out", str(data)],
+                       check=True, stdout=subprocess.DEVNULL)
+        commands = {
+            "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+            "smallest Hydra app --cfg job": [sys.executable, "app.py", "--cfg", "job"],
+            "frame --help": [str(BIN / "frame"), "--help"],
+            "frame train --cfg job": [str(BIN / "frame"), "train", "--cfg", "job"],
+            "frame check job_01.json": [str(BIN / "frame"), "check", str(REPO / "examples/organs/config/job_01.json"),
+                                        f"data.dataset.root={data}"],
+            **(extra_commands or {}),
+        }
         rounds = interleave({name: (lambda argv=argv: time_command(argv, cwd=tmp)) for name, argv in commands.items()},
                             repeats=repeats)
     results = {name: {"median_s": median(times)} for name, times in rounds.items()}

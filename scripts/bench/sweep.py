@@ -1,22 +1,29 @@
-"""Sweeps on SLURM: the time to submit a 64-member array, and what a frame member costs over a bare job.
+"""Sweep overhead: the time to submit a SLURM array, and what a sweep member costs over the bare job.
 
-Needs the local cluster (`scripts/slurm-local up`). Two arrays of the same size and parallelism:
+The bare job is the member's own command run alone: `frame train <the member's overrides>`,
+the classify experiment for one tiny epoch (64 samples). Each figure is measured in this
+run against its baseline:
 
-    bare    sbatch --array: each task runs `srun true`
-    frame   frame train -m hydra/launcher=slurm seed=range(0,N): each member trains the classify
-            experiment for one tiny epoch (64 samples), through submitit and Hydra
+    local      N bare jobs one after another  vs  `frame train -m` with hydra/launcher=local
+               (parallel=1: a process per member) and with the default sequential launcher
+               (members in one process): per-member overhead = (sweep wall - N x bare) / N
+    slurm      an `sbatch --array` of the bare job  vs  `frame train -m hydra/launcher=slurm`,
+               both `--parallel` at a time: the submit time (sbatch call vs frame's
+               "submitted ... in X s") and each task's SLURM run time (1 s resolution)
+    submit     `--members` (default 64) members submitted through frame's SLURM launcher; the
+               command is stopped once the array is submitted and the array cancelled
 
-Reported: the submission time (sbatch call vs frame's "submitted ... in X s", and from the
-command's start to that line), each task's SLURM run time (StartTime..EndTime, 1 s resolution),
-the part of a frame member spent building and training (run.json attempt), and the wall time
-until the whole array is done.
+SLURM parts need the local cluster (`scripts/slurm-local up`); without `squeue` they are skipped.
 
-    python scripts/bench/sweep.py [--members 64] [--parallel 8] [--json results.json]
+    python scripts/bench/sweep.py [--members 64] [--run-members 16] [--parallel 2] [--json results.json]
 """
 
 import argparse
 import json
+import os
 import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -25,10 +32,34 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-FRAME = [sys.executable, "-m", "frame"]
+FRAME = [sys.executable, "-m", "frame", "train"]
+JOB = ["experiment=classify", "data.dataset.num_samples=64", "trainer.epochs=1", "logger=[jsonl]"]
+SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]
+SUBMITTED = re.compile(r"submitted (\d+) members as SLURM job array (\d+) in ([\d.]+) s")
 
 
-def _array_done(array_id: str) -> bool:
+def _wall(argv, cwd) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def local(members: int, folder: Path) -> dict:
+    """Bare jobs one after another, then the same members through both local launchers."""
+    bare = [_wall([*FRAME, *JOB, f"seed={i}", f"hydra.run.dir=bare/{i}"], folder) for i in range(members)]
+    seeds = f"seed=range(0,{members})"
+    processes = _wall([*FRAME, "-m", *JOB, seeds, "hydra/launcher=local", "hydra.launcher.parallel=1",
+                       "hydra.sweep.dir=local"], folder)
+    in_process = _wall([*FRAME, "-m", *JOB, seeds, "hydra.sweep.dir=sequential"], folder)
+    per_bare = statistics.median(bare)
+    return {"members": members, "bare_job_s": bare, "local_sweep_s": processes, "sequential_sweep_s": in_process,
+            "local_overhead_per_member_s": processes / members - per_bare,
+            "sequential_overhead_per_member_s": in_process / members - per_bare}
+
+
+def _squeue_empty(array_id: str) -> bool:
     return not subprocess.run(["squeue", "-h", "-r", "-j", array_id], capture_output=True, text=True).stdout.strip()
 
 
@@ -42,73 +73,88 @@ def _task_seconds(array_id: str) -> list[float]:
     return seconds
 
 
-def bare(members: int, parallel: int, folder: Path) -> dict:
+def slurm_bare(members: int, parallel: int, folder: Path) -> dict:
+    """The bare job as a plain SLURM array: one `sbatch`, every task runs `frame train` once."""
+    command = " ".join([*FRAME, *JOB, "seed=$SLURM_ARRAY_TASK_ID", "hydra.run.dir=bare-slurm/$SLURM_ARRAY_TASK_ID"])
     script = folder / "bare.sh"
     script.write_text(f"#!/bin/bash\n#SBATCH --array=0-{members - 1}%{parallel}\n#SBATCH --cpus-per-task=1\n"
-                      f"#SBATCH --mem=1G\n#SBATCH --output={folder}/bare-%A_%a.out\nsrun true\n")
+                      f"#SBATCH --mem=1G\n#SBATCH --output={folder}/bare-%A_%a.out\ncd {folder}\n{command}\n")
     start = time.perf_counter()
     out = subprocess.run(["sbatch", str(script)], capture_output=True, text=True, check=True).stdout
     submitted = time.perf_counter() - start
     array_id = out.split()[-1]
-    while not _array_done(array_id):
+    while not _squeue_empty(array_id):
         time.sleep(0.2)
     return {"submit_s": submitted, "wall_s": time.perf_counter() - start, "task_s": _task_seconds(array_id)}
 
 
-def frame(members: int, parallel: int, folder: Path) -> dict:
-    command = [*FRAME, "train", "-m", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1",
-               "hydra.launcher.mem_gb=1", f"hydra.launcher.array_parallelism={parallel}", "experiment=classify",
-               "data.dataset.num_samples=64", "trainer.epochs=1", "logger=[jsonl]", f"seed=range(0,{members})"]
+def slurm_frame(members: int, parallel: int, folder: Path, stop_after_submit: bool = False) -> dict:
+    """frame's SLURM launcher; with stop_after_submit, Ctrl-C once the array is in and cancel it."""
+    command = [*FRAME, "-m", *JOB, *SLURM, f"hydra.launcher.array_parallelism={parallel}",
+               f"hydra.sweep.dir=slurm-{members}", f"seed=range(0,{members})"]
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    submit_line, lines = None, []
+    found, lines = None, []
     for line in process.stdout:
         lines.append(line)
-        if submit_line is None and "submitted" in line and "SLURM job array" in line:
-            submit_line = (time.perf_counter() - start, line)
+        if found is None and (found := SUBMITTED.search(line)):
+            to_submitted = time.perf_counter() - start
+            if stop_after_submit:
+                process.send_signal(signal.SIGINT)
     process.wait()
     wall = time.perf_counter() - start
-    if process.returncode != 0 or submit_line is None:
+    if found is None or (process.returncode != 0 and not stop_after_submit):
         raise SystemExit("frame sweep failed:\n" + "".join(lines[-30:]))
-    reported = float(re.search(r"in ([\d.]+) s \(([\d.]+) s composing", submit_line[1]).group(1))
-    composing = float(re.search(r"\(([\d.]+) s composing", submit_line[1]).group(1))
-    array_id = re.search(r"job array (\d+)", submit_line[1]).group(1)
-    inside = []
-    for run_json in (folder / "outputs" / "classify").glob("*/run.json"):
-        attempt = json.loads(run_json.read_text())["attempts"][-1]
-        inside.append(attempt["ended"] - attempt["started"])
-    return {"submit_s": reported, "composing_s": composing, "command_to_submitted_s": submit_line[0], "wall_s": wall,
-            "task_s": _task_seconds(array_id), "build_and_fit_s": inside}
+    array_id = found.group(2)
+    result = {"submit_s": float(found.group(3)), "command_to_submitted_s": to_submitted}
+    if stop_after_submit:
+        subprocess.run(["scancel", array_id], check=True)
+    while not _squeue_empty(array_id):  # frame returns on the result files, before SLURM marks the tasks done
+        time.sleep(0.2)
+    return result if stop_after_submit else {**result, "wall_s": wall, "task_s": _task_seconds(array_id)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=64)
-    parser.add_argument("--parallel", type=int, default=8, help="array parallelism (the local node has 8 slots)")
+    parser.add_argument("--members", type=int, default=64, help="members submitted to SLURM (submit time only)")
+    parser.add_argument("--run-members", type=int, default=16, help="members run to the end, bare and through frame")
+    parser.add_argument("--parallel", type=int, default=2, help="SLURM array parallelism (this machine: 2 cores)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args()
+    med = statistics.median
+    results = {}
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         folder = Path(tmp)
-        b = bare(args.members, args.parallel, folder)
-        f = frame(args.members, args.parallel, folder)
-    med = statistics.median
-    rows = [
-        ["submit the array (s)", f"{b['submit_s']:.3f}", f"{f['submit_s']:.2f} ({f['composing_s']:.2f} composing configs)"],
-        ["command start to submitted (s)", "-", f"{f['command_to_submitted_s']:.2f}"],
-        ["task run time, median (s)", f"{med(b['task_s']):.0f}", f"{med(f['task_s']):.0f}"],
-        ["  of which build + 1 tiny epoch, median (s)", "-", f"{med(f['build_and_fit_s']):.2f}"],
-        ["whole array, wall (s)", f"{b['wall_s']:.1f}", f"{f['wall_s']:.1f}"],
-    ]
-    overhead = med(f["task_s"]) - med(b["task_s"])
-    print(f"{args.members} members, {args.parallel} at a time\n")
-    print("|  | bare `srun true` | frame member |\n|---|---|---|")
-    print("\n".join("| " + " | ".join(row) + " |" for row in rows))
-    print(f"\nper-member overhead over a bare job: {overhead:.0f} s of SLURM run time "
-          f"(wall per member over the array: {(f['wall_s'] - b['wall_s']) / args.members:.2f} s)")
+        loc = results["local"] = local(args.run_members, folder)
+        print(f"{args.run_members} members run to the end, one at a time (bare job: median "
+              f"{med(loc['bare_job_s']):.2f} s, its own start-up included)\n")
+        print("| | wall | per member | overhead per member |\n|---|---|---|---|")
+        n = args.run_members
+        print(f"| bare jobs, one after another | {sum(loc['bare_job_s']):.1f} s | {med(loc['bare_job_s']):.2f} s | - |")
+        print(f"| local launcher (a process each) | {loc['local_sweep_s']:.1f} s | {loc['local_sweep_s'] / n:.2f} s "
+              f"| {loc['local_overhead_per_member_s']:+.2f} s |")
+        print(f"| sequential launcher (one process) | {loc['sequential_sweep_s']:.1f} s | "
+              f"{loc['sequential_sweep_s'] / n:.2f} s | {loc['sequential_overhead_per_member_s']:+.2f} s |")
+        if shutil.which("squeue") is None or subprocess.run(["squeue"], capture_output=True).returncode != 0:
+            print("\nno SLURM cluster answers (scripts/slurm-local up): SLURM figures skipped")
+        else:
+            bare = results["slurm_bare"] = slurm_bare(n, args.parallel, folder)
+            mine = results["slurm_frame"] = slurm_frame(n, args.parallel, folder)
+            submit = results["slurm_submit"] = slurm_frame(args.members, args.parallel, folder, stop_after_submit=True)
+            print(f"\nSLURM (local cluster), {n} members {args.parallel} at a time, then {args.members} submitted\n")
+            print("| | bare array (`frame train` per task) | frame's SLURM launcher |\n|---|---|---|")
+            print(f"| submit {n} members | {bare['submit_s']:.3f} s (sbatch) | {mine['submit_s']:.2f} s |")
+            print(f"| submit {args.members} members | - | {submit['submit_s']:.2f} s "
+                  f"({submit['command_to_submitted_s']:.2f} s from the command's start) |")
+            print(f"| task run time, median (1 s resolution) | {med(bare['task_s']):.0f} s | {med(mine['task_s']):.0f} s |")
+            print(f"| whole array, wall | {bare['wall_s']:.1f} s | {mine['wall_s']:.1f} s |")
+            results["slurm_overhead_per_member_s"] = med(mine["task_s"]) - med(bare["task_s"])
+            print(f"\nper-member overhead on SLURM: {results['slurm_overhead_per_member_s']:+.0f} s of task time; "
+                  f"{(mine['wall_s'] - bare['wall_s']) / n:+.2f} s of array wall per member")
     if args.json:
-        args.json.write_text(json.dumps({"members": args.members, "parallel": args.parallel, "bare": b, "frame": f,
-                                         "overhead_per_member_s": overhead}, indent=2) + "\n")
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
+    os.environ.pop("WANDB_API_KEY", None)
     main()

@@ -40,8 +40,10 @@ def test_the_synthetic_data_has_nine_disjoint_organs_in_a_ct_range(tmp_path):
     assert ct.min() < -900 and ct.max() > 600  # air and bone
 
 
-def test_preload_serves_workers_from_memory(organs):
-    """preload=true with num_workers > 0: workers read the cache, never the files."""
+@pytest.mark.parametrize("fill_workers", [0, 2])
+def test_preload_serves_workers_from_memory(organs, fill_workers):
+    """preload=true with num_workers > 0: workers read the cache, never the files; the cache
+    is the same whether the main process or loader workers filled it."""
     sys.path.insert(0, str(organs))
     try:
         from src.Data.transforms import CropAroundBrainStem
@@ -54,7 +56,8 @@ def test_preload_serves_workers_from_memory(organs):
         sample_tf = [Transpose(0, -1), CropAroundBrainStem(32, 32, 8), StandardScaleTensor()]
         label_tf = [Transpose(0, -1), CropAroundBrainStem(32, 32, 8)]
         plain = JobDataset(dataset, range(6), sample_tf, label_tf)
-        cached = JobDataset(dataset, range(6), sample_tf, label_tf, preload=True)
+        cached = JobDataset(dataset, range(6), sample_tf, label_tf, preload=True, preload_workers=fill_workers)
+        assert not any(t.is_shared() for item in cached._cache for t in item)  # no file descriptor per cached tensor
         cached.dataset = None  # any read past the cache would fail now
         sampler = EpochSampler(6, shuffle=False, batch_size=3)
         loader = make_loader(cached, sampler, 3, 2, torch.device("cpu"), seed=0)
