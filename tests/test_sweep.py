@@ -55,6 +55,12 @@ def test_a_failed_member_fails_the_sweep_and_leaves_error_txt(tmp_path):
     assert not (sweep_dir / good["run_dir"] / "error.txt").exists()
 
 
+def test_a_bad_member_value_stops_the_sweep_before_any_member_runs(tmp_path):
+    result = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01", "trainer.epochs=1,abc"], cwd=tmp_path, check=2)
+    assert "trainer.epochs=abc" in result.stderr and "Integer" in result.stderr and "Traceback" not in result.stderr
+    assert not [p for p in (tmp_path / "outputs" / "classify").iterdir() if p.is_dir()]  # no member started
+
+
 def test_resume_false_refuses_an_existing_sweep(tmp_path):
     run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01"], cwd=tmp_path, check=0)
     refused = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01", "resume=false"], cwd=tmp_path)

@@ -9,7 +9,7 @@ FrameError; we route both through `_report_user_errors`.
 
 import os
 
-from frame.config.schema import register_configs, register_launchers
+from frame.config.schema import register_configs, register_sweep_plugins
 from frame.errors import FrameError, exit_with
 
 CONFIG_MODULE = "pkg://frame.conf"
@@ -23,7 +23,7 @@ def launch(task_function, argv: list[str], config_name: str = "train", prog: str
     parser.prog = prog
     args = parser.parse_args(argv)
     if args.multirun:
-        register_launchers()
+        register_sweep_plugins()
     original = hydra_utils.run_and_report
     hydra_utils.run_and_report = lambda func: original(lambda: _report_user_errors(func))
     try:

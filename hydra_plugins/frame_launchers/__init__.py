@@ -1,1 +1,1 @@
-"""frame's Hydra launchers (sequential, local parallel, SLURM); see `launchers.py`."""
+"""frame's Hydra launchers (sequential, local parallel, SLURM; `launchers.py`) and its default sweeper (`sweeper.py`)."""
