@@ -9,7 +9,9 @@ optimizer post-step hook, identical for all three). Also checks that frame's
 final weights equal the raw loop's bit for bit.
 """
 
+import contextlib
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -62,8 +64,8 @@ def run_frame(setup):
     from frame.build import build_job
     from frame.loop import fit
 
-    with tempfile.TemporaryDirectory() as tmp:
-        job = build_job(_config(setup), Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        job = build_job(_config(setup), Path(tmp))  # the default loggers: metrics.jsonl and the console
         clock = StepClock(job.optimizer)
         start = time.perf_counter()
         fit(job)

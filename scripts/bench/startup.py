@@ -28,7 +28,8 @@ def main(cfg):
 
 main()
 """
-FIRST_STEP = ["trainer.epochs=1", "trainer.log_every_n_steps=1", "trainer.device=cpu"]
+FIRST_STEP = ["trainer.epochs=1", "trainer.log_every_n_steps=1", "trainer.device=cpu",
+              "data.preload=false"]  # like the raw script: the first batch only, not all 40 volumes first
 
 
 def _frame_first_step() -> float:
