@@ -62,11 +62,13 @@ class JobDataset(Dataset):
                  preload_workers=0):
         self.dataset = dataset
         self.indices = list(indices)
-        self.sample_transforms = list(sample_transforms)
-        self.label_transforms = list(label_transforms)
         self.seed, self.salt = seed, salt
-        self._cached_sample = _leading_deterministic(self.sample_transforms)
-        self._cached_label = _leading_deterministic(self.label_transforms)
+        # split once, not per item: the leading deterministic transforms (what preload caches), then the rest
+        sample_split = _leading_deterministic(sample_transforms)
+        label_split = _leading_deterministic(label_transforms)
+        self._fixed_sample, self._random_sample = list(sample_transforms[:sample_split]), list(sample_transforms[sample_split:])
+        self._fixed_label, self._random_label = list(label_transforms[:label_split]), list(label_transforms[label_split:])
+        self._random = self._random_sample + self._random_label
         self._cache = self._fill(preload_workers) if preload else None
 
     def __len__(self):
@@ -78,12 +80,10 @@ class JobDataset(Dataset):
             sample, label = self._cache[position]
         else:
             sample, label = self._deterministic_item(position)
-        rest_sample = self.sample_transforms[self._cached_sample :]
-        rest_label = self.label_transforms[self._cached_label :]
-        if not rest_sample and not rest_label:
+        if not self._random:
             return sample, label
-        with _seeded_rngs(self.seed, self.salt, epoch, position, rest_sample + rest_label):
-            return _apply(rest_sample, sample), _apply(rest_label, label)
+        with _seeded_rngs(self.seed, self.salt, epoch, position, self._random):
+            return _apply(self._random_sample, sample), _apply(self._random_label, label)
 
     def _fill(self, workers: int) -> list:
         if workers == 0:
@@ -94,10 +94,7 @@ class JobDataset(Dataset):
 
     def _deterministic_item(self, position):
         sample, label = self.dataset[self.indices[position]]
-        return (
-            _apply(self.sample_transforms[: self._cached_sample], sample),
-            _apply(self.label_transforms[: self._cached_label], label),
-        )
+        return _apply(self._fixed_sample, sample), _apply(self._fixed_label, label)
 
 
 class _Deterministic(Dataset):
