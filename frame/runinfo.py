@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import frame
+from frame.files import replace_text
 from frame.signals import EXIT_INTERRUPTED
 
 FILENAME = "run.json"
@@ -66,9 +67,7 @@ def update(run_dir: Path, **fields) -> dict:
 
 def _write(run_dir: Path, record: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{FILENAME}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, run_dir / FILENAME)
+    replace_text(run_dir / FILENAME, json.dumps(record, indent=2) + "\n")
 
 
 class RunRecord:

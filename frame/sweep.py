@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from frame import runinfo
+from frame.files import replace_text
 from frame.signals import EXIT_INTERRUPTED, StopFlag
 
 log = logging.getLogger("frame")
@@ -278,10 +279,8 @@ def write_summary(sweep_dir: Path, members: Sequence[Member]) -> list[dict]:
     entries.update((entry["run_dir"], entry) for entry in current)
     ordered = sorted(entries.values(), key=lambda e: e["member"])
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{SUMMARY}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"sweep_dir": os.path.abspath(sweep_dir), "updated": round(time.time(), 3),
-                               "members": ordered}, indent=2) + "\n")
-    os.replace(tmp, path)
+    replace_text(path, json.dumps({"sweep_dir": os.path.abspath(sweep_dir), "updated": round(time.time(), 3),
+                                   "members": ordered}, indent=2) + "\n")
     return current
 
 

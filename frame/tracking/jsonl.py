@@ -1,10 +1,10 @@
 """`metrics.jsonl`: one JSON object per logged step, the record `frame runs` and `frame plot` read."""
 
 import json
-import os
 import time
 from pathlib import Path
 
+from frame.files import replace_text
 from frame.tracking.base import MetricLogger
 
 
@@ -39,12 +39,7 @@ def _truncate_after(path: Path, step: int) -> None:
     """Keep only the records with step <= `step` (atomically)."""
     with open(path) as lines:
         kept = [line for line in lines if line.strip() and _step_of(line) <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as out:
-        out.writelines(kept)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    replace_text(path, "".join(kept))
 
 
 def _step_of(line: str) -> int:
