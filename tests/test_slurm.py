@@ -146,9 +146,11 @@ def test_a_preempted_member_is_requeued_resumes_and_ends_like_an_uninterrupted_o
               "train/loss" in (run_dir / "metrics.jsonl").read_text())
     subprocess.run(["scancel", "--signal=USR2", preempted["slurm_job_id"]], check=True)
 
-    # requeued: SLURM holds it ~120 s (BeginTime); release it now
+    # requeued: SLURM holds it ~120 s (BeginTime); release it 3 s from now, not at once: slurmd revokes
+    # the old launch credential with one-second resolution, and a restart within that second is killed
+    # as "non-startable: Job credential revoked" (seen in CI: the member then never ran again)
     _wait_for("the requeue", lambda: (_job_state(preempted["slurm_job_id"]) or ("",))[0] == "PENDING")
-    subprocess.run(["scontrol", "update", f"JobId={preempted['slurm_job_id']}", "StartTime=now"], check=True)
+    subprocess.run(["scontrol", "update", f"JobId={preempted['slurm_job_id']}", "StartTime=now+3"], check=True)
     output, _ = process.communicate(timeout=400)
     assert process.returncode == 0, output
 
