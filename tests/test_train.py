@@ -1,7 +1,10 @@
-"""`frame train` end to end in a subprocess, as a user runs it."""
+"""`frame train` end to end in a subprocess, as a user runs it; the task's handling of the garbage collector."""
 
+import gc
 import json
+import weakref
 
+from frame.train import long_lived_objects_out_of_gc
 from tests.conftest import TINY, run_frame
 
 
@@ -26,3 +29,49 @@ def test_rerun_with_resume_continues_instead_of_retraining(tmp_path):
     assert "resuming from" in more.stdout + more.stderr
     records = [json.loads(line) for line in (tmp_path / "outputs/organs/metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if "val/loss" in r] == [1, 2, 3]
+
+
+def test_the_collector_is_off_while_building_then_skips_what_was_built_until_training_ends():
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+    with long_lived_objects_out_of_gc() as built:
+        assert not gc.isenabled()
+        built()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        gone = weakref.ref(Cycle())
+        gc.collect()
+        assert gone() is None  # objects made after the freeze are collected as usual
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_cycle_left_by_a_run_can_be_freed_after_it_and_a_disabled_collector_stays_disabled():
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+    gc.disable()
+    try:
+        with long_lived_objects_out_of_gc() as built:
+            left = weakref.ref(Cycle())  # unreachable, but the collector is off: it survives into the freeze
+            built()
+            gc.collect()
+            assert left() is not None  # frozen out of the collector's reach while training
+            assert not gc.isenabled()
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+        gc.collect()
+        assert left() is None
+    finally:
+        gc.enable()
+
+
+def test_objects_frozen_by_someone_else_stay_frozen():
+    gc.freeze()
+    try:
+        count = gc.get_freeze_count()
+        with long_lived_objects_out_of_gc() as built:
+            built()
+        assert gc.get_freeze_count() == count
+    finally:
+        gc.unfreeze()

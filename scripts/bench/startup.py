@@ -41,9 +41,9 @@ def _frame_first_step() -> float:
         return first["time"] - start
 
 
-def _raw_first_step() -> float:
+def _raw_first_step(*flags: str) -> float:
     start = time.time()
-    out = subprocess.run([sys.executable, str(Path(__file__).with_name("_raw_first_step.py"))],
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("_raw_first_step.py")), *flags],
                          check=True, capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1]) - start
 
@@ -67,10 +67,13 @@ def bench(repeats=5, extra_commands=None) -> dict:
         rounds = interleave({name: (lambda argv=argv: time_command(argv, cwd=tmp)) for name, argv in commands.items()},
                             repeats=repeats)
     results = {name: {"median_s": median(times)} for name, times in rounds.items()}
-    first = interleave({"raw": _raw_first_step, "frame": _frame_first_step}, repeats=repeats)
+    first = interleave({"raw": _raw_first_step, "raw, gc off": lambda: _raw_first_step("--gc-off"),
+                        "frame": _frame_first_step}, repeats=repeats)
     results["first step: raw script"] = {"median_s": median(first["raw"])}
+    results["first step: raw script, gc off"] = {"median_s": median(first["raw, gc off"])}
     results["first step: frame train"] = {"median_s": median(first["frame"])}
     results["first step: frame - raw"] = {"median_s": median(first["frame"]) - median(first["raw"])}
+    results["first step: frame - raw, gc off"] = {"median_s": median(first["frame"]) - median(first["raw, gc off"])}
     return results
 
 
