@@ -19,10 +19,10 @@ HERE = Path(__file__).resolve().parent
 
 # (script, full arguments, quick arguments), in the order BENCHMARKS.md reports them
 BENCHMARKS = [
-    ("loop_overhead.py", ["5"], ["1", "--quick"]),
+    ("loop_overhead.py", ["7"], ["1", "--quick"]),
     ("startup.py", ["5"], ["1"]),
-    ("tracking_overhead.py", ["--epochs", "6", "--repeats", "7"], ["--epochs", "2", "--repeats", "1"]),
-    ("tracking_overhead.py", ["--classify", "--epochs", "4", "--repeats", "7"], ["--classify", "--epochs", "1", "--repeats", "1"]),
+    ("tracking_overhead.py", ["--epochs", "10", "--repeats", "9"], ["--epochs", "2", "--repeats", "1"]),
+    ("tracking_overhead.py", ["--classify", "--epochs", "6", "--repeats", "9"], ["--classify", "--epochs", "1", "--repeats", "1"]),
     ("checkpoint.py", ["5"], ["1"]),
     ("preload.py", ["--epochs", "3", "--rounds", "2", "--data-only", "--patients", "32"],
      ["--epochs", "2", "--data-only", "--patients", "4"]),
