@@ -18,6 +18,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from frame.checkpoint import Checkpoints
+from frame.config.check import components
 from frame.config.project import use_project
 from frame.data.loading import EpochSampler, JobDataset, make_loader, split_indices
 from frame.distributed import World
@@ -113,6 +114,17 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
         config_yaml=config_yaml,
         config_hash=hashlib.sha256(config_yaml.encode()).hexdigest()[:16],
     )
+
+
+def import_components(cfg: DictConfig) -> None:
+    """Import the module of every component (MONAI's, torchvision's, the project's) before building
+    any: `frame.train` runs the imports with the garbage collector off."""
+    use_project(cfg.get("project"))
+    for key, node, _ in components(cfg):
+        try:
+            get_object(node._target_)
+        except Exception as error:
+            raise FrameError(f"could not import {key} ({node._target_}): {error}") from error
 
 
 def seed_everything(seed: int) -> None:

@@ -19,6 +19,7 @@ A rank that dies cannot hang the job: a collective that waits longer than
 Nothing here imports torch at module level: the sweep launchers use the environment helpers.
 """
 
+import gc
 import logging
 import os
 import signal
@@ -191,6 +192,9 @@ def process_group(env: RankEnv, device: str, timeout_s: float):
         log.info("rank %d of %d joined the process group (%s, %s)", env.rank, env.world_size, backend, env.source)
         yield World(env.rank, env.world_size, env.local_rank, cpu_group)
     finally:
+        # DDP's reducer sits in reference cycles: left to the collector, it may be freed only at exit,
+        # after the group, and the rank aborts ("terminate called without an active exception")
+        gc.collect()
         dist.destroy_process_group()
 
 

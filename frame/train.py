@@ -1,6 +1,5 @@
 """The Hydra task function behind `frame train` and `frame run`."""
 
-import contextlib
 import gc
 import logging
 from pathlib import Path
@@ -24,8 +23,9 @@ def main(cfg: DictConfig) -> float | None:
 
 def train(cfg: DictConfig, run_dir: Path, world=None, stop=None) -> float | None:
     """One process's part: build the job, train it, return the best monitored value."""
-    with long_lived_objects_out_of_gc() as built:
-        from frame.build import build_job  # heavy imports (torch, MONAI) start here, not on the CLI
+    froze = import_job_modules(cfg)  # heavy imports (torch, MONAI) start here, not on the CLI
+    try:
+        from frame.build import build_job
         from frame.loop import fit
         from frame.runinfo import RunRecord
 
@@ -33,39 +33,33 @@ def train(cfg: DictConfig, run_dir: Path, world=None, stop=None) -> float | None
         with RunRecord(run_dir, enabled=None if world is None else world.is_main, name=cfg.name, epochs=trainer.epochs,
                        monitor=trainer.monitor, monitor_mode=trainer.monitor_mode.value) as record:
             job = build_job(cfg, run_dir, world)
-            built()
             record.update(config_hash=job.config_hash)
             return fit(job, stop)
+    finally:
+        if froze:
+            gc.unfreeze()  # a process that trains another job next (a notebook, Runner) can free this one's cycles
 
 
-@contextlib.contextmanager
-def long_lived_objects_out_of_gc():
-    """Keep Python's cyclic garbage collector off the ~800k objects that importing torch and MONAI creates.
+def import_job_modules(cfg: DictConfig) -> bool:
+    """Import frame's training modules and every component's module with the garbage collector off,
+    then freeze what exists out of its reach (`gc.freeze`). Returns whether it froze.
 
-    Left alone, the collector walks that growing heap again and again while the imports run
-    (~1 s of a 4 s start on a 2-core machine: scripts/bench/startup.py), and every later full
-    collection walks it again (0.3 s each). So it is off until the job is built (call the
-    yielded function then); what exists at that point is frozen out of its reach (`gc.freeze`)
-    for the training, and unfrozen at the end, so that a process training several jobs one
-    after another (a notebook, `Runner`) can still free the cycles an earlier job left behind.
-    Where something else froze objects already, freezing is left to it.
+    Importing torch and MONAI creates ~800k objects that live as long as the process. Left on,
+    the collector walks that growing heap again and again while they import (~1 s of a 4 s start
+    on a 2-core machine: scripts/bench/startup.py), and every later full collection walks it
+    again (0.3 s each). Only imports run with it off: what building the job allocates (a preload
+    cache, say) is collected as usual. Where something else froze objects already, freezing is
+    left to it.
     """
     enabled, ours = gc.isenabled(), gc.get_freeze_count() == 0
-    frozen = False
-
-    def built() -> None:
-        nonlocal frozen
-        if ours:
-            gc.freeze()
-            frozen = True
-        if enabled:
-            gc.enable()
-
     gc.disable()
     try:
-        yield built
+        from frame.build import import_components
+
+        import_components(cfg)
     finally:
-        if frozen:
-            gc.unfreeze()
+        if ours:
+            gc.freeze()
         if enabled:
             gc.enable()
+    return ours

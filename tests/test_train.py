@@ -2,9 +2,12 @@
 
 import gc
 import json
-import weakref
+import sys
 
-from frame.train import long_lived_objects_out_of_gc
+import pytest
+
+from frame.errors import FrameError
+from frame.train import import_job_modules
 from tests.conftest import TINY, run_frame
 
 
@@ -31,47 +34,49 @@ def test_rerun_with_resume_continues_instead_of_retraining(tmp_path):
     assert [r["epoch"] for r in records if "val/loss" in r] == [1, 2, 3]
 
 
-def test_the_collector_is_off_while_building_then_skips_what_was_built_until_training_ends():
-    class Cycle:
-        def __init__(self):
-            self.me = self
 
-    with long_lived_objects_out_of_gc() as built:
-        assert not gc.isenabled()
-        built()
-        assert gc.isenabled() and gc.get_freeze_count() > 0
-        gone = weakref.ref(Cycle())
-        gc.collect()
-        assert gone() is None  # objects made after the freeze are collected as usual
-    assert gc.isenabled() and gc.get_freeze_count() == 0
+@pytest.fixture
+def probe_project(tmp_path):
+    """A project whose model module records, when imported, whether the garbage collector was on."""
+    name = f"gc_probe_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text("import gc\n\nON_AT_IMPORT = gc.isenabled()\n\n\nclass Model:\n    pass\n")
+    yield tmp_path, name
+    sys.modules.pop(name, None)
 
 
-def test_a_cycle_left_by_a_run_can_be_freed_after_it_and_a_disabled_collector_stays_disabled():
-    class Cycle:
-        def __init__(self):
-            self.me = self
-
-    gc.disable()
+def test_component_modules_import_with_the_collector_off_then_what_they_made_is_frozen(compose, probe_project):
+    root, name = probe_project
+    cfg = compose([f"project={root}", f"model._target_={name}.Model", "~model.spatial_dims", "~model.in_channels",
+                   "~model.out_channels", "~model.channels", "~model.strides", "~model.num_res_units"])
     try:
-        with long_lived_objects_out_of_gc() as built:
-            left = weakref.ref(Cycle())  # unreachable, but the collector is off: it survives into the freeze
-            built()
-            gc.collect()
-            assert left() is not None  # frozen out of the collector's reach while training
-            assert not gc.isenabled()
-        assert not gc.isenabled() and gc.get_freeze_count() == 0
-        gc.collect()
-        assert left() is None
-    finally:
-        gc.enable()
-
-
-def test_objects_frozen_by_someone_else_stay_frozen():
-    gc.freeze()
-    try:
-        count = gc.get_freeze_count()
-        with long_lived_objects_out_of_gc() as built:
-            built()
-        assert gc.get_freeze_count() == count
+        assert import_job_modules(cfg) is True
+        assert sys.modules[name].ON_AT_IMPORT is False
+        assert gc.isenabled() and gc.get_freeze_count() > 0  # on again for what building and training allocate
     finally:
         gc.unfreeze()
+
+
+def test_a_collector_someone_else_disabled_or_froze_is_left_so(compose):
+    cfg = compose()
+    gc.disable()
+    try:
+        assert import_job_modules(cfg) is True
+        assert not gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    gc.freeze()
+    try:
+        count, made_since = gc.get_freeze_count(), [[] for _ in range(1000)]
+        assert import_job_modules(cfg) is False  # train() will not unfreeze what it did not freeze
+        assert gc.get_freeze_count() < count + len(made_since) and gc.isenabled()  # not frozen again
+    finally:
+        gc.unfreeze()
+
+
+def test_a_component_that_cannot_be_imported_is_named_and_the_collector_is_on_again(compose):
+    cfg = compose(["loss._target_=torch.nn.NoSuchLoss"])
+    with pytest.raises(FrameError, match=r"could not import loss \(torch.nn.NoSuchLoss\)"):
+        import_job_modules(cfg)
+    gc.unfreeze()
+    assert gc.isenabled()

@@ -63,14 +63,14 @@ def check_config(cfg: DictConfig) -> list[Checked]:
     """
     use_project(cfg.get("project"))
     problems: list[Problem] = []
-    checked = [_check_component(key, node, runtime, problems) for key, node, runtime in _components(cfg)]
+    checked = [_check_component(key, node, runtime, problems) for key, node, runtime in components(cfg)]
     problems += _check_dataset(cfg, problems)
     if problems:
         raise CheckError(problems)
     return checked
 
 
-def _components(cfg: DictConfig):
+def components(cfg: DictConfig):
     """(key, node, what the loop passes at run time) for every `_target_` node.
 
     What the loop passes: an int is how many leading positional arguments it
