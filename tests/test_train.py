@@ -34,7 +34,6 @@ def test_rerun_with_resume_continues_instead_of_retraining(tmp_path):
     assert [r["epoch"] for r in records if "val/loss" in r] == [1, 2, 3]
 
 
-
 @pytest.fixture
 def probe_project(tmp_path):
     """A project whose model module records, when imported, whether the garbage collector was on."""
