@@ -5,7 +5,9 @@ checkpoints, resume and tracking out. Importing `frame` is cheap: torch, MONAI
 and W&B load only when a job runs.
 """
 
-__version__ = "0.1.0"
+from frame.version import __version__
+
+__all__ = ["Runner", "__version__"]
 
 
 def __getattr__(name: str):

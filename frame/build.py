@@ -6,7 +6,6 @@ dataset's labels for evaluators) are passed at the call site.
 """
 
 import hashlib
-import inspect
 import logging
 import random
 from dataclasses import dataclass, field
@@ -18,7 +17,8 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from frame.checkpoint import Checkpoints
-from frame.config.check import components
+from frame.config.source import inspect_signature
+from frame.config.walk import components
 from frame.config.project import use_project
 from frame.data.loading import EpochSampler, JobDataset, make_loader, split_indices
 from frame.distributed import World
@@ -118,7 +118,7 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
 
 def import_components(cfg: DictConfig) -> None:
     """Import the module of every component (MONAI's, torchvision's, the project's) before building
-    any: `frame.train` runs the imports with the garbage collector off."""
+    any: `frame.run` runs the imports with the garbage collector off."""
     use_project(cfg.get("project"))
     for key, node, _ in components(cfg):
         try:
@@ -149,17 +149,11 @@ def _instantiate(node, key: str, **runtime):
     """Instantiate `node`, passing each runtime kwarg only where the constructor takes it and the config leaves it unset."""
     target = get_object(node._target_) if "_target_" in node else None  # a class, or a function transform or loss
     if runtime and target is not None:
-        accepted = _parameters(target)
+        signature = inspect_signature(target)
+        accepted = set(signature.names) if signature is not None else set()
         runtime = {k: v for k, v in runtime.items() if k in accepted and node.get(k) is None}
     try:
         return instantiate(node, **runtime)
     except Exception as error:  # Hydra wraps constructor errors; name the key that caused it
         cause = error.__cause__ or error
         raise FrameError(f"could not build {key} ({node.get('_target_')}): {cause}") from error
-
-
-def _parameters(target) -> set[str]:
-    try:
-        return set(inspect.signature(target).parameters)
-    except (TypeError, ValueError):
-        return set()

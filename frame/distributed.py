@@ -1,6 +1,6 @@
 """Several processes training one job: DistributedDataParallel set up from torchrun, SLURM or frame itself.
 
-Where the processes come from (the first that applies wins):
+Where the processes come from (the first that applies wins; `frame.run` starts or joins them):
 
     torchrun / torch.distributed.run        RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT
     srun (SLURM tasks, submitit's           SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID inside a job
@@ -13,33 +13,24 @@ checks that all ranks agree on the run directory, and trains its share: `World` 
 loop and `build_job` see of it. Rank 0 owns side effects (checkpoints, metrics, W&B).
 
 A rank that dies cannot hang the job: a collective that waits longer than
-`trainer.dist_timeout_s` fails (gloo at once when a peer's socket closes), and under
-`spawn` the parent kills the remaining ranks `KILL_GRACE_S` after the first one failed.
+`trainer.dist_timeout_s` fails (gloo at once when a peer's socket closes).
 
-Nothing here imports torch at module level: the sweep launchers use the environment helpers.
+Nothing here imports torch at module level: the run record and the launchers ask `global_rank`.
 """
 
 import gc
 import logging
 import os
-import signal
-import socket
 import subprocess
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from frame.errors import FrameError
-from frame.signals import EXIT_INTERRUPTED, StopFlag
+from frame.signals import StopFlag
 
 log = logging.getLogger("frame")
-
-KILL_GRACE_S = 30.0  # after one spawned rank failed, the others get this long to fail by themselves
-_FORWARDED = (signal.SIGTERM, signal.SIGUSR2)  # SIGINT reaches the ranks from the terminal itself
-
 
 @dataclass(frozen=True)
 class RankEnv:
@@ -196,152 +187,3 @@ def process_group(env: RankEnv, device: str, timeout_s: float):
         # after the group, and the rank aborts ("terminate called without an active exception")
         gc.collect()
         dist.destroy_process_group()
-
-
-TrainFn = Callable[..., Any]  # fn(cfg, run_dir, world, stop) -> result
-
-
-def run(fn: TrainFn, cfg, run_dir: Path, stop: StopFlag):
-    """Run `fn(cfg, run_dir, world, stop)` in as many processes as the job asks for; rank 0's result."""
-    env = rank_env()
-    devices = cfg.trainer.devices
-    if env is None and devices > 1:
-        return spawn(fn, cfg, run_dir, devices, stop)
-    if env is None:
-        return fn(cfg, run_dir, World(), stop)
-    if devices > 1 and devices != env.world_size:
-        log.info("trainer.devices=%d, but %s started %d processes: training on %d", devices, env.source,
-                 env.world_size, env.world_size)
-    with process_group(env, device_type(cfg.trainer.device), cfg.trainer.dist_timeout_s) as world:
-        world.same_on_all_ranks(str(run_dir), "run directory")
-        return fn(cfg, run_dir, world, world.shared(stop))
-
-
-def spawn(fn: TrainFn, cfg, run_dir: Path, nprocs: int, stop: StopFlag):
-    """Start `nprocs` ranks on this machine (torchrun-style environment), wait, return rank 0's result.
-
-    The parent only waits: SIGTERM and SIGUSR2 sent to it alone are passed on to the ranks
-    (which checkpoint and exit 75); the first rank to fail takes the others down with it.
-
-    Raises:
-        RankFailed: a rank exited with an error or was killed.
-        SystemExit(75): the ranks stopped on a signal after writing a checkpoint.
-    """
-    import multiprocessing
-    from multiprocessing.connection import wait
-
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    port = _free_port()
-    hydra_config = _hydra_config()
-    # like torchrun: the ranks share the cores instead of each starting one thread per core
-    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, len(os.sched_getaffinity(0)) // nprocs))
-    ranks = []
-    for rank in range(nprocs):
-        env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nprocs), "LOCAL_WORLD_SIZE": str(nprocs),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "FRAME_RANK_SOURCE": "spawn",
-               "OMP_NUM_THREADS": threads}
-        with _environ(env):  # the child's environment at exec: what torchrun would have set
-            process = context.Process(target=_rank_main, name=f"frame-rank{rank}",
-                                      args=(fn, cfg, str(run_dir), hydra_config, sender if rank == 0 else None))
-            process.start()
-        ranks.append(process)
-    sender.close()
-    log.info("started %d ranks (pids %s)", nprocs, " ".join(str(p.pid) for p in ranks))
-
-    stop.install()
-    forwarded, first_failure, failed_at = False, None, None
-    try:
-        while any(p.exitcode is None for p in ranks):
-            wait([p.sentinel for p in ranks if p.exitcode is None], timeout=0.5)
-            if stop.requested and not forwarded and stop.signal in _FORWARDED:
-                for p in ranks:
-                    if p.exitcode is None:
-                        os.kill(p.pid, stop.signal)
-                forwarded = True
-            for rank, p in enumerate(ranks):
-                if first_failure is None and p.exitcode not in (None, 0, EXIT_INTERRUPTED):
-                    first_failure, failed_at = rank, time.monotonic()
-                    log.error("rank %d exited with %s; the other ranks are killed if they do not fail within %.0f s",
-                              rank, _describe(p.exitcode), KILL_GRACE_S)
-            if failed_at is not None and time.monotonic() - failed_at > KILL_GRACE_S:
-                for p in ranks:
-                    if p.exitcode is None:
-                        p.kill()
-    finally:
-        stop.restore()
-        for p in ranks:  # the parent itself failed (or was told to exit at once): leave nothing behind
-            if p.exitcode is None:
-                p.kill()
-            p.join()
-    if first_failure is not None:
-        raise RankFailed(f"rank {first_failure} of {nprocs} exited with {_describe(ranks[first_failure].exitcode)}; "
-                         f"the job failed (exit codes: {', '.join(_describe(p.exitcode) for p in ranks)}). "
-                         f"Its traceback, if any, is above.")
-    if any(p.exitcode == EXIT_INTERRUPTED for p in ranks):
-        raise SystemExit(EXIT_INTERRUPTED)
-    return receiver.recv() if receiver.poll() else None
-
-
-class RankFailed(RuntimeError):
-    """One process of a multi-process job failed, so the job did."""
-
-
-def _rank_main(fn, cfg, run_dir, hydra_config, sender):
-    """Entry point of a spawned rank: Hydra's view and logging, process group, train, result to the parent."""
-    env = rank_env()
-    _configure_logging(hydra_config, env.rank)
-    with process_group(env, device_type(cfg.trainer.device), cfg.trainer.dist_timeout_s) as world:
-        result = fn(cfg, Path(run_dir), world, world.shared(StopFlag()))
-    if sender is not None:
-        sender.send(result)
-
-
-def _hydra_config():
-    """The job's Hydra config (`HydraConfig`), for the spawned ranks; None outside a Hydra job."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.instance().cfg
-
-
-def _configure_logging(hydra_config, rank: int) -> None:
-    """Rank 0 logs like the parent (same train.log); the other ranks send warnings to the console."""
-    import logging.config
-
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    if hydra_config is not None:
-        HydraConfig.instance().cfg = hydra_config  # HydraConfig.get() works in the rank as in the parent
-    if hydra_config is not None and rank == 0:
-        logging.config.dictConfig(OmegaConf.to_container(hydra_config.hydra.job_logging, resolve=True))
-    else:  # the other ranks: warnings and errors to the console, tagged with the rank
-        logging.basicConfig(level=logging.WARNING, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s", force=True)
-
-
-@contextmanager
-def _environ(values: dict):
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _describe(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "running"
-    if exitcode < 0:
-        return f"signal {signal.Signals(-exitcode).name}"
-    return f"code {exitcode}"

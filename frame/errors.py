@@ -7,7 +7,7 @@ exits with code 2. Everything else is a bug or a crash and keeps its traceback.
 import difflib
 from typing import Iterable
 
-USER_ERROR_EXIT = 2
+from frame.exits import EXIT_USER_ERROR
 
 
 class FrameError(Exception):
@@ -33,4 +33,4 @@ def exit_with(message: str) -> None:
     import sys
 
     sys.stderr.write(f"frame: error: {message.strip()}\n")
-    sys.exit(USER_ERROR_EXIT)
+    sys.exit(EXIT_USER_ERROR)

@@ -1,4 +1,5 @@
-"""Small files that frame rewrites whole: run.json, sweep.json, a metrics.jsonl cut back on resume.
+"""Small files that frame rewrites whole (run.json, sweep.json, a metrics.jsonl cut back on resume), and
+how long a run took, as people read it.
 
 Checkpoints have their own writer (`frame.checkpoint.atomic_write`: bytes, extra copies, a
 directory fsync and a CheckpointError); this module stays free of torch so that the sweep
@@ -23,3 +24,10 @@ def replace_text(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def format_duration(seconds: float) -> str:
+    """1h02m03s, or 2m03s under an hour."""
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"

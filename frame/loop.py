@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 
 from frame.checkpoint import CheckpointError
 from frame.errors import FrameError, did_you_mean
-from frame.signals import EXIT_INTERRUPTED, StopFlag
+from frame.exits import EXIT_INTERRUPTED
+from frame.signals import StopFlag
 from frame.state import TrainState, capture, restore, restore_rng
 from frame.tracking.examples import Examples
 

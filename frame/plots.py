@@ -11,7 +11,8 @@ against each swept parameter.
 from pathlib import Path
 
 from frame.errors import FrameError
-from frame.results import best, find_runs, monitor_of, read_metrics, run_name, swept_parameters
+from frame.results import find_runs, monitor_of, run_name, swept_parameters
+from frame.tracking.jsonl import best, read_metrics
 
 
 def plot(paths: list[Path], output: Path | None = None) -> Path:

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 from frame import runinfo
+from frame.files import format_duration
+from frame.tracking.jsonl import best, read_metrics
 
 _SKIP = {"wandb", ".hydra", "checkpoints", "examples"}
 
@@ -41,21 +43,6 @@ def find_runs(root: Path) -> list[Path]:
     return found
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """The records of `metrics.jsonl` (a torn last line is skipped)."""
-    records = []
-    try:
-        with open(Path(run_dir) / "metrics.jsonl") as lines:
-            for line in lines:
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    continue
-    except OSError:
-        pass
-    return records
-
-
 def monitor_of(run_dir: Path, record: dict | None = None) -> tuple[str, bool]:
     """(monitored metric, maximize) from run.json, else from .hydra/config.yaml, else val/loss (min)."""
     record = runinfo.read(run_dir) if record is None else record
@@ -63,14 +50,6 @@ def monitor_of(run_dir: Path, record: dict | None = None) -> tuple[str, bool]:
         return record["monitor"], record.get("monitor_mode") == "max"
     trainer = (_hydra_yaml(run_dir, "config.yaml") or {}).get("trainer") or {}
     return trainer.get("monitor", "val/loss"), trainer.get("monitor_mode") == "max"
-
-
-def best(records: list[dict], metric: str, maximize: bool) -> tuple[float | None, int | None]:
-    """(best value, its epoch) of `metric` over the records."""
-    values = [(r[metric], r.get("epoch")) for r in records if isinstance(r.get(metric), (int, float))]
-    if not values:
-        return None, None
-    return (max if maximize else min)(values, key=lambda v: v[0])
 
 
 def summarize(run_dir: Path, root: Path, now: float | None = None) -> dict:
@@ -171,9 +150,3 @@ def _hydra_yaml(run_dir: Path, name: str):
         return yaml.safe_load((Path(run_dir) / ".hydra" / name).read_text())
     except (OSError, yaml.YAMLError):
         return None
-
-
-def format_duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"

@@ -31,9 +31,10 @@ import threading
 import time
 from pathlib import Path
 
-import frame
+from frame.distributed import global_rank
+from frame.exits import code_of_exception, status_of
 from frame.files import replace_text
-from frame.signals import EXIT_INTERRUPTED
+from frame.version import __version__
 
 FILENAME = "run.json"
 HEARTBEAT_S = 60.0  # how often a live run refreshes `heartbeat`
@@ -77,7 +78,7 @@ class RunRecord:
         run_dir: the run directory.
         heartbeat_s: refresh period of `heartbeat`; 0 disables the thread (tests).
         enabled: whether this process keeps the record (rank 0 owns side effects); None = decide by
-            the environment (RANK, else SLURM_PROCID, is 0 or unset).
+            the environment (`frame.distributed.global_rank`).
         **fields: written into run.json at the start, e.g. name, monitor, monitor_mode, epochs
             (what `frame runs` shows).
     """
@@ -88,9 +89,7 @@ class RunRecord:
         self.heartbeat_s = heartbeat_s
         self._stop = threading.Event()
         self._thread = None
-        if enabled is None:  # rank 0 owns side effects; the other ranks of a DDP job keep no record
-            enabled = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0"
-        self.enabled = enabled
+        self.enabled = global_rank() == 0 if enabled is None else enabled  # rank 0 owns side effects
 
     def __enter__(self) -> "RunRecord":
         if not self.enabled:
@@ -104,7 +103,7 @@ class RunRecord:
         with _lock:
             record = read(self.run_dir)
             record.update(
-                **self.fields, status="running", exit_code=None, frame_version=frame.__version__, git=git_state(Path.cwd()),
+                **self.fields, status="running", exit_code=None, frame_version=__version__, git=git_state(Path.cwd()),
                 host=attempt["host"], pid=attempt["pid"], proc_start=_process_start(os.getpid()), heartbeat=now,
             )
             record["attempts"] = [*record.get("attempts", []), attempt]
@@ -116,15 +115,7 @@ class RunRecord:
 
     def __exit__(self, kind, error, traceback) -> None:
         self._stop.set()
-        if kind is None:
-            code = 0
-        elif issubclass(kind, SystemExit):
-            code = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
-        elif issubclass(kind, KeyboardInterrupt):
-            code = EXIT_INTERRUPTED
-        else:
-            code = 1
-        self.finish(code)
+        self.finish(code_of_exception(kind, error))
 
     def update(self, **fields) -> None:
         if self.enabled:
@@ -133,7 +124,7 @@ class RunRecord:
     def finish(self, exit_code: int) -> None:
         if not self.enabled:
             return
-        status = {0: "complete", EXIT_INTERRUPTED: "interrupted"}.get(exit_code, "failed")
+        status = status_of(exit_code)
         with _lock:
             record = read(self.run_dir)
             now = time.time()

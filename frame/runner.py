@@ -21,8 +21,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from frame.config.app import flags_first, hydra_args
 from frame.errors import FrameError, exit_with
-from frame.signals import EXIT_INTERRUPTED
+from frame.exits import EXIT_INTERRUPTED, meaning
+from frame.signals import forward
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
@@ -135,22 +137,15 @@ class Runner:
     def _forward(self, signum, frame) -> None:
         self._stop = signum
         with self._lock:
-            for child in self._children:
-                if child.poll() is None:
-                    child.send_signal(signum)
+            forward(signum, [child.pid for child in self._children if child.poll() is None])
 
 
 def _report(jobs: list[Path], results: dict[int, Result]) -> None:
     if len(jobs) == 1 and all(r.returncode == 0 for r in results.values()):
         return
-    lines = [f"  {job}: {_meaning(results[i].returncode) if i in results else 'not started'}" for i, job in enumerate(jobs)]
+    lines = [f"  {job}: {meaning(results[i].returncode) if i in results else 'not started'}" for i, job in enumerate(jobs)]
     done = sum(r.returncode == 0 for r in results.values())
     sys.stderr.write(f"frame run: {done} of {len(jobs)} jobs finished\n" + "\n".join(lines) + "\n")
-
-
-def _meaning(code: int) -> str:
-    return {0: "finished", EXIT_INTERRUPTED: "stopped (exit 75: run again to continue)", 2: "rejected (exit 2)"}.get(
-        code, f"failed (exit {code})")
 
 
 # ---- one job, in this process ------------------------------------------------------------------
@@ -175,78 +170,12 @@ def check_jobs(jobs, argv, project) -> list:
     return converted
 
 
-def run_job(path: Path, argv: list[str], project=None) -> None:
-    """`frame run JOB [overrides]`: convert, check, then train in this process (the one that gets the W&B key)."""
-    from frame.config.app import launch
+def prepare_job(path: Path, argv: list[str], project=None) -> list[str]:
+    """`frame run JOB [overrides]` in this process (the one that gets the W&B key): convert and check
+    the job; return the command line of `frame train` that runs it."""
     from frame.config.json_job import store
-    from frame.train import main as task
 
     (job,) = check_jobs([path], argv, project)
     os.environ.update(job.env)  # WANDB_API_KEY: this process trains; no config or file ever holds it
-    flags, overrides = _flags_first(argv)
-    launch(task, [*flags, f"experiment={store(job)}", *overrides], prog="frame run")
-
-
-def _flags_first(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(Hydra flags with their values, overrides): Hydra's parser wants every override after its flags."""
-    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
-    return [a for a in argv if a not in overrides], overrides
-
-
-def hydra_args(argv: list[str]) -> tuple[list[str], str | None]:
-    """The overrides and --config-dir among Hydra's flags (-m, --cfg job, ...)."""
-    import hydra._internal.utils as hydra_utils
-
-    flags, overrides = _flags_first(argv)
-    args = hydra_utils.get_args_parser().parse_args([*flags, *overrides])
-    return args.overrides, args.config_dir
-
-
-# ---- the command line --------------------------------------------------------------------------
-
-RUN_USAGE = """\
-usage: frame run JOB.json [JOB.json ...] [overrides...] [-m] [--parallel N] [--project DIR]
-
-Run seed JSON jobs (comments allowed), one after another. Overrides use the Hydra keys after
-conversion (`frame convert JOB.json` shows them) and apply to every job; -m sweeps as in frame train.
-  --parallel N    run up to N jobs at once, each in its own process
-  --project DIR   the project root (default: the folder that holds the job's config/, else the cwd)
-"""
-
-
-def split_args(argv: list[str], usage: str) -> tuple[list[Path], list[str], str | None, int]:
-    """(job files, the rest for Hydra, --project, --parallel) from a command line."""
-    from frame.config.json_job import is_job_file
-
-    jobs, rest, project, parallel = [], [], None, 1
-    args = iter(argv)
-    for arg in args:
-        if arg in ("-h", "--help") and not jobs:
-            print(usage, end="")
-            sys.exit(0)
-        if arg in ("--project", "--parallel", "-j") or arg.startswith(("--project=", "--parallel=")):
-            name, _, value = arg.partition("=")
-            value = value or next(args, None)
-            if value is None:
-                exit_with(f"{name} needs a value.\n{usage}")
-            if name == "--project":
-                project = value
-            elif not value.isdigit() or int(value) < 1:
-                exit_with(f"{name} {value}: expected a number of jobs >= 1.")
-            else:
-                parallel = int(value)
-        elif is_job_file(arg):
-            jobs.append(Path(arg))
-        else:
-            rest.append(arg)
-    return jobs, rest, project, parallel
-
-
-def main(argv: list[str]) -> None:
-    jobs, rest, project, parallel = split_args(argv, RUN_USAGE)
-    if not jobs:
-        exit_with(f"no job file given (a .json file).\n{RUN_USAGE}")
-    if len(jobs) == 1 and parallel == 1:
-        run_job(jobs[0], rest, project)
-    else:
-        Runner(jobs, rest, parallel, project).run()
+    flags, overrides = flags_first(argv)
+    return [*flags, f"experiment={store(job)}", *overrides]

@@ -2,7 +2,7 @@
 
 SIGTERM, SIGINT and SIGUSR2 (what SLURM sends before a time limit or on
 preemption) only set a flag. The loop checks it after every step, writes a
-checkpoint and exits with EXIT_INTERRUPTED. A SIGINT while a stop is already
+checkpoint and exits with `frame.exits.EXIT_INTERRUPTED`. A SIGINT while a stop is already
 pending (Ctrl-C twice) exits at once with EXIT_ABORTED: every checkpoint write
 is atomic, so that cannot leave a torn file, only a temp file the next run removes.
 
@@ -20,9 +20,10 @@ to stop, and shuts its workers down itself.
 import os
 import signal
 import threading
+from typing import Iterable
 
-EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal after writing a checkpoint; run the same command again
-EXIT_ABORTED = 128 + signal.SIGINT  # a second SIGINT: stopped at once, no new checkpoint (the shell's 130)
+from frame.exits import EXIT_ABORTED
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
 
@@ -61,6 +62,23 @@ class StopFlag:
             self.signal = signum
             os.write(2, f"\nframe: {name} received: stopping after this step with a checkpoint "
                         f"(SIGINT again to exit at once)\n".encode())
+
+
+def forward(signum: int, pids: Iterable[int]) -> None:
+    """Pass a stop signal on to child processes that are still alive.
+
+    A child that leads its own process group (started with `start_new_session`, as the
+    JSON-job runner and the local launcher start theirs) gets it with the whole group, so
+    its DataLoader workers and ranks hear it too; any other child gets it alone.
+    """
+    for pid in pids:
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signum)
+            else:
+                os.kill(pid, signum)
+        except ProcessLookupError:  # it ended meanwhile
+            pass
 
 
 def ignore_stop_signals() -> None:

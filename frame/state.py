@@ -24,9 +24,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-import frame
 from frame.checkpoint import FORMAT
 from frame.errors import FrameError
+from frame.tracking.jsonl import better
+from frame.version import __version__
 
 log = logging.getLogger("frame")
 
@@ -40,17 +41,17 @@ class TrainState:
     maximize: bool = False  # from trainer.monitor_mode; not taken from a checkpoint
 
     def update_best(self, value: float) -> bool:
-        better = self.best is None or (value > self.best if self.maximize else value < self.best)
-        if better:
+        improved = better(value, self.best, self.maximize)
+        if improved:
             self.best = value
-        return better
+        return improved
 
 
 def capture(job, state: TrainState, counters: dict) -> dict:
     """The checkpoint dict; `counters` are loop objects with `state_dict()`/`load_state_dict()`."""
     return {
         "format": FORMAT,
-        "frame_version": frame.__version__,
+        "frame_version": __version__,
         "state": asdict(state),
         "counters": {name: part.state_dict() for name, part in counters.items()},
         "data": data_order(job.train_sampler),

@@ -1,4 +1,4 @@
-"""Sweeps that can be interrupted and run again: members, their record, the sweep summary.
+"""Sweeps that can be interrupted and run again: members, their plan, the sweep summary.
 
 A sweep member is one Hydra job of a multirun. Its run directory is a pure function of
 its overrides (`outputs/<name>/<override_dirname>/`), so running the same sweep command
@@ -8,13 +8,10 @@ again finds every member where it was:
   again: the launcher reports the stored result;
 - every other member starts, and resumes from its checkpoints when it has some.
 
-The task side (`run_member`, called by `frame.train.main` in every run) records the
-result in `run.json`, appends a failed attempt's traceback to `error.txt`, and on
-SLURM turns a SIGUSR2 into "checkpoint, then requeue" (see `run_member`).
-
-The launcher side (`plan`, `write_summary`) is shared by frame's launchers
-(`hydra_plugins/frame_launchers`): they skip complete members and keep
-`<sweep dir>/sweep.json` up to date:
+Each member runs through the same corridor as a single run (`frame.run`), which records
+its result in `run.json` and a failure's traceback in `error.txt`. This module is the
+bookkeeping around it that frame's launchers (`hydra_plugins/frame_launchers`) share:
+they skip complete members and keep `<sweep dir>/sweep.json` up to date:
 
     {"sweep_dir": "...", "updated": 1795477108.1, "members": [
       {"member": 0, "overrides": ["optimizer.lr=0.01"], "run_dir": "optimizer.lr=0.01",
@@ -30,91 +27,18 @@ Nothing here imports torch: the launchers import this module in the submitting p
 import json
 import logging
 import os
-import signal
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from frame import runinfo
+from frame.config.compose import member_config
 from frame.files import replace_text
-from frame.signals import EXIT_INTERRUPTED, StopFlag
 
 log = logging.getLogger("frame")
 
 SUMMARY = "sweep.json"
-ERROR_FILE = "error.txt"
-
-
-# --- the task side: one run (a sweep member or a single run) -----------------------------------
-
-
-def run_member(cfg, run_dir: Path, train: Callable) -> Any:
-    """Train one run in as many processes as it asks for; record its outcome.
-
-    On success the result (the best monitored value) goes into `run.json` as `result`, which
-    is what a re-run of the sweep reports without training again. A failure appends the
-    traceback to `error.txt` and re-raises. A stop on SIGUSR2 inside a submitit SLURM job
-    (a preemption or the time-limit warning) goes to submitit's handler once the checkpoint
-    is written: it resubmits this Hydra job and requeues it, and the requeued job resumes
-    from the checkpoint in the same run directory.
-    """
-    from frame import distributed
-
-    is_main = distributed.global_rank() == 0
-    if is_main:
-        log.info("pid %d on %s, cpus %s%s", os.getpid(), os.uname().nodename, _ranges(os.sched_getaffinity(0)),
-                 f", CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in os.environ else "")
-    stop = StopFlag()
-    try:
-        result = distributed.run(train, cfg, run_dir, stop)
-    except SystemExit as exit:
-        if exit.code == EXIT_INTERRUPTED and stop.signal == signal.SIGUSR2:
-            _requeue_on_slurm()
-        raise
-    except Exception:
-        if is_main:
-            _append_error(run_dir, traceback.format_exc())
-        raise
-    if is_main:
-        runinfo.update(run_dir, result=result)
-    return result
-
-
-def _ranges(cpus) -> str:
-    """{0, 1, 2, 5} -> '0-2,5'."""
-    cpus, parts = sorted(cpus), []
-    for cpu in cpus:
-        if parts and cpu == parts[-1][1] + 1:
-            parts[-1][1] = cpu
-        else:
-            parts.append([cpu, cpu])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)
-
-
-def _requeue_on_slurm() -> None:
-    """Hand a SIGUSR2 that stopped training to submitit's handler (StopFlag put it back).
-
-    submitit's handler calls the launcher's `checkpoint()` (resubmit the same Hydra job),
-    runs `scontrol requeue` and exits; on ranks other than 0 it only logs. Outside a
-    submitit SLURM job nothing happens and the run exits 75 as usual.
-    """
-    handler = signal.getsignal(signal.SIGUSR2)
-    owner = getattr(handler, "__self__", None)
-    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm" or not type(owner).__module__.startswith("submitit"):
-        return
-    log.warning("SIGUSR2 on SLURM: checkpoint written, asking submitit to requeue this job")
-    handler(signal.SIGUSR2, None)
-
-
-def _append_error(run_dir: Path, text: str) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ERROR_FILE, "a") as file:
-        file.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} host {os.uname().nodename}\n{text}\n")
-
-
-# --- the launcher side: plan a sweep, skip what is done, summarise --------------------------------
 
 
 @dataclass
@@ -136,13 +60,23 @@ class Member:
     def record(self) -> dict:
         return runinfo.read(self.run_dir)
 
+    def returned(self, ret) -> None:
+        """Take the outcome of the member's Hydra job (its JobReturn)."""
+        from hydra.core.utils import JobStatus
+
+        if ret.status == JobStatus.COMPLETED:
+            self.status, self.exit_code, self.result = "complete", 0, ret._return_value
+        else:
+            self.status, self.exit_code = "failed", 1
+            self.error = f"{type(ret._return_value).__name__}: {ret._return_value}"
+
 
 def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Member]:
     """Find every member's run directory and mark the complete ones as skipped.
 
     Members are skipped only with `resume=true`: with resume=false the run-directory policy
     (frame.config.rundir) has already refused or moved aside an earlier sweep. Each member's
-    config here comes from `planning_config`: enough to name its run directory, not what it
+    config here comes from `frame.config.compose.member_config`: enough to name its run directory, not what it
     trains with (the launchers compose that when the member starts, as Hydra's do).
     """
     from hydra.core.hydra_config import HydraConfig
@@ -153,7 +87,7 @@ def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int)
     members = []
     try:
         for offset, overrides in enumerate(job_overrides):
-            config = planning_config(launcher, list(overrides))
+            config = member_config(launcher, list(overrides))
             hydra_config.set_config(config)  # ${hydra:job.override_dirname} in the subdir reads it
             run_dir = Path(os.path.abspath(Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)))
             OmegaConf.set_readonly(config.hydra, None)  # set_config froze it; the launcher sets job.id/num
@@ -169,40 +103,6 @@ def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int)
         log.info("%d of %d members already complete: reporting their stored results, not running them again",
                  done, len(members))
     return members
-
-
-def planning_config(launcher, overrides: list[str]):
-    """A member's config for planning: the sweep's config with the member's values set.
-
-    Composing a member from scratch (Hydra's `load_sweep_config`) costs ~0.12 s, which made
-    submitting a 64-member array take 8 s. The sweep's own config was composed with every
-    override the members share (`experiment=...`, fixed values); a member whose other
-    overrides only set values (`key=value`, the common sweep) differs from it in those values
-    alone, so this applies them with Hydra's own override code to a copy (~10 ms). Members
-    that pick other config groups, add or delete keys, or set `hydra.*` are composed in full.
-    """
-    import copy
-
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import OverrideType
-    from omegaconf import open_dict, read_write
-
-    loader = launcher.hydra_context.config_loader
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    shared = set(launcher.config.hydra.overrides.task)
-    own = [o for o in parsed if o.input_line not in shared]
-    if any(o.type != OverrideType.CHANGE or o.package is not None or o.is_hydra_override()
-           or loader.repository.group_exists(o.key_or_group) for o in own):
-        return loader.load_sweep_config(launcher.config, overrides)
-    config = copy.deepcopy(launcher.config)
-    with read_write(config), read_write(config.hydra), open_dict(config.hydra):
-        ConfigLoaderImpl._apply_overrides_to_config(own, config)
-        config.hydra.overrides.task = overrides
-        naming = config.hydra.job.config.override_dirname
-        config.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=parsed, kv_sep=naming.kv_sep, item_sep=naming.item_sep, exclude_keys=naming.exclude_keys)
-    return config
 
 
 def skipped_return(member: Member):
@@ -306,29 +206,3 @@ def format_summary(entries: Sequence[dict]) -> str:
 def log_summary(sweep_dir: Path, members: Sequence[Member]) -> None:
     entries = write_summary(sweep_dir, members)
     log.info("sweep summary (%s):\n%s", Path(sweep_dir) / SUMMARY, format_summary(entries))
-
-
-# --- running one member in a child process (frame's local parallel launcher) ---------------------
-
-
-def run_pickled(path: str) -> int:
-    """Entry point of a member process: load `(callable, args)`, call it, store the JobReturn next to it.
-
-    Exit code: 0 when the member completed, 75 when it stopped on a signal with a checkpoint,
-    1 when it failed (its traceback is in the run directory's error.txt).
-    """
-    import pickle
-
-    import cloudpickle
-    from hydra.core.utils import JobStatus
-
-    with open(path, "rb") as file:
-        function, args = pickle.load(file)
-    ret = function(*args)
-    if ret.status == JobStatus.FAILED:
-        ret.return_value = MemberFailed(f"{type(ret._return_value).__name__}: {ret._return_value}")
-    tmp = f"{path}.result.tmp"
-    with open(tmp, "wb") as file:
-        cloudpickle.dump(ret, file)
-    os.replace(tmp, f"{path}.result")
-    return 0 if ret.status == JobStatus.COMPLETED else 1

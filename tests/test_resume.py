@@ -24,7 +24,7 @@ import torch
 from frame.build import build_job
 from frame.checkpoint import load_checkpoint
 from frame.loop import fit
-from frame.signals import EXIT_ABORTED, EXIT_INTERRUPTED
+from frame.exits import EXIT_ABORTED, EXIT_INTERRUPTED
 from tests.conftest import REPO
 
 

@@ -76,7 +76,8 @@ def test_wall_time_adds_attempts():
 
 
 def test_only_rank_zero_keeps_the_record(tmp_path, monkeypatch):
-    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("RANK", "1")  # as torchrun sets them: one rule for "am I rank 0" (frame.distributed)
+    monkeypatch.setenv("WORLD_SIZE", "2")
     with RunRecord(tmp_path, heartbeat_s=0, name="x") as record:
         record.update(config_hash="abc")
     assert not (tmp_path / "run.json").exists()

@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from frame.signals import EXIT_ABORTED, STOP_SIGNALS, StopFlag
+from frame.exits import EXIT_ABORTED
+from frame.signals import STOP_SIGNALS, StopFlag
 
 
 @pytest.mark.parametrize("signum", STOP_SIGNALS)

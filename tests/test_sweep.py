@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from hydra_plugins.frame_launchers.launchers import member_slots
-from frame.sweep import planning_config
+from hydra_plugins.frame_launchers.local import member_slots
+from frame.config.compose import member_config
 from tests.conftest import run_frame
 
 # The classify experiment, small: a member trains in about a second.
@@ -165,7 +165,7 @@ def test_a_planned_member_equals_the_member_composed_in_full(command, composed_i
         calls = []
         compose_in_full = loader.load_sweep_config
         loader.load_sweep_config = lambda *args: calls.append(args) or compose_in_full(*args)
-        planned = [planning_config(SimpleNamespace(config=master, hydra_context=SimpleNamespace(config_loader=loader)),
+        planned = [member_config(SimpleNamespace(config=master, hydra_context=SimpleNamespace(config_loader=loader)),
                                    list(overrides)) for overrides in members]
 
         def run_dir(config):

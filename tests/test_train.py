@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from frame.errors import FrameError
-from frame.train import import_job_modules
+from frame.run import import_job_modules
 from tests.conftest import TINY, run_frame
 
 

@@ -1,35 +1,51 @@
 """Running a Hydra app from frame's command line.
 
-`launch` is `@hydra.main` without the decorator: it takes argv explicitly (so
-`frame train ...` and `frame run job.json ...` share it) and turns user
-mistakes into a one-paragraph message and exit code 2. Hydra prints its own
-composition errors compactly but exits 1, and would print a traceback for our
-FrameError; we route both through `_report_user_errors`.
+`launch` is `@hydra.main` without the decorator: it takes Hydra's parsed command
+line explicitly (so `frame train ...` and `frame run job.json ...` share it) and
+turns user mistakes into a one-paragraph message and exit code 2. Hydra prints
+its own composition errors compactly but exits 1, and would print a traceback
+for our FrameError; we route both through `_report_user_errors`.
 """
 
 import os
 
-from frame.config.schema import register_configs, register_sweep_plugins
+import hydra._internal.utils as hydra_utils
+
+from frame.config.schema import register_configs
 from frame.errors import FrameError, exit_with
 
 CONFIG_MODULE = "pkg://frame.conf"
 
 
-def launch(task_function, argv: list[str], config_name: str = "train", prog: str = "frame train") -> None:
-    import hydra._internal.utils as hydra_utils
-
-    register_configs()
+def parser(prog: str):
+    """Hydra's own command-line parser (overrides, -m, --cfg, --config-dir, ...), named `prog`."""
     parser = hydra_utils.get_args_parser()
     parser.prog = prog
-    args = parser.parse_args(argv)
-    if args.multirun:
-        register_sweep_plugins()
+    return parser
+
+
+def flags_first(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra flags with their values, overrides): Hydra's parser wants every override after its flags."""
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    return [a for a in argv if a not in overrides], overrides
+
+
+def hydra_args(argv: list[str]) -> tuple[list[str], str | None]:
+    """The overrides and --config-dir among Hydra's flags (-m, --cfg job, ...)."""
+    flags, overrides = flags_first(argv)
+    args = hydra_utils.get_args_parser().parse_args([*flags, *overrides])
+    return args.overrides, args.config_dir
+
+
+def launch(task_function, args, args_parser, config_name: str = "train") -> None:
+    """Run `task_function` as Hydra's app with frame's configs, from `args_parser`'s parse of the command line."""
+    register_configs()
     original = hydra_utils.run_and_report
     hydra_utils.run_and_report = lambda func: original(lambda: _report_user_errors(func))
     try:
         hydra_utils._run_hydra(
             args=args,
-            args_parser=parser,
+            args_parser=args_parser,
             task_function=task_function,
             config_path=CONFIG_MODULE,
             config_name=config_name,

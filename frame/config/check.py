@@ -14,17 +14,17 @@ cannot be read that way (compiled, dynamic) is imported.
 directory, so a bad job leaves nothing behind.
 """
 
-import importlib
-import inspect
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf
 
 from frame.config import source
-from frame.config.project import display, use_project
+from frame.config.compose import compose
+from frame.config.project import use_project
+from frame.config.walk import components
 from frame.errors import FrameError, did_you_mean
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
@@ -70,39 +70,6 @@ def check_config(cfg: DictConfig) -> list[Checked]:
     return checked
 
 
-def components(cfg: DictConfig):
-    """(key, node, what the loop passes at run time) for every `_target_` node.
-
-    What the loop passes: an int is how many leading positional arguments it
-    gives a `_partial_` node (the model's parameters to the optimizer, the
-    optimizer to the scheduler, the item to a function transform, prediction and
-    target to a function loss); a tuple names keywords it fills when unset.
-    """
-    top = [("model", cfg.model, ()), ("loss", cfg.loss, 2), ("optimizer", cfg.optimizer, 1),
-           ("lr_scheduler", cfg.lr_scheduler, 1), ("data.dataset", cfg.data.dataset, ())]
-    top += [(f"data.{group}[{i}]", node, 1) for group in ("sample_transforms", "label_transforms")
-            for i, node in enumerate(cfg.data[group])]
-    top += [(f"evaluators.{name}", node, ("labels",)) for name, node in cfg.evaluators.items()]
-    top += [(f"logger.{name}", node, ()) for name, node in cfg.logger.items()]
-    for key, node, runtime in top:
-        if isinstance(node, DictConfig) and "_target_" in node:
-            yield key, node, runtime
-            yield from _nested(key, node)
-
-
-def _nested(key: str, node: DictConfig):
-    """Components given as params of a component (a backbone inside a model, say)."""
-    for name, value in node.items():
-        if isinstance(value, DictConfig) and "_target_" in value:
-            yield f"{key}.{name}", value, ()
-            yield from _nested(f"{key}.{name}", value)
-        elif isinstance(value, ListConfig):
-            for i, item in enumerate(value):
-                if isinstance(item, DictConfig) and "_target_" in item:
-                    yield f"{key}.{name}[{i}]", item, ()
-                    yield from _nested(f"{key}.{name}[{i}]", item)
-
-
 def _check_component(key: str, node: DictConfig, runtime, problems: list[Problem]) -> Checked:
     target = node._target_
     found = source.locate(target) if isinstance(target, str) else None
@@ -112,7 +79,7 @@ def _check_component(key: str, node: DictConfig, runtime, problems: list[Problem
         obj = _import(target, key, problems)
         if obj is None:
             return Checked(key, str(target), "", "not found")
-        sig, where = _inspect_signature(obj), "imported"
+        sig, where = source.inspect_signature(obj), "imported"
     if sig is None:
         return Checked(key, target, where, "params not checked (constructor not readable)")
     given = [k for k in node.keys() if k not in _HYDRA_KEYS]
@@ -138,28 +105,11 @@ def _import(target, key: str, problems: list[Problem]):
     if not isinstance(target, str) or "." not in target:
         problems.append(Problem(f"{key}._target_", f"{target!r} is not a dotted path such as torch.optim.Adam."))
         return None
-    module_name, _, attr = target.rpartition(".")
     try:
-        return getattr(importlib.import_module(module_name), attr)
+        return get_object(target)
     except Exception as error:  # ImportError, AttributeError, or the module's own failure
         problems.append(Problem(f"{key}._target_", f"cannot import {target}: {error}"))
         return None
-
-
-def _inspect_signature(obj) -> source.Signature | None:
-    try:
-        sig = inspect.signature(obj)
-    except (TypeError, ValueError):
-        return None
-    params, var_kw, var_pos = [], False, False
-    for p in sig.parameters.values():
-        if p.kind is p.VAR_KEYWORD:
-            var_kw = True
-        elif p.kind is p.VAR_POSITIONAL:
-            var_pos = True
-        else:
-            params.append(source.Param(p.name, p.default is p.empty, p.kind is not p.POSITIONAL_ONLY))
-    return source.Signature(params, var_kw, var_pos)
 
 
 def _check_dataset(cfg: DictConfig, problems: list[Problem]) -> list[Problem]:
@@ -192,42 +142,6 @@ def _dataset_labels(target: str) -> list[str] | None:
     return [str(label) for label in labels] if isinstance(labels, (list, tuple)) else None
 
 
-# ---- composing a job to check ------------------------------------------------------------------
-
-
-def compose(overrides: list[str], job=None, config_dir: str | None = None) -> DictConfig:
-    """The config `frame train` (or `frame run JOB`) would run, composed without running anything.
-
-    Sweep overrides (`a=1,2`) are left out: each sweep member is type-checked by Hydra.
-    """
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_config_search_path
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.config_search_path import SearchPathQuery
-    from hydra.types import RunMode
-
-    from frame.config.app import CONFIG_MODULE
-    from frame.config.json_job import store
-    from frame.config.schema import register_configs
-
-    register_configs()
-    if job is not None:
-        overrides = [f"experiment={store(job)}", *overrides]
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
-    search_path = create_config_search_path(CONFIG_MODULE)
-    if config_dir is not None:
-        search_path.prepend("command-line", f"file://{Path(config_dir).resolve()}", SearchPathQuery(provider="schema"))
-    GlobalHydra.instance().clear()
-    hydra = Hydra.create_main_hydra2(task_name="frame", config_search_path=search_path)
-    try:
-        cfg = hydra.compose_config("train", plain, run_mode=RunMode.RUN, with_log_configuration=False)
-    finally:
-        GlobalHydra.instance().clear()
-    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-
-
 def check_job(job=None, overrides=(), config_dir: str | None = None) -> tuple[DictConfig, list[Checked]]:
     """Compose (a JSON job and) overrides, validate, check; errors name the JSON file and key when there is one.
 
@@ -238,7 +152,6 @@ def check_job(job=None, overrides=(), config_dir: str | None = None) -> tuple[Di
     from omegaconf.errors import OmegaConfBaseException
 
     from frame.config.validate import validate
-
 
     try:
         cfg = compose(list(overrides), job, config_dir)
@@ -257,42 +170,3 @@ def check_job(job=None, overrides=(), config_dir: str | None = None) -> tuple[Di
         raise FrameError("\n".join(job.error(p.message, p.key) for p in error.problems)) from None
     except FrameError as error:
         raise FrameError(job.error(str(error), error.key) if job is not None else str(error)) from None
-
-
-# ---- the command line --------------------------------------------------------------------------
-
-USAGE = """\
-usage: frame check [JOB.json ...] [overrides...] [--project DIR] [--config-dir DIR]
-
-Check a job without training it: every name resolves, every param binds to its constructor, the
-data root exists, the dataset can provide the labels. Without a JSON job, checks what
-`frame train [overrides]` would run. Exit 0 when all is well, 2 otherwise.
-"""
-
-
-def main(argv: list[str]) -> None:
-    from frame.config.json_job import convert
-    from frame.errors import exit_with
-    from frame.runner import hydra_args, split_args
-
-    start = time.perf_counter()
-    jobs, rest, project, _ = split_args(argv, USAGE)
-    overrides, config_dir = hydra_args(rest)
-    problems = []
-    for path in jobs or [None]:
-        try:
-            job = convert(path, project) if path is not None else None
-            cfg, checked = check_job(job, overrides, config_dir)
-        except FrameError as error:
-            problems.append(str(error))
-            continue
-        title = f"{path} (project {job.project})" if job is not None else "frame train " + " ".join(overrides)
-        print(title)
-        for item in checked:
-            print(f"  {item.key:<32} {item.target:<48} {item.note or display(item.where)}")
-        root = cfg.data.dataset.get("root")
-        if isinstance(root, str):
-            print(f"  {'data.dataset.root':<32} {root} (exists)")
-    if problems:
-        exit_with("\n".join(problems))
-    print(f"ok ({time.perf_counter() - start:.2f} s)")

@@ -49,7 +49,6 @@ _TOP_KEYS = ("name", "resume", "preload", "seed", "wandb_project_name", "wandb_p
              "wandb_api_key", "model", "training", "evaluators", "metric_loggers")
 _TRAINER_KEYS = tuple(f.name for f in fields(TrainerConf))
 _TRAINING_KEYS = _TRAINER_KEYS + ("split_ratio", "batch_size", "loss", "optimizer", "lr_scheduler", "dataset")
-_DATASET_KEYS = ("name", "root", "labels", "num_workers", "sample_transforms", "label_transforms")
 WANDB_TARGET = "frame.tracking.wandb.WandbLogger"
 _CALLED_LATER = ("transform", "loss")  # kinds that may be plain functions
 _RESERVED_SLOTS = ("wandb", "jsonl", "console")  # logger names frame's presets use
@@ -61,7 +60,7 @@ class JobError(FrameError):
 
 
 @dataclass
-class Job:
+class JsonJob:
     """A converted JSON job.
 
     Attributes:
@@ -165,7 +164,7 @@ def is_job_file(arg: str) -> bool:
 # ---- converting -------------------------------------------------------------------------------------
 
 
-def convert(path: str | Path, project: str | Path | None = None) -> Job:
+def convert(path: str | Path, project: str | Path | None = None) -> JsonJob:
     """Load and convert one JSON job; names are resolved in the project (found from the job's path).
 
     Raises:
@@ -174,14 +173,14 @@ def convert(path: str | Path, project: str | Path | None = None) -> Job:
     path = Path(path)
     raw = load(path)
     root = find_root(path, project)
-    job = Job(path=path.resolve(), project=root, experiment={})
+    job = JsonJob(path=path.resolve(), project=root, experiment={})
     _Converter(job, Resolver(root)).run(raw)
     _validate_values(job)
     return job
 
 
 class _Converter:
-    def __init__(self, job: Job, resolver: Resolver):
+    def __init__(self, job: JsonJob, resolver: Resolver):
         self.job, self.resolver = job, resolver
 
     def fail(self, json_key: str, message: str):
@@ -338,7 +337,7 @@ class _Converter:
         return {"_target_": WANDB_TARGET, **node} if node else {}
 
 
-def _validate_values(job: Job) -> None:
+def _validate_values(job: JsonJob) -> None:
     """Types (schema) and ranges (validate.py) of the converted values, named by their JSON keys."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -364,7 +363,7 @@ def _snake(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-def store(job: Job) -> str:
+def store(job: JsonJob) -> str:
     """Put the job into Hydra's ConfigStore as the experiment option `<file name>` (e.g. `job_01.json`).
 
     The node is parsed from the very YAML text `frame convert` writes, so
@@ -378,47 +377,3 @@ def store(job: Job) -> str:
     ConfigStore.instance().store(group="experiment", name=job.path.name, node=OmegaConf.create(job.to_yaml()),
                                  package="_global_")
     return job.path.name
-
-
-# ---- the command line --------------------------------------------------------------------------
-
-
-def main(argv: list[str]) -> None:
-    """`frame convert JOB.json [-o FILE.yaml] [--project DIR]`."""
-    import argparse
-    import sys
-
-    from frame.errors import exit_with
-
-    parser = argparse.ArgumentParser(prog="frame convert", description=(
-        "Write the Hydra experiment equivalent to a seed JSON job (to stdout without -o)."))
-    parser.add_argument("job", help="the JSON job file")
-    parser.add_argument("-o", "--output", help="where to write, e.g. conf/experiment/job_01.yaml")
-    parser.add_argument("--project", help="the project root (default: the folder holding the job's config/)")
-    args = parser.parse_args(argv)
-    try:
-        job = convert(args.job, args.project)
-    except FrameError as error:
-        exit_with(str(error))
-    if args.output is None:
-        sys.stdout.write(job.to_yaml())
-    else:
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(job.to_yaml(_train_command(output)))
-        print(f"wrote {output}; run it with: {_train_command(output)}", file=sys.stderr)
-    if "WANDB_API_KEY" in job.env:
-        print("frame convert: wandb_api_key was left out; export WANDB_API_KEY before `frame train`.", file=sys.stderr)
-
-
-def _train_command(output: Path) -> str:
-    """How to run an experiment written to `output` (frame's own conf/ needs no --config-dir)."""
-    from importlib.resources import files
-
-    experiment = output.resolve().parent
-    config_dir = experiment.parent
-    if experiment.name != "experiment":
-        return f"move it into <config dir>/experiment/, then: frame train --config-dir <config dir> experiment={output.stem}"
-    if config_dir == Path(str(files("frame.conf"))).resolve():
-        return f"frame train experiment={output.stem}"
-    return f"frame train --config-dir {display(config_dir)} experiment={output.stem}"

@@ -130,7 +130,7 @@ class Resolver:
             if winner is None and len(found) > 1:
                 listed = " and ".join(f"{m.target} ({m.where})" for m in found)
                 raise ResolveError(
-                    f"'{name}' is defined more than once in {_tier_label(tier)}: {listed}. "
+                    f"'{name}' is defined more than once in {tier_label(tier)}: {listed}. "
                     f"Write the dotted path of the one you mean, e.g. \"{found[0].target}\"."
                 )
             if winner is None and found:
@@ -208,7 +208,7 @@ class Resolver:
             if module is not None and source.exported_names(dotted) is not None:
                 yield dotted, module
             elif may_import:
-                imported = _import(dotted)  # not readable as source: ask the module itself
+                imported = optional_module(dotted)  # not readable as source: ask the module itself
                 if imported is not None:
                     yield dotted, imported
 
@@ -221,7 +221,7 @@ class Resolver:
         return {n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n, None))}
 
 
-def _import(dotted: str):
+def optional_module(dotted: str):
     try:
         return importlib.import_module(dotted)
     except ImportError:
@@ -233,51 +233,5 @@ def _check_kind(kind: str) -> None:
         raise FrameError(f"unknown kind '{kind}'; kinds are {', '.join(KINDS)}.{did_you_mean(kind, KINDS)}")
 
 
-def _tier_label(tier: str) -> str:
+def tier_label(tier: str) -> str:
     return "the project" if tier == "project" else tier
-
-
-# ---- the command line --------------------------------------------------------------------------
-
-
-def main(argv: list[str]) -> None:
-    """`frame which NAME [--kind KIND] [--project DIR]`: where a name resolves, and what else it matched."""
-    import argparse
-
-    from frame.config.project import find_root
-    from frame.errors import exit_with
-
-    parser = argparse.ArgumentParser(prog="frame which", description=main.__doc__.split(": ", 1)[1])
-    parser.add_argument("name", help="a bare name (UNet, Adam, CropAroundBrainStem) or a dotted path")
-    parser.add_argument("--kind", choices=KINDS, help="only this kind of component (default: every kind)")
-    parser.add_argument("--project", help="the project root (default: the current directory)")
-    args = parser.parse_args(argv)
-    try:
-        resolver = Resolver(find_root(None, args.project))
-    except FrameError as error:
-        exit_with(str(error))
-    if "." in args.name:
-        found = source.locate(args.name)
-        if found is None and _import(args.name.rsplit(".", 1)[0]) is None:
-            exit_with(f"{args.name}: no such module or class.")
-        print(f"{args.name}  (a dotted path, used as is)  {found.where if found else 'importable'}")
-        return
-    kinds = [args.kind] if args.kind else list(KINDS)
-    shown = False
-    for kind in kinds:
-        matches = resolver.matches(args.name, kind)
-        if not matches:
-            continue
-        shown = True
-        print(f"{args.name} ({kind})")
-        winners = [m for m in matches if m.tier == matches[0].tier]
-        for match in matches:
-            mark = "->" if match in winners else "  "
-            print(f"  {mark} {match.target:<52} {match.tier:<12} {match.where}")
-        if len(winners) > 1:
-            print(f"     ambiguous: {len(winners)} definitions in {_tier_label(winners[0].tier)}; "
-                  f"a job must name one by its dotted path")
-    if not shown:
-        candidates = set().union(*(resolver.candidates(k) for k in kinds))
-        exit_with(f"'{args.name}' is not a {' or '.join(kinds) if args.kind else 'component'} in any tier "
-                  f"({', '.join(TIER_ORDER)}).{did_you_mean(args.name, candidates)}")

@@ -85,18 +85,3 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="base_train", node=TrainConf)
     if not OmegaConf.has_resolver("len"):
         OmegaConf.register_new_resolver("len", lambda seq: len(seq))
-
-
-def register_sweep_plugins() -> None:
-    """Hydra finds plugins by scanning the `hydra_plugins` namespace, which misses frame's
-    launchers and sweeper under an editable install (`pip install -e`); register them by hand.
-    Only a multirun needs them, and importing them costs ~0.1 s, so `launch` calls this for -m only."""
-    from hydra.core.plugins import Plugins
-
-    plugins = Plugins.instance()  # scan first: the scan re-executes Hydra's BasicSweeper module, which FrameSweeper extends
-    from hydra_plugins.frame_launchers import launchers, sweeper
-
-    for plugin in (launchers.FrameSequentialLauncher, launchers.FrameLocalLauncher, launchers.FrameSlurmLauncher,
-                   sweeper.FrameSweeper):
-        if f"{plugin.__module__}.{plugin.__name__}" not in plugins.class_name_to_class:
-            plugins.register(plugin)

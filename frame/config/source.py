@@ -13,6 +13,7 @@ and callers fall back to a real import.
 
 import ast
 import importlib.util
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,11 +56,25 @@ class Param:
 class Signature:
     params: list[Param] = field(default_factory=list)
     var_keyword: bool = False  # **kwargs: any keyword is accepted
-    var_positional: bool = False
 
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.params if p.keyword]
+
+
+def inspect_signature(obj) -> Signature | None:
+    """The signature of an imported callable (a class: its constructor); None when Python cannot tell."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    params, var_keyword = [], False
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            var_keyword = True
+        elif p.kind is not p.VAR_POSITIONAL:
+            params.append(Param(p.name, p.default is p.empty, p.kind is not p.POSITIONAL_ONLY))
+    return Signature(params, var_keyword)
 
 
 # ---- finding files ----------------------------------------------------------------------------
@@ -391,7 +406,7 @@ def _from_args(args: ast.arguments, drop_first: bool) -> Signature:
     if drop_first and params:
         params = params[1:]
     params += [Param(a.arg, d is None) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
-    return Signature(params, var_keyword=args.kwarg is not None, var_positional=args.vararg is not None)
+    return Signature(params, var_keyword=args.kwarg is not None)
 
 
 def _dataclass_fields(node: ast.ClassDef) -> Signature:

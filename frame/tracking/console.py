@@ -13,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from frame.files import format_duration
 from frame.tracking.base import MetricLogger
+from frame.tracking.jsonl import best, better, read_metrics
 
 log = logging.getLogger("frame")
 
@@ -67,7 +69,7 @@ class ConsoleLogger(MetricLogger):
         self.step = step
         if self.monitor in metrics:
             value = metrics[self.monitor]
-            if self.best is None or (value > self.best if self.maximize else value < self.best):
+            if better(value, self.best, self.maximize):
                 self.best, self.best_epoch = value, epoch
         if "train/loss" not in metrics:
             return
@@ -92,8 +94,6 @@ class ConsoleLogger(MetricLogger):
     def summary(self, status: str):
         from rich.panel import Panel
         from rich.table import Table
-
-        from frame.results import best, format_duration, read_metrics
 
         colour = {"complete": "green", "interrupted": "yellow"}.get(status, "red")
         table = Table.grid(padding=(0, 2))

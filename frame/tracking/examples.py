@@ -48,9 +48,6 @@ class Examples:
     predictions: "torch.Tensor"  # noqa: F821
     labels: list | None = None
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
     def panels(self) -> list[Panel]:
         samples = self.samples.float().numpy()
         predictions = self.predictions.float().numpy()

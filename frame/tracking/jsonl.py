@@ -1,4 +1,9 @@
-"""`metrics.jsonl`: one JSON object per logged step, the record `frame runs` and `frame plot` read."""
+"""`metrics.jsonl`: one JSON object per logged step, the record `frame runs` and `frame plot` read.
+
+Writing (`JsonlLogger`) and reading (`read_metrics`, `best`) live together so that both agree
+on the format; `better` is the one "better than the best so far" of frame (the loop's
+best.pt, the console's summary, `frame runs`).
+"""
 
 import json
 import time
@@ -47,3 +52,33 @@ def _step_of(line: str) -> int:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError):
         return 2**62  # a torn last line from a crash: dropped
+
+
+def read_metrics(run_dir: Path, filename: str = "metrics.jsonl") -> list[dict]:
+    """The records of `metrics.jsonl` (a torn last line is skipped)."""
+    records = []
+    try:
+        with open(Path(run_dir) / filename) as lines:
+            for line in lines:
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return records
+
+
+def better(value: float, best: float | None, maximize: bool) -> bool:
+    """Whether `value` beats `best` (None: nothing yet) for a metric that is maximized or minimized."""
+    return best is None or (value > best if maximize else value < best)
+
+
+def best(records: list[dict], metric: str, maximize: bool) -> tuple[float | None, int | None]:
+    """(best value, its epoch) of `metric` over the records; the first of equal values wins."""
+    found = (None, None)
+    for record in records:
+        value = record.get(metric)
+        if isinstance(value, (int, float)) and better(value, found[0], maximize):
+            found = (value, record.get("epoch"))
+    return found

@@ -8,6 +8,10 @@
   when either fails the run goes offline with one warning. Any W&B error later
   is logged once and W&B is switched off for the rest of the run; `finish`
   waits at most `finish_timeout_s`.
+- **Complete when `finish` returns.** wandb's `run.finish()` returns before
+  wandb-core has written the end of `run-<id>.wandb` (it only informs the
+  service); `finish` also tears the service down, which waits until every
+  run file is closed, so a reader (`frame sync`, a test) never sees a torn log.
 - **One W&B run per frame run.** The W&B id lives in `run.json`; every attempt
   (resume, SLURM requeue) opens the same id with `resume="allow"` and logs at
   explicit steps, so the history continues instead of starting a second run.
@@ -30,12 +34,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from frame import runinfo
+from frame.exits import code_of
 from frame.tracking.base import MetricLogger
 
 log = logging.getLogger("frame")
 
 _SECRET_WORDS = ("api_key", "apikey", "token", "password", "secret")
-_EXIT_CODES = {"complete": 0, "interrupted": 75, "failed": 1}
 
 
 class WandbLogger(MetricLogger):
@@ -137,7 +141,7 @@ class WandbLogger(MetricLogger):
             self._pending = None
         run, self.run = self.run, None
         offline = run.settings.mode == "offline"
-        closer = threading.Thread(target=_quiet_finish, args=(run, _EXIT_CODES.get(status, 1)), daemon=True)
+        closer = threading.Thread(target=_quiet_finish, args=(run, code_of(status), True), daemon=True)
         closer.start()
         closer.join(self.finish_timeout_s)
         if closer.is_alive():
@@ -260,9 +264,19 @@ def _uint8(image):
     return (image * 255).clip(0, 255).astype("uint8")
 
 
-def _quiet_finish(run, exit_code):
+def _quiet_finish(run, exit_code, teardown=False):
+    """Finish `run`; with `teardown`, also wait until wandb-core has written and closed its files.
+
+    `run.finish()` ends by informing the service, without waiting: right after it the
+    run's `run-<id>.wandb` may still lack its last records (seen: only its 7-byte header).
+    `wandb.teardown()` waits for the service to close every stream and exit.
+    """
     try:
         run.finish(exit_code=exit_code)
+        if teardown:
+            import wandb
+
+            wandb.teardown()
     except Exception as error:  # closing must not turn a finished training into a crash
         log.warning("W&B: closing the run failed (%s)", _first_line(error))
 

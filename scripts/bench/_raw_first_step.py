@@ -1,7 +1,7 @@
 """A hand-written script doing what `frame train` does before its first step; prints the time after it.
 
 With `--gc-off` it turns Python's garbage collector off before its imports, as frame does while it
-imports (frame.train.import_job_modules): the baseline for what frame costs beyond that.
+imports (frame.run.import_job_modules): the baseline for what frame costs beyond that.
 """
 
 import gc

@@ -7,8 +7,9 @@ from PIL import Image
 from frame.build import build_job
 from frame.loop import fit
 from frame.tracking.examples import Examples
-from frame.tracking.offline import history, offline_runs
+from frame.tracking.offline import offline_runs
 from tests.conftest import TINY
+from tests.tracking.wandb_log import history
 
 
 def test_3d_multilabel_segmentation_gives_the_middle_slice_with_label_maps():

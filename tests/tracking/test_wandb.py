@@ -10,8 +10,9 @@ import pytest
 
 from frame.build import build_job
 from frame.loop import fit
-from frame.tracking.offline import history, offline_runs, run_record
+from frame.tracking.offline import offline_runs
 from tests.conftest import TINY, run_frame
+from tests.tracking.wandb_log import history, records, run_record
 
 WANDB = ["logger=[jsonl,wandb]", "logger.wandb.min_interval_s=0"]
 KEY = "local-" + "k" * 40  # a syntactically valid key; it never reaches a real server
@@ -60,7 +61,7 @@ def test_resumed_run_keeps_its_id_and_continues_its_steps(resumed):
     attempts = offline_runs(run_dir)
     assert len(attempts) == 2
     record = json.loads((run_dir / "run.json").read_text())
-    assert {a.run_id for a in attempts} == {record["wandb_id"]}
+    assert {run_record(a.file).run_id for a in attempts} == {record["wandb_id"]}
     assert len(record["attempts"]) == 2
     first, second = ([row["_step"] for row in history(a.file)] for a in attempts)
     assert first == sorted(first) and second == sorted(second)
@@ -141,12 +142,6 @@ def test_multirun_members_are_separate_wandb_runs(tmp_path):
     assert len(set(ids)) == 2
     for member, run_id in zip(members, ids):
         (attempt,) = offline_runs(member)
-        assert attempt.run_id == run_id
-        assert any(r.WhichOneof("record_type") == "exit" for r in _records(attempt.file))
+        assert run_record(attempt.file).run_id == run_id
+        assert any(r.WhichOneof("record_type") == "exit" for r in records(attempt.file))
         assert run_record(attempt.file).run_group == "organs"
-
-
-def _records(path):
-    from frame.tracking.offline import records
-
-    return list(records(path))

@@ -1,4 +1,8 @@
-"""The `frame` command: parse the subcommand and hand over; nothing heavy is imported here."""
+"""The `frame` command: parse the subcommand and hand over; nothing heavy is imported here.
+
+Every command line is parsed in this package: the subcommands on runs (`runs`, `plot`, `sync`)
+and `train` (in `cli.train`), the JSON-job commands (`run`, `check`, `convert`, `which`) in `cli.jobs`.
+"""
 
 import sys
 
@@ -30,10 +34,9 @@ examples:
 
 
 def _train(argv: list[str]) -> None:
-    from frame.config.app import launch
-    from frame.train import main as task
+    from frame.cli.train import train
 
-    launch(task, argv)
+    train(argv, "frame train")
 
 
 def _runs(argv: list[str]) -> None:
@@ -94,31 +97,17 @@ def _existing(directory: str):
     return path
 
 
-def _run(argv: list[str]) -> None:
-    from frame.runner import main as run
+def _jobs(command: str):
+    def run(argv: list[str]) -> None:
+        from frame.cli import jobs
 
-    run(argv)
+        getattr(jobs, command)(argv)
 
-
-def _convert(argv: list[str]) -> None:
-    from frame.config.json_job import main as convert
-
-    convert(argv)
+    return run
 
 
-def _check(argv: list[str]) -> None:
-    from frame.config.check import main as check
-
-    check(argv)
-
-
-def _which(argv: list[str]) -> None:
-    from frame.config.resolver import main as which
-
-    which(argv)
-
-
-COMMANDS = {"train": _train, "run": _run, "convert": _convert, "check": _check, "which": _which, "runs": _runs, "plot": _plot, "sync": _sync}
+COMMANDS = {"train": _train, "run": _jobs("run"), "convert": _jobs("convert"), "check": _jobs("check"),
+            "which": _jobs("which"), "runs": _runs, "plot": _plot, "sync": _sync}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,9 +116,9 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE, end="")
         return
     if argv[0] == "--version":
-        import frame
+        from frame.version import __version__
 
-        print(f"frame {frame.__version__}")
+        print(f"frame {__version__}")
         return
     if argv[0].startswith("-sc") or argv[0].startswith("--shell-completion"):
         argv = ["train", *argv]  # Hydra's completion script calls the program without a subcommand

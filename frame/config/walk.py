@@ -1,0 +1,37 @@
+"""Every component of a composed config: the `_target_` nodes that `frame check` checks and
+`frame.build` imports and instantiates, with what the loop passes each one at run time."""
+
+from omegaconf import DictConfig, ListConfig
+
+
+def components(cfg: DictConfig):
+    """(key, node, what the loop passes at run time) for every `_target_` node.
+
+    What the loop passes: an int is how many leading positional arguments it
+    gives a `_partial_` node (the model's parameters to the optimizer, the
+    optimizer to the scheduler, the item to a function transform, prediction and
+    target to a function loss); a tuple names keywords it fills when unset.
+    """
+    top = [("model", cfg.model, ()), ("loss", cfg.loss, 2), ("optimizer", cfg.optimizer, 1),
+           ("lr_scheduler", cfg.lr_scheduler, 1), ("data.dataset", cfg.data.dataset, ())]
+    top += [(f"data.{group}[{i}]", node, 1) for group in ("sample_transforms", "label_transforms")
+            for i, node in enumerate(cfg.data[group])]
+    top += [(f"evaluators.{name}", node, ("labels",)) for name, node in cfg.evaluators.items()]
+    top += [(f"logger.{name}", node, ()) for name, node in cfg.logger.items()]
+    for key, node, runtime in top:
+        if isinstance(node, DictConfig) and "_target_" in node:
+            yield key, node, runtime
+            yield from _nested(key, node)
+
+
+def _nested(key: str, node: DictConfig):
+    """Components given as params of a component (a backbone inside a model, say)."""
+    for name, value in node.items():
+        if isinstance(value, DictConfig) and "_target_" in value:
+            yield f"{key}.{name}", value, ()
+            yield from _nested(f"{key}.{name}", value)
+        elif isinstance(value, ListConfig):
+            for i, item in enumerate(value):
+                if isinstance(item, DictConfig) and "_target_" in item:
+                    yield f"{key}.{name}[{i}]", item, ()
+                    yield from _nested(f"{key}.{name}[{i}]", item)

@@ -1,0 +1,184 @@
+"""`hydra/launcher=slurm`: one SLURM job array through submitit (hydra-submitit-launcher's
+SlurmLauncher, with frame's waiting and sweep bookkeeping)."""
+
+import logging
+import subprocess
+import time
+from pathlib import Path
+from typing import Sequence
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn
+from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+from omegaconf import OmegaConf
+
+from frame import sweep
+from frame.exits import EXIT_INTERRUPTED
+from frame.run import ERROR_FILE
+from hydra_plugins.frame_launchers.jobs import raise_if_failed, run_here
+
+log = logging.getLogger("frame")
+
+LOST_AFTER_S = 30.0  # a job gone from squeue this long without a result file ended without one
+POLL_MAX_S = 15.0
+
+
+class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
+    """hydra-submitit-launcher's SLURM launcher with frame's sweep bookkeeping.
+
+    One job array for the members that are not complete yet. Waiting polls `squeue` and
+    the result files, not `sacct`, so it works without SLURM accounting, and a job that
+    vanishes without a result (killed, cancelled, node lost) is reported instead of
+    waited on forever. `max_num_timeout` is forced to 0 with resume=false: a requeued
+    job would start over and overwrite its own run.
+    """
+
+    def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state) -> JobReturn:
+        import submitit
+
+        ret = run_here(self, sweep_overrides, job_dir_key, job_num, submitit.JobEnvironment().job_id, singleton_state)
+        return raise_if_failed(ret, job_num)  # a failed member's SLURM job exits non-zero
+
+    def executor(self):
+        """The submitit executor for this launcher's parameters (what `launch` submits with)."""
+        import submitit
+
+        params = dict(self.params)
+        folder = params.pop("submitit_folder")
+        max_num_timeout = params.pop("max_num_timeout")
+        if max_num_timeout and not self.config.get("resume", True):
+            log.info("resume=false: a timed-out member is not requeued (max_num_timeout=0)")
+            max_num_timeout = 0
+        executor = submitit.AutoExecutor(cluster="slurm", folder=folder, slurm_max_num_timeout=max_num_timeout)
+        generic = set(OmegaConf.structured(submitit_launcher.BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in generic else f"slurm_{k}": v for k, v in params.items()})
+        return executor
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        start = time.perf_counter()
+        members = sweep.plan(self, job_overrides, initial_job_idx)
+        planned = time.perf_counter()
+        todo = [m for m in members if not m.skipped]
+        returns = {m.num: sweep.skipped_return(m) for m in members if m.skipped}
+        try:
+            attached = self._attach(todo, sweep_dir)  # still queued or running from an earlier invocation
+            submit = [m for m in todo if m.num not in attached]
+            jobs = dict(attached)
+            if submit:
+                executor = self.executor()
+                state = Singleton.get_state()
+                args = [(m.overrides, "hydra.sweep.dir", m.num, f"job_id_for_{m.num}", state) for m in submit]
+                for member, job in zip(submit, executor.map_array(self, *zip(*args))):
+                    member.job_id, member.status, jobs[member.num] = job.job_id, "pending", job
+                log.info("submitted %d members as SLURM job array %s in %.2f s (%.2f s planning the members "
+                         "and their run directories); folder %s", len(submit), submit[0].job_id.split("_")[0],
+                         time.perf_counter() - start, planned - start, self.params["submitit_folder"])
+            if todo:
+                sweep.write_summary(sweep_dir, members)
+                returns.update(self._wait(todo, [jobs[m.num] for m in todo], sweep_dir, members))
+        except KeyboardInterrupt:  # Ctrl-C: stop waiting, not the jobs
+            log.warning("stopped waiting; the submitted jobs keep running. Run the same command again to "
+                        "collect them (complete members are not run again).")
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        finally:
+            sweep.log_summary(sweep_dir, members)
+        if any(m.status == "interrupted" for m in todo):
+            raise SystemExit(EXIT_INTERRUPTED)
+        return [returns[m.num] for m in members]
+
+    def _attach(self, todo, sweep_dir) -> dict:
+        """Jobs an earlier invocation submitted for these members that SLURM still runs or queues:
+        waiting for them (submitit's paths follow from the folder and the job id) instead of
+        training the same run directory twice."""
+        from submitit.slurm.slurm import SlurmJob
+
+        earlier = sweep.earlier_job_ids(sweep_dir, todo)
+        states = squeue_states(sorted({job_id.split("_")[0] for job_id in earlier.values()})) if earlier else {}
+        tasks = list(range(self.params["nodes"] * self.params["tasks_per_node"]))
+        attached = {}
+        for member in todo:
+            job_id = earlier.get(member.num)
+            if states and job_id in states:
+                member.job_id, member.status = job_id, "pending"
+                attached[member.num] = SlurmJob(folder=self.params["submitit_folder"], job_id=job_id, tasks=tasks)
+        if attached:
+            log.info("%d members are still queued or running from an earlier run of this sweep (%s): waiting for "
+                     "them instead of submitting them again", len(attached),
+                     " ".join(m.job_id for m in todo if m.num in attached))
+        return attached
+
+    def _wait(self, todo, jobs, sweep_dir, members) -> dict[int, JobReturn]:
+        waiting = {job.job_id: (member, job) for member, job in zip(todo, jobs)}
+        returns, gone_since, start = {}, {}, time.monotonic()
+        while waiting:
+            states = squeue_states(sorted({job_id.split("_")[0] for job_id in waiting}))
+            changed = False
+            for job_id, (member, job) in list(waiting.items()):
+                if _results_written(job):
+                    returns[member.num] = _slurm_return(member, job)
+                elif states is None or job_id in states:
+                    gone_since.pop(job_id, None)
+                    status = "running" if states and states[job_id] in ("RUNNING", "COMPLETING") else "pending"
+                    changed |= status != member.status
+                    member.status = status
+                    continue
+                elif _task_paths(job)[0].result_pickle.exists():  # ended; a rank other than 0 left no result
+                    returns[member.num] = _slurm_return(member, job)
+                elif time.monotonic() - gone_since.setdefault(job_id, time.monotonic()) < LOST_AFTER_S:
+                    continue
+                else:
+                    returns[member.num] = _lost_return(member, job)
+                del waiting[job_id]
+                changed = True
+            if changed:
+                sweep.write_summary(sweep_dir, members)
+            if waiting:
+                time.sleep(min(POLL_MAX_S, 0.5 + (time.monotonic() - start) / 20))
+        return returns
+
+
+def squeue_states(array_ids: Sequence[str]) -> dict[str, str] | None:
+    """{"<array>_<index>": STATE} of the jobs SLURM still knows as queued or running; None if squeue failed."""
+    listing = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(array_ids), "-o", "%i %T"],
+                             capture_output=True, text=True)
+    if listing.returncode != 0:
+        # squeue exits 1 for ids it no longer knows (all finished): that is an empty answer
+        return {} if "Invalid job id" in listing.stderr else None
+    return dict(line.split() for line in listing.stdout.splitlines() if line.strip())
+
+
+def _task_paths(job):
+    return [job.task(k).paths for k in range(job.num_tasks)] if job.num_tasks > 1 else [job.paths]
+
+
+def _results_written(job) -> bool:
+    return all(paths.result_pickle.exists() for paths in _task_paths(job))
+
+
+def _slurm_return(member: sweep.Member, job) -> JobReturn:
+    """Rank 0's JobReturn of a job whose result files exist (submitit writes ("success"|"error", value))."""
+    from submitit.core.utils import pickle_load
+
+    outcome, value = pickle_load(_task_paths(job)[0].result_pickle)
+    if outcome == "success":
+        member.returned(value)
+        return value
+    last = [line for line in str(value).strip().splitlines() if line.strip()][-1]
+    member.status, member.exit_code, member.error = "failed", 1, last
+    return sweep.failed_return(member, sweep.MemberFailed(
+        f"member {member.num} (SLURM job {member.job_id}) failed: {last}\n"
+        f"traceback: {member.run_dir / ERROR_FILE}; SLURM log: {_task_paths(job)[0].stderr}"))
+
+
+def _lost_return(member: sweep.Member, job) -> JobReturn:
+    """A job that left the queue without writing a result: interrupted (exit 75) or killed."""
+    record = member.record
+    if record.get("status") == "interrupted":
+        member.status, member.exit_code = "interrupted", EXIT_INTERRUPTED
+        member.error = "stopped by a signal after a checkpoint (not requeued); run the same command to continue"
+    else:
+        member.status, member.exit_code = "failed", record.get("exit_code")
+        member.error = (f"SLURM job {member.job_id} ended without a result (killed, cancelled, out of memory "
+                        f"or a lost node); see {_task_paths(job)[0].stderr}")
+    return sweep.failed_return(member, sweep.MemberFailed(member.error))
