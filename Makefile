@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup train test bench bench-quick clean-venv
+.PHONY: setup train test test-fast bench bench-quick clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ train: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup   # the inner loop: units only, no training runs and no cluster (CI runs `make test`)
+	$(BIN)/python -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/pip install -q -e '.[bench]'

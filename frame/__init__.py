@@ -7,13 +7,17 @@ and W&B load only when a job runs.
 
 from frame.version import __version__
 
-__all__ = ["Runner", "__version__"]
+__all__ = ["Runner", "load_model", "load_run", "__version__"]
 
 
 def __getattr__(name: str):
-    """`from frame import Runner` without paying for it on `import frame`."""
+    """`from frame import Runner` (or `load_model`, `load_run`) without paying for it on `import frame`."""
     if name == "Runner":
         from frame.runner import Runner
 
         return Runner
+    if name in ("load_model", "load_run"):
+        from frame import trained
+
+        return getattr(trained, name)
     raise AttributeError(f"module 'frame' has no attribute {name!r}")

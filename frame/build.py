@@ -20,9 +20,11 @@ from frame.checkpoint import Checkpoints
 from frame.config.source import inspect_signature
 from frame.config.walk import components
 from frame.config.project import use_project
-from frame.data.loading import EpochSampler, JobDataset, make_loader, split_indices
+from frame.config.rundir import lost_history
+from frame.data.loading import EpochSampler, JobDataset, check_item, is_random, make_loader, split_indices
 from frame.distributed import World
 from frame.errors import FrameError
+from frame.metrics import as_evaluator
 from frame.resume_guard import check_resume
 
 log = logging.getLogger("frame")
@@ -49,6 +51,7 @@ class Job:
     config_yaml: str = ""
     config_hash: str = ""
     train_model: torch.nn.Module | None = None  # what the training step calls: DDP around `model`, or `model`
+    test_loader: torch.utils.data.DataLoader | None = None  # data.test: best.pt is evaluated on it after training
 
     def __post_init__(self):
         if self.train_model is None:
@@ -73,22 +76,27 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
 
     data = cfg.data
-    dataset = _instantiate(data.dataset, "data.dataset")
+    dataset = build_dataset(data)
     labels = getattr(dataset, "labels", None)
     train_idx, val_idx = split_indices(len(dataset), data.split_ratio, cfg.seed)
-    sample_tf = [_instantiate(t, f"data.sample_transforms[{i}]") for i, t in enumerate(data.sample_transforms)]
-    label_tf = [_instantiate(t, f"data.label_transforms[{i}]") for i, t in enumerate(data.label_transforms)]
-    preload = dict(preload=data.preload, preload_workers=data.num_workers)
+    sample_tf, label_tf = build_transforms(data)
+    items = dict(item_transforms=build_item_transforms(data), keys=list(data["keys"]))
+    check_item(dataset, train_idx[0], data["keys"])  # here: in a loader worker its error would come wrapped
+    preload = dict(preload=data.preload, preload_workers=data.num_workers, **items)
     train_set = JobDataset(dataset, train_idx, sample_tf, label_tf, cfg.seed, salt=0, **preload)
     val_set = JobDataset(dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=1, **preload)
     train_sampler = EpochSampler(len(train_set), shuffle=True, seed=cfg.seed, batch_size=data.batch_size,
                                  rank=world.rank, world_size=world.size)
     val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=data.batch_size)
 
-    model = _instantiate(cfg.model, "model").to(device)
+    model = build_model(cfg, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = _instantiate(cfg.optimizer, "optimizer")(params)
-    scheduler = _instantiate(cfg.lr_scheduler, "lr_scheduler")(optimizer) if cfg.lr_scheduler is not None else None
+    scheduler = build_scheduler(cfg, optimizer)
+    lost = lost_history(run_dir) if cfg.resume else None
+    if lost:  # training from epoch 1 would erase that history: the user decides
+        raise FrameError(f"{run_dir} cannot be resumed: {lost}. Restore the checkpoints, start over with "
+                         f"fresh=true (moves the old run aside, deletes nothing), or pick another name with name=<new>.")
     checkpoints = Checkpoints(run_dir, cfg.trainer.checkpoint_every_n_epochs, cfg.trainer.keep_last_checkpoints)
     resume_state = checkpoints.load_latest() if cfg.resume else None
     if resume_state is not None:
@@ -99,7 +107,7 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
         device=device,
         model=model,
         train_model=world.wrap(model, device),
-        loss_fn=_instantiate(cfg.loss, "loss"),
+        loss_fn=build_loss(cfg),
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=torch.amp.GradScaler(device.type, enabled=cfg.trainer.precision.value == "fp16"),
@@ -107,13 +115,84 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
         train_sampler=train_sampler,
         val_loader=make_loader(val_set, val_sampler, data.batch_size, data.num_workers, device, cfg.seed),
         labels=labels,
-        evaluators={name: _instantiate(node, f"evaluators.{name}", labels=labels) for name, node in cfg.evaluators.items()},
+        evaluators=build_evaluators(cfg, labels),
         loggers=[_instantiate(node, f"logger.{name}") for name, node in cfg.logger.items()] if world.is_main else [],
         checkpoints=checkpoints if world.is_main else None,  # every rank resumes from them, rank 0 writes
         resume_state=resume_state,
         config_yaml=config_yaml,
         config_hash=hashlib.sha256(config_yaml.encode()).hexdigest()[:16],
+        test_loader=eval_loader(cfg, data.test, device, "data.test")[0] if _has_test_set(data) else None,
     )
+
+
+def _has_test_set(data: DictConfig) -> bool:
+    """Whether `data.test` names a dataset (null, or a test node without a dataset, is none; older runs saved null)."""
+    return data.get("test") is not None and data.test.get("dataset") is not None
+
+
+def eval_loader(cfg: DictConfig, node: DictConfig, device: torch.device, prefix: str = "data"):
+    """(loader, dataset) over every item of `node`'s dataset (no split, in order) with the deterministic
+    transforms only: `node`'s own, or the training data's when it gives none (`data.test` may)."""
+    dataset = build_dataset(node, prefix)
+    own = node.get("sample_transforms") is not None or node.get("label_transforms") is not None
+    sample_tf, label_tf = build_transforms(node if own else cfg.data, prefix if own else "data")
+    sample_tf, label_tf = ([t for t in tfs if not is_random(t)] for tfs in (sample_tf, label_tf))
+    item_tf = [t for t in build_item_transforms(cfg.data) if not is_random(t)]
+    items = JobDataset(dataset, range(len(dataset)), sample_tf, label_tf, cfg.seed, item_transforms=item_tf,
+                       keys=list(cfg.data["keys"]))
+    batch_size = node.get("batch_size") or cfg.data.batch_size
+    sampler = EpochSampler(len(items), shuffle=False, batch_size=batch_size)
+    return make_loader(items, sampler, batch_size, cfg.data.num_workers, device, cfg.seed), dataset
+
+
+def build_loss(cfg: DictConfig):
+    return _instantiate(cfg.loss, "loss")
+
+
+def build_dataset(data: DictConfig, prefix: str = "data"):
+    return _instantiate(data.dataset, f"{prefix}.dataset")
+
+
+def build_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
+    return _instantiate(cfg.model, "model").to(device)
+
+
+def build_transforms(data: DictConfig, prefix: str = "data") -> tuple[list, list]:
+    """(sample transforms, label transforms) of a data node (`data`, or `data.test`)."""
+    return tuple([_instantiate(t, f"{prefix}.{kind}[{i}]") for i, t in enumerate(data.get(kind) or [])]
+                 for kind in ("sample_transforms", "label_transforms"))
+
+
+def build_item_transforms(data: DictConfig) -> list:
+    """`data.transforms`: applied to the whole item (MONAI's dictionary transforms)."""
+    return [_instantiate(t, f"data.transforms[{i}]") for i, t in enumerate(data.get("transforms") or [])]
+
+
+def build_evaluators(cfg: DictConfig, labels: list | None) -> dict:
+    """Every evaluator by name; a torchmetrics or MONAI metric given directly is wrapped (frame.metrics)."""
+    return {name: as_evaluator(_instantiate(node, f"evaluators.{name}", labels=labels, key=name), name, labels)
+            for name, node in cfg.evaluators.items()}
+
+
+def build_scheduler(cfg: DictConfig, optimizer):
+    """The scheduler; ReduceLROnPlateau's `mode` follows `trainer.monitor_mode` unless the job gives it,
+    and a job that gives the other one is refused (it would cut the rate while the metric improves)."""
+    node = cfg.lr_scheduler
+    if node is None:
+        return None
+    scheduler = _instantiate(node, "lr_scheduler")
+    target = get_object(node._target_)
+    if isinstance(target, type) and issubclass(target, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        wanted = cfg.trainer.monitor_mode.value
+        given = node.get("mode")
+        given = getattr(given, "value", given)
+        if given is not None and given != wanted:
+            raise FrameError(f"lr_scheduler.mode={given} contradicts trainer.monitor_mode={wanted} "
+                             f"(trainer.monitor={cfg.trainer.monitor}): ReduceLROnPlateau would cut the rate while "
+                             f"{cfg.trainer.monitor} improves. Drop lr_scheduler.mode (it follows monitor_mode) "
+                             f"or set both alike.")
+        return scheduler(optimizer, mode=wanted)
+    return scheduler(optimizer)
 
 
 def import_components(cfg: DictConfig) -> None:
@@ -145,7 +224,7 @@ def pick_device(name: str, local_rank: int | None = None) -> torch.device:
     return device
 
 
-def _instantiate(node, key: str, **runtime):
+def _instantiate(node, key: str, /, **runtime):
     """Instantiate `node`, passing each runtime kwarg only where the constructor takes it and the config leaves it unset."""
     target = get_object(node._target_) if "_target_" in node else None  # a class, or a function transform or loss
     if runtime and target is not None:

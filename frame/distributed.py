@@ -3,8 +3,9 @@
 Where the processes come from (the first that applies wins; `frame.run` starts or joins them):
 
     torchrun / torch.distributed.run        RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT
-    srun (SLURM tasks, submitit's           SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID inside a job
-      tasks_per_node=N)                     step; the first node of SLURM_JOB_NODELIST is the master
+    srun (SLURM tasks, submitit's           submitit's TorchDistributedEnvironment inside a job step:
+      nodes=M, tasks_per_node=N)            ranks from SLURM_PROCID/SLURM_NTASKS, the first node of the
+                                            job's node list is the master, the port follows from the job id
     trainer.devices=N and neither           frame starts N processes on this machine itself
                                             (`spawn`, torchrun-style environment variables)
 
@@ -21,7 +22,8 @@ Nothing here imports torch at module level: the run record and the launchers ask
 import gc
 import logging
 import os
-import subprocess
+import random
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,34 +46,31 @@ class RankEnv:
     source: str  # torchrun | slurm | spawn
 
 
-def rank_env(environ=None) -> RankEnv | None:
+def rank_env() -> RankEnv | None:
     """The multi-process job this process belongs to, or None when it runs alone."""
-    env = os.environ if environ is None else environ
+    env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env and int(env["WORLD_SIZE"]) > 1:
         return RankEnv(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)),
                        env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", 29500)),
                        env.get("FRAME_RANK_SOURCE", "torchrun"))
     # inside `srun` (a job step, not the batch script), with more than one task
     if "SLURM_STEP_ID" in env and int(env.get("SLURM_NTASKS", 1)) > 1 and "SLURM_PROCID" in env:
-        job_id = int(env.get("SLURM_JOB_ID", 0))
-        return RankEnv(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0)),
-                       env.get("MASTER_ADDR") or _first_slurm_host(env),
-                       int(env.get("MASTER_PORT") or 20000 + job_id % 20000), "slurm")
+        # submitit's reading of the task (SLURM's node list, node[1-4,7], parsed as SLURM writes it), also
+        # under a plain srun; imported only here: 0.2 s that other processes skip
+        from submitit.slurm.slurm import SlurmJobEnvironment
+
+        job = SlurmJobEnvironment()
+        # the port submitit's TorchDistributedEnvironment draws: the same on every rank and every attempt
+        port = int(env.get("MASTER_PORT") or random.Random(job.job_id).randint(20000, 60000))
+        return RankEnv(job.global_rank, job.num_tasks, job.local_rank, env.get("MASTER_ADDR") or job.hostnames[0],
+                       port, "slurm")
     return None
 
 
-def global_rank(environ=None) -> int:
+def global_rank() -> int:
     """This process's rank by its environment (0 when it runs alone): rank 0 owns side effects."""
-    env = rank_env(environ)
+    env = rank_env()
     return env.rank if env is not None else 0
-
-
-def _first_slurm_host(env) -> str:
-    nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or ""
-    if not any(c in nodes for c in "[,"):
-        return nodes or "127.0.0.1"
-    hosts = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, check=True)
-    return hosts.stdout.split()[0]
 
 
 class World:
@@ -82,8 +81,10 @@ class World:
     called by every rank in the same order.
     """
 
-    def __init__(self, rank: int = 0, size: int = 1, local_rank: int = 0, cpu_group: Any = None):
+    def __init__(self, rank: int = 0, size: int = 1, local_rank: int = 0, cpu_group: Any = None,
+                 hosts: list[str] | None = None):
         self.rank, self.size, self.local_rank = rank, size, local_rank
+        self.hosts = hosts or [socket.gethostname()]  # each rank's host, in rank order (run.json `hosts`)
         self._cpu_group = cpu_group  # gloo group for host-side agreement when the main backend is NCCL
 
     @property
@@ -180,8 +181,11 @@ def process_group(env: RankEnv, device: str, timeout_s: float):
                             rank=env.rank, world_size=env.world_size, timeout=timeout)
     try:
         cpu_group = dist.new_group(backend="gloo", timeout=timeout) if backend == "nccl" else None
-        log.info("rank %d of %d joined the process group (%s, %s)", env.rank, env.world_size, backend, env.source)
-        yield World(env.rank, env.world_size, env.local_rank, cpu_group)
+        hosts = [None] * env.world_size
+        dist.all_gather_object(hosts, socket.gethostname(), group=cpu_group)
+        log.info("rank %d of %d joined the process group (%s, %s) on %s", env.rank, env.world_size, backend,
+                 env.source, ", ".join(sorted(set(hosts))))
+        yield World(env.rank, env.world_size, env.local_rank, cpu_group, hosts)
     finally:
         # DDP's reducer sits in reference cycles: left to the collector, it may be freed only at exit,
         # after the group, and the rank aborts ("terminate called without an active exception")

@@ -1,7 +1,7 @@
 """Built-in evaluators.
 
-The contract (any object with these three methods works, e.g. a thin wrapper
-around a torchmetrics Metric or a MONAI Cumulative metric):
+The contract (any object with these three methods works; torchmetrics and MONAI metrics
+are wrapped in `frame.metrics.LibraryMetric` by themselves):
 
     update(prediction, target)   # raw model output and the batch's labels
     compute() -> dict[str, float]
@@ -10,55 +10,46 @@ around a torchmetrics Metric or a MONAI Cumulative metric):
 The loop calls them on every validation batch and logs `val/<key>`.
 """
 
-import torch
+from frame.metrics import LibraryMetric
 
 
-class Dice:
-    """Per-label Dice for multi-label segmentation (one output channel per label).
-
-    The prediction is thresholded after a sigmoid; `compute()` gives
-    `dice/<label>` for each label and their mean as `dice`.
+class Dice(LibraryMetric):
+    """Per-label Dice through MONAI's DiceMetric: `dice/<label>` for each label and their mean as `dice`.
 
     Args:
         labels: channel names; frame passes the dataset's labels when unset.
-        threshold: probability above which a voxel counts as the label.
+        activation: `softmax` (argmax; a class-index target, background included, as with
+            `DiceCELoss(to_onehot_y=True, softmax=True)`), `sigmoid` (one channel per label,
+            labels may overlap) or `auto`: softmax when the target is a class-index map, else
+            sigmoid. frame warns before the first epoch when this contradicts the loss.
+        threshold: probability above which a voxel counts as the label (sigmoid).
     """
 
-    def __init__(self, labels=None, threshold: float = 0.5):
+    def __init__(self, labels=None, activation: str = "auto", threshold: float = 0.5):
         from monai.metrics import DiceMetric
 
-        self.labels = list(labels) if labels is not None else None
-        self.threshold = threshold
-        self._metric = DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True)
-
-    def update(self, prediction, target):
-        self._metric(y_pred=(torch.sigmoid(prediction.float()) > self.threshold).float(), y=target)
-
-    def compute(self) -> dict[str, float]:
-        per_label = self._metric.aggregate().tolist()
-        names = self.labels or [str(i) for i in range(len(per_label))]
-        scores = {f"dice/{name}": float(value) for name, value in zip(names, per_label)}
-        scores["dice"] = float(torch.tensor(per_label).nanmean())
-        return scores
-
-    def reset(self):
-        self._metric.reset()
+        metric = DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True)
+        super().__init__(metric, activation=activation, threshold=threshold, labels=labels, key="dice")
 
 
-class Accuracy:
-    """Top-1 accuracy for classification: argmax of the logits against class indices."""
+class Accuracy(LibraryMetric):
+    """Top-1 accuracy against class indices: torchmetrics' MulticlassAccuracy (micro average), with
+    the number of classes taken from the output's channels on the first batch."""
 
     def __init__(self):
-        self.reset()
+        super().__init__(None, key="accuracy")
+        self._monai = False
 
     def update(self, prediction, target):
-        correct = (prediction.argmax(dim=1) == target).sum()
-        self._correct = self._correct + correct.to(self._correct.device)
-        self._total += target.numel()
+        if self.metric is None:
+            from torchmetrics.classification import MulticlassAccuracy
+
+            self.metric = MulticlassAccuracy(num_classes=prediction.shape[1], average="micro", sync_on_compute=False)
+        super().update(prediction, target)
 
     def compute(self) -> dict[str, float]:
-        return {"accuracy": float(self._correct) / max(self._total, 1)}
+        return super().compute() if self.metric is not None else {}
 
     def reset(self):
-        self._correct = torch.zeros((), dtype=torch.long)
-        self._total = 0
+        if self.metric is not None:
+            self.metric.reset()

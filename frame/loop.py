@@ -16,9 +16,12 @@ import time
 import torch
 from omegaconf import OmegaConf
 
-from frame.checkpoint import CheckpointError
+from frame import runinfo
+from frame.checkpoint import CheckpointError, load_checkpoint
 from frame.errors import FrameError, did_you_mean
+from frame.evaluate import score
 from frame.exits import EXIT_INTERRUPTED
+from frame.first_batch import check_first_batches, collect
 from frame.signals import StopFlag
 from frame.state import TrainState, capture, restore, restore_rng
 from frame.tracking.examples import Examples
@@ -42,14 +45,16 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
         if state.epoch >= cfg.epochs:
             log.info("run already finished (%d epochs); nothing to do. Best %s = %s", state.epoch, cfg.monitor, state.best)
             return state.best
+    autocast = (contextlib.nullcontext() if cfg.precision.value == "fp32"  # a disabled autocast still costs ~3 us a step
+                else torch.autocast(device.type, dtype=_AUTOCAST[str(cfg.precision.value)]))
+    job.train_sampler.set_epoch(state.epoch, start_batch=state.batch_in_epoch)
+    check_first_batches(job, autocast, cfg.monitor)  # shapes, class indices, dtypes, metric keys; changes nothing
     for logger in job.loggers:
         logger.start(job.run_dir, job.config_dict, state.step if resumed else None)
     if resumed:
         restore_rng(job.resume_state)  # last: importing and starting loggers may draw from the global RNGs
 
     stop = (stop or StopFlag()).install()  # the caller's flag: shared by the ranks, read for SLURM requeue
-    autocast = (contextlib.nullcontext() if cfg.precision.value == "fp32"  # a disabled autocast still costs ~3 us a step
-                else torch.autocast(device.type, dtype=_AUTOCAST[str(cfg.precision.value)]))
     params = [p for p in model.parameters() if p.requires_grad]
     keep = max((logger.prediction_examples for logger in job.loggers), default=0)
     status = "failed"
@@ -97,6 +102,8 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                         raise _stopped(stop, state)
 
             guard.check(state.step)
+            if epoch_steps and state.step % cfg.log_every_n_steps:  # the epoch's last steps: every epoch logs train/loss
+                _log(job, window.read(optimizer, time.perf_counter() - epoch_start, epoch_steps, sample.shape[0]), state)
             metrics, examples = validate(job, autocast, keep)
             metrics["train/epoch_time_s"] = time.perf_counter() - epoch_start
             monitored = metrics.get(cfg.monitor)
@@ -120,6 +127,8 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
             if stop.requested and state.epoch < cfg.epochs:
                 status = "interrupted"
                 raise _stopped(stop, state)
+        if job.test_loader is not None and job.checkpoints is not None:  # rank 0 tests on its own
+            _test(job, state, autocast)
         status = "complete"
         return state.best
     finally:
@@ -148,13 +157,23 @@ def validate(job, autocast, keep: int = 0) -> tuple[dict[str, float], Examples |
         for evaluator in job.evaluators.values():
             evaluator.update(prediction.float(), target)
     metrics = {"val/loss": float(total) / max(batches, 1)}
-    for evaluator in job.evaluators.values():
-        metrics.update({f"val/{key}": float(value) for key, value in evaluator.compute().items()})
+    metrics.update({f"val/{key}": value for key, value in collect(job.evaluators).items()})
     examples = None
     if kept:
         samples, targets, predictions = (torch.cat(parts)[:keep] for parts in zip(*kept))
         examples = Examples(samples, targets, predictions, job.labels)
     return metrics, examples
+
+
+def _test(job, state, autocast):
+    """best.pt scored on `data.test`: `test/...` into the loggers (metrics.jsonl, W&B's summary) and run.json."""
+    best = job.checkpoints.dir / "best.pt"
+    job.model.load_state_dict(load_checkpoint(best)["model"])
+    metrics, _ = score(job.model, job.test_loader, job.evaluators, job.device, job.loss_fn, autocast=autocast)
+    metrics = {f"test/{key}": value for key, value in metrics.items()}
+    _log(job, metrics, state)
+    runinfo.update(job.run_dir, test={"checkpoint": str(best), "items": len(job.test_loader.dataset), **metrics})
+    log.info("test (best.pt)  %s", "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.count("/") == 1))
 
 
 def _log(job, metrics, state):

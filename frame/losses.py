@@ -24,3 +24,18 @@ class DiceBCELoss(nn.Module):
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.dice_weight * self.dice(prediction, target) + self.bce_weight * self.bce(prediction, target)
+
+
+def loss_activation(loss) -> str | None:
+    """`softmax` or `sigmoid`: the activation a loss applies to the model's output, where it says
+    so (MONAI's Dice losses' flags, torch's cross-entropies, frame's DiceBCELoss); None when unknown."""
+    if isinstance(loss, (nn.CrossEntropyLoss, nn.NLLLoss)):
+        return "softmax"
+    if isinstance(loss, (nn.BCEWithLogitsLoss, DiceBCELoss)):
+        return "sigmoid"
+    dice = getattr(loss, "dice", loss)  # DiceCELoss and DiceFocalLoss keep their DiceLoss as .dice
+    if getattr(dice, "softmax", False) is True:
+        return "softmax"
+    if getattr(dice, "sigmoid", False) is True:
+        return "sigmoid"
+    return None

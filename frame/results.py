@@ -59,6 +59,8 @@ def summarize(run_dir: Path, root: Path, now: float | None = None) -> dict:
     metric, maximize = monitor_of(run_dir, record)
     value, best_epoch = best(records, metric, maximize)
     status, detail = _status(record, now)
+    if not record and (Path(run_dir) / runinfo.FILENAME).is_file():
+        status, detail = "unreadable", f"{runinfo.FILENAME} is damaged (not a JSON object)"
     epochs_done = max((r.get("epoch", 0) for r in records if any(k.startswith("val/") for k in r)), default=0)
     return {
         "run": run_name(run_dir, root),
@@ -74,6 +76,7 @@ def summarize(run_dir: Path, root: Path, now: float | None = None) -> dict:
         "wall_time_s": round(runinfo.wall_time(record, now), 1) if record else None,
         "attempts": len(record.get("attempts", [])),
         "wandb_id": record.get("wandb_id"),
+        "test": record.get("test"),  # data.test scored with best.pt after training (frame.loop)
         "config_hash": record.get("config_hash"),
         "git": record.get("git"),
     }
@@ -114,17 +117,19 @@ def runs_table(root: Path, as_json: bool = False) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    colours = {"running": "cyan", "complete": "green", "failed": "red", "preempted": "yellow"}
+    colours = {"running": "cyan", "complete": "green", "failed": "red", "preempted": "yellow", "unreadable": "red"}
     table = Table(title=f"runs under {root}", title_justify="left")
     for column, justify in [("run", "left"), ("status", "left"), ("epoch", "right"), ("best", "right"),
-                            ("wall time", "right"), ("attempts", "right"), ("W&B id", "left")]:
+                            ("test", "right"), ("wall time", "right"), ("attempts", "right"), ("W&B id", "left")]:
         table.add_column(column, justify=justify, no_wrap=column != "run")
     for row in rows:
         epoch = f"{row['epoch']}/{row['epochs']}" if row["epochs"] else str(row["epoch"])
         best_text = f"{row['monitor']}={row['best']:.4g}" if row["best"] is not None else "-"
         wall = format_duration(row["wall_time_s"]) if row["wall_time_s"] is not None else "-"
+        test_key = "test/" + row["monitor"].removeprefix("val/")
+        test = f"{row['test'][test_key]:.4g}" if row["test"] and test_key in row["test"] else "-"
         table.add_row(row["run"], f"[{colours.get(row['status'], 'white')}]{row['status']}[/]", epoch, best_text,
-                      wall, str(row["attempts"]), row["wandb_id"] or "-")
+                      test, wall, str(row["attempts"]), row["wandb_id"] or "-")
     Console(width=max(100, Console().width)).print(table)
     return 0
 

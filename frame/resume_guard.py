@@ -23,7 +23,7 @@ log = logging.getLogger("frame")
 # A change to one of these key paths, or to anything under them, makes a checkpoint meaningless...
 MEANINGFUL_TREES = ("model", "data", "seed", "world_size")
 # ...except to these, which change how items are loaded, not what they are.
-HARMLESS = ("data.num_workers", "data.preload")
+HARMLESS = ("data.num_workers", "data.preload", "data.test")  # data.test: evaluated after training only
 # The kind of optimizer and scheduler (or having a scheduler at all); their settings are allowed to change.
 MEANINGFUL_KEYS = ("optimizer._target_", "lr_scheduler", "lr_scheduler._target_")
 # Keys that say how to run the command, not what the run is.

@@ -15,36 +15,41 @@ finds its checkpoints; a sweep only adds bookkeeping around this corridor (`fram
 import gc
 import logging
 import os
+import shutil
 import signal
 import socket
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from frame import distributed
+from frame import distributed, runinfo
+from frame.errors import FrameError
 from frame.exits import EXIT_INTERRUPTED
+from frame.runlock import FILENAME as LOCK_FILE
+from frame.runlock import RunLock
 from frame.signals import StopFlag, forward
 
 log = logging.getLogger("frame")
 
 ERROR_FILE = "error.txt"
 KILL_GRACE_S = 30.0  # after one spawned rank failed, the others get this long to fail by themselves
-_FORWARDED = (signal.SIGTERM, signal.SIGUSR2)  # SIGINT reaches the ranks from the terminal itself
+_FORWARDED = (signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP, signal.SIGUSR1)  # SIGINT reaches the ranks from the terminal itself
 
 
 def main(cfg: DictConfig) -> float | None:
     """Hydra's task function: train the job in the directory Hydra made; return the best monitored
     value (what sweepers optimise)."""
-    from hydra.core.hydra_config import HydraConfig
+    hydra = HydraConfig.get()
+    return run(cfg, Path(hydra.runtime.output_dir), take_back=hydra.mode == RunMode.RUN)
 
-    return run(cfg, Path(HydraConfig.get().runtime.output_dir))
 
-
-def run(cfg: DictConfig, run_dir: Path) -> Any:
+def run(cfg: DictConfig, run_dir: Path, take_back: bool = False) -> Any:
     """Train one run in as many processes as it asks for; record its outcome.
 
     On success the result (the best monitored value) goes into `run.json` as `result`, which
@@ -52,25 +57,29 @@ def run(cfg: DictConfig, run_dir: Path) -> Any:
     traceback to `error.txt` and re-raises. A stop on SIGUSR2 inside a submitit SLURM job
     (a preemption or the time-limit warning) goes to submitit's handler once the checkpoint
     is written: it resubmits this Hydra job and requeues it, and the requeued job resumes
-    from the checkpoint in the same run directory.
+    from the checkpoint in the same run directory. With `take_back` (a single run, not a sweep
+    member), a new run refused by a user error before it saved anything leaves no directory.
     """
-    from frame import runinfo
-
     is_main = distributed.global_rank() == 0
     if is_main:
         log.info("pid %d on %s, cpus %s%s", os.getpid(), os.uname().nodename, _ranges(os.sched_getaffinity(0)),
                  f", CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in os.environ else "")
-    stop = StopFlag()
-    try:
-        result = processes(cfg, run_dir, stop)
-    except SystemExit as exit:
-        if exit.code == EXIT_INTERRUPTED and stop.signal == signal.SIGUSR2:
-            _requeue_on_slurm()
-        raise
-    except Exception:
-        if is_main:
-            _append_error(run_dir, traceback.format_exc())
-        raise
+    with RunLock(run_dir) if is_main else nullcontext():  # a live run in it: exit 2 before writing anything
+        stop = StopFlag().install()  # a stop during start-up (imports, building) is honoured at the first safe point
+        new = _new_run(run_dir) if is_main and take_back else None
+        try:
+            result = processes(cfg, run_dir, stop)
+        except SystemExit as exit:
+            stop.restore()  # submitit's SIGUSR2 handler back in place before it is asked to requeue
+            if exit.code == EXIT_INTERRUPTED and stop.signal == signal.SIGUSR2:
+                _requeue_on_slurm()
+            raise
+        except Exception as error:
+            if is_main and not (isinstance(error, FrameError) and new is not None and _take_back(run_dir, new)):
+                _append_error(run_dir, traceback.format_exc())
+            raise
+        finally:
+            stop.restore()
     if is_main:
         runinfo.update(run_dir, result=result)
     return result
@@ -80,19 +89,30 @@ def train(cfg: DictConfig, run_dir: Path, world=None, stop=None) -> float | None
     """One process's part: build the job, train it, return the best monitored value."""
     froze = import_job_modules(cfg)  # heavy imports (torch, MONAI) start here, not on the CLI
     try:
+        _stop_if_requested(stop, "while importing")  # before run.json says "running"
         from frame.build import build_job
         from frame.loop import fit
-        from frame.runinfo import RunRecord
 
         trainer = cfg.trainer
-        with RunRecord(run_dir, enabled=None if world is None else world.is_main, name=cfg.name, epochs=trainer.epochs,
-                       monitor=trainer.monitor, monitor_mode=trainer.monitor_mode.value) as record:
+        with runinfo.RunRecord(run_dir, enabled=None if world is None else world.is_main, hosts=world and world.hosts,
+                       name=cfg.name, epochs=trainer.epochs, monitor=trainer.monitor,
+                       monitor_mode=trainer.monitor_mode.value) as record:
             job = build_job(cfg, run_dir, world)
             record.update(config_hash=job.config_hash)
+            _stop_if_requested(stop, "while building the job")
+            record.trained = True  # from here a user error is a failed attempt, not a refused one
             return fit(job, stop)
     finally:
         if froze:
             gc.unfreeze()  # a process that trains another job next (a notebook, Runner) can free this one's cycles
+
+
+def _stop_if_requested(stop, during: str) -> None:
+    """A stop signal that came during start-up ends the run here: exit 75, nothing trained, nothing lost."""
+    if stop is not None and stop.requested:
+        log.warning("stopped by %s %s; nothing trained yet. Run the same command again to start it.",
+                    signal.Signals(stop.signal).name, during)
+        raise SystemExit(EXIT_INTERRUPTED)
 
 
 def import_job_modules(cfg: DictConfig) -> bool:
@@ -214,17 +234,18 @@ class RankFailed(RuntimeError):
 
 def _rank_main(cfg, run_dir, hydra_config, sender):
     """Entry point of a spawned rank: Hydra's view and logging, process group, train, result to the parent."""
+    from frame.config.schema import register_configs
+
+    register_configs()  # frame's resolvers (`${len:...}`), which the job's config may use
     env = distributed.rank_env()
     _configure_logging(hydra_config, env.rank)
-    result = _train_rank(cfg, Path(run_dir), env, StopFlag())
+    result = _train_rank(cfg, Path(run_dir), env, StopFlag().install())  # a forwarded stop during start-up too
     if sender is not None:
         sender.send(result)
 
 
 def _hydra_config():
     """The job's Hydra config (`HydraConfig`), for the spawned ranks; None outside a Hydra job."""
-    from hydra.core.hydra_config import HydraConfig
-
     return HydraConfig.instance().cfg
 
 
@@ -232,7 +253,6 @@ def _configure_logging(hydra_config, rank: int) -> None:
     """Rank 0 logs like the parent (same train.log); the other ranks send warnings to the console."""
     import logging.config
 
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     if hydra_config is not None:
@@ -300,7 +320,47 @@ def _requeue_on_slurm() -> None:
     handler(signal.SIGUSR2, None)
 
 
+_RUN_FILES = ("run.json", "metrics.jsonl", "checkpoints")  # a directory with any of these holds a run
+
+
+def _new_run(run_dir: Path) -> set[str] | None:
+    """The entries of a directory that holds no run yet (this attempt's Hydra config and log, or the
+    user's own files where hydra.run.dir names an existing directory); None when it holds a run."""
+    if any((run_dir / name).exists() for name in _RUN_FILES):
+        return None
+    return {entry.name for entry in run_dir.iterdir()} if run_dir.is_dir() else set()
+
+
+def _take_back(run_dir: Path, before: set[str]) -> bool:
+    """Remove what a new run's refused attempt created (a component that would not build: a bad job
+    leaves no run directory, as `frame check` promises), and the directory once empty. Nothing is
+    removed, and False returned, when it started training (a failed run keeps its record) or saved
+    a checkpoint or a metric."""
+    checkpoints, metrics = run_dir / "checkpoints", run_dir / "metrics.jsonl"
+    attempts = runinfo.read(run_dir).get("attempts") or [{}]
+    if attempts[-1].get("status", "refused") != "refused":
+        return False
+    if (checkpoints.is_dir() and any(checkpoints.iterdir())) or (metrics.exists() and metrics.stat().st_size):
+        return False
+    logs = {Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)}
+    ours = {".hydra", LOCK_FILE} | {path.name for path in logs if path.parent == run_dir.resolve()}
+    for entry in run_dir.iterdir():
+        if entry.name in ours or entry.name not in before:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    with suppress(OSError):
+        run_dir.rmdir()
+    log.info("removed %s: a new run that did not start leaves no run directory", run_dir)
+    return True
+
+
 def _append_error(run_dir: Path, text: str) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ERROR_FILE, "a") as file:
-        file.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} host {os.uname().nodename}\n{text}\n")
+    """Keep the traceback in error.txt; a full or read-only disk is reported once, not as another traceback."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / ERROR_FILE, "a") as file:
+            file.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} host {os.uname().nodename}\n{text}\n")
+    except OSError as error:
+        log.warning("could not append the error to %s: %s", run_dir / ERROR_FILE, error.strerror)

@@ -6,13 +6,18 @@ One file per run directory, rewritten atomically:
       "name": "organs", "status": "running", "exit_code": null,
       "wandb_id": "k3j9x0a1", "config_hash": "...", "git": {"commit": "...", "dirty": false},
       "frame_version": "0.1.0", "monitor": "val/dice", "monitor_mode": "max",
-      "host": "node12", "pid": 4242, "heartbeat": 1795477108.1,
+      "host": "node12", "pid": 4242, "heartbeat": 1795477108.1, "hosts": ["node12", "node13"],
       "attempts": [{"started": ..., "ended": ..., "status": ..., "exit_code": ..., "host": ...,
-                    "pid": ..., "slurm": {"job_id": "17", "restart_count": "1", ...}}, ...]
+                    "hosts": [...], "pid": ..., "slurm": {"job_id": "17", "restart_count": "1", ...}}, ...]
+
+`host` and `pid` are rank 0's; `hosts` names every rank's host in rank order (the latest
+attempt's at the top level: a requeued multi-node job may land on other nodes).
     }
 
 `status` is `running`, `complete`, `interrupted` (exit code 75: a signal, a
-preemption or a time limit; the same command continues) or `failed`. A process
+preemption or a time limit; the same command continues) or `failed`. An attempt
+refused before it trained (a user error, exit 2: a refused resume, a bad value)
+is recorded as `refused` and leaves the run's status as it was. A process
 that dies without a word (SIGKILL, out of memory, a lost node) leaves `running`
 behind; `liveness()` tells that apart from a live run: on the same host the
 pid must still exist and be the same process (its start time), on another host
@@ -24,6 +29,7 @@ Nothing secret goes into this file: it holds ids, hashes and times only.
 """
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -32,13 +38,15 @@ import time
 from pathlib import Path
 
 from frame.distributed import global_rank
-from frame.exits import code_of_exception, status_of
+from frame.errors import FrameError
+from frame.exits import EXIT_USER_ERROR, code_of_exception, status_of
 from frame.files import replace_text
+from frame.runlock import HEARTBEAT_S, STALE_AFTER_S, every, process_start
 from frame.version import __version__
 
+log = logging.getLogger("frame")
+
 FILENAME = "run.json"
-HEARTBEAT_S = 60.0  # how often a live run refreshes `heartbeat`
-STALE_AFTER_S = 5 * HEARTBEAT_S  # a run on another host with an older heartbeat is gone
 _SLURM_VARS = {  # run.json key -> environment variable
     "job_id": "SLURM_JOB_ID",
     "array_job_id": "SLURM_ARRAY_JOB_ID",
@@ -50,11 +58,12 @@ _lock = threading.Lock()  # one writer at a time within the process (heartbeat t
 
 
 def read(run_dir: Path) -> dict:
-    """The run's record, or {} when there is none (or it is unreadable)."""
+    """The run's record, or {} when there is none (or it is unreadable, or not a JSON object)."""
     try:
-        return json.loads((Path(run_dir) / FILENAME).read_text())
+        record = json.loads((Path(run_dir) / FILENAME).read_text())
     except (OSError, ValueError):
         return {}
+    return record if isinstance(record, dict) else {}
 
 
 def update(run_dir: Path, **fields) -> dict:
@@ -79,16 +88,20 @@ class RunRecord:
         heartbeat_s: refresh period of `heartbeat`; 0 disables the thread (tests).
         enabled: whether this process keeps the record (rank 0 owns side effects); None = decide by
             the environment (`frame.distributed.global_rank`).
+        hosts: each rank's host in rank order (`World.hosts`); None = this host alone.
         **fields: written into run.json at the start, e.g. name, monitor, monitor_mode, epochs
             (what `frame runs` shows).
     """
 
-    def __init__(self, run_dir: Path, heartbeat_s: float = HEARTBEAT_S, enabled: bool | None = None, **fields):
+    def __init__(self, run_dir: Path, heartbeat_s: float = HEARTBEAT_S, enabled: bool | None = None,
+                 hosts: list[str] | None = None, **fields):
         self.run_dir = Path(run_dir)
+        self.hosts = hosts
         self.fields = fields
         self.heartbeat_s = heartbeat_s
-        self._stop = threading.Event()
-        self._thread = None
+        self._stop = None
+        self._before = {}  # the run's status and exit code before this attempt: kept when it is refused
+        self.trained = False  # set before training starts: a user error until then refuses the attempt
         self.enabled = global_rank() == 0 if enabled is None else enabled  # rank 0 owns side effects
 
     def __enter__(self) -> "RunRecord":
@@ -96,26 +109,32 @@ class RunRecord:
             return self
         now = time.time()
         attempt = {"started": now, "ended": None, "status": "running", "exit_code": None,
-                   "host": socket.gethostname(), "pid": os.getpid()}
+                   "host": socket.gethostname(), "hosts": self.hosts or [socket.gethostname()], "pid": os.getpid()}
         slurm = {key: os.environ[var] for key, var in _SLURM_VARS.items() if var in os.environ}
         if slurm:
             attempt["slurm"] = slurm
         with _lock:
             record = read(self.run_dir)
+            self._before = {"status": record.get("status", "refused"), "exit_code": record.get("exit_code", EXIT_USER_ERROR)}
             record.update(
                 **self.fields, status="running", exit_code=None, frame_version=__version__, git=git_state(Path.cwd()),
-                host=attempt["host"], pid=attempt["pid"], proc_start=_process_start(os.getpid()), heartbeat=now,
+                host=attempt["host"], hosts=attempt["hosts"], pid=attempt["pid"], proc_start=process_start(os.getpid()), heartbeat=now,
             )
             record["attempts"] = [*record.get("attempts", []), attempt]
-            _write(self.run_dir, record)
+            try:
+                _write(self.run_dir, record)
+            except OSError as error:  # a full disk or a read-only run directory: nothing started yet
+                raise FrameError(f"cannot write {self.run_dir / FILENAME}: {error.strerror}. Nothing was changed; "
+                                 "free space (or make the directory writable) and run the same command.") from None
         if self.heartbeat_s > 0:
-            self._thread = threading.Thread(target=self._beat, name="frame-heartbeat", daemon=True)
-            self._thread.start()
+            self._stop = every(self.heartbeat_s, lambda: update(self.run_dir, heartbeat=time.time()), "frame-heartbeat")
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
-        self._stop.set()
-        self.finish(code_of_exception(kind, error))
+        if self._stop is not None:
+            self._stop.set()
+        user_error = kind is not None and issubclass(kind, FrameError)
+        self.finish(EXIT_USER_ERROR if user_error else code_of_exception(kind, error))
 
     def update(self, **fields) -> None:
         if self.enabled:
@@ -124,21 +143,19 @@ class RunRecord:
     def finish(self, exit_code: int) -> None:
         if not self.enabled:
             return
-        status = status_of(exit_code)
+        refused = exit_code == EXIT_USER_ERROR and not self.trained  # a refused resume, a bad value
+        status = "refused" if refused else status_of(exit_code)
         with _lock:
             record = read(self.run_dir)
             now = time.time()
             if record.get("attempts"):
                 record["attempts"][-1].update(ended=now, status=status, exit_code=exit_code)
-            record.update(status=status, exit_code=exit_code, heartbeat=now)
-            _write(self.run_dir, record)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
+            record.update(self._before if refused else {"status": status, "exit_code": exit_code}, heartbeat=now)
             try:
-                update(self.run_dir, heartbeat=time.time())
-            except OSError:  # a full or vanished disk must not kill training; the next beat retries
-                pass
+                _write(self.run_dir, record)
+            except OSError as error:  # reported once; the error that ended the attempt stays the message
+                log.warning("could not record the outcome (%s) in %s: %s", status, self.run_dir / FILENAME,
+                            error.strerror)
 
 
 def liveness(record: dict, now: float | None = None) -> bool | None:
@@ -146,7 +163,7 @@ def liveness(record: dict, now: float | None = None) -> bool | None:
     if record.get("status") != "running":
         return None
     if record.get("host") == socket.gethostname() and record.get("pid"):
-        start = _process_start(record["pid"])
+        start = process_start(record["pid"])
         return start is not None and start == record.get("proc_start")
     heartbeat = record.get("heartbeat")
     if heartbeat is None:
@@ -178,16 +195,3 @@ def git_state(directory: Path) -> dict | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-
-
-def _process_start(pid: int) -> int | None:
-    """Start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid apart; None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:  # not Linux: existence only
-            os.kill(pid, 0)
-            return 0
-        except (OSError, ValueError):
-            return None
-    return int(stat.rsplit(")", 1)[1].split()[19])

@@ -1,14 +1,15 @@
 """The one owner of stop signals.
 
-SIGTERM, SIGINT and SIGUSR2 (what SLURM sends before a time limit or on
-preemption) only set a flag. The loop checks it after every step, writes a
+SIGTERM, SIGINT, SIGUSR2 (what SLURM sends before a time limit or on
+preemption), SIGHUP (a closed terminal or a dropped ssh session) and SIGUSR1
+only set a flag. The loop checks it after every step, writes a
 checkpoint and exits with `frame.exits.EXIT_INTERRUPTED`. A SIGINT while a stop is already
 pending (Ctrl-C twice) exits at once with EXIT_ABORTED: every checkpoint write
 is atomic, so that cannot leave a torn file, only a temp file the next run removes.
 
 The API is what a launcher needs and no more:
 
-    stop = StopFlag().install()   # in the main thread; keeps the handlers it replaces
+    stop = StopFlag().install()   # in the main thread; keeps the handlers it replaces; nests
     ...
     if stop.requested: ...        # stop.signal is the number of the first stop signal
     stop.restore()                # puts the replaced handlers (e.g. submitit's) back
@@ -24,19 +25,22 @@ from typing import Iterable
 
 from frame.exits import EXIT_ABORTED
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP, signal.SIGUSR1)
 
 
 class StopFlag:
-    """Turns SIGTERM, SIGINT and SIGUSR2 into a flag the training loop polls.
+    """Turns the stop signals into a flag the training loop polls.
 
     `install()` does nothing outside the main thread (Python delivers signals
-    only there); `requested` then stays False.
+    only there); `requested` then stays False. Installs nest: the run installs the
+    flag before start-up (imports, building, W&B) and the loop again; only the
+    outermost `restore()` puts the replaced handlers back.
     """
 
     def __init__(self):
         self.signal: int | None = None  # the first stop signal received
         self._previous = {}
+        self._depth = 0
 
     @property
     def requested(self) -> bool:
@@ -44,14 +48,20 @@ class StopFlag:
 
     def install(self) -> "StopFlag":
         if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
+            self._depth += 1
+            if self._depth == 1:
+                for signum in STOP_SIGNALS:
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
+        if self._depth == 0:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+            self._previous.clear()
 
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name

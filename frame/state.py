@@ -79,6 +79,7 @@ def restore(job, state: TrainState, saved: dict, counters: dict) -> None:
     for key, value in saved["state"].items():
         if key != "maximize":
             setattr(state, key, value)
+    _follow_monitor(job, state, saved)
     try:
         job.model.load_state_dict(saved["model"])
     except RuntimeError as error:
@@ -100,6 +101,20 @@ def restore(job, state: TrainState, saved: dict, counters: dict) -> None:
     if data_order(job.train_sampler) != saved["data"]:
         log.warning("the data order changed (%s -> %s): the resumed run does not replay the same batches",
                     saved["data"], data_order(job.train_sampler))
+
+
+def _follow_monitor(job, state: TrainState, saved: dict) -> None:
+    """A changed `trainer.monitor` or `monitor_mode` starts best tracking over: the saved best belongs to the
+    old metric (or direction), so best.pt and the run's result would never follow the new one."""
+    from omegaconf import OmegaConf
+
+    before = OmegaConf.select(OmegaConf.create(saved["config"]), "trainer.monitor")
+    now = job.cfg.trainer.monitor
+    if before != now or saved["state"].get("maximize", state.maximize) != state.maximize:
+        log.warning("the monitor changed since the checkpoint (%s, %s -> %s, %s): best.pt and the result now "
+                    "follow the new one, from the next validation on", before,
+                    "max" if saved["state"].get("maximize") else "min", now, "max" if state.maximize else "min")
+        state.best = None
 
 
 def restore_rng(saved: dict) -> None:

@@ -1,7 +1,7 @@
 """Sweeps that can be interrupted and run again: members, their plan, the sweep summary.
 
 A sweep member is one Hydra job of a multirun. Its run directory is a pure function of
-its overrides (`outputs/<name>/<override_dirname>/`), so running the same sweep command
+its swept values (`outputs/<name>-sweep/<override_dirname>/`), so running the same sweep command
 again finds every member where it was:
 
 - a member whose `run.json` says `complete` (and holds its `result`) is not started
@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from frame import runinfo
-from frame.config.compose import member_config
+from frame.config.compose import member_config, member_name
+from frame.errors import FrameError
+from frame.config.rundir import check_member_dir
 from frame.files import replace_text
 
 log = logging.getLogger("frame")
@@ -80,20 +82,35 @@ def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int)
     trains with (the launchers compose that when the member starts, as Hydra's do).
     """
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict, read_write
 
     hydra_config = HydraConfig.instance()
     saved = hydra_config.cfg
     members = []
     try:
         for offset, overrides in enumerate(job_overrides):
+            num = initial_job_idx + offset
             config = member_config(launcher, list(overrides))
+            with read_write(config.hydra), open_dict(config.hydra):  # ${hydra.job.num} in the subdir reads them
+                config.hydra.job.num = num
+                config.hydra.job.id = num
             hydra_config.set_config(config)  # ${hydra:job.override_dirname} in the subdir reads it
             run_dir = Path(os.path.abspath(Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)))
+            check_member_dir(run_dir, Path(str(config.hydra.sweep.dir)), overrides)
             OmegaConf.set_readonly(config.hydra, None)  # set_config froze it; the launcher sets job.id/num
-            member = Member(initial_job_idx + offset, list(overrides), run_dir, config)
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.runtime.output_dir = str(run_dir)
+            member = Member(num, list(overrides), run_dir, config)
             record = runinfo.read(run_dir)
-            if config.get("resume", True) and record.get("status") == "complete" and "result" in record:
+            if record and not same_member(run_dir, config):
+                raise FrameError(
+                    f"{run_dir} holds the run of another member ({' '.join(_stored_overrides(run_dir))}), but "
+                    f"this sweep puts member {num} ({' '.join(overrides) or 'no overrides'}) there: "
+                    f"hydra.sweep.subdir={config.hydra.sweep.subdir!r} names member directories by position, not "
+                    f"by overrides. Sweep in the same order as before, start over with fresh=true, or name member "
+                    f"directories by their overrides (hydra.sweep.subdir=${{hydra:job.override_dirname}}).")
+            if (config.get("resume", True) and record.get("status") == "complete" and "result" in record
+                    and _same_overrides(run_dir, overrides)):
                 member.skipped, member.status, member.result, member.exit_code = True, "complete", record["result"], 0
             members.append(member)
     finally:
@@ -103,6 +120,39 @@ def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int)
         log.info("%d of %d members already complete: reporting their stored results, not running them again",
                  done, len(members))
     return members
+
+
+def same_member(run_dir: Path, config) -> bool:
+    """Whether the run in `run_dir` is this member's: its overrides (`.hydra/overrides.yaml`, less the
+    keys that do not name a member: override_dirname's exclude_keys, and keys this member does not
+    set, such as a shared `project=.` left off this time) are the member's. A run without that file
+    (hydra.output_subdir=null) is taken to be the member's, as its directory says."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    stored = _stored_overrides(run_dir)
+    if stored is None:
+        return True
+    own = list(config.hydra.overrides.task)
+    keys = {o.key_or_group for o in OverridesParser.create().parse_overrides(own)}
+    stored = [o.input_line for o in OverridesParser.create().parse_overrides(stored) if o.key_or_group in keys]
+    return member_name(stored, config) == member_name(own, config)
+
+
+def _same_overrides(run_dir: Path, overrides: Sequence[str]) -> bool:
+    """Whether the run in `run_dir` ran with exactly `overrides`: only then is its stored result this
+    member's. Names leave out the keys every member shares (`trainer.epochs=5`), so the same directory
+    may hold a run with other shared values; that member runs (and resumes, or says it is finished)."""
+    stored = _stored_overrides(run_dir)
+    return stored is None or sorted(stored) == sorted(map(str, overrides))
+
+
+def _stored_overrides(run_dir: Path) -> list[str] | None:
+    import yaml
+
+    try:
+        return [str(o) for o in yaml.safe_load((Path(run_dir) / ".hydra" / "overrides.yaml").read_text()) or []]
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
 
 
 def skipped_return(member: Member):
@@ -115,8 +165,14 @@ def skipped_return(member: Member):
     task_cfg = copy.deepcopy(member.config)
     with read_write(task_cfg), open_dict(task_cfg):
         del task_cfg["hydra"]
+    chdir = member.config.hydra.job.get("chdir")
+    if chdir is None:  # as Hydra's run_job decides
+        from hydra import version
+
+        chdir = not version.base_at_least("1.2")
+    working_dir = str(member.run_dir) if chdir else os.getcwd()
     ret = JobReturn(overrides=member.overrides, cfg=task_cfg, hydra_cfg=OmegaConf.masked_copy(member.config, "hydra"),
-                    working_dir=os.getcwd(), task_name=str(member.config.hydra.job.name), status=JobStatus.COMPLETED)
+                    working_dir=working_dir, task_name=str(member.config.hydra.job.name), status=JobStatus.COMPLETED)
     ret.return_value = member.result
     return ret
 

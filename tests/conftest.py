@@ -1,5 +1,6 @@
 """Shared fixtures: the real configs, shrunk so a run takes seconds on a CPU."""
 
+import json
 import os
 import subprocess
 import sys
@@ -20,24 +21,50 @@ TINY = [
 ]
 
 
+def frame_command(args) -> list[str]:
+    """The real `frame` command line, as `python -m frame` of the interpreter running the tests."""
+    return [sys.executable, "-m", "frame", *args]
+
+
+def frame_env(env=None) -> dict:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
+
+
 def run_frame(args, cwd, env=None, timeout=300, check=None, **popen):
     """Run the real `frame` command in a subprocess; returns CompletedProcess (text).
 
     `popen` goes to subprocess.run (e.g. `preexec_fn` to set a resource limit in the child).
     """
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
-    result = subprocess.run(
-        [sys.executable, "-m", "frame", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
-        **popen,
-    )
+    result = subprocess.run(frame_command(args), cwd=cwd, env=frame_env(env), capture_output=True, text=True,
+                            timeout=timeout, **popen)
     if check is not None and result.returncode != check:
         raise AssertionError(f"exit {result.returncode} != {check}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
     return result
 
 
+def start_frame(args, cwd, env=None, **popen) -> subprocess.Popen:
+    """Start the real `frame` command in the background (output merged into one text pipe unless
+    `popen` redirects it): for tests that signal, watch or race a running process."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, **popen}
+    return subprocess.Popen(frame_command(args), cwd=cwd, env=frame_env(env), **popen)
+
+
+def metrics(run_dir) -> list[dict]:
+    """Every record of a run's metrics.jsonl. Strict, unlike frame's own reader: a line that is not
+    a JSON object fails the test, since a test run must never leave one."""
+    records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert all(isinstance(r, dict) for r in records), records
+    return records
+
+
 @pytest.fixture
-def compose():
-    """Compose `train.yaml` with overrides through Hydra's compose API (no run directory)."""
+def compose(hydra_restore_singletons):
+    """Compose `train.yaml` with overrides through Hydra's compose API (no run directory).
+
+    Hydra's singletons (its version base, config store, plugins) are put back afterwards
+    (`hydra_restore_singletons`, Hydra's pytest plugin): `version_base=None` here would otherwise
+    change `hydra.job.chdir` for every later test in the session (Hydra's launcher suites).
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -55,8 +82,9 @@ def compose():
     GlobalHydra.instance().clear()
 
 
-def require_slurm() -> None:
-    """Skip (or fail with FRAME_REQUIRE_SLURM=1, as in CI) unless a local SLURM node takes jobs."""
+def require_slurm(nodes: int = 1) -> None:
+    """Skip (or fail with FRAME_REQUIRE_SLURM=1, as in CI) unless `nodes` local SLURM nodes take jobs
+    (`scripts/slurm-local up --nodes N`)."""
     import re
     import shutil
 
@@ -65,8 +93,9 @@ def require_slurm() -> None:
         problem = "SLURM is not installed (scripts/slurm-local up)"
     else:
         states = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True)
-        if states.returncode != 0 or not re.search(r"idle|mixed|allocated", states.stdout):
-            problem = f"no SLURM node takes jobs (scripts/slurm-local up): {states.stdout or states.stderr}"
+        if states.returncode != 0 or len(re.findall(r"idle|mixed|allocated", states.stdout)) < nodes:
+            up = "scripts/slurm-local up" + (f" --nodes {nodes}" if nodes > 1 else "")
+            problem = f"fewer than {nodes} SLURM nodes take jobs ({up}): {states.stdout or states.stderr}"
     if problem:
         if os.environ.get("FRAME_REQUIRE_SLURM") == "1":
             pytest.fail(problem)

@@ -1,7 +1,6 @@
 """Checkpoint files: atomic writes, verified and safe loads, fallback past broken files."""
 
 import contextlib
-import json
 import logging
 import os
 import pickle
@@ -13,7 +12,7 @@ import pytest
 import torch
 
 from frame.checkpoint import FORMAT, CheckpointError, Checkpoints, atomic_write, load_checkpoint
-from tests.conftest import REPO, run_frame
+from tests.conftest import REPO, metrics, run_frame
 
 
 def _state(step=1, epoch=0, value=0.0):
@@ -169,7 +168,7 @@ def test_broken_last_pt_falls_back_and_with_none_valid_the_run_stops(tmp_path):
     more = _frame(tmp_path, "trainer.epochs=3", check=0)
     assert "last.pt is unreadable (truncated or corrupted)" in more.output
     assert "resuming from the older epoch-0002.pt (step 14) instead" in more.output
-    records = [json.loads(line) for line in (checkpoints.parent / "metrics.jsonl").read_text().splitlines()]
+    records = metrics(checkpoints.parent)
     assert [r["epoch"] for r in records if "val/loss" in r] == [1, 2, 3]
 
     planted = tmp_path / "pwned"
@@ -185,9 +184,9 @@ def test_broken_last_pt_falls_back_and_with_none_valid_the_run_stops(tmp_path):
 
 @pytest.mark.slow
 def test_nan_steps_are_skipped_then_the_run_stops_with_its_last_good_checkpoint(tmp_path):
-    # loss calls 1-7 train epoch 1 and 8-9 validate it; calls 10-12 are steps 8-10
+    # NanOnSteps counts training steps (7 an epoch): 8-10 are the first three of epoch 2
     result = _frame(tmp_path, "trainer.epochs=3", "trainer.max_bad_steps=3",
-                    "loss._target_=tests.test_loop.NanOnSteps", "+loss.steps=[10,11,12]")
+                    "loss._target_=tests.test_loop.NanOnSteps", "+loss.steps=[8,9,10]")
     assert result.returncode == 2, result.output
     assert "step 8: non-finite loss or gradient, optimizer step skipped" in result.output
     assert "3 consecutive steps up to step 10 had a non-finite loss" in result.stderr

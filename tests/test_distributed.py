@@ -4,15 +4,13 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
 from frame.distributed import rank_env
-from tests.conftest import run_frame
+from tests.conftest import metrics, run_frame, start_frame
 
 # 256 training items: 8 steps of 32 in one process, or 8 steps of 16 on each of two ranks (the same
 # global batch, no padding, no ragged last batch). No dropout: its masks depend on the per-rank batch.
@@ -22,7 +20,7 @@ ONE = {"OMP_NUM_THREADS": "1"}
 
 
 def _val_losses(run_dir):
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = metrics(run_dir)
     return [r["val/loss"] for r in records if "val/loss" in r]
 
 
@@ -37,19 +35,28 @@ def one_process(tmp_path_factory):
     return cwd / "outputs" / "one"
 
 
-def test_rank_env_from_torchrun_slurm_or_nothing():
+def test_rank_env_from_torchrun_slurm_or_nothing(monkeypatch):
+    def env_of(environ):
+        for key in [k for k in os.environ if k.startswith(("SLURM_", "MASTER_")) or k in ("RANK", "WORLD_SIZE")]:
+            monkeypatch.delenv(key)
+        for key, value in environ.items():
+            monkeypatch.setenv(key, value)
+        return rank_env()
+
     torchrun = {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "node1", "MASTER_PORT": "29400"}
-    env = rank_env(torchrun)
+    env = env_of(torchrun)
     assert (env.rank, env.world_size, env.local_rank, env.master_addr, env.master_port, env.source) == \
            (1, 4, 1, "node1", 29400, "torchrun")
-    slurm = {"SLURM_STEP_ID": "0", "SLURM_NTASKS": "2", "SLURM_PROCID": "1", "SLURM_LOCALID": "1",
-             "SLURM_JOB_ID": "1234", "SLURM_JOB_NODELIST": "vm"}
-    env = rank_env(slurm)
-    assert (env.rank, env.world_size, env.local_rank, env.master_addr, env.master_port, env.source) == \
-           (1, 2, 1, "vm", 21234, "slurm")
-    assert rank_env({**slurm, "SLURM_NTASKS": "1"}) is None  # one task: no process group
-    assert rank_env({k: v for k, v in slurm.items() if k != "SLURM_STEP_ID"}) is None  # the batch script, not srun
-    assert rank_env({}) is None
+    # a task of a 2-node SLURM job (submitit's TorchDistributedEnvironment): the first node is the master
+    slurm = {"SLURM_STEP_ID": "0", "SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
+             "SLURM_JOB_ID": "1234", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "frame-node[3-4]"}
+    env = env_of(slurm)
+    assert (env.rank, env.world_size, env.local_rank, env.master_addr, env.source) == (3, 4, 1, "frame-node3", "slurm")
+    assert env_of({**slurm, "SLURM_JOB_ID": "1234"}).master_port == env.master_port  # every rank and attempt agrees
+    assert 20000 <= env.master_port <= 60000 and env_of({**slurm, "SLURM_JOB_ID": "1235"}).master_port != env.master_port
+    assert env_of({**slurm, "SLURM_NTASKS": "1"}) is None  # one task: no process group
+    assert env_of({k: v for k, v in slurm.items() if k != "SLURM_STEP_ID"}) is None  # the batch script, not srun
+    assert env_of({}) is None
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, one_process):
@@ -63,12 +70,6 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, one_proces
     record = json.loads((two / "run.json").read_text())
     assert record["status"] == "complete" and len(record["attempts"]) == 1  # rank 0 alone keeps the record
     assert "Traceback" not in result.stderr
-
-
-def _start(args, cwd):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "frame", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _rank_pids(run_dir, timeout=120):
@@ -86,7 +87,7 @@ def _rank_pids(run_dir, timeout=120):
 def test_a_killed_rank_fails_the_job_in_bounded_time(tmp_path):
     args = ["train", "experiment=classify", "data.dataset.num_samples=20000", "trainer.epochs=500",
             "logger=[jsonl]", "trainer.devices=2", "name=killed", "trainer.log_every_n_steps=10"]
-    process = _start(args, tmp_path)
+    process = start_frame(args, tmp_path)
     _, rank1 = _rank_pids(tmp_path / "outputs" / "killed")
     killed_at = time.monotonic()
     os.kill(rank1, signal.SIGKILL)
@@ -100,7 +101,7 @@ def test_a_killed_rank_fails_the_job_in_bounded_time(tmp_path):
 def test_a_signal_to_one_rank_stops_both_at_the_same_step_and_resume_matches(tmp_path, one_process):
     """SIGUSR2 to rank 1 alone: the ranks agree, rank 0 checkpoints, exit 75; the re-run ends like an uninterrupted run."""
     two = ["train", *BASE, "data.batch_size=16", "trainer.devices=2", "name=stopped", "trainer.log_every_n_steps=1"]
-    process = _start([*two, "trainer.epochs=400"], tmp_path)
+    process = start_frame([*two, "trainer.epochs=400"], tmp_path)
     run_dir = tmp_path / "outputs" / "stopped"
     _, rank1 = _rank_pids(run_dir)
     os.kill(rank1, signal.SIGUSR2)

@@ -10,14 +10,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 # lowest first; a module belongs to the first layer whose prefix it matches (longest prefix wins)
 LAYERS = {
-    "base": ["frame.errors", "frame.exits", "frame.files", "frame.signals", "frame.version"],
+    "base": ["frame.errors", "frame.exits", "frame.files", "frame.runlock", "frame.signals", "frame.version"],
     "config": ["frame.config"],
     "runtime": ["frame.build", "frame.loop", "frame.state", "frame.checkpoint", "frame.data", "frame.tracking",
-                "frame.distributed", "frame.evaluators", "frame.losses", "frame.models", "frame.resume_guard",
-                "frame.runinfo"],
+                "frame.distributed", "frame.evaluators", "frame.first_batch", "frame.losses", "frame.metrics", "frame.models",
+                "frame.resume_guard", "frame.runinfo", "frame.trained", "frame.evaluate", "frame.predict",
+                "frame.export"],
     "orchestration": ["frame.run", "frame.runner", "frame.sweep", "frame.results", "frame.plots"],
-    "entry": ["frame", "frame.__main__", "frame.cli", "hydra_plugins.frame_launchers"],
+    "entry": ["frame.__main__", "frame.cli", "hydra_plugins.frame_launchers"],
 }
+PACKAGE = "frame"  # frame/__init__.py: the public API (Runner, ...), entry layer; not a prefix of the others
 RANK = {layer: i for i, layer in enumerate(LAYERS)}
 HEAVY = ("torch", "torchvision", "monai", "wandb", "numpy")  # never in the config layer, not even lazily
 
@@ -31,6 +33,8 @@ def modules() -> dict[str, Path]:
 
 
 def layer_of(module: str) -> str:
+    if module == PACKAGE:
+        return "entry"
     matches = [(len(prefix), layer) for layer, prefixes in LAYERS.items() for prefix in prefixes
                if module == prefix or module.startswith(prefix + ".")]
     assert matches, f"{module} is in no layer: add it to LAYERS"

@@ -1,6 +1,5 @@
 """The training loop, in-process on tiny configs."""
 
-import json
 import math
 
 import pytest
@@ -9,27 +8,27 @@ from torch import nn
 
 from frame.build import build_job
 from frame.loop import NonFiniteError, fit
-from tests.conftest import TINY
+from tests.conftest import TINY, metrics
 
 
 class NanOnSteps(nn.Module):
-    """Cross-entropy that returns NaN on the listed (1-based) training calls."""
+    """Cross-entropy that returns NaN on the listed (1-based) training steps."""
 
     calls = 0
 
     def __init__(self, steps):
         super().__init__()
         self.steps = set(steps)
-        NanOnSteps.calls = 0
+        NanOnSteps.calls = -1  # call 0: the training batch of the check before the first epoch (frame.first_batch)
 
     def forward(self, prediction, target):
-        NanOnSteps.calls += 1
+        NanOnSteps.calls += torch.is_grad_enabled()  # training calls only: validation runs without gradients
         loss = nn.functional.cross_entropy(prediction, target)
         return loss * math.nan if NanOnSteps.calls in self.steps else loss
 
 
 def _records(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return metrics(run_dir)
 
 
 def _classify(compose, *overrides):

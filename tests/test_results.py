@@ -10,7 +10,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from tests.conftest import TINY, run_frame
+from tests.conftest import REPO, TINY, run_frame
 
 
 def _start(cwd, name, *overrides):
@@ -38,8 +38,12 @@ def test_runs_lists_every_state(tmp_path):
     stopped, killed = _start(tmp_path, "stopped"), _start(tmp_path, "killed")
     try:
         run_frame(["train", *TINY, "name=done"], cwd=tmp_path, check=0)
-        failed = run_frame(["train", *TINY, "name=broken", "trainer.monitor=val/no_such_metric"], cwd=tmp_path)
-        assert failed.returncode != 0
+        # fails in training: every step's loss is NaN (the check before the first epoch is not a step)
+        failed = run_frame(["train", "experiment=classify", "name=broken", "data.dataset.num_samples=64",
+                            "logger=[jsonl]", "trainer.max_bad_steps=2",
+                            "loss._target_=tests.test_loop.NanOnSteps", "+loss.steps=[1,2,3]"], cwd=tmp_path,
+                           env={"PYTHONPATH": str(REPO)})
+        assert failed.returncode == 2 and "non-finite" in failed.stderr, failed.stderr[-2000:]
         _wait_for_metrics(outputs / "stopped", stopped)
         _wait_for_metrics(outputs / "killed", killed)
         live = _runs(tmp_path)
@@ -74,9 +78,25 @@ def test_plot_runs_and_a_sweep(tmp_path):
     run_frame(["train", "-m", *TINY, "name=sweep", "optimizer.lr=1e-3,1e-2,3e-2"], cwd=tmp_path, check=0)
     single = run_frame(["plot", "outputs/organs"], cwd=tmp_path, check=0)
     assert single.stdout.strip() == "outputs/organs/plot.png" and _not_blank(tmp_path / single.stdout.strip())
-    run_frame(["plot", "outputs/organs", "outputs/sweep", "-o", "both.png"], cwd=tmp_path, check=0)
+    run_frame(["plot", "outputs/organs", "outputs/sweep-sweep", "-o", "both.png"], cwd=tmp_path, check=0)
     assert _not_blank(tmp_path / "both.png")
     one_row = Image.open(tmp_path / "outputs/organs/plot.png").size[1]
     assert Image.open(tmp_path / "both.png").size[1] > 1.5 * one_row  # a second row: best val/dice vs optimizer.lr
     missing = run_frame(["plot", "outputs"], cwd=tmp_path / "outputs" / "organs")
     assert missing.returncode == 2
+
+
+def test_a_run_json_of_the_wrong_shape_lists_as_unreadable_and_the_others_still_list(tmp_path):
+    outputs = tmp_path / "outputs"
+    for name, record in [("good", {"status": "complete", "epochs": 1}), ("a_list", [1, 2]), ("a_string", "x"),
+                         ("a_number", 3)]:
+        (outputs / name).mkdir(parents=True)
+        (outputs / name / "run.json").write_text(json.dumps(record))
+        (outputs / name / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": 1, "val/loss": 0.5}) + "\n")
+    rows = _runs(tmp_path)
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "good": "complete", "a_list": "unreadable", "a_string": "unreadable", "a_number": "unreadable"}
+    table = run_frame(["runs"], cwd=tmp_path, check=0)
+    assert "unreadable" in table.stdout and "Traceback" not in table.stderr
+    plotted = run_frame(["plot", "outputs/a_list", "outputs/good", "-o", "p.png"], cwd=tmp_path, check=0)
+    assert "Traceback" not in plotted.stderr and (tmp_path / "p.png").stat().st_size > 0

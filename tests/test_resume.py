@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from frame.build import build_job
 from frame.checkpoint import load_checkpoint
 from frame.loop import fit
 from frame.exits import EXIT_ABORTED, EXIT_INTERRUPTED
-from tests.conftest import REPO
+from tests.conftest import REPO, start_frame
 
 
 class RandomJitter:
@@ -79,12 +78,11 @@ def _start(cwd: Path, *args: str, env=None, **popen) -> subprocess.Popen:
     hooks = cwd / "hooks"
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(SLOW_CHECKPOINT_WRITES)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", **(env or {})}
     log = open(cwd / "attempts.log", "a")
     log.write(f"\n=== frame train {' '.join(args)}\n")
     log.flush()
-    return subprocess.Popen([sys.executable, "-m", "frame", "train", *RUN, *args], cwd=cwd, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen)
+    return start_frame(["train", *RUN, *args], cwd, env={"PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", **(env or {})},
+                       stdout=log, start_new_session=True, **popen)
 
 
 def _finish(proc: subprocess.Popen, cwd: Path, expected: int, timeout: float = 300) -> str:
@@ -159,7 +157,7 @@ def reference(tmp_path_factory) -> Path:
 # --- in-process: fast, a real signal to this very process ----------------------------------------------
 
 
-@pytest.mark.parametrize("signal_at_call,stopped_at", [(4, (0, 4, 4)), (8, (1, 7, 0))], ids=["mid-epoch", "in-validation"])
+@pytest.mark.parametrize("signal_at_call,stopped_at", [(6, (0, 4, 4)), (10, (1, 7, 0))], ids=["mid-epoch", "in-validation"])
 def test_stopped_run_resumes_exactly_in_process(compose, tmp_path, signal_at_call, stopped_at):
     cfg = compose(["experiment=classify", "data.dataset.num_samples=64", "data.batch_size=8", "trainer.epochs=2",
                    "trainer.device=cpu", "trainer.log_every_n_steps=3", "logger=[jsonl]",
@@ -170,7 +168,7 @@ def test_stopped_run_resumes_exactly_in_process(compose, tmp_path, signal_at_cal
     job = build_job(cfg, tmp_path / "run")
     calls, loss_fn = [], job.loss_fn
 
-    def loss_then_signal(prediction, target):  # calls 1-7 train epoch 1, 8-9 validate it
+    def loss_then_signal(prediction, target):  # 1-2: the check before the first epoch, 3-9 train epoch 1, 10-11 validate it
         calls.append(1)
         if len(calls) == signal_at_call:
             os.kill(os.getpid(), signal.SIGTERM)

@@ -57,7 +57,7 @@ def test_heartbeat_thread_refreshes(tmp_path):
 
 def test_liveness_rules():
     here = {"status": "running", "host": os.uname().nodename, "pid": os.getpid(),
-            "proc_start": runinfo._process_start(os.getpid())}
+            "proc_start": runinfo.process_start(os.getpid())}
     assert liveness(here) is True
     assert liveness({**here, "proc_start": here["proc_start"] + 1}) is False  # a reused pid is another process
     dead = subprocess.Popen(["true"])

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import run_frame
+from tests.conftest import metrics, run_frame
 from tests.seed_project import edit_job, make_project
 
 # The list of bad input: each is one short message naming file and key, exit 2, no run directory.
@@ -53,7 +53,7 @@ def test_a_different_project_runs_end_to_end(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())  # the project's metric logger
     assert summary["status"] == "complete"
     assert summary["metrics"]["val/acc"] > 0.9  # the project's Accuracy (frame's would log val/accuracy)
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = metrics(run_dir)
     assert [r["epoch"] for r in records if "val/acc" in r] == [1, 2, 3]
     saved = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "_target_: src.Models.TinyClassifier.TinyClassifier" in saved and f"project: {tmp_path}" in saved

@@ -9,14 +9,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import run_frame, require_slurm
+from tests.conftest import require_slurm, run_frame, start_frame
 
 GOLDEN = Path(__file__).parent / "golden" / "slurm_sbatch.txt"
 # Tiny jobs: one CPU slot each (the local node has 4 slots per core), little memory.
@@ -61,12 +60,6 @@ def cluster():
         subprocess.run(["scancel", job], capture_output=True)
 
 
-def _start(args, cwd):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "frame", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 def _members(sweep_dir):
     return json.loads((sweep_dir / "sweep.json").read_text())["members"]
 
@@ -101,7 +94,7 @@ def _weights(run_dir):
 def test_a_four_member_sweep_is_one_job_array_and_collects_every_result(cluster, tmp_path):
     sweep = ["-m", *SMALL, "trainer.epochs=1,2", "optimizer.lr=0.01,0.001"]
     result = run_frame(["train", *sweep, *SLURM], cwd=tmp_path, check=0)
-    members = _members(tmp_path / "outputs" / "classify")
+    members = _members(tmp_path / "outputs" / "classify-sweep")
     cluster.extend(m["slurm_job_id"] for m in members)
     assert [m["status"] for m in members] == ["complete"] * 4
     (array,) = {m["slurm_job_id"].split("_")[0] for m in members}
@@ -112,7 +105,7 @@ def test_a_four_member_sweep_is_one_job_array_and_collects_every_result(cluster,
     local = tmp_path / "local"
     local.mkdir()
     run_frame(["train", *sweep], cwd=local, check=0)
-    expected = {m["run_dir"]: m["result"] for m in _members(local / "outputs" / "classify")}
+    expected = {m["run_dir"]: m["result"] for m in _members(local / "outputs" / "classify-sweep")}
     assert {m["run_dir"]: m["result"] for m in members} == pytest.approx(expected, rel=1e-6)
 
 
@@ -120,9 +113,9 @@ def test_a_four_member_sweep_is_one_job_array_and_collects_every_result(cluster,
 def test_a_failed_member_has_a_failed_slurm_job_and_error_txt(cluster, tmp_path):
     result = run_frame(["train", "-m", *SMALL, "trainer.epochs=1", "optimizer.lr=-1.0", *SLURM], cwd=tmp_path)
     assert result.returncode != 0
-    (member,) = _members(tmp_path / "outputs" / "classify")
+    (member,) = _members(tmp_path / "outputs" / "classify-sweep")
     assert member["status"] == "failed" and "Invalid learning rate" in member["error"]
-    assert "Invalid learning rate" in (tmp_path / "outputs" / "classify" / member["run_dir"] / "error.txt").read_text()
+    assert "Invalid learning rate" in (tmp_path / "outputs" / "classify-sweep" / member["run_dir"] / "error.txt").read_text()
     show = ["scontrol", "show", "job", member["slurm_job_id"]]
     job = _wait_for("the job to end", lambda: (lambda out: re.search(r"JobState=(COMPLETED|FAILED)", out) and out)(
         subprocess.run(show, capture_output=True, text=True).stdout), timeout=60)
@@ -134,9 +127,9 @@ def test_a_preempted_member_is_requeued_resumes_and_ends_like_an_uninterrupted_o
     """Two members that differ only in logging cadence: SIGUSR2 to one of them, as SLURM does before
     a time limit or on preemption. It checkpoints, is requeued, resumes in the same run directory,
     and ends with the other member's result and weights."""
-    process = _start(["train", "-m", *LONGER, "trainer.epochs=12", "trainer.log_every_n_steps=10,20", *SLURM],
-                     tmp_path)
-    sweep_dir = tmp_path / "outputs" / "classify"
+    process = start_frame(["train", "-m", *LONGER, "trainer.epochs=12", "trainer.log_every_n_steps=10,20", *SLURM],
+                          tmp_path)
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
     members = _wait_for("the array", lambda: (sweep_dir / "sweep.json").exists() and
                         all(m["slurm_job_id"] for m in _members(sweep_dir)) and _members(sweep_dir))
     cluster.extend(m["slurm_job_id"] for m in members)
@@ -170,8 +163,8 @@ def test_a_preempted_member_is_requeued_resumes_and_ends_like_an_uninterrupted_o
 def test_an_interrupted_sweep_run_again_completes_only_the_missing_members(cluster, tmp_path):
     # 12 epochs keep the long members running well after the 1-epoch ones end (4 did not, once)
     command = ["train", "-m", *LONGER, "trainer.epochs=1,12", "optimizer.lr=0.01,0.001", *SLURM]
-    process = _start(command, tmp_path)
-    sweep_dir = tmp_path / "outputs" / "classify"
+    process = start_frame(command, tmp_path)
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
     members = _wait_for("the array", lambda: (sweep_dir / "sweep.json").exists() and
                         all(m["slurm_job_id"] for m in _members(sweep_dir)) and _members(sweep_dir))
     cluster.extend(m["slurm_job_id"] for m in members)
@@ -203,8 +196,8 @@ def test_an_interrupted_sweep_run_again_completes_only_the_missing_members(clust
 @pytest.mark.slurm
 def test_ctrl_c_stops_waiting_and_the_same_command_waits_for_the_running_job(cluster, tmp_path):
     command = ["train", "-m", *LONGER, "trainer.epochs=10", *SLURM]
-    process = _start(command, tmp_path)
-    sweep_dir = tmp_path / "outputs" / "classify"
+    process = start_frame(command, tmp_path)
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
     (member,) = _wait_for("the job", lambda: (sweep_dir / "sweep.json").exists() and
                           all(m["slurm_job_id"] for m in _members(sweep_dir)) and _members(sweep_dir))
     cluster.append(member["slurm_job_id"])
@@ -225,7 +218,7 @@ def test_ddp_with_two_tasks_per_node_matches_one_process(cluster, tmp_path):
     exact = ["experiment=classify", "data.dataset.num_samples=320", "model.dropout=0", "trainer.epochs=3",
              "logger=[jsonl]"]
     run_frame(["train", "-m", *exact, "data.batch_size=16", "trainer.devices=2", *SLURM], cwd=tmp_path, check=0)
-    sweep_dir = tmp_path / "outputs" / "classify"
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
     (member,) = _members(sweep_dir)
     cluster.append(member["slurm_job_id"])
     run_dir = sweep_dir / member["run_dir"]

@@ -4,15 +4,13 @@ the summary file, failed members, the local parallel launcher, and Optuna."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from hydra_plugins.frame_launchers.local import member_slots
 from frame.config.compose import member_config
-from tests.conftest import run_frame
+from tests.conftest import run_frame, start_frame
 
 # The classify experiment, small: a member trains in about a second.
 SMALL = ["experiment=classify", "data.dataset.num_samples=128", "trainer.epochs=1", "logger=[jsonl]"]
@@ -23,17 +21,16 @@ def _summary(sweep_dir):
 
 
 def test_rerun_skips_complete_members_and_reports_their_results(tmp_path):
-    first = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01,0.001"], cwd=tmp_path, check=0)
-    sweep_dir = tmp_path / "outputs" / "classify"
+    first = run_frame(["train", "-m", *SMALL, "project=.", "optimizer.lr=0.01,0.001"], cwd=tmp_path, check=0)
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
     members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
     assert [m["status"] for m in members] == ["complete", "complete"]
-    prefix = "data.dataset.num_samples=128,logger=[jsonl],"  # the overrides, sorted: the same command, the same dirs
-    assert [m["run_dir"] for m in members] == [prefix + "optimizer.lr=0.01,trainer.epochs=1",
-                                               prefix + "optimizer.lr=0.001,trainer.epochs=1"]
+    # named by the swept key alone: project=., logger=[jsonl] and the other shared overrides are left out
+    assert [m["run_dir"] for m in members] == ["optimizer.lr=0.01", "optimizer.lr=0.001"]
     assert all(isinstance(m["result"], float) and m["attempts"] == 1 and not m["skipped"] for m in members)
     assert "sweep summary" in first.stdout + first.stderr
 
-    again = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01,0.001,0.0001"], cwd=tmp_path, check=0)
+    again = run_frame(["train", "-m", *SMALL, "project=.", "optimizer.lr=0.01,0.001,0.0001"], cwd=tmp_path, check=0)
     assert "2 of 3 members already complete" in again.stdout + again.stderr
     summary = _summary(sweep_dir)
     earlier = [summary[("optimizer.lr=0.01",)], summary[("optimizer.lr=0.001",)]]
@@ -42,11 +39,32 @@ def test_rerun_skips_complete_members_and_reports_their_results(tmp_path):
     new = summary[("optimizer.lr=0.0001",)]
     assert new["status"] == "complete" and not new["skipped"] and new["attempts"] == 1
 
+    # another shared value names the same directory, but the stored result is not this member's: it trains on
+    longer = run_frame(["train", "-m", *SMALL, "trainer.epochs=2", "optimizer.lr=0.01,0.001"], cwd=tmp_path, check=0)
+    assert "already complete" not in longer.stdout + longer.stderr
+    member = _summary(sweep_dir)[("optimizer.lr=0.01",)]
+    assert member["run_dir"] == "optimizer.lr=0.01" and not member["skipped"] and member["attempts"] == 2
+    epochs = {json.loads(line).get("epoch") for line in (sweep_dir / member["run_dir"] / "metrics.jsonl").open()}
+    assert 2 in epochs
+
+
+def test_a_sweep_and_a_single_run_of_the_same_name_keep_apart(tmp_path):
+    run_frame(["train", *SMALL], cwd=tmp_path, check=0)
+    run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01,0.001"], cwd=tmp_path, check=0)
+    single = json.loads(run_frame(["runs", "outputs/classify", "--json"], cwd=tmp_path, check=0).stdout)
+    swept = json.loads(run_frame(["runs", "outputs/classify-sweep", "--json"], cwd=tmp_path, check=0).stdout)
+    assert [(r["run"], r["sweep_member"]) for r in single] == [("classify", False)]  # what `frame plot` of it draws
+    assert sorted((r["run"], r["sweep_member"]) for r in swept) == [("optimizer.lr=0.001", True),
+                                                                     ("optimizer.lr=0.01", True)]
+    clash = run_frame(["train", *SMALL, "name=classify-sweep"], cwd=tmp_path, check=2)
+    assert "holds a sweep" in clash.stderr and "Traceback" not in clash.stderr
+    assert (tmp_path / "outputs" / "classify-sweep" / "sweep.json").is_file()
+
 
 def test_a_failed_member_fails_the_sweep_and_leaves_error_txt(tmp_path):
     result = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01,-1.0"], cwd=tmp_path)
     assert result.returncode != 0
-    sweep_dir = tmp_path / "outputs" / "classify"
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
     summary = _summary(sweep_dir)
     good, bad = summary[("optimizer.lr=0.01",)], summary[("optimizer.lr=-1.0",)]
     assert good["status"] == "complete" and bad["status"] == "failed" and bad["exit_code"] == 1
@@ -58,7 +76,7 @@ def test_a_failed_member_fails_the_sweep_and_leaves_error_txt(tmp_path):
 def test_a_bad_member_value_stops_the_sweep_before_any_member_runs(tmp_path):
     result = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01", "trainer.epochs=1,abc"], cwd=tmp_path, check=2)
     assert "trainer.epochs=abc" in result.stderr and "Integer" in result.stderr and "Traceback" not in result.stderr
-    assert not [p for p in (tmp_path / "outputs" / "classify").iterdir() if p.is_dir()]  # no member started
+    assert not [p for p in (tmp_path / "outputs" / "classify-sweep").iterdir() if p.is_dir()]  # no member started
 
 
 def test_resume_false_refuses_an_existing_sweep(tmp_path):
@@ -73,7 +91,7 @@ def test_local_launcher_runs_members_in_parallel_each_on_its_own_cores(tmp_path)
         pytest.skip("needs 2 cores")
     run_frame(["train", "-m", *SMALL, "hydra/launcher=local", "hydra.launcher.parallel=2",
                "hydra.launcher.cpus_per_member=1", "optimizer.lr=0.01,0.001"], cwd=tmp_path, check=0)
-    sweep_dir = tmp_path / "outputs" / "classify"
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
     members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
     assert [m["status"] for m in members] == ["complete", "complete"]
     cpus = set()
@@ -93,10 +111,8 @@ def test_local_launcher_passes_a_stop_on_and_exits_75(tmp_path):
     """SIGTERM to the launcher reaches every running member; each checkpoints, the sweep exits 75."""
     args = ["train", "-m", "experiment=classify", "data.dataset.num_samples=20000", "trainer.epochs=50",
             "logger=[jsonl]", "hydra/launcher=local", "hydra.launcher.parallel=2", "optimizer.lr=0.01,0.001"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "frame", *args], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sweep_dir = tmp_path / "outputs" / "classify"
+    process = start_frame(args, tmp_path)
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         logs = list(sweep_dir.glob("*/metrics.jsonl"))
@@ -114,7 +130,7 @@ def test_local_launcher_passes_a_stop_on_and_exits_75(tmp_path):
 def test_optuna_sweeper_with_the_shipped_search_space(tmp_path):
     run_frame(["train", "-m", *SMALL, "hydra/sweeper=optuna_classify", "hydra.sweeper.n_trials=2",
                "hydra.sweeper.n_jobs=2"], cwd=tmp_path, check=0)
-    sweep_dir = tmp_path / "outputs" / "classify"
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
     members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
     assert len(members) == 2 and all(m["status"] == "complete" for m in members)
     best = (sweep_dir / "optimization_results.yaml").read_text()
@@ -141,7 +157,7 @@ def test_member_slots_split_cpus_and_gpus():
     (["seed=1,2", "hydra.sweep.subdir=lr${optimizer.lr}_seed${seed}"], 0),
     (["model=mlp,unet3d", "trainer.epochs=1"], 2),  # a config group per member: composed in full
 ])
-def test_a_planned_member_equals_the_member_composed_in_full(command, composed_in_full):
+def test_a_planned_member_equals_the_member_composed_in_full(command, composed_in_full, hydra_restore_singletons):
     from types import SimpleNamespace
 
     from hydra import initialize_config_module
@@ -178,3 +194,58 @@ def test_a_planned_member_equals_the_member_composed_in_full(command, composed_i
             assert run_dir(fast) == run_dir(slow)
             assert OmegaConf.to_container(fast) == OmegaConf.to_container(slow)
     GlobalHydra.instance().clear()
+
+
+def test_a_subdir_by_job_number_works_and_a_reordered_rerun_reports_no_other_members_result(tmp_path):
+    by_number = ["hydra.sweep.subdir=${hydra.job.num}", *SMALL]
+    run_frame(["train", "-m", *by_number, "seed=0,1"], cwd=tmp_path, check=0)
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
+    members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
+    assert [(m["run_dir"], m["overrides"][-1], m["status"]) for m in members] == [
+        ("0", "seed=0", "complete"), ("1", "seed=1", "complete")]
+
+    again = run_frame(["train", "-m", *by_number, "seed=0,1"], cwd=tmp_path, check=0)  # same order: skipped
+    assert "2 of 2 members already complete" in again.stdout + again.stderr
+    members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
+    reordered = run_frame(["train", "-m", *by_number, "seed=1,0"], cwd=tmp_path, check=2)
+    assert "holds the run of another member" in reordered.stderr and "seed=0" in reordered.stderr
+    assert "Traceback" not in reordered.stderr
+    assert json.loads((sweep_dir / "sweep.json").read_text())["members"] == members  # nothing reported or run
+
+
+def test_frame_sweeper_survives_hydra_reloading_the_basic_sweeper(tmp_path):
+    """Hydra's plugin scan re-executes hydra's basic_sweeper module; frame's sweeper must still build."""
+    import importlib
+
+    from hydra._internal.core_plugins import basic_sweeper
+
+    from hydra_plugins.frame_launchers.sweeper import FrameSweeper
+
+    importlib.reload(basic_sweeper)
+    sweeper = FrameSweeper(max_batch_size=2)
+    assert isinstance(sweeper.basic, basic_sweeper.BasicSweeper) and sweeper.basic.max_batch_size == 2
+
+
+@pytest.mark.parametrize("launcher", ["frame_sequential", "frame_local"])
+def test_a_skipped_member_returns_a_complete_job_return(tmp_path, launcher, hydra_sweep_runner):
+    """Members whose run.json says complete are reported, not run: their JobReturns carry what a run's
+    would (job number and id, output dir, working dir, the stored result)."""
+    def task(cfg):
+        raise AssertionError("a complete member ran again")
+
+    sweep_dir = tmp_path  # the runner sets hydra.sweep.dir to its temp_dir
+    for num, value in enumerate([1, 2]):
+        (sweep_dir / str(num)).mkdir(parents=True)
+        (sweep_dir / str(num) / "run.json").write_text(json.dumps({"status": "complete", "result": value * 10}))
+    sweep = hydra_sweep_runner(calling_file=None, calling_module="hydra.test_utils.a_module", task_function=task,
+                               config_path="configs", config_name="compose.yaml", temp_dir=str(tmp_path),
+                               overrides=[f"hydra/launcher={launcher}", "hydra.sweep.subdir=${hydra.job.num}",
+                                          "hydra.job.chdir=true", "bar=1,2"])
+    with sweep:
+        returns = sweep.returns[0]
+    assert [r.return_value for r in returns] == [10, 20]
+    assert [r.overrides for r in returns] == [["bar=1"], ["bar=2"]]
+    assert [(r.hydra_cfg.hydra.job.num, r.hydra_cfg.hydra.job.id) for r in returns] == [(0, "0"), (1, "1")]
+    assert [r.hydra_cfg.hydra.runtime.output_dir for r in returns] == [str(sweep_dir / "0"), str(sweep_dir / "1")]
+    assert [r.working_dir for r in returns] == [str(sweep_dir / "0"), str(sweep_dir / "1")]  # chdir=true
+    assert [r.cfg.bar for r in returns] == [1, 2]

@@ -1,14 +1,13 @@
 """`frame train` end to end in a subprocess, as a user runs it; the task's handling of the garbage collector."""
 
 import gc
-import json
 import sys
 
 import pytest
 
 from frame.errors import FrameError
 from frame.run import import_job_modules
-from tests.conftest import TINY, run_frame
+from tests.conftest import TINY, metrics, run_frame
 
 
 def test_train_writes_the_run_directory_and_loss_falls(tmp_path):
@@ -17,7 +16,7 @@ def test_train_writes_the_run_directory_and_loss_falls(tmp_path):
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert (run_dir / "train.log").read_text().count("epoch ") >= 3
     assert {"last.pt", "best.pt"} <= {p.name for p in (run_dir / "checkpoints").iterdir()}
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = metrics(run_dir)
     assert all({"step", "epoch", "time"} <= set(r) for r in records)
     losses = [r["val/loss"] for r in records if "val/loss" in r]
     assert len(losses) == 3 and losses[-1] < losses[0]
@@ -30,7 +29,7 @@ def test_rerun_with_resume_continues_instead_of_retraining(tmp_path):
     assert "already finished" in again.stdout + again.stderr
     more = run_frame(["train", *TINY, "trainer.epochs=3"], cwd=tmp_path, check=0)
     assert "resuming from" in more.stdout + more.stderr
-    records = [json.loads(line) for line in (tmp_path / "outputs/organs/metrics.jsonl").read_text().splitlines()]
+    records = metrics(tmp_path / "outputs/organs")
     assert [r["epoch"] for r in records if "val/loss" in r] == [1, 2, 3]
 
 

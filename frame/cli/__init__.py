@@ -19,13 +19,16 @@ commands:
   convert JOB.json [-o FILE]    write the equivalent Hydra experiment (YAML, explicit _target_s)
   check [JOB.json] [overrides]  check names, params, data root and labels without training (exit 0 or 2)
   which NAME [--kind KIND]      where a bare name resolves (project, frame, torchvision, MONAI, torch)
+  eval RUN_DIR [overrides]      score best.pt on a data set (--per-item: a CSV per item); a sweep dir: each member
+  predict RUN_DIR --input PATH --output DIR   predictions on files or a dataset: NIfTI label maps, or a CSV
+  export RUN_DIR                best weights as safetensors with the model's config beside them
   --version                     print frame's version
 
 examples:
   frame train                                   the default experiment (synthetic 3D organs, MONAI UNet)
   frame train optimizer.lr=3e-4 trainer.epochs=5
   frame train experiment=classify
-  frame train -m optimizer.lr=1e-3,1e-4         a sweep: one run per value under outputs/<name>/
+  frame train -m optimizer.lr=1e-3,1e-4         a sweep: one run per value under outputs/<name>-sweep/
   frame train --cfg job                         print the composed config and exit
   frame run config/job_01.json trainer.epochs=5 a seed JSON job (from a project with src/ and config/)
   frame runs                                    what ran, what runs, what failed
@@ -106,8 +109,18 @@ def _jobs(command: str):
     return run
 
 
+def _after(command: str):
+    def run(argv: list[str]) -> None:
+        from frame.cli import after
+
+        getattr(after, command)(argv)
+
+    return run
+
+
 COMMANDS = {"train": _train, "run": _jobs("run"), "convert": _jobs("convert"), "check": _jobs("check"),
-            "which": _jobs("which"), "runs": _runs, "plot": _plot, "sync": _sync}
+            "which": _jobs("which"), "runs": _runs, "plot": _plot, "sync": _sync,
+            "eval": _after("eval"), "predict": _after("predict"), "export": _after("export")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -122,6 +135,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if argv[0].startswith("-sc") or argv[0].startswith("--shell-completion"):
         argv = ["train", *argv]  # Hydra's completion script calls the program without a subcommand
+        import os
+        import re
+
+        # ...and passes the line typed so far, where Hydra would read `train` as an override
+        os.environ["COMP_LINE"] = re.sub(r"^(\s*\S+)\s+train(\s|$)", r"\1\2", os.environ.get("COMP_LINE", ""))
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         from frame.errors import did_you_mean, exit_with

@@ -1,16 +1,31 @@
 """`frame train` (and `frame run JOB` once the job is converted): Hydra's app with frame's configs,
 and frame's run corridor (`frame.run.main`) as its task function."""
 
-from frame.config.app import launch, parser
-from frame.run import main as task
+import os
+import sys
+
+from frame.config.app import flags_first, launch, parser
+from frame.distributed import global_rank
+
+# torchrun's other ranks: rank 0 alone writes .hydra/ and train.log (they log to the console)
+NO_SIDE_EFFECTS = ["hydra.output_subdir=null", "~hydra.job_logging.handlers.file",
+                   "hydra.job_logging.root.handlers=[console]"]
 
 
 def train(argv: list[str], prog: str) -> None:
-    """Parse Hydra's command line, register frame's Hydra plugins for a sweep, run the app."""
+    """Parse Hydra's command line, run the app (Hydra's plugin scan finds frame's launchers and sweeper)."""
     hydra_parser = parser(prog)
-    args = hydra_parser.parse_args(argv)
-    if args.multirun:  # only a sweep needs frame's launchers and sweeper (~0.1 s to import)
-        from hydra_plugins.frame_launchers import register
-
-        register()
+    flags, overrides = flags_first(argv)
+    args = hydra_parser.parse_args([*flags, *overrides])
+    if os.getcwd() not in sys.path and "" not in sys.path:  # the user's own packages, as with `python -m frame`
+        sys.path.insert(0, os.getcwd())
+    if not args.multirun and global_rank() != 0:
+        args.overrides += NO_SIDE_EFFECTS
     launch(task, args, hydra_parser)
+
+
+def task(cfg):
+    """Hydra's task function: frame's run corridor, imported only when a job runs (not for --cfg, --help)."""
+    from frame.run import main
+
+    return main(cfg)

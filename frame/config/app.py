@@ -25,9 +25,14 @@ def parser(prog: str):
 
 
 def flags_first(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(Hydra flags with their values, overrides): Hydra's parser wants every override after its flags."""
-    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
-    return [a for a in argv if a not in overrides], overrides
+    """(Hydra flags with their values, overrides): Hydra's parser wants every override after its flags
+    (`frame train seed=1 -m` as any Hydra app takes it). `-sc install=bash` is a flag and its value."""
+    flags, overrides = [], []
+    for i, arg in enumerate(argv):
+        is_value = i > 0 and argv[i - 1] in ("-sc", "--shell-completion")
+        is_override = not arg.startswith("-") and ("=" in arg or arg.startswith("~"))
+        (overrides if is_override and not is_value else flags).append(arg)
+    return flags, overrides
 
 
 def hydra_args(argv: list[str]) -> tuple[list[str], str | None]:
@@ -40,8 +45,10 @@ def hydra_args(argv: list[str]) -> tuple[list[str], str | None]:
 def launch(task_function, args, args_parser, config_name: str = "train") -> None:
     """Run `task_function` as Hydra's app with frame's configs, from `args_parser`'s parse of the command line."""
     register_configs()
-    original = hydra_utils.run_and_report
+    original, search_path = hydra_utils.run_and_report, hydra_utils.create_automatic_config_search_path
     hydra_utils.run_and_report = lambda func: original(lambda: _report_user_errors(func))
+    if args.config_dir is not None:
+        hydra_utils.create_automatic_config_search_path = lambda *where: _user_first(search_path(*where), args)
     try:
         hydra_utils._run_hydra(
             args=args,
@@ -51,7 +58,19 @@ def launch(task_function, args, args_parser, config_name: str = "train") -> None
             config_name=config_name,
         )
     finally:
-        hydra_utils.run_and_report = original
+        hydra_utils.run_and_report, hydra_utils.create_automatic_config_search_path = original, search_path
+
+
+def _user_first(search_path, args):
+    """`--config-dir` before frame's configs (Hydra puts it after): a `train.yaml` there is the primary
+    config, and an option there shadows frame's of the same name, as `frame check` composes them."""
+    from hydra.core.config_search_path import SearchPathQuery
+
+    directory = os.path.abspath(args.config_dir)
+    if os.path.isdir(directory):  # else Hydra's own message
+        search_path.prepend("command-line", f"file://{directory}", anchor=SearchPathQuery(provider="main"))
+        args.config_dir = None  # added once
+    return search_path
 
 
 def _report_user_errors(func):

@@ -29,6 +29,18 @@ from frame.errors import FrameError, did_you_mean
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
+# Targets that run code from the file they read (pickle), refused as components, where Hydra
+# (1.3) refuses none: target -> (the param that makes it safe, its safe value, its default), or
+# None where no param does. One list, so `frame check` and the pre-run check refuse the same.
+UNPICKLING = {
+    "torch.load": ("weights_only", True, None), "torch.serialization.load": ("weights_only", True, None),
+    "numpy.load": ("allow_pickle", False, False), "numpy.lib.npyio.load": ("allow_pickle", False, False),
+    "torch.hub.load": None, "torch.hub.load_state_dict_from_url": None, "torch.package.PackageImporter": None,
+    "pickle.load": None, "pickle.loads": None, "pickle.Unpickler": None, "_pickle.load": None, "_pickle.loads": None,
+    "dill.load": None, "dill.loads": None, "cloudpickle.load": None, "cloudpickle.loads": None,
+    "joblib.load": None, "pandas.read_pickle": None, "shelve.open": None,
+}
+
 
 @dataclass
 class Problem:
@@ -72,6 +84,9 @@ def check_config(cfg: DictConfig) -> list[Checked]:
 
 def _check_component(key: str, node: DictConfig, runtime, problems: list[Problem]) -> Checked:
     target = node._target_
+    if refused := _unpickling(target, node):
+        problems.append(Problem(f"{key}._target_", refused))
+        return Checked(key, str(target), "", "refused")
     found = source.locate(target) if isinstance(target, str) else None
     if found is not None:
         sig, where = source.signature(found), found.where
@@ -99,6 +114,18 @@ def _check_component(key: str, node: DictConfig, runtime, problems: list[Problem
         if param.required and i >= positional and param.name not in supplied:
             problems.append(Problem(key, f"{short} needs '{param.name}' (it has no default)."))
     return Checked(key, target, where)
+
+
+def _unpickling(target, node: DictConfig) -> str:
+    """Why `target` is refused (it can run code from a file), or ''."""
+    if target not in UNPICKLING:
+        return ""
+    safe = UNPICKLING[target]
+    if safe is not None and node.get(safe[0], safe[2]) == safe[1]:
+        return ""
+    remedy = f" Set {safe[0]}: {str(safe[1]).lower()}, or load" if safe else " Load"
+    return (f"{target} is refused: it can run arbitrary code stored in what it loads (a pickle, or a hub repository).{remedy} "
+            "the file inside your own component.")
 
 
 def _import(target, key: str, problems: list[Problem]):

@@ -20,7 +20,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from frame.config.app import CONFIG_MODULE
-from frame.config.json_job import store
 from frame.config.schema import register_configs
 
 
@@ -31,12 +30,14 @@ def compose(overrides: list[str], job=None, config_dir: str | None = None) -> Di
     """
     register_configs()
     if job is not None:
+        from frame.config.json_job import store  # JSON jobs only: the converter is not cheap to import
+
         overrides = [f"experiment={store(job)}", *overrides]
     parsed = OverridesParser.create().parse_overrides(overrides)
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
     search_path = create_config_search_path(CONFIG_MODULE)
     if config_dir is not None:
-        search_path.prepend("command-line", f"file://{Path(config_dir).resolve()}", SearchPathQuery(provider="schema"))
+        search_path.prepend("command-line", f"file://{Path(config_dir).resolve()}", SearchPathQuery(provider="main"))
     GlobalHydra.instance().clear()
     hydra = Hydra.create_main_hydra2(task_name="frame", config_search_path=search_path)
     try:
@@ -67,7 +68,36 @@ def member_config(launcher, overrides: list[str]):
     with read_write(config), read_write(config.hydra), open_dict(config.hydra):
         ConfigLoaderImpl._apply_overrides_to_config(own, config)
         config.hydra.overrides.task = overrides
-        naming = config.hydra.job.config.override_dirname
-        config.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=parsed, kv_sep=naming.kv_sep, item_sep=naming.item_sep, exclude_keys=naming.exclude_keys)
+        config.hydra.job.override_dirname = member_name(overrides, config)
     return config
+
+
+def name_members_by_search(config) -> None:
+    """Name a sweep's members by the swept keys alone: the keys the command line fixes for every member
+    (`project=.`, `logger=[jsonl]`) join `hydra.job.config.override_dirname.exclude_keys`.
+
+    The name stays a pure function of a member's own search values (the same command finds the same
+    directories) and two members of one sweep differ in a swept value, so never share a directory.
+    With nothing swept (`-m seed=1`), names keep every key: a member needs a directory of its own.
+    Set on the sweep's config and as a Hydra override: `load_sweep_config` composes each member from
+    the latter (on SLURM too), `member_config` copies the former.
+    """
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    if not any(o.is_sweep_override() for o in parsed) and not OmegaConf.select(config, "hydra.sweeper.params"):
+        return
+    naming = config.hydra.job.config.override_dirname
+    fixed = [o.key_or_group for o in parsed if not o.is_sweep_override() and o.key_or_group not in naming.exclude_keys]
+    if not fixed:
+        return
+    keys = [*naming.exclude_keys, *fixed]
+    with read_write(config.hydra), open_dict(config.hydra):
+        naming.exclude_keys = keys
+        config.hydra.overrides.hydra.append(
+            "hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in keys) + "]")
+
+
+def member_name(overrides, config) -> str:
+    """`overrides` as `config` names a member (hydra.job.override_dirname: less its exclude_keys)."""
+    naming = config.hydra.job.config.override_dirname
+    return get_overrides_dirname(overrides=OverridesParser.create().parse_overrides(list(overrides)),
+                                 kv_sep=naming.kv_sep, item_sep=naming.item_sep, exclude_keys=naming.exclude_keys)

@@ -19,10 +19,19 @@ key name. The mapping (also in the README):
                                   -> optimizer {_target_, _partial_: true, lr, ...}
     training.lr_scheduler {name, ...}
                                   -> lr_scheduler {_target_, _partial_: true, ...}
-    training.dataset {name, root, labels, num_workers, sample_transforms, label_transforms, ...}
+    training.dataset {name, root, labels, num_workers, transforms, keys, sample_transforms,
+                      label_transforms, ...}
                                   -> data.dataset {_target_, root, labels, ...}, data.num_workers,
-                                     data.sample_transforms, data.label_transforms
-    evaluators [{name, ...}]      -> evaluators {<snake_name>: {_target_, ...}}
+                                     data.transforms, data.keys, data.sample_transforms,
+                                     data.label_transforms
+    training.test_dataset {name, root, ..., sample_transforms, label_transforms}
+                                  -> data.test {dataset: {_target_, root, ...}, sample_transforms,
+                                     label_transforms} (name: the training dataset's by default)
+    evaluators [{name, ...}]      -> evaluators {<snake_name>: {_target_, ...}}; a torchmetrics or
+                                     MONAI metric -> {_target_: frame.metrics.LibraryMetric,
+                                     metric: {_target_, ...}, activation, threshold, labels, key}
+    {"name": ...} inside params   -> a nested component {_target_, ...} (a transform under a
+                                     key with "transform" in it, else its parent's kind)
     metric_loggers [{name, ...}]  -> logger {<snake_name>: {_target_, ...}}
     wandb_project_name            -> logger.wandb.project
     wandb_prediction_examples     -> logger.wandb.prediction_examples
@@ -39,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from frame.config.project import display, find_root
-from frame.config.resolver import ResolveError, Resolution, Resolver
+from frame.config.resolver import KINDS, ResolveError, Resolution, Resolver
 from frame.config.schema import TrainerConf
 from frame.errors import FrameError, did_you_mean
 
@@ -48,11 +57,16 @@ _REPLACED_GROUPS = ("model", "loss", "optimizer", "lr_scheduler", "data", "train
 _TOP_KEYS = ("name", "resume", "preload", "seed", "wandb_project_name", "wandb_prediction_examples",
              "wandb_api_key", "model", "training", "evaluators", "metric_loggers")
 _TRAINER_KEYS = tuple(f.name for f in fields(TrainerConf))
-_TRAINING_KEYS = _TRAINER_KEYS + ("split_ratio", "batch_size", "loss", "optimizer", "lr_scheduler", "dataset")
+_TRAINING_KEYS = _TRAINER_KEYS + ("split_ratio", "batch_size", "loss", "optimizer", "lr_scheduler", "dataset",
+                                  "test_dataset")
 WANDB_TARGET = "frame.tracking.wandb.WandbLogger"
 _CALLED_LATER = ("transform", "loss")  # kinds that may be plain functions
 _RESERVED_SLOTS = ("wandb", "jsonl", "console")  # logger names frame's presets use
 _SUFFIXES = (".json", ".json5", ".jsonc")
+_DATA_KEYS = ("num_workers", "transforms", "keys", "sample_transforms", "label_transforms")  # data.*, not the dataset's
+_LIBRARY_METRICS = ("monai.metrics.", "torchmetrics.")
+LIBRARY_METRIC = "frame.metrics.LibraryMetric"
+_ADAPTER_KEYS = ("activation", "threshold", "labels", "key")  # LibraryMetric's own params, the rest are the metric's
 
 
 class JobError(FrameError):
@@ -258,8 +272,29 @@ class _Converter:
         node = {"_target_": resolution.target}
         if partial or (kind in _CALLED_LATER and resolution.function):
             node["_partial_"] = True  # a function transform or loss: its params bound now, called per item or batch
-        node.update({k: v for k, v in spec.items() if k != "name"})
+        for key, value in spec.items():
+            if key != "name":
+                node[key] = self.nested(value, kind, f"{json_key}.{key}", f"{hydra_key}.{key}")
+        if kind == "evaluator" and resolution.target.startswith(_LIBRARY_METRICS):
+            node = _library_metric(node)
         return node
+
+    def nested(self, value, kind: str, json_key: str, hydra_key: str):
+        """A param that is itself a component (`{"name": "ToTensor"}`, `{"name": "Compose", "transforms": [...]}`),
+        or a list of them, resolved like a top-level one: as a transform under a key that says so, else
+        as its parent's kind, else as any kind that knows the name."""
+        if isinstance(value, list):
+            return [self.nested(v, kind, f"{json_key}[{i}]", f"{hydra_key}[{i}]") for i, v in enumerate(value)]
+        if not (isinstance(value, dict) and isinstance(value.get("name"), str)):
+            return value
+        first = "transform" if "transform" in json_key.rsplit(".", 1)[-1] else kind
+        for guess in (first, *(k for k in KINDS if k != first)):
+            try:
+                self.resolver.resolve(value["name"], guess)
+            except ResolveError:
+                continue
+            return self.component(value, guess, json_key, hydra_key)
+        return self.component(value, first, json_key, hydra_key)  # fails, naming the key and a did-you-mean
 
     def optimizer(self, spec) -> dict:
         node = self.component(spec, "optimizer", "training.optimizer", "optimizer", partial=True)
@@ -275,15 +310,10 @@ class _Converter:
         if not isinstance(spec, dict):
             self.fail("training.dataset", f'expected {{"root": ..., "labels": [...], ...}}, got {type(spec).__name__}.')
         data = {}
-        dataset = self.component(spec, "dataset", "training.dataset", "data.dataset",
-                                 default_name=self.default_dataset() if "name" not in spec else None)
-        for key in ("num_workers", "sample_transforms", "label_transforms"):
-            dataset.pop(key, None)
-        root = dataset.get("root")
-        if isinstance(root, str) and root and not Path(root).expanduser().is_absolute() and "${" not in root:
-            dataset["root"] = "${project}/" + re.sub(r"^(\./)+", "", root)
-        data["dataset"] = dataset
-        for key in ("sample_transforms", "label_transforms"):
+        own = {k: v for k, v in spec.items() if k not in _DATA_KEYS}  # the dataset's constructor params
+        data["dataset"] = self.dataset(own, "training.dataset", "data.dataset",
+                                       self.default_dataset() if "name" not in spec else None)
+        for key in ("transforms", "sample_transforms", "label_transforms"):
             items = spec.get(key) or []
             if not isinstance(items, list):
                 self.fail(f"training.dataset.{key}", f"expected a list of transforms, got {type(items).__name__}.")
@@ -292,12 +322,46 @@ class _Converter:
             self.job.keys[f"data.{key}"] = f"training.dataset.{key}"
         if "num_workers" in spec:
             data["num_workers"] = self.value(spec, "num_workers", "data.num_workers", "training.dataset.")
+        if "keys" in spec:
+            self.job.keys["data.keys"] = "training.dataset.keys"
+            data["keys"] = spec["keys"]
         for key in ("split_ratio", "batch_size"):
             if key in training:
                 data[key] = self.value(training, key, f"data.{key}", "training.")
         if "preload" in raw:
             data["preload"] = self.value(raw, "preload", "data.preload")
+        if training.get("test_dataset") is not None:
+            data["test"] = self.test_data(training["test_dataset"], spec.get("name") or self.default_dataset())
         return data
+
+    def dataset(self, spec: dict, json_key: str, hydra_key: str, default_name: str | None) -> dict:
+        """A dataset component; a relative `root` is the project's."""
+        dataset = self.component(spec, "dataset", json_key, hydra_key, default_name=default_name)
+        root = dataset.get("root")
+        if isinstance(root, str) and root and not Path(root).expanduser().is_absolute() and "${" not in root:
+            dataset["root"] = "${project}/" + re.sub(r"^(\./)+", "", root)
+        return dataset
+
+    def test_data(self, spec, training_name: str) -> dict:
+        """`training.test_dataset` -> `data.test`: scored with best.pt after training; its own transforms
+        or, without them, the training data's deterministic ones."""
+        if not isinstance(spec, dict):
+            self.fail("training.test_dataset", f'expected {{"root": ..., ...}}, got {type(spec).__name__}.')
+        own_transforms = ("sample_transforms", "label_transforms")
+        for key in _DATA_KEYS:
+            if key in spec and key not in own_transforms:
+                self.fail(f"training.test_dataset.{key}", f"not for a test set: it uses training.dataset's {key}. "
+                          f"A test set may give: {', '.join(own_transforms)}.")
+        test = {"dataset": self.dataset({k: v for k, v in spec.items() if k not in own_transforms},
+                                        "training.test_dataset", "data.test.dataset", training_name)}
+        for key in own_transforms:
+            if spec.get(key) is not None:
+                if not isinstance(spec[key], list):
+                    self.fail(f"training.test_dataset.{key}", f"expected a list of transforms, got {type(spec[key]).__name__}.")
+                test[key] = [self.component(t, "transform", f"training.test_dataset.{key}[{i}]", f"data.test.{key}[{i}]")
+                             for i, t in enumerate(spec[key])]
+                self.job.keys[f"data.test.{key}"] = f"training.test_dataset.{key}"
+        return test
 
     def default_dataset(self) -> str:
         """A dataset without a name: the one dataset in the project's src/Datasets/."""
@@ -315,7 +379,7 @@ class _Converter:
         out = {}
         for i, spec in enumerate(items):
             name = spec.get("name") if isinstance(spec, dict) else spec
-            base = _snake(str(name).rsplit(".", 1)[-1]) if name else kind
+            base = snake(str(name).rsplit(".", 1)[-1]) if name else kind
             slot, n = base, 2
             while slot in out or slot in _RESERVED_SLOTS:
                 slot, n = f"{base}_{n}", n + 1
@@ -357,7 +421,13 @@ def _validate_values(job: JsonJob) -> None:
         raise JobError(job.error(str(error), error.key)) from None
 
 
-def _snake(name: str) -> str:
+def _library_metric(node: dict) -> dict:
+    """A torchmetrics or MONAI metric inside frame's adapter: post-processing and keys to it, the rest to the metric."""
+    adapter = {k: node.pop(k) for k in _ADAPTER_KEYS if k in node}
+    return {"_target_": LIBRARY_METRIC, "metric": node, **adapter}
+
+
+def snake(name: str) -> str:
     """OrganDice -> organ_dice, CSVLogger -> csv_logger."""
     name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()

@@ -6,13 +6,14 @@ goes into the config as `_target_`, once. The tiers, in order:
 
 1. **the user's project**, in the seed's layout (`PROJECT_FILES` below);
 2. **frame's built-ins** (`frame.models`, `frame.losses`, `frame.data.transforms`,
-   `frame.data.synthetic`, `frame.evaluators`, `frame.tracking.*`). They come
+   `frame.data.synthetic`, `frame.data.datalist`, `frame.evaluators`, `frame.tracking.*`). They come
    second because they are the seed framework's own parts (its `Transpose` and
    `StandardScaleTensor` take `dim_1, dim_2`, MONAI's `Transpose` takes `indices`),
    and because a project can still shadow any of them;
 3. **torchvision** (models, datasets, transforms);
-4. **MONAI** (networks.nets, losses, optimizers, data, apps, transforms);
-5. **torch** (`torch.nn`, `torch.optim`, `torch.optim.lr_scheduler`, `torch.utils.data`).
+4. **MONAI** (networks.nets, losses, optimizers, data, apps, transforms, metrics);
+5. **torch** (`torch.nn`, `torch.optim`, `torch.optim.lr_scheduler`, `torch.utils.data`; torchmetrics
+   for evaluators).
 
 The first tier that knows the name wins. Two *different* definitions in the
 winning tier are an error that lists both (write the dotted path you mean).
@@ -52,7 +53,7 @@ TIERS = {
     "frame": {
         "model": ["frame.models"],
         "loss": ["frame.losses"],
-        "dataset": ["frame.data.synthetic"],
+        "dataset": ["frame.data.synthetic", "frame.data.datalist"],
         "transform": ["frame.data.transforms"],
         "evaluator": ["frame.evaluators"],
         "metric_logger": ["frame.tracking.*"],
@@ -69,6 +70,7 @@ TIERS = {
         "lr_scheduler": ["monai.optimizers.lr_scheduler"],
         "dataset": ["monai.data", "monai.apps"],
         "transform": ["monai.transforms"],
+        "evaluator": ["monai.metrics"],
     },
     "torch": {
         "model": ["torch.nn"],
@@ -76,6 +78,8 @@ TIERS = {
         "optimizer": ["torch.optim"],
         "lr_scheduler": ["torch.optim.lr_scheduler"],
         "dataset": ["torch.utils.data"],
+        "evaluator": ["torchmetrics", "torchmetrics.classification", "torchmetrics.regression",
+                      "torchmetrics.segmentation"],
     },
 }
 TIER_ORDER = ("project", "frame", "torchvision", "MONAI", "torch")

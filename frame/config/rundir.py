@@ -2,12 +2,17 @@
 
 `resume=true` continues a run found in the directory, `resume=false` refuses
 to touch it, `fresh=true` moves it aside (`<dir>.<timestamp>`) and starts over.
+A directory a live process trains in (its `.lock`, `frame.runlock`) is refused
+whatever the flags say, and a sweep member's directory must stay inside its sweep's.
 """
 
+import json
 import logging
+import os
 import time
 from pathlib import Path
 
+from frame import runlock
 from frame.errors import FrameError
 
 log = logging.getLogger("frame")
@@ -23,13 +28,34 @@ def holds_run(directory: Path) -> bool:
     ) or any(directory.glob("*/metrics.jsonl")) or (directory / "sweep.json").is_file()
 
 
-def claim(directory: Path, *, resume: bool, fresh: bool) -> None:
-    """Apply the policy to `directory` before anything is written into it."""
+def claim(directory: Path, *, resume: bool, fresh: bool, sweep: bool = False) -> None:
+    """Apply the policy to `directory` (a single run's, or with `sweep` a sweep's) before anything is written into it.
+
+    Raises:
+        FrameError: it holds a run and resume=false; a live process trains in it
+            (`frame.runlock.RunLocked`); fresh=true could not move the old run aside; it holds the
+            other kind (a sweep where a single run goes: `name=a-sweep` beside `-m name=a`).
+    """
+    check_name_lengths(directory)
+    other = [f for f in (("run.json",) if sweep else ("sweep.json", "multirun.yaml")) if (directory / f).is_file()]
+    if other:
+        kind, this = ("a single run", "this sweep") if sweep else ("a sweep", "this single run")
+        raise FrameError(f"{directory} holds {kind} ({other[0]}), but {this} would run there; nothing was changed. "
+                         f"Pick another name with name=<new>.")
+    holder = runlock.read(directory / runlock.FILENAME) if (directory / runlock.FILENAME).exists() else None
+    if holder is not None and runlock.why_gone(holder, directory / runlock.FILENAME) is None:
+        raise runlock.RunLocked(f"{directory} is in use by {runlock.describe(holder)}. Wait for it to end, "
+                                f"stop it, or pick another name with name=<new>.")
     if not holds_run(directory):
         return
     if fresh:
         archive = directory.with_name(f"{directory.name}.{time.strftime('%Y%m%d-%H%M%S')}")
-        directory.rename(archive)
+        try:
+            directory.rename(archive)
+        except OSError as error:
+            raise FrameError(f"fresh=true: cannot move the earlier run {directory} aside to {archive} "
+                             f"({error.strerror}); nothing was changed. Fix that, or pick another name with "
+                             f"name=<new>.") from None
         log.warning("fresh=true: moved the earlier run to %s", archive)
         print(f"frame: fresh=true: moved the earlier run to {archive}")
     elif not resume:
@@ -38,3 +64,81 @@ def claim(directory: Path, *, resume: bool, fresh: bool) -> None:
             f"pick another name with name=<new>, or start over with fresh=true "
             f"(moves the old run aside, deletes nothing)."
         )
+
+
+def check_member_dir(member_dir: Path, sweep_dir: Path, overrides) -> None:
+    """A sweep member's directory, named by its overrides, must be a directory inside the sweep's.
+
+    Raises:
+        FrameError: a value such as `x/../../..` takes it elsewhere, or a name is longer than the
+            filesystem allows.
+    """
+    member, root = os.path.abspath(member_dir), os.path.abspath(sweep_dir)
+    if os.path.commonpath([member, root]) != root or member == root:
+        raise FrameError(f"the sweep member {' '.join(overrides)} would run in {member}, outside its sweep's "
+                         f"directory {root}: its directory is named after its override values, so a value with "
+                         f"'..' or '/' cannot be one; exclude the key with hydra.job.config.override_dirname."
+                         f"exclude_keys or change the value.")
+    check_name_lengths(Path(member))
+
+
+def check_name_lengths(directory: Path) -> None:
+    """Raise FrameError when a component of `directory` is longer than the filesystem allows
+    (a traceback from mkdir otherwise)."""
+    existing = Path(os.path.abspath(directory))
+    while not os.path.isdir(existing) and existing != existing.parent:  # isdir: False (no error) on a long name
+        existing = existing.parent
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in Path(directory).parts:
+        if len(part.encode()) > limit:
+            raise FrameError(f"the directory name '{part[:40]}...' is {len(part.encode())} bytes long; this "
+                             f"filesystem allows {limit}. Choose a shorter name (a sweep member's is made of its "
+                             f"override values).")
+
+
+def lost_history(directory: Path) -> str | None:
+    """What shows that `directory` trained epochs although it has no checkpoint to resume from, or None.
+
+    Starting such a run from epoch 1 would erase its history (metrics.jsonl is cut back to the
+    resumed step): the caller refuses instead.
+    """
+    checkpoints = directory / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.glob("*.pt")):
+        return None
+    found = []
+    epochs = _last_epoch(directory / "metrics.jsonl")
+    if epochs:
+        found.append(f"metrics.jsonl logged {epochs} epoch(s)")
+    try:
+        record = json.loads((directory / "run.json").read_text())
+    except (OSError, ValueError):
+        record = {}
+    attempts = record.get("attempts") if isinstance(record, dict) else None
+    if isinstance(attempts, list) and any(isinstance(a, dict) and a.get("status") == "complete" for a in attempts):
+        found.append("run.json records a completed attempt")
+    if not found:
+        return None
+    where = f"{checkpoints} is a file, not a directory" if checkpoints.is_file() else f"{checkpoints} holds no checkpoint"
+    return f"{where}, but {' and '.join(found)}"
+
+
+def _last_epoch(metrics: Path) -> int:
+    """The highest `epoch` among the last rows of a metrics.jsonl (0 when none): its tail is enough."""
+    try:
+        with open(metrics, "rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 65536))
+            lines = file.read().splitlines()
+    except OSError:
+        return 0
+    epochs = [0]
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+            epochs.append(row["epoch"])
+    return max(epochs)

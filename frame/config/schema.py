@@ -50,14 +50,26 @@ class TrainerConf:
 
 
 @dataclass
+class TestDataConf:
+    dataset: Any = None  # component: _target_ + params, every item is evaluated (no split); null: no test set
+    sample_transforms: Optional[List[Any]] = None  # null: data's (both lists), random ones left out
+    label_transforms: Optional[List[Any]] = None
+
+
+@dataclass
 class DataConf:
     dataset: Any = MISSING  # component: _target_ + params (root, labels, ...)
+    transforms: List[Any] = field(default_factory=list)  # applied to the whole item first (MONAI dictionary transforms)
+    keys: List[str] = field(default_factory=lambda: ["image", "label"])  # sample and target keys of mapping items
     sample_transforms: List[Any] = field(default_factory=list)  # applied to the sample only
     label_transforms: List[Any] = field(default_factory=list)  # applied to the label only
     split_ratio: float = 0.8  # share of items for training, the rest validates
     batch_size: int = 2
     num_workers: int = 0
     preload: bool = False  # cache items after their deterministic transforms
+    # held-out set: best.pt is evaluated on it after training (test/...). A node, not null, so that
+    # `data.test={dataset: {...}}` and `data.test.dataset=...` on the command line have something to merge into
+    test: Optional[TestDataConf] = field(default_factory=TestDataConf)
 
 
 @dataclass

@@ -50,6 +50,7 @@ class Param:
     name: str
     required: bool
     keyword: bool = True  # False for positional-only
+    positional: bool = True  # False for keyword-only (and for keywords that `**kwargs` passes on)
 
 
 @dataclass
@@ -378,25 +379,115 @@ _NEUTRAL_BASES = {"object", "ABC", "Generic", "Protocol", "NamedTuple"}
 def signature(found: Found, _depth: int = 0) -> Signature | None:
     """The constructor (class) or call (function) signature, without `self`; None when unknown."""
     node = found.node
+    if _depth > _MAX_DEPTH:
+        return None
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        return _from_args(node.args, drop_first=False)
-    if not isinstance(node, ast.ClassDef) or _depth > _MAX_DEPTH:
+        return _with_forwarded(found, node, None, _depth)
+    if not isinstance(node, ast.ClassDef):
         return None
     for item in node.body:
         if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-            return _from_args(item.args, drop_first=True)
+            return _with_forwarded(found, item, found, _depth)
     if any(_decorator_name(d) == "dataclass" for d in node.decorator_list):
         return _dataclass_fields(node)
-    for base in node.bases:
+    return _inherited(found, _depth)
+
+
+def _inherited(cls: Found, depth: int) -> Signature | None:
+    """The constructor a class without its own `__init__` gets from its bases."""
+    for base in cls.node.bases:
         if isinstance(base, ast.Name) and base.id in _NEUTRAL_BASES:
             continue
-        parent = resolve_expression(found.module, base)
+        parent = resolve_expression(cls.module, base)
         if parent is None:
             return None  # cannot see the inherited constructor
-        inherited = signature(parent, _depth + 1)
+        inherited = signature(parent, depth + 1)
         if inherited is not None or isinstance(parent.node, ast.ClassDef):
             return inherited
     return Signature()  # object.__init__
+
+
+def _with_forwarded(found: Found, function: ast.FunctionDef, owner: Found | None, depth: int) -> Signature:
+    """`function`'s parameters (`owner`: the class whose `__init__` it is); when its `**kwargs` go on
+    to callables read here (`return _resnet(block, layers, **kwargs)`, `super().__init__(**kwargs)`),
+    their keyword parameters instead of "any keyword", so a misspelt one is caught before a run."""
+    sig = _from_args(function.args, drop_first=owner is not None)
+    extra = _forwarded(found, function, owner, depth) if function.args.kwarg is not None else None
+    if extra is None:
+        return sig
+    names = set(sig.names)
+    for param in extra:
+        if param.name not in names:
+            names.add(param.name)
+            sig.params.append(param)
+    sig.var_keyword = False
+    return sig
+
+
+def _forwarded(found: Found, function: ast.FunctionDef, owner: Found | None, depth: int) -> list[Param] | None:
+    """The keywords `function`'s `**kwargs` can hold: the free keyword parameters of each call it is
+    passed on to with `**`, and the names written as strings where it is read (`kwargs.pop("x")`,
+    `kwargs["x"]`, `"x" in kwargs`, `helper(kwargs, "x", ...)`) or in a decorator's call (torchvision's
+    `handle_legacy_interface` takes `pretrained` for `weights`). None (any keyword) when it goes
+    nowhere, or anywhere this cannot read: a callee that is unreadable or takes `**` itself, a
+    reassignment, `self.options = kwargs`, `for key in kwargs`, ..."""
+    name = function.args.kwarg.arg
+    parents = {child: parent for parent in ast.walk(function) for child in ast.iter_child_nodes(parent)}
+    params, calls = [], 0
+    for node in ast.walk(function):
+        if not (isinstance(node, ast.Name) and node.id == name):
+            continue
+        use = parents[node]
+        if isinstance(use, ast.keyword) and use.arg is None:  # f(..., **kwargs)
+            call = parents[use]
+            callee = _callee(found, call.func, owner, depth)
+            if callee is None or callee.var_keyword:
+                return None
+            taken = 0 if any(isinstance(a, ast.Starred) for a in call.args) else len(call.args)
+            filled = [p.name for p in callee.params if p.positional][:taken]  # by the call's own arguments
+            given = {k.arg for k in call.keywords if k.arg} | set(filled)
+            params += [_passed_on(p.name) for p in callee.params if p.keyword and p.name not in given]
+            calls += 1
+        elif isinstance(node.ctx, ast.Load) and (read := _read_by_name(use, node, parents)) is not None:
+            params += [_passed_on(key) for key in _strings(read)]
+        else:
+            return None
+    if not calls:
+        return None
+    decorators = [d for d in function.decorator_list if isinstance(d, ast.Call)]
+    return params + [_passed_on(key) for d in decorators for key in _strings(d)]
+
+
+def _passed_on(name: str) -> Param:
+    return Param(name, required=False, positional=False)
+
+
+def _read_by_name(use: ast.AST, name: ast.Name, parents: dict) -> list[ast.AST] | None:
+    """The expressions that may name the keys `name` (a `**kwargs` dict) is read with here, or None."""
+    if isinstance(use, ast.Subscript) and use.value is name:
+        return [use.slice]
+    if isinstance(use, ast.Compare) and all(isinstance(op, (ast.In, ast.NotIn)) for op in use.ops):
+        return [use.left]
+    if isinstance(use, ast.Attribute) and isinstance(parents.get(use), ast.Call) and parents[use].func is use:
+        return parents[use].args  # kwargs.pop("x"), kwargs.get("x", 1)
+    if isinstance(use, ast.Call) and name in use.args:
+        return use.args  # _ovewrite_named_param(kwargs, "num_classes", ...)
+    return None
+
+
+def _strings(nodes) -> list[str]:
+    """The identifiers among string literals (`nodes`, or everything under one node)."""
+    nodes = ast.walk(nodes) if isinstance(nodes, ast.AST) else nodes
+    return [n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier()]
+
+
+def _callee(found: Found, func: ast.AST, owner: Found | None, depth: int) -> Signature | None:
+    """The signature of what a call inside `found` calls: `super().__init__` (in `owner`), or a name."""
+    if (owner is not None and isinstance(func, ast.Attribute) and func.attr == "__init__"
+            and isinstance(func.value, ast.Call) and _dotted(func.value.func) == "super"):
+        return _inherited(owner, depth + 1)
+    target = resolve_expression(found.module, func)
+    return signature(target, depth + 1) if target is not None else None
 
 
 def _from_args(args: ast.arguments, drop_first: bool) -> Signature:
@@ -405,7 +496,7 @@ def _from_args(args: ast.arguments, drop_first: bool) -> Signature:
     params = [Param(a.arg, i < defaults_from, keyword) for i, (a, keyword) in enumerate(positional)]
     if drop_first and params:
         params = params[1:]
-    params += [Param(a.arg, d is None) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
+    params += [Param(a.arg, d is None, positional=False) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
     return Signature(params, var_keyword=args.kwarg is not None)
 
 

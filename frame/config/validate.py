@@ -1,14 +1,22 @@
 """Checks on a composed config that types alone cannot express (ranges, required components).
 
 Runs before Hydra creates the run directory (see `preflight.py`), so a bad
-value never leaves a directory or a half-written run behind.
+value never leaves a directory or a half-written run behind. Hydra lets a `+key`
+override add a key to a typed node, where nothing would read it: such keys are
+refused here too (component nodes take any key; `check.py` binds them).
 """
 
+import dataclasses
+import math
 import re
+import sys
+from glob import glob
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
-from frame.errors import FrameError
+from frame.config.schema import TrainConf
+from frame.errors import FrameError, did_you_mean
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 _NAME = re.compile(r"^[A-Za-z0-9_.+=,-]+$")
@@ -29,15 +37,22 @@ _RULES = {
     "data.batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "data.num_workers": (lambda v: v >= 0, "an integer >= 0"),
     "name": (lambda v: bool(_NAME.match(v)) and v not in (".", ".."), "a plain directory name (letters, digits, _ . - + = ,)"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "optimizer.lr": (lambda v: not isinstance(v, (int, float)) or (math.isfinite(v) and v >= 0), "a finite number >= 0"),
 }
+_UNKNOWN = object()  # a value that only resolves in a run (`${hydra:...}` under `frame check`)
 _COMPONENTS = ["model", "loss", "optimizer", "data.dataset"]
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise FrameError naming the first key whose value is out of range."""
+    """Raise FrameError naming the first key whose value is out of range, missing, unresolvable or unknown."""
+    for key in cfg:
+        if key != "hydra":
+            _resolve(cfg, key)
+    _known_keys(cfg, "")
     for key, (test, expected) in _RULES.items():
         value = _select(cfg, key)
-        if not test(value):
+        if value is not _UNKNOWN and not test(value):
             raise FrameError(f"{key}={value!r} is invalid: expected {expected}.", key=key)
     for key in _COMPONENTS:
         node = _select(cfg, key)
@@ -45,8 +60,70 @@ def validate(cfg: DictConfig) -> None:
             raise FrameError(f"{key} must be a component with a _target_ (a dotted class path), got {node!r}.", key=key)
 
 
+def check_device(cfg: DictConfig) -> None:
+    """Refuse a `trainer.device` this machine lacks, without importing torch (build checks again with torch).
+
+    Only where the job runs: a SLURM submission host may have no GPU while its nodes do.
+    """
+    device = cfg.trainer.device
+    if device == "mps" and sys.platform != "darwin":
+        raise FrameError("trainer.device=mps but this machine has no Apple GPU (MPS is macOS only); "
+                         "use trainer.device=cpu, cuda or auto.", key="trainer.device")
+    if device.startswith("cuda") and not glob("/dev/nvidia[0-9]*"):
+        raise FrameError(f"trainer.device={device} but this machine has no NVIDIA GPU (no /dev/nvidia0); "
+                         "use trainer.device=cpu or auto.", key="trainer.device")
+
+
+def _resolve(cfg: DictConfig, key: str) -> None:
+    try:
+        value = cfg[key]
+        if isinstance(value, (DictConfig, ListConfig)):
+            OmegaConf.to_container(value, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as error:
+        where = error.full_key or key
+        raise FrameError(f"{where} has no value (??? in the config, or deleted with ~{where}): set it.",
+                         key=where) from None
+    except OmegaConfBaseException as error:
+        if "HydraConfig was not set" not in str(error):  # `${hydra:...}`: resolves in the run, checked there
+            raise FrameError(f"{error.full_key or key}: cannot resolve its value: {_first_line(error)}",
+                             key=error.full_key or key) from None
+
+
+def _known_keys(node, prefix: str) -> None:
+    """A typed (schema) node holds only its fields; `+trainer.epoch=5` would be ignored without a word."""
+    if isinstance(node, (DictConfig, ListConfig)) and (node._is_none() or node._is_interpolation()):
+        return
+    if isinstance(node, ListConfig):
+        for item in node:
+            _known_keys(item, prefix)
+        return
+    if not isinstance(node, DictConfig):
+        return
+    schema = TrainConf if not prefix else OmegaConf.get_type(node)  # the root may be a plain copy (compose)
+    fields = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
+    for key in node:
+        if not prefix and key == "hydra":
+            continue
+        if fields is not None and key not in fields:
+            raise FrameError(f"{prefix}{key} is not a setting of {prefix.rstrip('.') or 'the config'}."
+                             f"{did_you_mean(str(key), fields)} Settings there: {', '.join(fields)}.",
+                             key=f"{prefix}{key}")
+        _known_keys(node._get_node(key), f"{prefix}{key}.")
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]
+
+
 def _select(cfg, key):
     node = cfg
-    for part in key.split("."):
-        node = node[part]
+    try:
+        for part in key.split("."):
+            node = node[part]
+    except ConfigKeyError:  # an optional key (optimizer.lr of an optimizer without one)
+        return _UNKNOWN
+    except OmegaConfBaseException as error:
+        if "HydraConfig was not set" in str(error):
+            return _UNKNOWN
+        raise
     return node

@@ -14,9 +14,14 @@ def components(cfg: DictConfig):
     """
     top = [("model", cfg.model, ()), ("loss", cfg.loss, 2), ("optimizer", cfg.optimizer, 1),
            ("lr_scheduler", cfg.lr_scheduler, 1), ("data.dataset", cfg.data.dataset, ())]
-    top += [(f"data.{group}[{i}]", node, 1) for group in ("sample_transforms", "label_transforms")
-            for i, node in enumerate(cfg.data[group])]
-    top += [(f"evaluators.{name}", node, ("labels",)) for name, node in cfg.evaluators.items()]
+    top += [(f"data.{group}[{i}]", node, 1) for group in ("transforms", "sample_transforms", "label_transforms")
+            for i, node in enumerate(cfg.data.get(group) or [])]
+    test = cfg.data.get("test")  # the held-out set: checked before training, not found wanting after it
+    if test is not None:
+        top += [("data.test.dataset", test.get("dataset"), ())]
+        top += [(f"data.test.{group}[{i}]", node, 1) for group in ("sample_transforms", "label_transforms")
+                for i, node in enumerate(test.get(group) or [])]
+    top += [(f"evaluators.{name}", node, ("labels", "key")) for name, node in cfg.evaluators.items()]
     top += [(f"logger.{name}", node, ()) for name, node in cfg.logger.items()]
     for key, node, runtime in top:
         if isinstance(node, DictConfig) and "_target_" in node:

@@ -11,12 +11,14 @@ Three things make runs repeatable and resumable here:
 import atexit
 import math
 import random
+import sys
 import weakref
+from collections.abc import Mapping
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from frame.errors import FrameError
 from frame.signals import ignore_stop_signals
@@ -35,40 +37,55 @@ def split_indices(length: int, split_ratio: float, seed: int) -> tuple[list[int]
 
 
 def is_random(transform) -> bool:
-    """True for transforms whose output is random (MONAI's Randomizable, torchvision's Random*)."""
-    if hasattr(transform, "set_random_state"):
+    """True for transforms whose output is random: MONAI's `Randomizable` (what CacheDataset stops
+    its cache at) and torchvision's `Random*`. A project's own random transform subclasses
+    `monai.transforms.Randomizable` to be left out of the preload cache."""
+    monai_transforms = sys.modules.get("monai.transforms")
+    if monai_transforms is not None and isinstance(transform, monai_transforms.Randomizable):
         return True
-    name = type(transform).__name__
-    return name.startswith("Random") or name.startswith("Rand")
+    return type(transform).__module__.startswith("torchvision.") and type(transform).__name__.startswith("Random")
+
+
+ITEM_CONTRACT = ("an item is a (sample, target, *extra) tuple, or a mapping holding the sample and target "
+                 "under data.keys")
 
 
 class JobDataset(Dataset):
-    """A subset of a dataset with the job's sample and label transforms applied.
+    """A subset of a dataset with the job's item, sample and label transforms applied.
 
     Items are addressed as `(epoch, index)` (what `EpochSampler` yields) so that
-    random transforms can be seeded per item and per epoch.
+    random transforms can be seeded per item and per epoch. An item comes out as
+    `(sample, target)`, or a list of them when an item transform returns several
+    (MONAI's `RandCropByPosNegLabeld`: the crops become batch items).
 
     Args:
-        dataset: the user's dataset; items are `(sample, label)`.
+        dataset: the user's dataset; items are `(sample, target, *extra)` or mappings.
         indices: which of its items this subset holds.
-        sample_transforms / label_transforms: callables applied in order.
+        sample_transforms / label_transforms: callables applied in order to the sample / the target.
         seed: job seed; `salt` separates the training and validation streams.
         preload: keep each item in memory after its leading deterministic transforms.
         preload_workers: loader processes that read the items into memory (the epoch's
             `num_workers`, so filling the cache costs about one epoch without it).
+        item_transforms: callables applied in order to the whole item (a mapping for MONAI's
+            dictionary transforms), before the sample and label transforms.
+        keys: the mapping keys of the sample and the target.
     """
 
     def __init__(self, dataset, indices, sample_transforms=(), label_transforms=(), seed=0, salt=0, preload=False,
-                 preload_workers=0):
+                 preload_workers=0, item_transforms=(), keys=("image", "label")):
         self.dataset = dataset
         self.indices = list(indices)
         self.seed, self.salt = seed, salt
-        # split once, not per item: the leading deterministic transforms (what preload caches), then the rest
-        sample_split = _leading_deterministic(sample_transforms)
-        label_split = _leading_deterministic(label_transforms)
+        self.keys = tuple(keys)
+        # split once, not per item: the leading deterministic transforms (what preload caches), then the rest.
+        # Sample and label transforms run after the item transforms, so after a random one they all are "rest".
+        item_split = _leading_deterministic(item_transforms)
+        self._fixed_item, self._random_item = list(item_transforms[:item_split]), list(item_transforms[item_split:])
+        sample_split = _leading_deterministic(sample_transforms) if not self._random_item else 0
+        label_split = _leading_deterministic(label_transforms) if not self._random_item else 0
         self._fixed_sample, self._random_sample = list(sample_transforms[:sample_split]), list(sample_transforms[sample_split:])
         self._fixed_label, self._random_label = list(label_transforms[:label_split]), list(label_transforms[label_split:])
-        self._random = self._random_sample + self._random_label
+        self._random = self._random_item + self._random_sample + self._random_label
         self._cache = self._fill(preload_workers) if preload else None
 
     def __len__(self):
@@ -76,14 +93,12 @@ class JobDataset(Dataset):
 
     def __getitem__(self, key):
         epoch, position = key if isinstance(key, tuple) else (0, key)
-        if self._cache is not None:
-            sample, label = self._cache[position]
-        else:
-            sample, label = self._deterministic_item(position)
+        item = self._cache[position] if self._cache is not None else self._deterministic_item(position)
         if not self._random:
-            return sample, label
+            return self._pair(item)
         with _seeded_rngs(self.seed, self.salt, epoch, position, self._random):
-            return _apply(self._random_sample, sample), _apply(self._random_label, label)
+            item = _apply(self._random_item, item)
+            return self._pair(item, self._random_sample, self._random_label)
 
     def _fill(self, workers: int) -> list:
         if workers == 0:
@@ -93,8 +108,39 @@ class JobDataset(Dataset):
         return [_own_copy(item) for item in loader]
 
     def _deterministic_item(self, position):
-        sample, label = self.dataset[self.indices[position]]
-        return _apply(self._fixed_sample, sample), _apply(self._fixed_label, label)
+        """The item after the deterministic prefix: item transforms, then (when no item transform is
+        random) the sample and label transforms; a (sample, target) pair once those have run."""
+        item = _apply(self._fixed_item, self.read(position))
+        if self._random_item:
+            return item
+        return self._pair(item, self._fixed_sample, self._fixed_label)
+
+    def read(self, position):
+        """The dataset's item as it returned it, checked against the item contract."""
+        return check_item(self.dataset, self.indices[position], self.keys)
+
+    def _pair(self, item, sample_transforms=(), label_transforms=()):
+        """(sample, target) from an item (or a list of them, the crops of one item), transformed."""
+        if isinstance(item, list):
+            return [self._pair(part, sample_transforms, label_transforms) for part in item]
+        sample, target = (item[self.keys[0]], item[self.keys[1]]) if isinstance(item, Mapping) else item[:2]
+        return _apply(sample_transforms, sample), _apply(label_transforms, target)
+
+
+def check_item(dataset, index: int, keys):
+    """`dataset[index]`, a tuple when it is a list; FrameError when it breaks the item contract."""
+    item = dataset[index]
+    name = type(dataset).__name__
+    if isinstance(item, Mapping):
+        missing = [k for k in keys if k not in item]
+        if missing:
+            raise FrameError(f"data.dataset ({name}) returned a mapping with keys {sorted(map(str, item))}, without "
+                             f"{', '.join(map(repr, missing))} (data.keys={list(keys)}); {ITEM_CONTRACT}.")
+        return item
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        what = f"a {type(item).__name__}" + (f" of {len(item)}" if isinstance(item, (tuple, list)) else "")
+        raise FrameError(f"data.dataset ({name}) returned {what} for item {index}; {ITEM_CONTRACT}.")
+    return tuple(item)
 
 
 class _Deterministic(Dataset):
@@ -121,7 +167,23 @@ def _own_copy(item):
         return item.clone()
     if isinstance(item, (tuple, list)):
         return type(item)(_own_copy(x) for x in item)
+    if isinstance(item, Mapping):
+        return {key: _own_copy(value) for key, value in item.items()}
     return item
+
+
+def collate(items: list):
+    """A batch from `(sample, target)` pairs; an item that is a list of pairs (crops) gives several.
+
+    MONAI's MetaTensors become plain tensors first: their metadata (affines, file names) differs
+    from item to item and is not what the loop uses, and tracking it costs on every operation.
+    """
+    pairs = [pair for item in items for pair in (item if isinstance(item, list) else [item])]
+    return default_collate([tuple(_plain(part) for part in pair) for pair in pairs])
+
+
+def _plain(value):
+    return value.as_subclass(torch.Tensor) if isinstance(value, torch.Tensor) and type(value) is not torch.Tensor else value
 
 
 def _apply(transforms: Sequence[Callable], value):
@@ -209,6 +271,7 @@ def make_loader(dataset: JobDataset, sampler: EpochSampler, batch_size, num_work
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
+        collate_fn=collate,
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
         worker_init_fn=_seed_worker,

@@ -174,7 +174,7 @@ def _stream_handlers():
 def _command() -> str:
     """The command that continues this run: the same command again (a sweep member: the sweep's command)."""
     if sys.argv[1:2] == ["run"]:  # a JSON job: the same `frame run JOB.json` again
-        return shlex.join(["frame", *sys.argv[1:]])
+        return shlex.join(["frame", *_continuing(sys.argv[1:])])
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -183,7 +183,13 @@ def _command() -> str:
             hydra = HydraConfig.get()
             if hydra.mode == RunMode.MULTIRUN:
                 return "the sweep's command again (frame train -m ...; finished members return at once)"
-            return shlex.join(["frame", "train", *hydra.overrides.task])
+            return shlex.join(["frame", "train", *_continuing(hydra.overrides.task)])
     except Exception:  # not under Hydra (an in-process test): fall back to argv
         pass
-    return shlex.join(["frame", *sys.argv[1:]])
+    return shlex.join(["frame", *_continuing(sys.argv[1:])])
+
+
+def _continuing(args) -> list[str]:
+    """The arguments without `fresh=` and `resume=`: run again with them, fresh=true would move this run
+    aside and start over, and resume=false would be refused."""
+    return [a for a in args if a.lstrip("+").split("=", 1)[0] not in ("fresh", "resume")]

@@ -6,11 +6,15 @@ best.pt, the console's summary, `frame runs`).
 """
 
 import json
+import math
+import logging
 import time
 from pathlib import Path
 
 from frame.files import replace_text
 from frame.tracking.base import MetricLogger
+
+log = logging.getLogger("frame")
 
 
 class JsonlLogger(MetricLogger):
@@ -41,37 +45,49 @@ class JsonlLogger(MetricLogger):
 
 
 def _truncate_after(path: Path, step: int) -> None:
-    """Keep only the records with step <= `step` (atomically)."""
-    with open(path) as lines:
-        kept = [line for line in lines if line.strip() and _step_of(line) <= step]
+    """Keep only the rows with step <= `step` (atomically); damaged lines go too."""
+    kept = [json.dumps(row) + "\n" for row in _rows(path) if row["step"] <= step]
     replace_text(path, "".join(kept))
 
 
-def _step_of(line: str) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError):
-        return 2**62  # a torn last line from a crash: dropped
+def _rows(path: Path) -> list[dict]:
+    """The well-formed rows of a metrics.jsonl: objects with an integer step. A damaged line (a torn tail
+    from a crash, an edit, invalid UTF-8) is dropped, with a warning unless it is the torn last line."""
+    rows, damaged = [], []
+    with open(path, "rb") as file:
+        lines = file.read().splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line.decode())
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError both
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and not isinstance(row["step"], bool):
+            rows.append(row)
+        elif line.strip() and number < len(lines):
+            damaged.append(number)
+    if damaged:
+        log.warning("%s: dropped %d damaged line(s) (line %s): not an object with an integer step", path,
+                    len(damaged), ", ".join(map(str, damaged[:5])))
+    return rows
 
 
 def read_metrics(run_dir: Path, filename: str = "metrics.jsonl") -> list[dict]:
-    """The records of `metrics.jsonl` (a torn last line is skipped)."""
-    records = []
+    """The rows of `metrics.jsonl` (damaged lines are dropped, see `_rows`); [] when there is none."""
     try:
-        with open(Path(run_dir) / filename) as lines:
-            for line in lines:
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    continue
+        return _rows(Path(run_dir) / filename)
     except OSError:
-        pass
-    return records
+        return []
 
 
 def better(value: float, best: float | None, maximize: bool) -> bool:
-    """Whether `value` beats `best` (None: nothing yet) for a metric that is maximized or minimized."""
-    return best is None or (value > best if maximize else value < best)
+    """Whether `value` beats `best` (None: nothing yet) for a metric that is maximized or minimized.
+
+    NaN (a Dice whose labels were absent everywhere, a diverged loss) never beats anything, and
+    anything beats a NaN best, so one NaN cannot freeze best.pt for the rest of the run.
+    """
+    if math.isnan(value):
+        return False
+    return best is None or math.isnan(best) or (value > best if maximize else value < best)
 
 
 def best(records: list[dict], metric: str, maximize: bool) -> tuple[float | None, int | None]:

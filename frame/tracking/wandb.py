@@ -114,7 +114,7 @@ class WandbLogger(MetricLogger):
     def log_metrics(self, metrics, step, epoch):
         if self.run is None:
             return
-        training = not any(key.startswith("val/") for key in metrics)
+        training = not any(key.startswith(("val/", "test/")) for key in metrics)
         now = time.monotonic()
         if training and now - self._last_sent < self.min_interval_s:
             self._pending = (dict(metrics), step, epoch)  # the newest row wins

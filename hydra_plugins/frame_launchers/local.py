@@ -11,8 +11,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides, setup_globals
 
@@ -23,6 +24,14 @@ from hydra_plugins.frame_launchers.jobs import run_here
 from hydra_plugins.frame_launchers.sequential import FrameSequentialLauncher
 
 log = logging.getLogger("frame")
+
+
+@dataclass
+class FrameLocalConf:
+    _target_: str = "hydra_plugins.frame_launchers.local.FrameLocalLauncher"
+    parallel: Optional[int] = None  # members at once; None: GPUs // gpus_per_member on a GPU machine, else cores // 4
+    cpus_per_member: Optional[int] = None  # cores pinned to each member; None: the machine's cores shared evenly
+    gpus_per_member: int = 1  # GPUs each member sees (CUDA_VISIBLE_DEVICES)
 
 
 @dataclass(frozen=True)
@@ -195,3 +204,6 @@ def run_pickled(path: str) -> int:
         cloudpickle.dump(ret, file)
     os.replace(tmp, f"{path}.result")
     return 0 if ret.status == JobStatus.COMPLETED else 1
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="frame_local", node=FrameLocalConf, provider="frame")

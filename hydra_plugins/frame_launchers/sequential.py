@@ -1,9 +1,11 @@
 """`hydra/launcher=sequential`: one member after another in this process (frame's default launcher)."""
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
@@ -12,6 +14,11 @@ from omegaconf import DictConfig, open_dict
 from frame import sweep
 
 log = logging.getLogger("frame")
+
+
+@dataclass
+class FrameSequentialConf:
+    _target_: str = "hydra_plugins.frame_launchers.sequential.FrameSequentialLauncher"
 
 
 class FrameSequentialLauncher(Launcher):
@@ -57,3 +64,6 @@ class FrameSequentialLauncher(Launcher):
         finally:
             sweep.log_summary(sweep_dir, members)
         return returns
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="frame_sequential", node=FrameSequentialConf, provider="frame")

@@ -4,12 +4,15 @@ SlurmLauncher, with frame's waiting and sweep bookkeeping)."""
 import logging
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from omegaconf import OmegaConf
 
 from frame import sweep
@@ -21,6 +24,19 @@ log = logging.getLogger("frame")
 
 LOST_AFTER_S = 30.0  # a job gone from squeue this long without a result file ended without one
 POLL_MAX_S = 15.0
+
+
+@dataclass
+class FrameSlurmConf(SlurmQueueConf):
+    """hydra-submitit-launcher's `submitit_slurm` keys, with frame's defaults."""
+
+    _target_: str = "hydra_plugins.frame_launchers.slurm.FrameSlurmLauncher"
+    timeout_min: int = 240
+    cpus_per_task: Optional[int] = 4  # per rank: DataLoader workers + 1
+    mem_gb: Optional[int] = 16  # per node
+    array_parallelism: int = 32
+    signal_delay_s: int = 300  # SIGUSR2 this long before the time limit: time for a step and a checkpoint
+    max_num_timeout: int = 20  # requeues after a time limit (forced to 0 when resume=false)
 
 
 class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
@@ -44,6 +60,12 @@ class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
         import submitit
 
         params = dict(self.params)
+        if params["signal_delay_s"] >= params["timeout_min"] * 60:
+            from frame.errors import FrameError
+
+            raise FrameError(f"hydra.launcher.signal_delay_s={params['signal_delay_s']} is not shorter than "
+                             f"hydra.launcher.timeout_min={params['timeout_min']} minutes: SLURM would signal every "
+                             f"member as timed out when it starts. Lower signal_delay_s or raise timeout_min.")
         folder = params.pop("submitit_folder")
         max_num_timeout = params.pop("max_num_timeout")
         if max_num_timeout and not self.config.get("resume", True):
@@ -182,3 +204,6 @@ def _lost_return(member: sweep.Member, job) -> JobReturn:
         member.error = (f"SLURM job {member.job_id} ended without a result (killed, cancelled, out of memory "
                         f"or a lost node); see {_task_paths(job)[0].stderr}")
     return sweep.failed_return(member, sweep.MemberFailed(member.error))
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="frame_slurm", node=FrameSlurmConf, provider="frame")

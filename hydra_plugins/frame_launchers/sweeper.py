@@ -1,4 +1,4 @@
-"""frame's default sweeper: Hydra's basic sweeper with a cheaper check of each batch.
+"""frame's default sweeper (`hydra/sweeper=frame`): Hydra's basic sweeper with a cheaper check of each batch.
 
 Before launching a batch, Hydra's BasicSweeper composes every member once to catch
 composition errors early: ~0.12 s a member with frame's config tree, 8 s for 64 members
@@ -8,14 +8,41 @@ of the sweep's config with Hydra's own override code (type checks included) and 
 every other member in full.
 """
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
 
 from frame.config.compose import member_config
 
 
-class FrameSweeper(BasicSweeper):
+@dataclass
+class FrameSweeperConf:
+    _target_: str = "hydra_plugins.frame_launchers.sweeper.FrameSweeper"
+    max_batch_size: Optional[int] = None  # members per launch; None: all at once
+    params: Optional[dict[str, str]] = None  # key: sweep values, as on the command line
+
+
+class FrameSweeper(Sweeper):
+    """Wraps a BasicSweeper rather than subclassing it: Hydra's plugin scan re-executes the
+    basic sweeper's module, and a subclass of the old class then fails in its `super()` call."""
+
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[dict[str, str]] = None) -> None:
+        from hydra._internal.core_plugins import basic_sweeper  # the module's class as it is now
+
+        self.basic = basic_sweeper.BasicSweeper(max_batch_size=max_batch_size, params=params)
+        self.basic.validate_batch_is_legal = self.validate_batch_is_legal
+
+    def setup(self, **kwargs: Any) -> None:
+        self.basic.setup(**kwargs)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        return self.basic.sweep(arguments)
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         for overrides in batch:
-            member_config(self, list(overrides))
+            member_config(self.basic, list(overrides))
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="frame", node=FrameSweeperConf, provider="frame")

@@ -52,6 +52,8 @@ def test_the_default_config_and_every_shipped_experiment_check(compose):
     (lambda j: j["training"]["dataset"]["sample_transforms"].append({"name": "Shift"}),
      "training.dataset.sample_transforms[1]", "Shift needs 'offset'"),
     (lambda j: j["model"].update(name="src.Models.Nope.Nope"), "model._target_", "cannot import src.Models.Nope.Nope"),
+    (lambda j: j.update(model={"name": "resnet18", "num_clases": 4}), "model.num_clases",  # **kwargs -> _resnet -> ResNet
+     "resnet18 takes no parameter 'num_clases'. Did you mean 'num_classes'? It takes: weights, progress, num_classes, "),
     (lambda j: j["training"].update(lr_scheduler={"name": "ExponentialLR", "gamma": 0.9}),
      "training.lr_scheduler.gamma", "ExponentialLR takes no parameter 'gamma'. It takes: optimizer, end_lr, num_iter, "
      "last_epoch. ('ExponentialLR' resolved to monai.optimizers.lr_scheduler.ExponentialLR; it also names "
@@ -63,6 +65,17 @@ def test_problems_name_the_json_file_and_key(tmp_path, change, key, message):
         check_job(convert(path))
     assert f"{path}: {key}: " in str(error.value)
     assert message in str(error.value)
+
+
+def test_keywords_that_kwargs_passes_on_check_like_named_ones(tmp_path):
+    path = edit_job(make_project(tmp_path), lambda j: j.update(model={"name": "resnet18", "num_classes": 4,
+                                                                      "pretrained": False, "zero_init_residual": True}))
+    model = next(c for c in check_job(convert(path))[1] if c.key == "model")
+    assert model.note == ""  # its params were checked, and `pretrained` (a decorator takes it) is no mistake
+    bad = run_frame(["run", str(edit_job(path, lambda j: j["model"].update(num_clases=j["model"].pop("num_classes"))))],
+                    cwd=tmp_path)
+    assert bad.returncode == 2 and "Did you mean 'num_classes'?" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
@@ -96,3 +109,28 @@ def test_the_organs_job_checks(tmp_path):
     (tmp_path / "data" / "train").mkdir(parents=True)
     out = run_frame(["check", "config/job_01.json"], cwd=tmp_path, check=0).stdout
     assert "src.Datasets.PatientDataset.PatientDataset" in out and out.splitlines()[-1].startswith("ok (")
+
+
+@pytest.mark.parametrize("overrides,refused", [
+    (["model._target_=torch.load", "~model.spatial_dims"], "torch.load"),
+    (["model._target_=torch.load", "+model.weights_only=false"], "torch.load"),
+    (["data.dataset._target_=numpy.load", "+data.dataset.allow_pickle=true"], "numpy.load"),
+    (["model._target_=torch.hub.load"], "torch.hub.load"),
+    (["data.dataset._target_=pickle.load"], "pickle.load"),
+    (["data.dataset._target_=joblib.load"], "joblib.load"),
+])
+def test_targets_that_unpickle_are_refused_by_check_and_before_a_run(tmp_path, compose, overrides, refused):
+    with pytest.raises(CheckError, match=f"{refused} is refused: it can run arbitrary code"):
+        check_config(compose(overrides))
+    result = run_frame(["train", "name=x", *overrides], cwd=tmp_path)
+    assert result.returncode == 2 and f"{refused} is refused" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "outputs").exists()
+
+
+def test_the_safe_forms_of_torch_and_numpy_load_are_not_refused(compose):
+    with pytest.raises(CheckError) as error:  # still wrong as a dataset (no 'file'), but not refused
+        check_config(compose(["data.dataset._target_=numpy.load", "+data.dataset.allow_pickle=false"]))
+    assert "refused" not in str(error.value)
+    with pytest.raises(CheckError) as error:
+        check_config(compose(["data.dataset._target_=torch.load", "+data.dataset.weights_only=true"]))
+    assert "refused" not in str(error.value)

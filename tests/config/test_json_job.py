@@ -9,6 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from frame.config.json_job import JobError, convert, load
+from frame.errors import FrameError
 from tests.conftest import REPO, run_frame
 from tests.seed_project import edit_job, make_project
 
@@ -152,6 +153,24 @@ def test_a_dataset_without_name_needs_exactly_one_in_the_project(tmp_path):
         convert(path)
 
 
+def test_a_test_dataset_becomes_data_test_with_the_training_datasets_class(tmp_path):
+    from frame.config.check import check_job
+
+    path = edit_job(make_project(tmp_path), lambda j: j["training"].update(
+        test_dataset={"root": "./data", "label_transforms": [{"name": "as_long"}]}))
+    assert convert(path).experiment["data"]["test"] == {
+        "dataset": {"_target_": "src.Datasets.Points.Points", "root": "${project}/data"},
+        "label_transforms": [{"_target_": "src.Data.transforms.as_long", "_partial_": True}]}
+    cfg, checked = check_job(convert(path))
+    assert cfg.data.test.dataset.root == str(tmp_path / "data") and "data.test.dataset" in [c.key for c in checked]
+    edit_job(path, lambda j: j["training"]["test_dataset"].update(num_workers=2, fil="points.csv"))
+    with pytest.raises(JobError, match=rf"^{path}: training\.test_dataset\.num_workers: not for a test set"):
+        convert(path)
+    edit_job(path, lambda j: j["training"]["test_dataset"].pop("num_workers"))
+    with pytest.raises(FrameError, match=r"training\.test_dataset\.fil: Points takes no parameter 'fil'\. Did you mean 'file'\?"):
+        check_job(convert(path))
+
+
 def test_evaluators_and_loggers_are_keyed_by_their_class(tmp_path):
     path = edit_job(make_project(tmp_path), lambda j: j.update(
         evaluators=[{"name": "Accuracy"}, {"name": "Accuracy"}], metric_loggers=[{"name": "Summary"}]))
@@ -196,3 +215,51 @@ def test_convert_imports_no_torch(tmp_path):
 def test_convert_prints_yaml_without_o(tmp_path):
     out = run_frame(["convert", str(make_project(tmp_path))], cwd=tmp_path, check=0).stdout
     assert out.startswith("# @package _global_") and "_target_: torch.optim.SGD" in out
+
+
+def _user_job(tmp_path, job: dict) -> Path:
+    path = tmp_path / "config" / "job.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(job))
+    return path
+
+
+def test_nested_components_dictionary_transforms_and_library_metrics_convert(tmp_path):
+    keys = ["img", "seg"]
+    path = _user_job(tmp_path, {
+        "model": {"name": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8],
+                  "strides": [2]},
+        "training": {"loss": "DiceCELoss", "optimizer": "Adam", "dataset": {
+            "name": "FakeData", "size": 4, "keys": keys,
+            "transform": {"name": "Compose", "transforms": [{"name": "ToTensor"}, {"name": "Normalize", "mean": [0.5],
+                                                                                   "std": [0.5]}]},
+            "transforms": [{"name": "LoadImaged", "keys": keys}, {"name": "RandCropByPosNegLabeld", "keys": keys,
+                                                                  "label_key": "seg", "spatial_size": [8, 8, 8]}]}},
+        "evaluators": [{"name": "DiceMetric", "include_background": False, "activation": "softmax", "key": "fg_dice"},
+                       {"name": "MulticlassAccuracy", "num_classes": 2}],
+    })
+    out = convert(path).experiment
+    transform = out["data"]["dataset"]["transform"]
+    assert transform["_target_"] == "torchvision.transforms.Compose"
+    assert [t["_target_"] for t in transform["transforms"]] == ["torchvision.transforms.ToTensor",
+                                                                 "torchvision.transforms.Normalize"]
+    assert [t["_target_"] for t in out["data"]["transforms"]] == ["monai.transforms.LoadImaged",
+                                                                  "monai.transforms.RandCropByPosNegLabeld"]
+    assert out["data"]["keys"] == keys and "transforms" not in out["data"]["dataset"]
+    assert out["evaluators"]["dice_metric"] == {
+        "_target_": "frame.metrics.LibraryMetric", "activation": "softmax", "key": "fg_dice",
+        "metric": {"_target_": "monai.metrics.DiceMetric", "include_background": False}}
+    assert out["evaluators"]["multiclass_accuracy"]["metric"] == {
+        "_target_": "torchmetrics.classification.MulticlassAccuracy", "num_classes": 2}
+    from hydra.utils import instantiate
+
+    built = instantiate(OmegaConf.create(out["data"]["dataset"]))  # was: 'DictConfig' object is not callable
+    image, _ = built[0]
+    assert tuple(image.shape) == (3, 224, 224) and float(image.min()) >= -1.0
+
+
+def test_a_nested_name_found_nowhere_is_named_by_its_key(tmp_path):
+    path = _user_job(tmp_path, {"model": "UNet", "training": {"loss": "DiceLoss", "optimizer": "Adam", "dataset": {
+        "name": "FakeData", "transform": {"name": "ToTensr"}}}})
+    with pytest.raises(JobError, match=r"training.dataset.transform.name: 'ToTensr' is not a transform.*ToTensor"):
+        convert(path)

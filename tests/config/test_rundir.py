@@ -1,6 +1,6 @@
 import pytest
 
-from frame.config.rundir import claim, holds_run
+from frame.config.rundir import check_member_dir, claim, holds_run, lost_history
 from frame.errors import FrameError
 
 
@@ -39,3 +39,67 @@ def test_a_sweep_with_a_summary_or_member_metrics_holds_a_run(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "sweep.json").write_text("{}")
     assert holds_run(tmp_path / "a") and holds_run(tmp_path / "b")
+
+
+def test_fresh_that_cannot_move_the_run_aside_is_refused_not_resumed(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    _make_run(run)
+
+    def refuse(self, target):
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    monkeypatch.setattr(Path, "rename", refuse)
+    with pytest.raises(FrameError, match="cannot move the earlier run .* aside"):
+        claim(run, resume=True, fresh=True)
+    assert (run / "checkpoints" / "last.pt").read_bytes() == b"x"
+
+
+def test_a_live_lock_is_refused_whatever_the_flags(tmp_path):
+    from frame.runlock import RunLock, RunLocked
+
+    with RunLock(tmp_path / "run", heartbeat_s=0):
+        for flags in ({"resume": True, "fresh": False}, {"resume": False, "fresh": True}):
+            with pytest.raises(RunLocked, match="in use by pid"):
+                claim(tmp_path / "run", **flags)
+
+
+def test_member_directories_stay_inside_the_sweep(tmp_path):
+    sweep = tmp_path / "outputs" / "s"
+    check_member_dir(sweep / "optimizer.lr=0.1", sweep, ["optimizer.lr=0.1"])
+    check_member_dir(sweep / "data.root=/data/x", sweep, ["data.root=/data/x"])  # nested, still inside
+    for subdir in ["trainer.monitor=x/../../..", "..", "a=/../../../etc"]:
+        with pytest.raises(FrameError, match="outside its sweep"):
+            check_member_dir(sweep / subdir, sweep, [subdir])
+
+
+def test_an_overlong_name_is_a_user_error(tmp_path):
+    with pytest.raises(FrameError, match="300 bytes long"):
+        claim(tmp_path / ("a" * 300), resume=True, fresh=False)
+
+
+def test_history_without_checkpoints_is_found(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 3, "epoch": 0}\n{"step": 3, "epoch": 1, "val/loss": 0.5}\n')
+    assert "metrics.jsonl logged 1 epoch(s)" in lost_history(run)
+    (run / "checkpoints").write_text("not a directory")
+    assert "is a file" in lost_history(run)
+    (run / "checkpoints").unlink()
+    _make_run(run)
+    assert lost_history(run) is None
+    fresh = tmp_path / "killed-in-epoch-1"
+    fresh.mkdir()
+    (fresh / "metrics.jsonl").write_text('{"step": 1, "epoch": 0, "train/loss": 1.0}\n')
+    assert lost_history(fresh) is None  # nothing finished: starting again loses nothing
+
+
+@pytest.mark.parametrize("sweep, found", [(False, "sweep.json"), (False, "multirun.yaml"), (True, "run.json")])
+def test_a_single_run_and_a_sweep_never_share_a_directory(tmp_path, sweep, found):
+    (tmp_path / found).write_text("{}")
+    for fresh in (False, True):  # fresh=true must not move the other kind aside either
+        with pytest.raises(FrameError, match="holds a (sweep|single run)"):
+            claim(tmp_path, resume=True, fresh=fresh, sweep=sweep)
+    assert (tmp_path / found).is_file()

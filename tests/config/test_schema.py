@@ -62,3 +62,17 @@ def test_types_are_enforced(compose):
 def test_warmup_scheduler_steps_per_step(compose):
     cfg = compose(["lr_scheduler=warmup"])
     assert cfg.trainer.lr_scheduler_interval.value == "step"
+
+
+ORGANS = "_target_:frame.data.synthetic.SyntheticOrgans,num_samples:2"
+
+
+@pytest.mark.parametrize("override", [f"data.test={{dataset:{{{ORGANS}}}}}", f"data.test.dataset={{{ORGANS}}}"])
+def test_a_test_set_is_given_on_the_command_line(tmp_path, compose, override):
+    from tests.conftest import run_frame
+
+    assert compose()["data"]["test"]["dataset"] is None  # none unless asked for
+    test = compose([override]).data.test
+    assert test.dataset._target_ == "frame.data.synthetic.SyntheticOrgans" and test.dataset.num_samples == 2
+    out = run_frame(["check", override], cwd=tmp_path, check=0).stdout  # the real command line, checked as a component
+    assert any(line.split()[:2] == ["data.test.dataset", "frame.data.synthetic.SyntheticOrgans"] for line in out.splitlines())

@@ -13,6 +13,11 @@ from frame.errors import FrameError
         ("trainer.device=gpu", "trainer.device"),
         ("trainer.grad_norm_clip=-1", "trainer.grad_norm_clip"),
         ("name=../escape", "name"),
+        ("optimizer.lr=nan", "optimizer.lr"),
+        ("optimizer.lr=-0.1", "optimizer.lr"),
+        ("seed=-1", "seed"),
+        ("name=${oc.env:FRAME_SURELY_UNSET}", "name"),
+        ("~model", "model has no value"),
     ],
 )
 def test_out_of_range_values_name_their_key(compose, override, key):
@@ -22,3 +27,31 @@ def test_out_of_range_values_name_their_key(compose, override, key):
 
 def test_default_config_is_valid(compose):
     validate(compose())
+
+
+@pytest.mark.parametrize("override,message", [
+    ("+trainer.epoch=5", "trainer.epoch is not a setting of trainer. Did you mean 'epochs'?"),
+    ("+data.batchsize=8", "data.batchsize is not a setting of data. Did you mean 'batch_size'?"),
+    ("+sed=1", "sed is not a setting of the config. Did you mean 'seed'?"),
+])
+def test_a_plus_key_on_a_schema_node_is_refused_with_a_did_you_mean(compose, override, message):
+    with pytest.raises(FrameError) as error:
+        validate(compose([override]))
+    assert message in str(error.value)
+
+
+def test_a_plus_key_on_a_component_is_left_to_the_constructor_check(compose):
+    validate(compose(["+model.dropout=0.1"]))
+
+
+@pytest.mark.parametrize("device", ["mps", "cuda", "cuda:0"])
+def test_a_device_this_machine_lacks_is_refused_without_torch(compose, device, monkeypatch):
+    from frame.config import validate as module
+
+    monkeypatch.setattr(module, "glob", lambda pattern: [])  # no /dev/nvidia0
+    monkeypatch.setattr(module.sys, "platform", "linux")
+    with pytest.raises(FrameError, match=f"trainer.device={device} but this machine has no"):
+        module.check_device(compose([f"trainer.device={device}"]))
+    monkeypatch.setattr(module, "glob", lambda pattern: ["/dev/nvidia0"])
+    if device != "mps":
+        module.check_device(compose([f"trainer.device={device}"]))

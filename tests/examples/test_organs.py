@@ -1,7 +1,6 @@
 """The organs example: the seed's project tree, trained end to end on a tiny synthetic NIfTI set."""
 
 import importlib.util
-import json
 import shutil
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO, run_frame
+from tests.conftest import REPO, metrics, run_frame
 
 EXAMPLE = REPO / "examples" / "organs"
 LABELS = ["BrainStem", "Chiasm", "Mandible", "OpticNerve_L", "OpticNerve_R", "Parotid_L", "Parotid_R",
@@ -77,7 +76,7 @@ def test_frame_run_trains_the_organs_job(organs):
     run_dir = organs / "outputs" / "organs_job_01"
     rows = (run_dir / "validation.csv").read_text().splitlines()  # the project's CSVLogger
     assert len(rows) == 3 and rows[0].startswith("epoch,step,val/loss")
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = metrics(run_dir)
     last = [r for r in records if "val/loss" in r][-1]
     assert {f"val/dice/{label}" for label in LABELS} <= set(last)  # the project's OrganDice, per organ
     assert (run_dir / "checkpoints" / "best.pt").is_file()

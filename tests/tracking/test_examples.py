@@ -9,7 +9,7 @@ from frame.loop import fit
 from frame.tracking.examples import Examples
 from frame.tracking.offline import offline_runs
 from tests.conftest import TINY
-from tests.tracking.wandb_log import history
+from tests.tracking.wandb_log import history, records
 
 
 def test_3d_multilabel_segmentation_gives_the_middle_slice_with_label_maps():
@@ -41,6 +41,11 @@ def test_png_examples_and_wandb_images_from_a_run(compose, tmp_path):
     assert [p.name for p in pngs] == ["epoch-0001.png", "epoch-0002.png"]
     pixels = np.asarray(Image.open(pngs[-1]).convert("RGB"), dtype=np.float32)
     assert pixels.std() > 10  # not blank
-    rows = [row for row in history(offline_runs(tmp_path)[0].file) if "val/examples/_type" in row]
+    (run,) = offline_runs(tmp_path)
+    # read at once: the run file must be complete when fit returns (wandb's own run.finish() returns
+    # before wandb-core has written the file's tail; WandbLogger.finish waits for it)
+    assert [r.WhichOneof("record_type") for r in records(run.file)][-1] == "exit"
+    rows = [row for row in history(run.file) if "val/examples/_type" in row]
+    assert [row["_step"] for row in rows] == [row["_step"] for row in history(run.file) if "val/loss" in row]
     assert len(rows) == 2 and rows[0]["val/examples/count"] == 2
     assert {"ground_truth", "prediction"} <= set(rows[0]["val/examples/all_masks"][0])

@@ -3,7 +3,7 @@
 import json
 
 from frame.tracking.offline import offline_runs
-from tests.conftest import TINY, run_frame
+from tests.conftest import TINY, metrics, run_frame
 from tests.tracking.wandb_cloud import FakeCloud
 
 WANDB = ["logger=[jsonl,wandb]", "logger.wandb.min_interval_s=0"]
@@ -25,7 +25,7 @@ def test_sync_uploads_attempts_in_order_each_once(tmp_path):
 
     assert set(cloud.runs) == {run_id}
     steps = [row["_step"] for row in cloud.history[run_id]]
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = metrics(run_dir)
     assert steps == sorted(steps) and set(steps) == {r["step"] for r in records}
     assert again.stdout.count("already uploaded  ") == 2 and "uploaded 0 of 0" in again.stdout
     assert all(run.synced for run in offline_runs(tmp_path))

@@ -1,0 +1,122 @@
+"""Scoring a trained model on a data set: `frame eval` and the test set evaluated after training.
+
+`score` runs a model over a loader with the loss and the evaluators (as validation does) and,
+on request, every evaluator on each item alone (per-case Dice for segmentation).
+`evaluate_run` rebuilds a run's model from a checkpoint, takes every item of the run's dataset
+(with overrides, e.g. `data.dataset.root=./data/test`) with the deterministic transforms only,
+and writes `<run_dir>/eval/<name>.json` (and `<name>.csv` per item).
+"""
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from frame.files import replace_text
+
+EVAL_DIR = "eval"
+
+
+@torch.no_grad()
+def score(model, loader, evaluators: dict, device, loss_fn=None, item_evaluators: dict | None = None,
+          autocast=None) -> tuple[dict[str, float], list[dict]]:
+    """(metrics over the whole loader, one row per item when `item_evaluators` are given).
+
+    `item_evaluators` are separate instances of the evaluators (reset for every item), so the
+    aggregated figures are those of `evaluators`, exactly as validation computes them.
+    """
+    import contextlib
+
+    model.eval()
+    autocast = autocast or contextlib.nullcontext()
+    for evaluator in [*evaluators.values(), *(item_evaluators or {}).values()]:
+        evaluator.reset()
+    total, batches, rows, index = 0.0, 0, [], 0
+    for sample, target in loader:
+        sample = sample.to(device, non_blocking=True)
+        target = target.to(device, non_blocking=True)
+        with autocast:
+            prediction = model(sample)
+            if loss_fn is not None:
+                total += float(loss_fn(prediction, target))
+        batches += 1
+        prediction = prediction.float()
+        for evaluator in evaluators.values():
+            evaluator.update(prediction, target)
+        for i in range(len(sample) if item_evaluators else 0):
+            row = {"item": index + i}
+            for evaluator in item_evaluators.values():
+                evaluator.reset()
+                evaluator.update(prediction[i : i + 1], target[i : i + 1])
+                row.update(evaluator.compute())
+            rows.append(row)
+        index += len(sample)
+    metrics = {"loss": total / max(batches, 1)} if loss_fn is not None else {}
+    for evaluator in evaluators.values():
+        metrics.update({key: float(value) for key, value in evaluator.compute().items()})
+    return metrics, rows
+
+
+def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), name: str | None = None,
+                 per_item: bool = False, device: str = "auto") -> dict:
+    """Score the run's checkpoint on every item of its (overridden) dataset; write and return the result.
+
+    Raises:
+        FrameError: no such run or checkpoint, a bad override, a dataset or evaluator that fails to build.
+    """
+    from frame.build import build_evaluators, build_loss, eval_loader, pick_device
+    from frame.trained import rebuild
+
+    run_dir = Path(run_dir)
+    model, cfg, saved = rebuild(run_dir, checkpoint, overrides, device)
+    device = pick_device(device)
+    loader, dataset = eval_loader(cfg, cfg.data, device)
+    labels = getattr(dataset, "labels", None)
+    start = time.perf_counter()
+    metrics, rows = score(model, loader, build_evaluators(cfg, labels), device, build_loss(cfg),
+                          build_evaluators(cfg, labels) if per_item else None)
+    elapsed = time.perf_counter() - start
+    name = name or dataset_name(cfg.data)
+    result = {
+        "metrics": metrics,
+        "items": len(loader.dataset),
+        "checkpoint": saved["_path"],
+        "epoch": saved["state"]["epoch"],
+        "step": saved["state"]["step"],
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "evaluators": OmegaConf.to_container(cfg.evaluators, resolve=True),
+        "overrides": list(overrides),
+        "device": str(device),
+        "time_s": round(elapsed, 3),
+        "time_per_item_s": round(elapsed / max(len(loader.dataset), 1), 4),
+        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    out = run_dir / EVAL_DIR
+    out.mkdir(exist_ok=True)
+    result["file"] = str(out / f"{name}.json")
+    replace_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
+    if per_item:
+        result["per_item"] = str(out / f"{name}.csv")
+        replace_text(out / f"{name}.csv", _csv(rows))
+    return result
+
+
+def dataset_name(data) -> str:
+    """What names an evaluation: the last folder of `data.dataset.root` (`./data/test` -> test), else the class."""
+    root = data.dataset.get("root")
+    if root:
+        return Path(str(root)).name or "dataset"
+    return str(data.dataset._target_).rsplit(".", 1)[-1]
+
+
+def _csv(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()

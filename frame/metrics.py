@@ -1,0 +1,158 @@
+"""Library metrics as frame evaluators: one adapter for torchmetrics and MONAI.
+
+frame's evaluator contract is `update(prediction, target)`, `compute() -> dict[str, float]`,
+`reset()`. A torchmetrics `Metric` (update/compute returning a tensor or a dict) and a MONAI
+cumulative metric (`__call__`/`aggregate`/`reset`) fit it through `LibraryMetric`, which also
+does the post-processing MONAI's `AsDiscrete` does, chosen by `activation`:
+
+    softmax   argmax over the channels; for MONAI metrics both prediction and a class-index
+              target become one-hot with as many channels as the output has
+    sigmoid   one channel per label, each thresholded after a sigmoid (`threshold`)
+    auto      softmax when the target is a class-index map (one channel, or none, where the
+              output has several), else sigmoid; decided on the first batch
+    None      the raw output (torchmetrics' classification metrics take logits themselves)
+
+Ranking metrics (ROC AUC, average precision) need scores, not decisions: for them (`discrete`
+false, the default for those) softmax and sigmoid give probabilities, and a class-index target
+still becomes one-hot for MONAI. An AUC of argmax decisions would be another, lower number.
+"""
+
+import torch
+
+from frame.config.json_job import snake
+
+ACTIVATIONS = ("softmax", "sigmoid", "auto", None)
+
+
+class LibraryMetric:
+    """A torchmetrics or MONAI metric behind frame's evaluator contract.
+
+    Keys: `<key>` for a scalar; `<key>/<label>` per element and their mean as `<key>` when the
+    metric gives one value per label (`labels` names them, else 0, 1, ...); `<key>/<entry>` for
+    each entry of a dict.
+
+    Args:
+        metric: the library metric (an instance; a JSON job or YAML gives it as a nested component).
+        activation: post-processing before `update` (module docstring): softmax | sigmoid | auto | None.
+        threshold: probability above which a voxel counts as the label (sigmoid).
+        labels: names of the per-label values; frame passes the dataset's labels when unset.
+        key: the metric's key; frame passes the evaluator's name when unset.
+        discrete: whether the activation ends in decisions (argmax, threshold) or keeps the
+            probabilities; default: probabilities for ranking metrics (AUC, average precision).
+    """
+
+    def __init__(self, metric, activation: str | None = None, threshold: float = 0.5, labels=None,
+                 key: str | None = None, discrete: bool | None = None):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation={activation!r}; expected one of softmax, sigmoid, auto or null.")
+        self.metric = metric
+        self.activation = activation
+        self.threshold = threshold
+        self.discrete = not _ranks(metric) if discrete is None else discrete
+        self.labels = list(labels) if labels is not None else None
+        self.key = key or snake(type(metric).__name__).removesuffix("_metric")
+        self._monai = not hasattr(metric, "compute")  # MONAI's Cumulative: __call__ and aggregate
+        if not self._monai and hasattr(metric, "sync_on_compute"):
+            metric.sync_on_compute = False  # every rank validates the whole set: summing ranks would count it N times
+
+    def update(self, prediction, target):
+        if self.activation == "auto":
+            self.activation = infer_activation(prediction, target)
+        prediction, target = self._post(prediction, target)
+        if self._monai:
+            self.metric(y_pred=prediction, y=target)
+        else:
+            if getattr(self.metric, "device", prediction.device) != prediction.device:
+                self.metric.to(prediction.device)
+            self.metric.update(prediction, target)
+
+    def compute(self) -> dict[str, float]:
+        value = _aggregate(self.metric) if self._monai else self.metric.compute()
+        if isinstance(value, dict):
+            return {f"{self.key}/{entry}": float(v) for entry, v in value.items()}
+        value = torch.as_tensor(value).detach().float().flatten()
+        if value.numel() == 1:
+            return {self.key: float(value)}
+        names = self.labels if self.labels is not None and len(self.labels) == value.numel() else range(value.numel())
+        scores = {f"{self.key}/{label}": float(v) for label, v in zip(names, value)}
+        scores[self.key] = float(value.nanmean())
+        return scores
+
+    def reset(self):
+        self.metric.reset()
+
+    def _post(self, prediction, target):
+        if not self.discrete and self.activation in ("softmax", "sigmoid"):
+            scores = prediction.float().softmax(dim=1) if self.activation == "softmax" else prediction.float().sigmoid()
+            if self.activation == "softmax" and self._monai:
+                target = _one_hot(class_indices(prediction, target), prediction.shape[1])
+            return scores, target
+        if self.activation == "sigmoid":
+            binary = torch.sigmoid(prediction.float()) > self.threshold
+            return (binary.float(), target) if self._monai else (binary.int(), target.int())
+        if self.activation == "softmax":
+            channels = prediction.shape[1]
+            indices = prediction.argmax(dim=1)
+            target = class_indices(prediction, target)
+            if not self._monai:
+                return indices, target
+            return _one_hot(indices, channels), _one_hot(target, channels)
+        return prediction, target
+
+
+def _ranks(metric) -> bool:
+    """A ranking metric (ROC AUC, average precision): it needs scores, not decisions."""
+    name = type(metric).__name__.lower()
+    return any(word in name for word in ("auc", "auroc", "averageprecision"))
+
+
+def _aggregate(metric):
+    """MONAI's `aggregate`, except that a mean over no values is NaN, not MONAI's 0.0.
+
+    With `ignore_empty` an item whose truth lacks a label has no Dice (or IoU) for it; a label
+    absent from every item would otherwise score 0.0 and pull the mean over labels down.
+    """
+    value = metric.aggregate()
+    if isinstance(value, (list, tuple)):  # (value, not_nans) with get_not_nans
+        value = value[0]
+    reduction, buffer = str(getattr(metric, "reduction", "")), metric.get_buffer()
+    if not (torch.is_tensor(value) and reduction.startswith("mean") and torch.is_tensor(buffer)):
+        return value
+    from monai.metrics.utils import do_metric_reduction
+
+    _, counted = do_metric_reduction(buffer.clone(), reduction)  # it zeroes the NaNs in place
+    return torch.where(counted.to(value.device) > 0, value, torch.nan)
+
+
+def infer_activation(prediction, target) -> str:
+    """softmax for a class-index target (one channel or none, against several output channels), else sigmoid."""
+    return "softmax" if is_label_map(prediction, target) else "sigmoid"
+
+
+def is_label_map(prediction, target) -> bool:
+    if prediction.ndim < 2 or prediction.shape[1] < 2:
+        return False
+    return target.ndim == prediction.ndim - 1 or (target.ndim == prediction.ndim and target.shape[1] == 1)
+
+
+def class_indices(prediction, target):
+    """A class-index target as `[B, ...]` long (its channel of one dropped)."""
+    if target.ndim == prediction.ndim:
+        target = target[:, 0]
+    return target.long()
+
+
+def _one_hot(indices, channels):
+    return torch.nn.functional.one_hot(indices, channels).movedim(-1, 1).float()
+
+
+def as_evaluator(obj, name: str, labels=None):
+    """`obj` when it keeps frame's contract; a library metric wrapped in `LibraryMetric` otherwise."""
+    if isinstance(obj, LibraryMetric) or not _is_library_metric(obj):
+        return obj
+    return LibraryMetric(obj, labels=labels, key=name)
+
+
+def _is_library_metric(obj) -> bool:
+    module = type(obj).__module__
+    return module.startswith(("torchmetrics.", "monai.metrics."))

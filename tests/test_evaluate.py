@@ -1,0 +1,107 @@
+"""`frame eval`, `frame.load_model` and `frame.load_run` on a real tiny run."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.trained_run import frame_main, trained_run  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def test_eval_scores_every_item_and_writes_json_and_csv(trained_run, capsys, monkeypatch):
+    project, run = trained_run
+    monkeypatch.chdir(project)
+    code, out, err = frame_main(["eval", str(run), "--per-item", "--name", "held", "--device", "cpu",
+                                 "data.dataset.num_samples=5", "data.dataset.seed=3"], capsys)
+    assert code == 0, err
+    result = json.loads((run / "eval" / "held.json").read_text())
+    assert result["items"] == 5  # every item, no split
+    assert result["epoch"] == 2 and result["checkpoint"].endswith("best.pt")
+    assert result["data"]["dataset"]["seed"] == 3
+    assert set(result["metrics"]) >= {"loss", "dice", "dice/liver"}
+    rows = list(csv.DictReader(open(run / "eval" / "held.csv")))
+    assert [r["item"] for r in rows] == ["0", "1", "2", "3", "4"] and "dice/spleen" in rows[0]
+    assert f"{result['metrics']['dice']:.4g}" in out
+
+
+def test_eval_of_a_sweep_evaluates_each_member(trained_run, capsys, tmp_path):
+    _, run = trained_run
+    for member in ("optimizer.lr=0.1", "optimizer.lr=0.01"):
+        shutil.copytree(run, tmp_path / "sweep" / member, ignore=shutil.ignore_patterns("eval"))
+    code, out, err = frame_main(["eval", str(tmp_path / "sweep"), "--device", "cpu", "data.dataset.num_samples=2"], capsys)
+    assert code == 0, err
+    for member in ("optimizer.lr=0.1", "optimizer.lr=0.01"):
+        assert (tmp_path / "sweep" / member / "eval" / "SyntheticOrgans.json").is_file()
+        assert member in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "{tmp}/nowhere"], "is not a directory"),
+    (["eval", "{tmp}"], "holds no trained run"),
+    (["eval", "{run}", "--checkpoint", "bset"], "Did you mean 'best'?"),
+    (["eval", "{run}", "data.datset.root=x"], "Could not override 'data.datset.root'"),
+    (["eval", "{run}", "evaluators=[dise]"], "Did you mean 'dice'?"),
+    (["eval", "{run}", "--checkpoint", "{tmp}/broken.pt"], "unreadable"),
+])
+def test_eval_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path, args, message):
+    _, run = trained_run
+    (tmp_path / "broken.pt").write_bytes((run / "checkpoints" / "best.pt").read_bytes()[:5000])
+    code, _, err = frame_main([a.format(tmp=tmp_path, run=run) for a in args], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_load_model_in_a_fresh_interpreter_reproduces_the_best_validation_dice(trained_run):
+    project, run = trained_run
+    script = f"""
+import json, torch, frame
+from frame.build import build_evaluators, eval_loader
+from frame.data.loading import JobDataset, split_indices
+model = frame.load_model({str(run)!r})
+assert not model.training
+info = frame.load_run({str(run)!r})
+best = max(r["val/dice"] for r in info.metrics if "val/dice" in r)
+cfg = info.config
+dataset = eval_loader(cfg, cfg.data, torch.device("cpu"))[1]
+_, val = split_indices(len(dataset), cfg.data.split_ratio, cfg.seed)
+dice = build_evaluators(cfg, dataset.labels)["dice"]
+from frame.data.transforms import StandardScaleTensor
+with torch.no_grad():
+    for i in val:
+        x, y = dataset[i]
+        dice.update(model(StandardScaleTensor()(x)[None]), y[None])
+print(json.dumps({{"best": best, "again": dice.compute()["dice"], "checkpoints": sorted(info.checkpoints)}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["again"] == pytest.approx(result["best"], abs=1e-5)
+    assert {"best", "last"} <= set(result["checkpoints"])
+
+
+def test_load_run_refuses_a_directory_that_is_no_run(tmp_path):
+    import frame
+    from frame.errors import FrameError
+
+    with pytest.raises(FrameError, match="not a run directory"):
+        frame.load_run(tmp_path)
+
+
+def test_data_test_is_scored_with_best_pt_after_training(tmp_path):
+    from tests.conftest import TINY, run_frame
+
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "held.yaml").write_text(
+        "# @package _global_\ndata:\n  test:\n    dataset:\n      _target_: frame.data.synthetic.SyntheticOrgans\n"
+        "      labels: [liver, spleen, kidney_l, kidney_r]\n      num_samples: 2\n      size: [16, 16, 16]\n      seed: 5\n")
+    run_frame(["train", "--config-dir", "conf", "experiment=held", "name=t", "logger=[jsonl]", *TINY], cwd=tmp_path,
+              check=0)
+    run = tmp_path / "outputs" / "t"
+    record = json.loads((run / "run.json").read_text())
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["test"]["items"] == 2 and record["test"]["test/dice"] == last["test/dice"]
+    assert "test/dice" in run_frame(["runs", str(tmp_path / "outputs"), "--json"], cwd=tmp_path, check=0).stdout

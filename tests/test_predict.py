@@ -1,0 +1,59 @@
+"""`frame predict` on NIfTI files: label maps that keep the input's affine, sliding windows, bad input."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.trained_run import frame_main, trained_run  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.slow
+AFFINE = np.array([[2.0, 0, 0, -10], [0, 1.5, 0, 5], [0, 0, 3.0, 7], [0, 0, 0, 1]])
+
+
+def _volume(path, size):
+    from frame.data.synthetic import SyntheticOrgans
+
+    volume = SyntheticOrgans(num_samples=1, size=size, seed=9)[0][0][0].numpy()
+    nib.save(nib.Nifti1Image(volume, AFFINE), path)
+
+
+def test_predict_writes_label_maps_with_the_inputs_affine(trained_run, capsys, tmp_path):
+    _, run = trained_run
+    (tmp_path / "in").mkdir()
+    _volume(tmp_path / "in" / "a.nii.gz", (16, 16, 16))
+    _volume(tmp_path / "in" / "big.nii.gz", (24, 24, 24))  # larger than training: windows of 16
+    code, out, err = frame_main(["predict", str(run), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+                                 "--roi-size", "16,16,16", "--device", "cpu"], capsys)
+    assert code == 0, err
+    for name, shape in (("a", (16, 16, 16)), ("big", (24, 24, 24))):
+        image = nib.load(tmp_path / "out" / f"{name}_pred.nii.gz")
+        np.testing.assert_allclose(image.affine, AFFINE)
+        labels = np.asarray(image.dataobj)
+        assert labels.shape == shape and labels.min() >= 0 and labels.max() <= 4
+    assert "2 items" in out
+
+
+def test_predict_on_the_runs_dataset_without_input(trained_run, capsys, tmp_path):
+    _, run = trained_run
+    code, _, err = frame_main(["predict", str(run), "--output", str(tmp_path), "--device", "cpu",
+                               "data.dataset.num_samples=2"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["item-0000_pred.nii.gz", "item-0001_pred.nii.gz"]
+
+
+@pytest.mark.parametrize("setup, args, message", [
+    (None, ["--input", "{tmp}/missing.nii.gz"], "no such file or folder"),
+    ("garbage", ["--input", "{tmp}/bad.nii.gz"], "could not read"),
+    ("volume", ["--input", "{tmp}/v.nii.gz", "--checkpoint", "nope"], "no checkpoint 'nope'"),
+    ("volume", ["--input", "{tmp}/v.nii.gz", "--roi-size", "16,16"], "has 2 sizes"),
+    ("volume", ["--input", "{tmp}/v.nii.gz", "--postprocess", "softmax"], "choose one of"),
+])
+def test_predict_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path, setup, args, message):
+    _, run = trained_run
+    if setup == "garbage":
+        (tmp_path / "bad.nii.gz").write_bytes(b"not a volume")
+    if setup == "volume":
+        _volume(tmp_path / "v.nii.gz", (16, 16, 16))
+    code, _, err = frame_main(["predict", str(run), "--output", str(tmp_path / "out"), "--device", "cpu",
+                               *[a.format(tmp=tmp_path) for a in args]], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
