@@ -77,12 +77,15 @@ class JobDataset(Dataset):
         self.indices = list(indices)
         self.seed, self.salt = seed, salt
         self.keys = tuple(keys)
-        # split once, not per item: the leading deterministic transforms (what preload caches), then the rest.
-        # Sample and label transforms run after the item transforms, so after a random one they all are "rest".
-        item_split = _leading_deterministic(item_transforms)
+        # split once, not per item: the leading deterministic transforms (what preload caches), then the rest,
+        # which runs under per-item seeds. Without preload nothing is cached, so every transform is seeded: a
+        # project's random transform that is not Randomizable still gives the same item the same draw
+        # (exact resume, any worker count). Sample and label transforms run after the item transforms, so
+        # after a random one they all are "rest".
+        item_split = _leading_deterministic(item_transforms) if preload else 0
         self._fixed_item, self._random_item = list(item_transforms[:item_split]), list(item_transforms[item_split:])
-        sample_split = _leading_deterministic(sample_transforms) if not self._random_item else 0
-        label_split = _leading_deterministic(label_transforms) if not self._random_item else 0
+        sample_split = _leading_deterministic(sample_transforms) if preload and not self._random_item else 0
+        label_split = _leading_deterministic(label_transforms) if preload and not self._random_item else 0
         self._fixed_sample, self._random_sample = list(sample_transforms[:sample_split]), list(sample_transforms[sample_split:])
         self._fixed_label, self._random_label = list(label_transforms[:label_split]), list(label_transforms[label_split:])
         self._random = self._random_item + self._random_sample + self._random_label

@@ -159,6 +159,22 @@ def test_an_item_gets_the_same_random_transform_for_the_same_epoch_whatever_the_
     assert torch.equal(again[(1, 4)][0], forward[4][0])
 
 
+class Jitter:
+    """A project's random transform that does not say so (not Randomizable, no Rand* name)."""
+
+    def __call__(self, x):
+        return x + torch.randn_like(x) + float(np.random.normal()) + random.random()
+
+
+def test_a_random_transform_that_does_not_say_so_is_still_seeded_per_item_without_preload():
+    data = JobDataset(Items(4), range(4), [Jitter()], seed=11)
+    first = data[(1, 2)][0]
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)  # whatever the global (worker) state is
+    assert torch.equal(data[(1, 2)][0], first)
+    assert torch.equal(JobDataset(Items(4), range(4), [Jitter()], seed=11)[(1, 2)][0], first)
+    assert not torch.equal(data[(2, 2)][0], first)
+
+
 def test_random_transforms_vary_by_epoch_item_seed_and_stream():
     data = JobDataset(Items(4), range(4), [Noise()], seed=11)
     base = data[(0, 2)][0]
