@@ -11,6 +11,7 @@ Nothing changes: no optimizer step, gradients back to None, buffers (BatchNorm's
 statistics) and the mode of the model put back, evaluators reset, and every RNG restored.
 """
 
+import itertools
 import logging
 import random
 import warnings
@@ -68,8 +69,16 @@ def collect(evaluators: dict) -> dict[str, float]:
     return merged
 
 
+def _first_batch(loader):
+    """The loader's first batch, made here in the main process. Iterating the loader itself would
+    start its persistent workers (with batches prefetched for an epoch that has not begun) and draw
+    its iterator's seed: the first epoch must find both as if nothing had run (exact resume)."""
+    items = itertools.islice(iter(loader.sampler), loader.batch_size)
+    return loader.collate_fn([loader.dataset[item] for item in items])
+
+
 def _through_loss(job, autocast, loader, stage, backward):
-    sample, target = next(iter(loader))
+    sample, target = _first_batch(loader)
     sample, target = sample.to(job.device), target.to(job.device)
     with autocast:
         prediction = job.model(sample)

@@ -168,6 +168,9 @@ def validate(job, autocast, keep: int = 0) -> tuple[dict[str, float], Examples |
 def _test(job, state, autocast):
     """best.pt scored on `data.test`: `test/...` into the loggers (metrics.jsonl, W&B's summary) and run.json."""
     best = job.checkpoints.dir / "best.pt"
+    if not best.is_file():  # the monitored value was never a number (NaN every epoch): nothing to test
+        log.warning("no best.pt (%s was never a number): the test set is not scored", job.cfg.trainer.monitor)
+        return
     job.model.load_state_dict(load_checkpoint(best)["model"])
     metrics, _ = score(job.model, job.test_loader, job.evaluators, job.device, job.loss_fn, autocast=autocast)
     metrics = {f"test/{key}": value for key, value in metrics.items()}
