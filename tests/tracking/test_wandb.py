@@ -144,7 +144,7 @@ def test_training_rows_are_throttled_validation_rows_are_not(compose, tmp_path):
 
 def test_multirun_members_are_separate_wandb_runs(tmp_path):
     run_frame(["train", "-m", *TINY, *WANDB, "trainer.epochs=1", "optimizer.lr=1e-3,1e-2"], cwd=tmp_path, check=0)
-    members = sorted((tmp_path / "outputs" / "organs").glob("*optimizer.lr=*"))
+    members = sorted((tmp_path / "outputs" / "organs-sweep").glob("*optimizer.lr=*"))
     assert len(members) == 2
     ids = [json.loads((m / "run.json").read_text())["wandb_id"] for m in members]
     assert len(set(ids)) == 2
