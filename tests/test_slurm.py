@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import require_slurm, run_frame, start_frame
+from tests.conftest import REPO, require_slurm, run_frame, start_frame
 
 GOLDEN = Path(__file__).parent / "golden" / "slurm_sbatch.txt"
 # Tiny jobs: one CPU slot each (the local node has 4 slots per core), little memory.
@@ -111,11 +111,14 @@ def test_a_four_member_sweep_is_one_job_array_and_collects_every_result(cluster,
 
 @pytest.mark.slurm
 def test_a_failed_member_has_a_failed_slurm_job_and_error_txt(cluster, tmp_path):
-    result = run_frame(["train", "-m", *SMALL, "trainer.epochs=1", "optimizer.lr=-1.0", *SLURM], cwd=tmp_path)
+    # fails in training (a bad value such as lr=-1 is refused before anything is submitted): every loss is NaN
+    result = run_frame(["train", "-m", *SMALL, "trainer.epochs=1", "trainer.max_bad_steps=2",
+                        "loss._target_=tests.test_loop.NanOnSteps", "+loss.steps=[1,2,3]", *SLURM], cwd=tmp_path,
+                       env={"PYTHONPATH": str(REPO)})
     assert result.returncode != 0
     (member,) = _members(tmp_path / "outputs" / "classify-sweep")
-    assert member["status"] == "failed" and "Invalid learning rate" in member["error"]
-    assert "Invalid learning rate" in (tmp_path / "outputs" / "classify-sweep" / member["run_dir"] / "error.txt").read_text()
+    assert member["status"] == "failed" and "non-finite" in member["error"], member
+    assert "non-finite" in (tmp_path / "outputs" / "classify-sweep" / member["run_dir"] / "error.txt").read_text()
     show = ["scontrol", "show", "job", member["slurm_job_id"]]
     job = _wait_for("the job to end", lambda: (lambda out: re.search(r"JobState=(COMPLETED|FAILED)", out) and out)(
         subprocess.run(show, capture_output=True, text=True).stdout), timeout=60)
