@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +46,16 @@ def run_frame(args, cwd, env=None, timeout=300, check=None, **popen):
 def start_frame(args, cwd, env=None, **popen) -> subprocess.Popen:
     """Start the real `frame` command in the background (output merged into one text pipe unless
     `popen` redirects it): for tests that signal, watch or race a running process."""
-    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, **popen}
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True,
+             "preexec_fn": _default_sigint, **popen}
     return subprocess.Popen(frame_command(args), cwd=cwd, env=frame_env(env), **popen)
+
+
+def _default_sigint() -> None:
+    """A test sends the child SIGINT as a terminal would: when the suite itself runs as a background
+    job (`make test &`), SIGINT is ignored and that would be inherited, so Python would never raise
+    KeyboardInterrupt in the child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def metrics(run_dir) -> list[dict]:
