@@ -86,7 +86,10 @@ def name_members_by_search(config) -> None:
     if not any(o.is_sweep_override() for o in parsed) and not OmegaConf.select(config, "hydra.sweeper.params"):
         return
     naming = config.hydra.job.config.override_dirname
-    fixed = [o.key_or_group for o in parsed if not o.is_sweep_override() and o.key_or_group not in naming.exclude_keys]
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()} | set(OmegaConf.select(
+        config, "hydra.sweeper.params", default=None) or {})  # a key both fixed and swept names its members
+    fixed = [o.key_or_group for o in parsed if not o.is_sweep_override() and o.key_or_group not in swept
+             and o.key_or_group not in naming.exclude_keys]
     if not fixed:
         return
     keys = [*naming.exclude_keys, *fixed]
