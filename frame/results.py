@@ -14,7 +14,6 @@ Status shown:
 """
 
 import json
-import time
 from pathlib import Path
 
 from frame import runinfo

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.utils import get_object
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from frame.config import source
 from frame.config.compose import compose
