@@ -16,61 +16,21 @@ loop and `build_job` see of it. Rank 0 owns side effects (checkpoints, metrics, 
 A rank that dies cannot hang the job: a collective that waits longer than
 `trainer.dist_timeout_s` fails (gloo at once when a peer's socket closes).
 
-Nothing here imports torch at module level: the run record and the launchers ask `global_rank`.
+Nothing here imports torch at module level. Which rank a process is comes from `frame.ranks`.
 """
 
 import gc
 import logging
-import os
-import random
 import socket
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from frame.errors import FrameError
+from frame.ranks import RankEnv
 from frame.signals import StopFlag
 
 log = logging.getLogger("frame")
-
-@dataclass(frozen=True)
-class RankEnv:
-    """This process's place in a multi-process job, as its launcher described it."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    master_addr: str
-    master_port: int
-    source: str  # torchrun | slurm | spawn
-
-
-def rank_env() -> RankEnv | None:
-    """The multi-process job this process belongs to, or None when it runs alone."""
-    env = os.environ
-    if "RANK" in env and "WORLD_SIZE" in env and int(env["WORLD_SIZE"]) > 1:
-        return RankEnv(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)),
-                       env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", 29500)),
-                       env.get("FRAME_RANK_SOURCE", "torchrun"))
-    # inside `srun` (a job step, not the batch script), with more than one task
-    if "SLURM_STEP_ID" in env and int(env.get("SLURM_NTASKS", 1)) > 1 and "SLURM_PROCID" in env:
-        # submitit's reading of the task (SLURM's node list, node[1-4,7], parsed as SLURM writes it), also
-        # under a plain srun; imported only here: 0.2 s that other processes skip
-        from submitit.slurm.slurm import SlurmJobEnvironment
-
-        job = SlurmJobEnvironment()
-        # the port submitit's TorchDistributedEnvironment draws: the same on every rank and every attempt
-        port = int(env.get("MASTER_PORT") or random.Random(job.job_id).randint(20000, 60000))
-        return RankEnv(job.global_rank, job.num_tasks, job.local_rank, env.get("MASTER_ADDR") or job.hostnames[0],
-                       port, "slurm")
-    return None
-
-
-def global_rank() -> int:
-    """This process's rank by its environment (0 when it runs alone): rank 0 owns side effects."""
-    env = rank_env()
-    return env.rank if env is not None else 0
 
 
 class World:

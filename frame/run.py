@@ -32,6 +32,7 @@ from frame import distributed, runinfo
 from frame.errors import FrameError
 from frame.exits import EXIT_INTERRUPTED
 from frame.runlock import FILENAME as LOCK_FILE
+from frame.ranks import RankEnv, global_rank, rank_env
 from frame.runlock import RunLock
 from frame.signals import StopFlag, forward
 
@@ -60,7 +61,7 @@ def run(cfg: DictConfig, run_dir: Path, take_back: bool = False) -> Any:
     from the checkpoint in the same run directory. With `take_back` (a single run, not a sweep
     member), a new run refused by a user error before it saved anything leaves no directory.
     """
-    is_main = distributed.global_rank() == 0
+    is_main = global_rank() == 0
     if is_main:
         log.info("pid %d on %s, cpus %s%s", os.getpid(), os.uname().nodename, _ranges(os.sched_getaffinity(0)),
                  f", CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in os.environ else "")
@@ -145,7 +146,7 @@ def import_job_modules(cfg: DictConfig) -> bool:
 
 def processes(cfg: DictConfig, run_dir: Path, stop: StopFlag):
     """`train` in as many processes as the job asks for; rank 0's result."""
-    env = distributed.rank_env()
+    env = rank_env()
     devices = cfg.trainer.devices
     if env is None and devices > 1:
         return spawn(cfg, run_dir, devices, stop)
@@ -157,7 +158,7 @@ def processes(cfg: DictConfig, run_dir: Path, stop: StopFlag):
     return _train_rank(cfg, run_dir, env, stop)
 
 
-def _train_rank(cfg: DictConfig, run_dir: Path, env: distributed.RankEnv, stop: StopFlag):
+def _train_rank(cfg: DictConfig, run_dir: Path, env: RankEnv, stop: StopFlag):
     with distributed.process_group(env, distributed.device_type(cfg.trainer.device),
                                    cfg.trainer.dist_timeout_s) as world:
         world.same_on_all_ranks(str(run_dir), "run directory")
@@ -237,7 +238,7 @@ def _rank_main(cfg, run_dir, hydra_config, sender):
     from frame.config.schema import register_configs
 
     register_configs()  # frame's resolvers (`${len:...}`), which the job's config may use
-    env = distributed.rank_env()
+    env = rank_env()
     _configure_logging(hydra_config, env.rank)
     result = _train_rank(cfg, Path(run_dir), env, StopFlag().install())  # a forwarded stop during start-up too
     if sender is not None:

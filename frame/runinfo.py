@@ -37,7 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-from frame.distributed import global_rank
+from frame.ranks import global_rank
 from frame.errors import FrameError
 from frame.exits import EXIT_USER_ERROR, code_of_exception, status_of
 from frame.files import replace_text
@@ -87,7 +87,7 @@ class RunRecord:
         run_dir: the run directory.
         heartbeat_s: refresh period of `heartbeat`; 0 disables the thread (tests).
         enabled: whether this process keeps the record (rank 0 owns side effects); None = decide by
-            the environment (`frame.distributed.global_rank`).
+            the environment (`frame.ranks.global_rank`).
         hosts: each rank's host in rank order (`World.hosts`); None = this host alone.
         **fields: written into run.json at the start, e.g. name, monitor, monitor_mode, epochs
             (what `frame runs` shows).

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # lowest first; a module belongs to the first layer whose prefix it matches (longest prefix wins)
 LAYERS = {
-    "base": ["frame.errors", "frame.exits", "frame.files", "frame.runlock", "frame.signals", "frame.version"],
+    "base": ["frame.errors", "frame.exits", "frame.files", "frame.ranks", "frame.runlock", "frame.signals", "frame.version"],
     "config": ["frame.config"],
     "runtime": ["frame.build", "frame.loop", "frame.state", "frame.checkpoint", "frame.data", "frame.tracking",
                 "frame.distributed", "frame.evaluators", "frame.first_batch", "frame.losses", "frame.metrics", "frame.models",

@@ -5,7 +5,7 @@ import os
 import sys
 
 from frame.config.app import flags_first, launch, parser
-from frame.distributed import global_rank
+from frame.ranks import global_rank
 
 # torchrun's other ranks: rank 0 alone writes .hydra/ and train.log (they log to the console)
 NO_SIDE_EFFECTS = ["hydra.output_subdir=null", "~hydra.job_logging.handlers.file",

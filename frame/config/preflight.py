@@ -10,6 +10,9 @@ overwriting a finished one). So nothing escapes here: a user mistake exits 2
 with its message, and so does any other failure, with what it was. The
 `${hydra:...}` resolver reads Hydra's config, which Hydra sets only when the job
 starts; it is set here first so such values resolve as they will in the job.
+Only rank 0 claims the run directory: under torchrun every rank runs this
+check, and the others would find rank 0's lock (refused) or move its run
+aside (fresh=true).
 """
 
 from pathlib import Path
@@ -23,6 +26,7 @@ from frame.config.compose import name_members_by_search
 from frame.config.rundir import claim
 from frame.config.validate import check_device, validate
 from frame.errors import FrameError, exit_with
+from frame.ranks import global_rank
 
 
 class Preflight(Callback):
@@ -47,6 +51,8 @@ def _check(config: DictConfig, dir_key: str) -> None:
         if dir_key == "hydra.run.dir" or not _submits(config):
             check_device(config)  # where the job runs: not on a SLURM submission host
         check_config(config)  # names, constructor params, data root, labels (frame check)
+        if global_rank() != 0:  # torchrun's other ranks join rank 0's run: its lock and its policy, not theirs
+            return
         claim(directory, resume=config.resume, fresh=config.fresh, sweep=dir_key == "hydra.sweep.dir")
     except FrameError as error:
         exit_with(str(error))

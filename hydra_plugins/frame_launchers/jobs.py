@@ -5,7 +5,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, open_dict, read_write
 
-from frame.distributed import global_rank
+from frame.ranks import global_rank
 from frame.sweep import MemberFailed
 
 

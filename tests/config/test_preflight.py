@@ -2,6 +2,10 @@
 
 import json
 
+import pytest
+
+from frame.config.preflight import _check
+from frame.runlock import RunLock
 from tests.conftest import TINY, run_frame
 
 
@@ -36,3 +40,20 @@ def test_a_sweep_value_cannot_name_a_member_directory_outside_the_sweep(tmp_path
     assert not (tmp_path / "escaped").exists()
     summary = tmp_path / "outputs" / "s-sweep" / "sweep.json"
     assert not summary.exists() or json.loads(summary.read_text())["members"] == []
+
+
+def test_only_rank_0_claims_the_run_directory(tmp_path, monkeypatch, compose):
+    """torchrun's other ranks run the same checks, then join rank 0's run: its lock does not refuse them,
+    and fresh=true does not make them move the run rank 0 trains in aside."""
+    monkeypatch.chdir(tmp_path)
+    run = _finished_run(tmp_path)
+    config = compose(["name=done", "fresh=true", *TINY], return_hydra_config=True)
+    with RunLock(run, heartbeat_s=0):  # rank 0, training in it
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", "1")
+        _check(config, "hydra.run.dir")
+        assert (run / "checkpoints" / "last.pt").read_bytes() == b"weights"
+        monkeypatch.setenv("RANK", "0")
+        with pytest.raises(SystemExit) as refused:
+            _check(config, "hydra.run.dir")
+    assert refused.value.code == 2 and (run / "checkpoints" / "last.pt").is_file()
