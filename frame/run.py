@@ -33,7 +33,7 @@ from frame.errors import FrameError
 from frame.exits import EXIT_INTERRUPTED
 from frame.runlock import FILENAME as LOCK_FILE
 from frame.ranks import RankEnv, global_rank, rank_env
-from frame.runlock import RunLock
+from frame.runlock import RunLock, put_back_hydra_files
 from frame.signals import StopFlag, forward
 
 log = logging.getLogger("frame")
@@ -78,6 +78,8 @@ def run(cfg: DictConfig, run_dir: Path, take_back: bool = False) -> Any:
         except Exception as error:
             if is_main and not (isinstance(error, FrameError) and new is not None and _take_back(run_dir, new)):
                 _append_error(run_dir, traceback.format_exc())
+            if is_main and new is None and _refused(run_dir):
+                put_back_hydra_files(run_dir)  # .hydra/ keeps describing the run's checkpoints
             raise
         finally:
             stop.restore()
@@ -332,14 +334,19 @@ def _new_run(run_dir: Path) -> set[str] | None:
     return {entry.name for entry in run_dir.iterdir()} if run_dir.is_dir() else set()
 
 
+def _refused(run_dir: Path) -> bool:
+    """Whether this attempt was refused before it trained (run.json's last attempt; none recorded: refused)."""
+    attempts = runinfo.read(run_dir).get("attempts") or [{}]
+    return attempts[-1].get("status", "refused") == "refused"
+
+
 def _take_back(run_dir: Path, before: set[str]) -> bool:
     """Remove what a new run's refused attempt created (a component that would not build: a bad job
     leaves no run directory, as `frame check` promises), and the directory once empty. Nothing is
     removed, and False returned, when it started training (a failed run keeps its record) or saved
     a checkpoint or a metric."""
     checkpoints, metrics = run_dir / "checkpoints", run_dir / "metrics.jsonl"
-    attempts = runinfo.read(run_dir).get("attempts") or [{}]
-    if attempts[-1].get("status", "refused") != "refused":
+    if not _refused(run_dir):
         return False
     if (checkpoints.is_dir() and any(checkpoints.iterdir())) or (metrics.exists() and metrics.stat().st_size):
         return False

@@ -11,8 +11,15 @@ is atomic there too. The file names its holder and carries a heartbeat the holde
 A lock whose holder is gone is taken over with a warning: on the same host when the pid with
 its start time no longer exists, on another host when the heartbeat is older than
 `STALE_AFTER_S`. A requeued SLURM job (same job id) takes its own lock back at once.
+
+A single run takes its lock early (`claim_early`, from the preflight callback), before Hydra
+writes `.hydra/` into the directory: a second process is refused before it overwrites the live
+run's config files, and the run's own `RunLock` later adopts the lock. The claim also keeps
+`.hydra/` as it was, so an attempt refused before it trains (a resume the guard refuses) puts
+the run's config files back (`put_back_hydra_files`): they must keep describing its checkpoints.
 """
 
+import atexit
 import json
 import logging
 import os
@@ -30,6 +37,8 @@ FILENAME = ".lock"
 HEARTBEAT_S = 60.0  # how often a live run refreshes its heartbeats (the lock's and run.json's)
 STALE_AFTER_S = 5 * HEARTBEAT_S  # a holder on another host with an older heartbeat is gone
 _TRIES = 5  # takeovers raced by other processes before giving up
+_EARLY: dict[Path, dict] = {}  # run directory -> the lock this process claimed early (its file's content)
+_HYDRA_FILES: dict[Path, dict[str, bytes]] = {}  # run directory -> its .hydra/ files before this attempt
 
 
 class RunLocked(FrameError):
@@ -92,6 +101,10 @@ class RunLock:
         self.release()
 
     def acquire(self) -> None:
+        early = _EARLY.pop(self.path.parent.resolve(), None)
+        if early is not None and _same(read(self.path), early):  # claimed by this process's preflight
+            self.mine = early
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(_TRIES):
             now = time.time()
@@ -145,6 +158,36 @@ class RunLock:
         if self.mine is not None and _same(read(self.path), self.mine):
             self.path.unlink(missing_ok=True)
         self.mine = None
+
+
+def claim_early(run_dir: Path) -> None:
+    """Take `run_dir`'s lock now, before Hydra writes into it, and keep its `.hydra/` files.
+
+    Raises:
+        RunLocked: a live process holds the directory.
+    """
+    lock = RunLock(run_dir, heartbeat_s=0)
+    lock.acquire()
+    key = Path(run_dir).resolve()
+    _EARLY[key] = lock.mine
+    hydra = key / ".hydra"
+    _HYDRA_FILES[key] = {p.name: p.read_bytes() for p in hydra.iterdir() if p.is_file()} if hydra.is_dir() else {}
+    atexit.register(_release_unadopted, key, lock)
+
+
+def put_back_hydra_files(run_dir: Path) -> None:
+    """Write back the `.hydra/` files the early claim found (an attempt refused before it trained)."""
+    files = _HYDRA_FILES.get(Path(run_dir).resolve())
+    for name, content in (files or {}).items():
+        path = Path(run_dir) / ".hydra" / name
+        if not path.is_file() or path.read_bytes() != content:
+            replace_text(path, content.decode())
+
+
+def _release_unadopted(key: Path, lock: RunLock) -> None:
+    """At exit: release an early lock no run adopted (Hydra failed between the claim and the task)."""
+    if _EARLY.pop(key, None) is not None:
+        lock.release()
 
 
 def read(path: Path) -> dict:

@@ -23,7 +23,7 @@ import signal
 import threading
 from typing import Iterable
 
-from frame.exits import EXIT_ABORTED
+from frame.exits import EXIT_ABORTED, EXIT_INTERRUPTED
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP, signal.SIGUSR1)
 
@@ -55,12 +55,16 @@ class StopFlag:
         return self
 
     def restore(self) -> None:
+        """Put the replaced handlers back (outermost call only). After a stop, a signal whose handler
+        was the default (to die) exits 75 quietly instead: the process is on its way out with its
+        checkpoint written, and a second SIGTERM during the loggers' or Hydra's teardown must not
+        kill it with 143 or a traceback."""
         if self._depth == 0:
             return
         self._depth -= 1
         if self._depth == 0:
             for signum, handler in self._previous.items():
-                signal.signal(signum, handler)
+                signal.signal(signum, _exit_after_stop if self.requested and handler == signal.SIG_DFL else handler)
             self._previous.clear()
 
     def _handle(self, signum, frame):
@@ -72,6 +76,12 @@ class StopFlag:
             self.signal = signum
             os.write(2, f"\nframe: {name} received: stopping after this step with a checkpoint "
                         f"(SIGINT again to exit at once)\n".encode())
+
+
+def _exit_after_stop(signum, frame):
+    os.write(2, f"\nframe: {signal.Signals(signum).name} again while exiting: exiting now; "
+                f"the run had stopped already\n".encode())
+    os._exit(EXIT_INTERRUPTED)
 
 
 def forward(signum: int, pids: Iterable[int]) -> None:

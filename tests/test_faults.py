@@ -143,3 +143,27 @@ def test_a_full_disk_is_one_message_exit_2_and_the_checkpoints_stay_intact(tmp_p
     assert len(errors) == 1 and "No space left on device" in errors[0], output  # run.json at start, or the checkpoint
     assert "Traceback" not in output and output.count("No space left on device") <= 3  # + run.json, error.txt once
     assert after == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signals_during_shutdown_exit_75_or_130_without_a_traceback(tmp_path, signum):
+    """A stop, then the same signal again and again (an impatient user, a process manager) through the
+    checkpoint write, the loggers' finish, Hydra's teardown and the interpreter's exit."""
+    import time
+
+    from frame.checkpoint import load_checkpoint
+    from tests.conftest import TINY, start_frame
+
+    run_dir = tmp_path / "outputs" / "twice"
+    process = start_frame(["train", "name=twice", *TINY, "trainer.epochs=200"], cwd=tmp_path)
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / "last.pt").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    while process.poll() is None:
+        process.send_signal(signum)
+        time.sleep(0.005)
+    out = process.stdout.read()
+    assert process.returncode in (75, 130), out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["state"]["step"] > 0

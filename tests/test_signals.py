@@ -80,3 +80,32 @@ def test_workers_ignore_stop_signals():
         print("alive")
     """)
     assert result.returncode == 0 and result.stdout.strip() == "alive"
+
+
+def test_after_a_stop_a_signal_that_would_kill_exits_75_quietly_and_other_handlers_come_back():
+    result = _python("""
+        import os, signal, time
+        from frame.signals import StopFlag
+        signal.signal(signal.SIGUSR1, lambda *_: print("own handler", flush=True))
+        stop = StopFlag().install()
+        os.kill(os.getpid(), signal.SIGTERM)
+        stop.restore()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        print("still running")
+    """)
+    assert result.returncode == 75, result.stderr
+    assert result.stdout.splitlines()[0] == "own handler" and "still running" not in result.stdout
+    assert "SIGTERM again while exiting" in result.stderr
+
+
+def test_without_a_stop_restore_puts_the_default_back():
+    result = _python("""
+        import os, signal, time
+        from frame.signals import StopFlag
+        StopFlag().install().restore()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+    """)
+    assert result.returncode == -signal.SIGTERM

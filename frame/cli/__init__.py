@@ -145,4 +145,10 @@ def main(argv: list[str] | None = None) -> None:
         from frame.errors import did_you_mean, exit_with
 
         exit_with(f"unknown command '{command}'.{did_you_mean(command, COMMANDS)} Commands: {', '.join(COMMANDS)}.")
-    COMMANDS[command](rest)
+    try:
+        COMMANDS[command](rest)
+    except KeyboardInterrupt:  # Ctrl-C outside a run's stop flag (composing, tearing down): no traceback
+        from frame.exits import EXIT_ABORTED
+
+        sys.stderr.write("\nframe: interrupted\n")
+        sys.exit(EXIT_ABORTED)

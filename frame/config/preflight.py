@@ -10,6 +10,8 @@ overwriting a finished one). So nothing escapes here: a user mistake exits 2
 with its message, and so does any other failure, with what it was. The
 `${hydra:...}` resolver reads Hydra's config, which Hydra sets only when the job
 starts; it is set here first so such values resolve as they will in the job.
+A single run's lock is taken here (`frame.runlock.claim_early`): a second
+process must be refused before Hydra rewrites the live run's `.hydra/`.
 Only rank 0 claims the run directory: under torchrun every rank runs this
 check, and the others would find rank 0's lock (refused) or move its run
 aside (fresh=true).
@@ -27,6 +29,7 @@ from frame.config.rundir import claim
 from frame.config.validate import check_device, validate
 from frame.errors import FrameError, exit_with
 from frame.ranks import global_rank
+from frame.runlock import claim_early
 
 
 class Preflight(Callback):
@@ -54,6 +57,8 @@ def _check(config: DictConfig, dir_key: str) -> None:
         if global_rank() != 0:  # torchrun's other ranks join rank 0's run: its lock and its policy, not theirs
             return
         claim(directory, resume=config.resume, fresh=config.fresh, sweep=dir_key == "hydra.sweep.dir")
+        if dir_key == "hydra.run.dir":
+            claim_early(directory)  # before Hydra writes .hydra/ into it
     except FrameError as error:
         exit_with(str(error))
     except Exception as error:  # never a warning: the job must not run past an unapplied policy

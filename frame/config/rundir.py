@@ -6,6 +6,7 @@ A directory a live process trains in (its `.lock`, `frame.runlock`) is refused
 whatever the flags say, and a sweep member's directory must stay inside its sweep's.
 """
 
+import functools
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ def claim(directory: Path, *, resume: bool, fresh: bool, sweep: bool = False) ->
     if holder is not None and runlock.why_gone(holder, directory / runlock.FILENAME) is None:
         raise runlock.RunLocked(f"{directory} is in use by {runlock.describe(holder)}. Wait for it to end, "
                                 f"stop it, or pick another name with name=<new>.")
+    check_writable(directory)
     if not holds_run(directory):
         return
     if fresh:
@@ -82,21 +84,42 @@ def check_member_dir(member_dir: Path, sweep_dir: Path, overrides) -> None:
     check_name_lengths(Path(member))
 
 
+def check_writable(directory: Path) -> None:
+    """Raise FrameError unless this process can write the run there: Hydra writes `.hydra/` and
+    opens train.log before frame runs, and would end a read-only resume in a traceback."""
+    existing = Path(os.path.abspath(directory))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    for path in (existing, existing / "checkpoints", existing / ".hydra"):
+        if path.exists() and not os.access(path, os.W_OK):
+            read_only = os.statvfs(path).f_flag & os.ST_RDONLY
+            raise FrameError(f"{path} is not writable ({'a read-only file system' if read_only else 'permission denied'})"
+                             f": this run cannot record or checkpoint there; nothing was changed. Make it writable, "
+                             f"or copy the run elsewhere and run there.")
+
+
 def check_name_lengths(directory: Path) -> None:
     """Raise FrameError when a component of `directory` is longer than the filesystem allows
     (a traceback from mkdir otherwise)."""
-    existing = Path(os.path.abspath(directory))
-    while not os.path.isdir(existing) and existing != existing.parent:  # isdir: False (no error) on a long name
-        existing = existing.parent
-    try:
-        limit = os.pathconf(existing, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = 255
+    limit = _name_max(os.path.dirname(os.path.abspath(directory)))
     for part in Path(directory).parts:
         if len(part.encode()) > limit:
             raise FrameError(f"the directory name '{part[:40]}...' is {len(part.encode())} bytes long; this "
                              f"filesystem allows {limit}. Choose a shorter name (a sweep member's is made of its "
                              f"override values).")
+
+
+@functools.lru_cache(maxsize=64)
+def _name_max(parent: str) -> int:
+    """The longest name the filesystem of `parent` (or of its nearest existing ancestor) allows; asked once
+    for all the members of a sweep."""
+    existing = Path(parent)
+    while not os.path.isdir(existing) and existing != existing.parent:  # isdir: False (no error) on a long name
+        existing = existing.parent
+    try:
+        return os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def lost_history(directory: Path) -> str | None:

@@ -1,6 +1,8 @@
 """The run-directory policy cannot be skipped: whatever fails before a job runs exits 2 and writes nothing."""
 
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -57,3 +59,43 @@ def test_only_rank_0_claims_the_run_directory(tmp_path, monkeypatch, compose):
         with pytest.raises(SystemExit) as refused:
             _check(config, "hydra.run.dir")
     assert refused.value.code == 2 and (run / "checkpoints" / "last.pt").is_file()
+
+
+def test_resuming_a_run_on_a_read_only_file_system_is_exit_2_and_writes_nothing(tmp_path):
+    run = _finished_run(tmp_path)
+    if subprocess.run(["mount", "--bind", str(run), str(run)], capture_output=True).returncode:
+        pytest.skip("needs root to bind-mount the run read-only")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(run)], check=True)
+        result = run_frame(["train", "name=done", *TINY], cwd=tmp_path)
+    finally:
+        subprocess.run(["umount", str(run)], check=True)
+    assert result.returncode == 2, result.stderr
+    assert "is not writable (a read-only file system)" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "metrics.jsonl"]
+
+
+def test_a_single_run_is_locked_before_hydra_writes_into_it_and_the_run_adopts_the_lock(tmp_path, monkeypatch, compose):
+    """A second process started in the same second must be refused before Hydra rewrites the first's
+    .hydra/: the lock is taken in the preflight, not when the task starts."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "outputs" / "early"
+    _check(compose(["name=early", *TINY], return_hydra_config=True), "hydra.run.dir")
+    holder = json.loads((run / ".lock").read_text())
+    assert holder["pid"] == os.getpid()
+    other = run_frame(["train", "name=early", *TINY], cwd=tmp_path)
+    assert other.returncode == 2 and f"is in use by pid {os.getpid()}" in other.stderr
+    assert not (run / ".hydra").exists()
+    with RunLock(run, heartbeat_s=0) as lock:  # what frame.run does when the task starts
+        assert lock.mine == holder
+    assert not (run / ".lock").exists()
+
+
+@pytest.mark.slow
+def test_a_refused_resume_leaves_the_runs_hydra_files_as_they_were(tmp_path):
+    run_frame(["train", "name=kept", *TINY, "trainer.epochs=1"], cwd=tmp_path, check=0)
+    hydra = tmp_path / "outputs" / "kept" / ".hydra"
+    before = {p.name: p.read_bytes() for p in hydra.iterdir()}
+    refused = run_frame(["train", "name=kept", *TINY, "trainer.epochs=2", "model.channels=[8,16]"], cwd=tmp_path)
+    assert refused.returncode == 2 and "model.channels" in refused.stderr, refused.stderr
+    assert {p.name: p.read_bytes() for p in hydra.iterdir()} == before
