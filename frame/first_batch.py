@@ -1,5 +1,5 @@
-"""Mistakes caught before the first epoch: one training and one validation batch through the model,
-the loss and the evaluators, with nothing kept.
+"""Mistakes caught before the first epoch: one training and one validation batch (and one of
+`data.test`, scored after training) through the model, the loss and the evaluators, with nothing kept.
 
 What a whole epoch (or a silent run) would otherwise find out: a loss that broadcasts output and
 target (MSE on `[16]` against `[16, 1]` trains on a `[16, 16]` grid, with only a torch warning on
@@ -39,6 +39,9 @@ def check_first_batches(job, autocast, monitor: str) -> None:
         with torch.no_grad():
             prediction, target = _through_loss(job, autocast, job.val_loader, "validation", backward=False)
             metrics = _through_evaluators(job, prediction.float(), target)
+            if getattr(job, "test_loader", None) is not None:  # scored after training: fail now, not then
+                prediction, target = _through_loss(job, autocast, job.test_loader, "test", backward=False)
+                _through_evaluators(job, prediction.float(), target, "test")
     finally:
         for parameter in model.parameters():
             parameter.grad = None
@@ -141,7 +144,7 @@ def _check_class_indices(loss_fn, prediction, target, shapes):
                          f"outputs to the number of classes.")
 
 
-def _through_evaluators(job, prediction, target) -> dict[str, float]:
+def _through_evaluators(job, prediction, target, stage="validation") -> dict[str, float]:
     for name, evaluator in job.evaluators.items():
         evaluator.reset()
         try:
@@ -149,7 +152,7 @@ def _through_evaluators(job, prediction, target) -> dict[str, float]:
         except Exception as error:
             raise FrameError(f"evaluators.{name} ({type(evaluator).__name__}) fails on output "
                              f"{list(prediction.shape)} {_dtype(prediction)}, target {list(target.shape)} "
-                             f"{_dtype(target)} (first validation batch): {error}") from None
+                             f"{_dtype(target)} (first {stage} batch): {error}") from None
     return collect(job.evaluators)
 
 

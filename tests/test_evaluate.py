@@ -105,3 +105,20 @@ def test_data_test_is_scored_with_best_pt_after_training(tmp_path):
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["test"]["items"] == 2 and record["test"]["test/dice"] == last["test/dice"]
     assert "test/dice" in run_frame(["runs", str(tmp_path / "outputs"), "--json"], cwd=tmp_path, check=0).stdout
+
+
+def test_a_test_set_whose_labels_do_not_fit_the_model_is_refused_before_training(tmp_path):
+    """Six organs in the test set, a model with five output channels: exit 2 naming the test batch,
+    before an epoch is spent (not MONAI's AssertionError after training)."""
+    from tests.conftest import TINY, run_frame
+
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "six.yaml").write_text(
+        "# @package _global_\ndata:\n  test:\n    dataset:\n      _target_: frame.data.synthetic.SyntheticOrgans\n"
+        "      labels: [liver, spleen, kidney_l, kidney_r, pancreas, bladder]\n      num_samples: 2\n"
+        "      size: [16, 16, 16]\n      seed: 5\n")
+    result = run_frame(["train", "--config-dir", "conf", "experiment=six", "name=t", "logger=[jsonl]", *TINY],
+                       cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "first test batch" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs" / "t" / "checkpoints").exists()

@@ -57,3 +57,22 @@ def test_predict_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path,
     code, _, err = frame_main(["predict", str(run), "--output", str(tmp_path / "out"), "--device", "cpu",
                                *[a.format(tmp=tmp_path) for a in args]], capsys)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_predict_writes_a_csv_of_classes_with_the_datasets_label_names(tmp_path):
+    """A user's classifier (the seed-style project): one row per item, the label's name, a score per class."""
+    import csv
+
+    from tests.conftest import run_frame
+    from tests.seed_project import CLASSES, make_project
+
+    job = make_project(tmp_path)
+    run_frame(["run", str(job)], cwd=tmp_path, check=0)
+    run_frame(["predict", "outputs/points", "--output", "predicted", "--device", "cpu"], cwd=tmp_path, check=0)
+    with open(tmp_path / "predicted" / "predictions.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    truth = [line.rsplit(",", 1)[1].strip() for line in (tmp_path / "data" / "points.csv").read_text().splitlines()]
+    assert len(rows) == len(truth) == 256  # every item, in order, no split
+    assert list(rows[0]) == ["item", "prediction", *(f"score/{c}" for c in CLASSES)]
+    assert all(abs(sum(float(r[f"score/{c}"]) for c in CLASSES) - 1) < 1e-4 for r in rows)
+    assert sum(r["prediction"] == t for r, t in zip(rows, truth)) / len(rows) > 0.9
