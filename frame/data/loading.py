@@ -190,8 +190,10 @@ def _plain(value):
 
 
 def _apply(transforms: Sequence[Callable], value):
+    """Each transform in turn; on a list (the crops `RandCropByPosNegLabeld` and its kin return), to each
+    element, as MONAI's Compose does. A tuple is one `(sample, target, ...)` item, never mapped over."""
     for transform in transforms:
-        value = transform(value)
+        value = [transform(part) for part in value] if isinstance(value, list) else transform(value)
     return value
 
 

@@ -130,3 +130,75 @@ def test_a_monai_style_json_job_on_nifti_trains_with_library_metrics(tmp_path):
     assert {"val/dice/background", "val/dice/ball", "val/dice/box", "val/monai_dice", "val/multiclass_f1_score"} <= set(last)
     assert 0 <= last["val/dice/ball"] <= 1
     assert [r["epoch"] for r in records if "train/loss" in r] == [0, 1]  # 2 steps an epoch, logged every epoch
+
+
+SLOW_ITEMS = """
+import time
+
+
+class Slowd:
+    '''Slows each item down so that a test can stop the run in the middle of an epoch.'''
+
+    def __call__(self, item):
+        time.sleep(0.15)
+        return item
+"""
+
+
+@pytest.mark.slow
+def test_random_dictionary_transforms_in_two_workers_resume_exactly(tmp_path):
+    """MONAI's random dictionary transforms (crops, flips, intensity shifts) in two DataLoader workers:
+    a run stopped mid-epoch by SIGTERM and started again ends bit for bit where an uninterrupted run ends."""
+    import os
+    import signal
+    import time
+
+    from frame.checkpoint import load_checkpoint
+    from tests.conftest import start_frame
+    from tests.test_resume import _assert_equal, _records
+
+    keys = ["image", "label"]
+    job = {
+        "model": {"name": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8],
+                  "strides": [2], "dropout": 0.1},
+        "training": {
+            "epochs": 4, "batch_size": 2, "split_ratio": 0.67, "log_every_n_steps": 1,
+            "loss": {"name": "DiceCELoss", "to_onehot_y": True, "softmax": True},
+            "optimizer": {"name": "Adam", "learning_rate": 0.01},
+            "dataset": {"name": "Datalist", "path": "dataset.json", "num_workers": 2, "transforms": [
+                {"name": "LoadImaged", "keys": keys}, {"name": "EnsureChannelFirstd", "keys": keys},
+                {"name": "Slowd"},
+                {"name": "RandCropByPosNegLabeld", "keys": keys, "label_key": "label", "spatial_size": [8, 8, 8],
+                 "num_samples": 2},
+                {"name": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": 0},
+                {"name": "RandShiftIntensityd", "keys": ["image"], "offsets": 10, "prob": 0.5}]},
+        },
+    }
+    runs = {}
+    for name in ("reference", "stopped"):
+        project = tmp_path / name
+        make_project(project)
+        (project / "src" / "Data").mkdir(parents=True)
+        (project / "src" / "Data" / "transforms.py").write_text(SLOW_ITEMS)  # where a seed project's transforms live
+        (project / "config").mkdir()
+        (project / "config" / "seg.json").write_text(json.dumps({"name": "seg", **job}))
+        runs[name] = project / "outputs" / "seg"
+    assert start_frame(["run", "config/seg.json"], cwd=tmp_path / "reference").wait(timeout=600) == 0
+
+    stopped = start_frame(["run", "config/seg.json"], cwd=tmp_path / "stopped")
+    deadline = time.time() + 300
+    while time.time() < deadline and stopped.poll() is None and not (
+            (runs["stopped"] / "metrics.jsonl").exists() and len(_records(runs["stopped"])) >= 3):
+        time.sleep(0.05)
+    os.kill(stopped.pid, signal.SIGTERM)
+    output = stopped.communicate(timeout=300)[0]
+    assert stopped.returncode == 75, output[-3000:]
+    state = load_checkpoint(runs["stopped"] / "checkpoints" / "last.pt")["state"]
+    assert 0 < state["step"] < 8, state  # 2 steps an epoch, 4 epochs: stopped before the end
+    assert start_frame(["run", "config/seg.json"], cwd=tmp_path / "stopped").wait(timeout=600) == 0
+
+    assert _records(runs["stopped"]) == _records(runs["reference"])
+    expected, got = (load_checkpoint(run / "checkpoints" / "last.pt") for run in (runs["reference"], runs["stopped"]))
+    for saved in (expected, got):
+        del saved["config"], saved["config_hash"]
+    _assert_equal(expected, got, "last.pt")
