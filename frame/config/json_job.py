@@ -428,8 +428,8 @@ def _library_metric(node: dict) -> dict:
 
 
 def snake(name: str) -> str:
-    """OrganDice -> organ_dice, CSVLogger -> csv_logger."""
-    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    """OrganDice -> organ_dice, CSVLogger -> csv_logger, MeanIoU -> mean_iou (not mean_io_u)."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name.replace("IoU", "Iou"))
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 

@@ -263,3 +263,11 @@ def test_a_nested_name_found_nowhere_is_named_by_its_key(tmp_path):
         "name": "FakeData", "transform": {"name": "ToTensr"}}}})
     with pytest.raises(JobError, match=r"training.dataset.transform.name: 'ToTensr' is not a transform.*ToTensor"):
         convert(path)
+
+
+@pytest.mark.parametrize("name, key", [("OrganDice", "organ_dice"), ("CSVLogger", "csv_logger"), ("MeanIoU", "mean_iou"),
+                                       ("MulticlassF1Score", "multiclass_f1_score"), ("BinaryJaccardIndex", "binary_jaccard_index")])
+def test_names_become_snake_case_keys(name, key):
+    from frame.config.json_job import snake
+
+    assert snake(name) == key
