@@ -25,6 +25,7 @@ from frame.data.loading import EpochSampler, JobDataset, check_item, is_random, 
 from frame.distributed import World
 from frame.errors import FrameError
 from frame.metrics import as_evaluator
+from frame.monai_import import defer_optuna
 from frame.resume_guard import check_resume
 
 log = logging.getLogger("frame")
@@ -51,6 +52,7 @@ class Job:
     config_yaml: str = ""
     config_hash: str = ""
     train_model: torch.nn.Module | None = None  # what the training step calls: DDP around `model`, or `model`
+    memory_format: torch.memory_format = torch.preserve_format  # of training inputs (trainer.channels_last)
     test_loader: torch.utils.data.DataLoader | None = None  # data.test: best.pt is evaluated on it after training
 
     def __post_init__(self):
@@ -90,8 +92,10 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
     val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=data.batch_size)
 
     model = build_model(cfg, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _instantiate(cfg.optimizer, "optimizer")(params)
+    memory_format = channels_last(model) if cfg.trainer.channels_last else torch.preserve_format
+    if cfg.trainer.compile:
+        model.compile()  # in place: state_dict keys stay plain, so checkpoints resume with compile on or off
+    optimizer = build_optimizer(cfg, model, device)
     scheduler = build_scheduler(cfg, optimizer)
     lost = lost_history(run_dir) if cfg.resume else None
     if lost:  # training from epoch 1 would erase that history: the user decides
@@ -107,6 +111,7 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
         device=device,
         model=model,
         train_model=world.wrap(model, device),
+        memory_format=memory_format,
         loss_fn=build_loss(cfg),
         optimizer=optimizer,
         scheduler=scheduler,
@@ -174,6 +179,39 @@ def build_evaluators(cfg: DictConfig, labels: list | None) -> dict:
             for name, node in cfg.evaluators.items()}
 
 
+def build_optimizer(cfg: DictConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer over the trainable parameters; on CUDA the fused implementation where the class
+    has one and the job sets neither `fused` nor `foreach`: one kernel per step, and it takes the
+    loop's non-finite flag as `found_inf`, so skipping a bad step needs no host sync (frame.loop)."""
+    node = cfg.optimizer
+    fused = device.type == "cuda" and node.get("foreach") is None and not node.get("differentiable")
+    optimizer = _instantiate(node, "optimizer", **({"fused": True} if fused else {}))(
+        [p for p in model.parameters() if p.requires_grad])
+    if "fused" in optimizer.defaults:  # this machine's choice, not the checkpoint's (a CPU run may resume on a GPU)
+        chosen = [group["fused"] for group in optimizer.param_groups]
+
+        def keep_fused(opt):
+            for group, value in zip(opt.param_groups, chosen):
+                group["fused"] = value
+
+        optimizer.register_load_state_dict_post_hook(keep_fused)
+    return optimizer
+
+
+def channels_last(model: torch.nn.Module) -> torch.memory_format:
+    """Put a conv model's weights in channels-last order (3D for 5D weights); the format its inputs take."""
+    ranks = {p.dim() for p in model.parameters()} & {4, 5}
+    if not ranks:
+        log.warning("trainer.channels_last=true but the model has no 4D or 5D (conv) weights: nothing changes")
+        return torch.preserve_format
+    if len(ranks) > 1:
+        raise FrameError("trainer.channels_last=true but the model mixes 2D (4D weights) and 3D (5D weights) "
+                         "convolutions: one memory format cannot fit both; leave trainer.channels_last=false.")
+    memory_format = torch.channels_last_3d if 5 in ranks else torch.channels_last
+    model.to(memory_format=memory_format)
+    return memory_format
+
+
 def build_scheduler(cfg: DictConfig, optimizer):
     """The scheduler; ReduceLROnPlateau's `mode` follows `trainer.monitor_mode` unless the job gives it,
     and a job that gives the other one is refused (it would cut the rate while the metric improves)."""
@@ -198,6 +236,7 @@ def build_scheduler(cfg: DictConfig, optimizer):
 def import_components(cfg: DictConfig) -> None:
     """Import the module of every component (MONAI's, torchvision's, the project's) before building
     any: `frame.run` runs the imports with the garbage collector off."""
+    defer_optuna()  # MONAI's import would import Optuna (0.7 s): frame.monai_import
     use_project(cfg.get("project"))
     for key, node, _ in components(cfg):
         try:

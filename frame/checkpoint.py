@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic writes, verified loads, fallback to the newest valid one.
+"""Checkpoint files: atomic writes in the background, verified loads, fallback to the newest valid one.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
 `torch.load(weights_only=True)` reads it and a planted pickle never runs.
@@ -8,19 +8,28 @@ Layout under `<run_dir>/checkpoints/`:
     best.pt            state at the best monitored value
     epoch-NNNN.pt      every `checkpoint_every_n_epochs`, the newest `keep_last` kept
 
-One save serialises once into a temp file beside them and copies it for best.pt
-and epoch-NNNN.pt (copies, not hard links: a damaged file then damages one name
-only, and the fallback finds an intact one). Those are renamed into place
-before last.pt, so whoever finds a last.pt knows the others are at least as
-new. Each name changes with `os.replace`, so it always holds a complete old or
-a complete new file. A temp file left by a crash starts with `.tmp-` and is
-removed by the next `load_latest`.
+`Checkpoints.save` copies the state to host memory and returns; one background
+thread serialises it once into a temp file beside them (flush, fsync), links
+best.pt and epoch-NNNN.pt to that file (a copy where the filesystem has no
+hard links), renames it to last.pt and fsyncs the directory. The others are
+renamed into place before last.pt, so whoever finds a last.pt knows the
+others are at least as new. Each name changes with `os.replace`, so it always
+holds a complete old or a complete new file; a crash mid-write leaves only a
+temp file (starting with `.tmp-`), which the next `load_latest` removes. The
+next save, and `wait()` (the loop calls it on every way out), wait for the
+write in flight and raise its error: one state in memory at a time, and a
+process never exits before its last checkpoint is whole.
+
+A link shares its bytes with last.pt only until the next save renames a new
+file over last.pt, so damage to one file reaches the names of one save at
+most: the fallback still finds an older intact file.
 """
 
 import logging
 import os
 import pickle
 import shutil
+import threading
 import zipfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Sequence
@@ -45,8 +54,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], also: Sequence[P
     """Write a file once and put it at `path` and at each of `also`, each atomically.
 
     `write(file)` fills a temp file in `path`'s directory; after flush and fsync it
-    is copied to each name in `also`, then renamed to `path`, and the directory
-    is fsynced so that the renames survive a power cut.
+    is linked (or copied) to each name in `also`, then renamed to `path`, and the
+    directory is fsynced so that the renames survive a power cut.
 
     Raises:
         CheckpointError: the write failed (disk full, read-only directory, ...); every
@@ -59,7 +68,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], also: Sequence[P
             file.flush()
             os.fsync(file.fileno())
         for other in also:
-            _copy(tmp, other)
+            _place(tmp, other)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except (OSError, RuntimeError) as error:  # torch.save reports a failed write as RuntimeError
@@ -86,12 +95,17 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
 
 
-def _copy(source: Path, name: Path) -> None:
-    """Copy `source` to `name` atomically (through a synced temp file)."""
+def _place(source: Path, name: Path) -> None:
+    """Put `source`'s bytes at `name` atomically: a hard link to a temp name renamed over `name`, or
+    a synced copy where the filesystem refuses links (EPERM, EXDEV, no link support)."""
     tmp = _tmp_name(name)
-    shutil.copyfile(source, tmp)
-    with open(tmp, "rb+") as file:
-        os.fsync(file.fileno())
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb+") as file:
+            os.fsync(file.fileno())
     os.replace(tmp, name)
 
 
@@ -137,6 +151,32 @@ def load_checkpoint(path: Path) -> dict:
     return saved
 
 
+def to_host(tree, _copies: dict | None = None):
+    """A copy of a state's containers and tensors in host memory, which nothing else holds.
+
+    Tensors that are the same view of the same memory (tied weights) are copied once, so the file
+    keeps them shared. Device tensors are copied without blocking, then waited for together: one
+    sync, not one per tensor.
+    """
+    copies = {} if _copies is None else _copies
+    if isinstance(tree, torch.Tensor):
+        key = (tree.device, tree.data_ptr(), tree.dtype, tuple(tree.shape), tree.stride())
+        if key not in copies:
+            copies[key] = tree.detach().to("cpu", copy=True, non_blocking=tree.is_cuda)
+        copy = copies[key]
+    elif isinstance(tree, dict):
+        copy = type(tree)((key, to_host(value, copies)) for key, value in tree.items())
+        if hasattr(tree, "_metadata"):  # a module state_dict's versions, which load_state_dict reads
+            copy._metadata = tree._metadata
+    elif isinstance(tree, (list, tuple)):
+        copy = type(tree)(to_host(value, copies) for value in tree)
+    else:
+        copy = tree
+    if _copies is None and any(device.type == "cuda" for device, *_ in copies):
+        torch.cuda.synchronize()
+    return copy
+
+
 class Checkpoints:
     """The checkpoints of one run directory.
 
@@ -149,21 +189,50 @@ class Checkpoints:
     def __init__(self, run_dir: Path, every_n_epochs: int = 1, keep_last: int = 2):
         self.dir = Path(run_dir) / "checkpoints"
         self.every_n_epochs, self.keep_last = every_n_epochs, keep_last
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def save(self, state: dict, *, best: bool = False, epoch_end: bool = False) -> None:
-        """Write last.pt, and best.pt / epoch-NNNN.pt when due, from one serialisation.
+        """Start writing last.pt, and best.pt / epoch-NNNN.pt when due, from one serialisation.
+
+        Returns once `state` is copied to host memory (training may change the originals at once);
+        the file is written by a background thread after the previous write has finished.
 
         Raises:
-            CheckpointError: the write failed; the previous files are intact.
+            CheckpointError: the previous write failed; the files before it are intact.
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
-        epoch = state["state"]["epoch"]
-        periodic = epoch_end and self.every_n_epochs and epoch % self.every_n_epochs == 0
+        self.wait()
+        host = to_host(state)
+        epoch = host["state"]["epoch"]
+        periodic = bool(epoch_end and self.every_n_epochs and epoch % self.every_n_epochs == 0)
         also = [self.dir / f"epoch-{epoch:04d}.pt"] if periodic else []
         also += [self.dir / "best.pt"] if best else []
-        atomic_write(self.dir / "last.pt", lambda file: torch.save(state, file), also)
-        if periodic:
-            self._prune()
+        self._writer = threading.Thread(target=self._write, args=(host, also, periodic), name="frame-checkpoint")
+        self._writer.start()
+
+    def wait(self) -> None:
+        """Block until the write in flight (if any) is on disk.
+
+        Raises:
+            CheckpointError: that write failed (raised once); the files before it are intact.
+        """
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _write(self, state: dict, also: list[Path], periodic: bool) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.dir / "last.pt", lambda file: torch.save(state, file), also)
+            if periodic:
+                self._prune()
+        except OSError as error:  # mkdir or prune
+            self._error = CheckpointError(f"could not write checkpoints in {self.dir}: {_reason(error)}")
+        except BaseException as error:  # CheckpointError, or a bug: raised in the training thread, never lost
+            self._error = error
 
     def load_latest(self) -> dict | None:
         """The newest checkpoint that loads, falling back past broken ones with a warning.
@@ -174,6 +243,7 @@ class Checkpoints:
             CheckpointError: there are checkpoints and none is valid, so a run
                 never silently starts over.
         """
+        self.wait()
         self._clean_temp_files()
         failures = []
         for path in self._candidates():

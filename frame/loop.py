@@ -1,8 +1,9 @@
 """The training loop: read it top to bottom.
 
 `fit(job)` trains the job built by `frame.build` and returns the best value of
-the monitored metric. Per step: forward under autocast, backward, unscale,
-clip, bad-gradient check, optimizer step, scheduler step. Per epoch:
+the monitored metric. Per step (of `accumulate_grad_batches` batches, one by default):
+forward under autocast, backward, unscale, clip, bad-gradient check, optimizer
+step, scheduler step; `step` counts optimizer steps (logging and checkpoint intervals too). Per epoch:
 validation through the evaluators, scheduler step, checkpoint, log. Scalars
 stay on the device and are read only every `log_every_n_steps`.
 """
@@ -35,6 +36,10 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
     optimizer, scheduler, scaler = job.optimizer, job.scheduler, job.scaler
     state = TrainState(maximize=cfg.monitor_mode.value == "max")
     guard = BadStepGuard(job, cfg.max_bad_steps)
+    if device.type == "cuda" and cfg.detect_bad_gradients and guard.host:
+        log.warning("%s takes no found_inf (no fused implementation in use): the non-finite check costs a host "
+                    "sync every step; set optimizer.fused=true where the class has it, or "
+                    "trainer.detect_bad_gradients=false", type(optimizer).__name__)
     window = StepWindow(device)
     counters = {"window": window, "guard": guard}  # running sums that checkpoints carry over
 
@@ -56,22 +61,38 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
 
     stop = (stop or StopFlag()).install()  # the caller's flag: shared by the ranks, read for SLURM requeue
     params = [p for p in model.parameters() if p.requires_grad]
+    accumulate = cfg.accumulate_grad_batches
+    no_sync = getattr(model, "no_sync", contextlib.nullcontext)  # DDP: all-reduce gradients on the final micro-batch only
     keep = max((logger.prediction_examples for logger in job.loggers), default=0)
     status = "failed"
     try:
         for epoch in range(state.epoch, cfg.epochs):
             model.train()
             job.train_sampler.set_epoch(epoch, start_batch=state.batch_in_epoch)
-            epoch_start, epoch_steps = time.perf_counter(), 0
-            batches = state.batch_in_epoch + len(job.train_loader)  # the whole epoch, also when resumed mid-epoch
+            epoch_start, epoch_batches = time.perf_counter(), 0
+            start = state.batch_in_epoch  # > 0 when resumed mid-epoch
+            batches = start + len(job.train_loader)  # the whole epoch, also when resumed mid-epoch
             for logger in job.loggers:
                 logger.epoch_start(epoch, len(job.train_loader))
             for sample, target in job.train_loader:
-                sample = sample.to(device, non_blocking=True)
+                sample = sample.to(device, non_blocking=True, memory_format=job.memory_format)
                 target = target.to(device, non_blocking=True)
-                with autocast:
-                    loss = job.loss_fn(model(sample), target)
-                scaler.scale(loss).backward()
+                # accumulate_grad_batches: `group` batches make one optimizer step, each loss scaled by 1 / group
+                # (the mean loss of the larger batch); at a ragged epoch end the last step averages what is left
+                micro = (state.batch_in_epoch - start) % accumulate
+                group = min(accumulate, batches - state.batch_in_epoch + micro)
+                final = micro + 1 == group
+                with contextlib.nullcontext() if final else no_sync():  # DDP decides in the forward
+                    with autocast:
+                        loss = job.loss_fn(model(sample), target)
+                    scaler.scale(loss / group if group > 1 else loss).backward()
+                step_loss = loss.detach() if micro == 0 else step_loss + loss.detach()
+                state.batch_in_epoch += 1
+                epoch_batches += 1
+                if not final:
+                    continue
+                if group > 1:
+                    step_loss = step_loss / group
 
                 ok = None
                 if cfg.grad_norm_clip or cfg.detect_bad_gradients:
@@ -79,19 +100,17 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                     max_norm = cfg.grad_norm_clip or math.inf
                     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
                     if cfg.detect_bad_gradients:
-                        ok = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
+                        ok = torch.isfinite(step_loss) & torch.isfinite(grad_norm)
                 guard.step(optimizer, scaler, ok, state.step + 1)  # skips the update when not ok
                 optimizer.zero_grad(set_to_none=True)
                 if scheduler is not None and cfg.lr_scheduler_interval.value == "step":
                     scheduler.step()
 
                 state.step += 1
-                state.batch_in_epoch += 1
-                epoch_steps += 1
-                window.add(loss.detach(), ok)
+                window.add(step_loss, ok)
                 if state.step % cfg.log_every_n_steps == 0:
                     guard.check(state.step)
-                    _log(job, window.read(optimizer, time.perf_counter() - epoch_start, epoch_steps, sample.shape[0]), state)
+                    _log(job, window.read(optimizer, time.perf_counter() - epoch_start, epoch_batches, sample.shape[0]), state)
                 if state.batch_in_epoch < batches:  # the epoch's last batch is checkpointed after validation
                     every = cfg.checkpoint_every_n_steps
                     stopping = stop.requested  # read once: a signal between two reads would skip the checkpoint
@@ -102,8 +121,8 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                         raise _stopped(stop, state)
 
             guard.check(state.step)
-            if epoch_steps and state.step % cfg.log_every_n_steps:  # the epoch's last steps: every epoch logs train/loss
-                _log(job, window.read(optimizer, time.perf_counter() - epoch_start, epoch_steps, sample.shape[0]), state)
+            if epoch_batches and state.step % cfg.log_every_n_steps:  # the epoch's last steps: every epoch logs train/loss
+                _log(job, window.read(optimizer, time.perf_counter() - epoch_start, epoch_batches, sample.shape[0]), state)
             metrics, examples = validate(job, autocast, keep)
             metrics["train/epoch_time_s"] = time.perf_counter() - epoch_start
             monitored = metrics.get(cfg.monitor)
@@ -132,9 +151,16 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
         status = "complete"
         return state.best
     finally:
-        stop.restore()
-        for logger in job.loggers:
-            logger.finish(status)
+        try:  # every way out waits for the checkpoint in flight: a requeued job resumes from a whole file
+            if job.checkpoints is not None:
+                job.checkpoints.wait()  # before stop.restore(): a second signal meanwhile only sets the flag
+        except CheckpointError:
+            status = "failed"
+            raise
+        finally:
+            stop.restore()
+            for logger in job.loggers:
+                logger.finish(status)
 
 
 @torch.no_grad()
@@ -167,6 +193,7 @@ def validate(job, autocast, keep: int = 0) -> tuple[dict[str, float], Examples |
 
 def _test(job, state, autocast):
     """best.pt scored on `data.test`: `test/...` into the loggers (metrics.jsonl, W&B's summary) and run.json."""
+    job.checkpoints.wait()  # best.pt may still be in the writer's hands
     best = job.checkpoints.dir / "best.pt"
     if not best.is_file():  # the monitored value was never a number (NaN every epoch): nothing to test
         log.warning("no best.pt (%s was never a number): the test set is not scored", job.cfg.trainer.monitor)
@@ -187,7 +214,8 @@ def _log(job, metrics, state):
 def _save(job, state, counters, *, best=False, epoch_end=False):
     if job.checkpoints is None:  # not rank 0
         return
-    if not all(torch.isfinite(p).all() for p in job.model.parameters()):
+    params = list(job.model.parameters())
+    if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):  # one host sync
         raise CheckpointError(f"weights are not finite at step {state.step}; not writing a checkpoint. "
                               f"The last good checkpoint stays in {job.checkpoints.dir}.")
     job.checkpoints.save(capture(job, state, counters), best=best, epoch_end=epoch_end)
@@ -228,7 +256,7 @@ class StepWindow:
             self.steps += ok
             self.bad += ~ok
 
-    def read(self, optimizer, elapsed, epoch_steps, batch_size):
+    def read(self, optimizer, elapsed, epoch_batches, batch_size):
         steps = float(self.steps)
         bad = int(self.bad)
         self.bad_total += bad
@@ -236,7 +264,7 @@ class StepWindow:
             "train/loss": float(self.loss) / steps if steps else math.nan,
             "train/lr": optimizer.param_groups[0]["lr"],
             "train/bad_steps": self.bad_total,
-            "train/samples_per_s": epoch_steps * batch_size / max(elapsed, 1e-9),
+            "train/samples_per_s": epoch_batches * batch_size / max(elapsed, 1e-9),
         }
         self._zero()
         return metrics
@@ -265,33 +293,36 @@ class StepWindow:
 class BadStepGuard:
     """Skips optimizer steps with a non-finite loss or gradient and stops after too many in a row.
 
-    On the CPU the check reads the flag directly (there is no device to sync with).
-    On a GPU with a fused optimizer the flag goes to the optimizer as `found_inf`
-    and the kernel skips the update without a host sync; other GPU optimizers
-    need one sync per step, so pass `+optimizer.fused=true` where it is supported.
+    An optimizer that takes `found_inf` (the fused Adam, AdamW, SGD, Adagrad, which `frame.build`
+    picks on CUDA) gets the flag on the device and its kernel skips the update: no host sync, and
+    the run of bad steps is counted on the device and read at log points. Any other optimizer
+    needs the flag on the host, which on a GPU is one sync per step.
     """
 
     def __init__(self, job, max_consecutive):
         self.max = max_consecutive
-        self.host = job.device.type == "cpu" or not getattr(job.optimizer, "_step_supports_amp_scaling", False)
+        self.host = not getattr(job.optimizer, "_step_supports_amp_scaling", False)
         self.scaled = job.scaler.is_enabled()
         self.consecutive = 0 if self.host else torch.zeros((), device=job.device)
         self.first_bad_step = None
 
     def step(self, optimizer, scaler, ok, step):
+        """One optimizer step; `ok` is a device bool (False: skip the update) or None (unchecked)."""
+        if ok is not None:
+            if self.host:
+                ok = self._count(ok, step)
+            else:
+                self.consecutive = (self.consecutive + 1) * ~ok
         if ok is None or self.scaled:
             scaler.step(optimizer)  # GradScaler skips steps with inf/NaN gradients itself
             scaler.update()
-            if ok is not None:
-                self._count(ok, step)
         elif self.host:
-            if self._count(ok, step):
+            if ok:
                 optimizer.step()
         else:
             optimizer.found_inf = (~ok).float()
             optimizer.step()
             del optimizer.found_inf
-            self.consecutive = (self.consecutive + 1) * (~ok)
 
     def _count(self, ok, step) -> bool:
         ok = bool(ok)

@@ -38,9 +38,10 @@ def input_files(path: Path) -> list[Path]:
 
 
 def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", overrides=(), device: str = "auto",
-                roi_size=None, overlap: float = 0.25, postprocess: str = "sigmoid", threshold: float = 0.5,
-                progress: bool = True) -> dict:
+                roi_size=None, overlap: float | None = None, postprocess: str | None = None,
+                threshold: float | None = None, progress: bool = True) -> dict:
     """Write the predictions of the run's checkpoint on `inputs` (a path) or on its dataset into `output`.
+    Settings left None come from the run's `predict.*` (after `overrides`).
 
     Returns {"files": written files, "items": count, "time_s": seconds of reading, inference and writing}.
 
@@ -51,10 +52,18 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     from frame.data.loading import is_random
     from frame.trained import rebuild
 
-    if postprocess not in POSTPROCESS:
-        raise FrameError(f"--postprocess {postprocess}: choose one of {', '.join(POSTPROCESS)}.")
     files = input_files(Path(inputs)) if inputs is not None else None
     model, cfg, _ = rebuild(run_dir, checkpoint, overrides, device)
+    settings = cfg.get("predict") or {}
+    roi_size = roi_size if roi_size is not None else settings.get("roi_size")
+    roi_size = None if roi_size is None else [int(size) for size in roi_size]
+    overlap = overlap if overlap is not None else settings.get("overlap", 0.25)
+    postprocess = postprocess if postprocess is not None else settings.get("postprocess", "sigmoid")
+    threshold = threshold if threshold is not None else settings.get("threshold", 0.5)
+    if postprocess not in POSTPROCESS:
+        raise FrameError(f"--postprocess (predict.postprocess) {postprocess}: choose one of {', '.join(POSTPROCESS)}.")
+    if not 0 <= overlap < 1:
+        raise FrameError(f"--overlap (predict.overlap) {overlap}: expected a number >= 0 and < 1.")
     device = pick_device(device)
     if files is not None:
         transforms = [t for t in build_transforms(cfg.data)[0] if not is_random(t)]
@@ -100,7 +109,7 @@ def _infer(model, sample, device, roi_size, overlap):
     from monai.inferers import sliding_window_inference
 
     if len(roi_size) != batch.ndim - 2:
-        raise FrameError(f"--roi-size {','.join(map(str, roi_size))} has {len(roi_size)} sizes; "
+        raise FrameError(f"--roi-size (predict.roi_size) {','.join(map(str, roi_size))} has {len(roi_size)} sizes; "
                          f"the input has {batch.ndim - 2} spatial dimensions {tuple(batch.shape[2:])}.")
     return sliding_window_inference(batch, roi_size, 1, model, overlap=overlap)[0].float().cpu()
 

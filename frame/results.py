@@ -11,6 +11,8 @@ Status shown:
     failed      an exception or a non-zero exit other than 75
     preempted   stopped by a signal / SLURM (exit 75), or its process vanished
                 without recording an outcome (killed); the same command continues it
+    cancelled   a sweep member cancelled before it started (`scancel`): it has no run
+                directory, its sweep's sweep.json says so; the same command runs it
 """
 
 import json
@@ -81,6 +83,27 @@ def summarize(run_dir: Path, root: Path, now: float | None = None) -> dict:
     }
 
 
+def unstarted(root: Path, found: list[Path]) -> list[dict]:
+    """Rows of `frame runs` for the members of the sweep at `root` that have no run (cancelled before
+    they started, or still queued): only its sweep.json (frame.sweep) knows them."""
+    try:
+        members = json.loads((Path(root) / "sweep.json").read_text())["members"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    have = {Path(run_dir).resolve() for run_dir in found}
+    rows = []
+    for member in members:
+        run_dir = Path(root) / member["run_dir"]
+        if run_dir.resolve() in have:
+            continue
+        rows.append({"run": run_name(run_dir, root), "dir": str(run_dir), "sweep_member": True,
+                     "status": member["status"], "detail": member.get("error") or "", "epoch": 0, "epochs": None,
+                     "monitor": "", "best": None, "best_epoch": None, "wall_time_s": None,
+                     "attempts": member.get("attempts", 0), "wandb_id": None, "test": None, "config_hash": None,
+                     "git": None})
+    return rows
+
+
 def run_name(run_dir: Path, root: Path) -> str:
     """How a run is called under `root`: its relative path (`sweep/<overrides>`), or its own name for root itself."""
     relative = Path(run_dir).resolve().relative_to(Path(root).resolve()).as_posix()
@@ -106,7 +129,8 @@ def _status(record: dict, now: float | None) -> tuple[str, str]:
 def runs_table(root: Path, as_json: bool = False) -> int:
     """Print the runs under `root` as a table (or JSON); returns an exit code."""
     root = Path(root)
-    rows = [summarize(run_dir, root) for run_dir in find_runs(root)]
+    found = find_runs(root)
+    rows = [summarize(run_dir, root) for run_dir in found] + unstarted(root, found)
     if as_json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -116,7 +140,8 @@ def runs_table(root: Path, as_json: bool = False) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    colours = {"running": "cyan", "complete": "green", "failed": "red", "preempted": "yellow", "unreadable": "red"}
+    colours = {"running": "cyan", "complete": "green", "failed": "red", "preempted": "yellow", "unreadable": "red",
+               "cancelled": "yellow"}
     table = Table(title=f"runs under {root}", title_justify="left")
     for column, justify in [("run", "left"), ("status", "left"), ("epoch", "right"), ("best", "right"),
                             ("test", "right"), ("wall time", "right"), ("attempts", "right"), ("W&B id", "left")]:

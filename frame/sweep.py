@@ -18,8 +18,9 @@ they skip complete members and keep `<sweep dir>/sweep.json` up to date:
        "status": "complete", "slurm_job_id": "41_0", "attempts": 2, "result": 0.94,
        "exit_code": 0, "skipped": false, "error": null}, ...]}
 
-`status` is pending, running, complete, failed or interrupted; `skipped` marks a member
-that was complete before this invocation and only reported its stored result.
+`status` is pending, running, complete, failed, interrupted or cancelled (by `scancel`
+before it started: no run directory); `skipped` marks a member that was complete before
+this invocation and only reported its stored result.
 
 Nothing here imports torch: the launchers import this module in the submitting process.
 """
@@ -33,9 +34,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from frame import runinfo
-from frame.config.compose import member_config, member_name
-from frame.errors import FrameError
+from frame.config.compose import member_config
+from frame.config.members import DirPlanner, name as member_name
 from frame.config.rundir import check_member_dir
+from frame.errors import FrameError
 from frame.files import replace_text
 
 log = logging.getLogger("frame")
@@ -50,7 +52,7 @@ class Member:
     num: int  # hydra.job.num
     overrides: list[str]
     run_dir: Path
-    config: Any = field(repr=False)  # its planning config (Hydra node included): names run_dir
+    config: Any = field(default=None, repr=False)  # its planning config (Hydra node included), if it has an earlier run
     skipped: bool = False  # complete before this invocation: reported, not run
     job_id: str | None = None  # SLURM job id (array id _ index) once submitted
     status: str | None = None  # the launcher's verdict once the member returned
@@ -77,31 +79,30 @@ def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int)
     """Find every member's run directory and mark the complete ones as skipped.
 
     Members are skipped only with `resume=true`: with resume=false the run-directory policy
-    (frame.config.rundir) has already refused or moved aside an earlier sweep. Each member's
-    config here comes from `frame.config.compose.member_config`: enough to name its run directory, not what it
-    trains with (the launchers compose that when the member starts, as Hydra's do).
+    (frame.config.rundir) has already refused or moved aside an earlier sweep. Run directories
+    of value-only members come from `frame.config.members.DirPlanner` (no config per member);
+    a member with an earlier run, or one that is not value-only, gets its planning config from
+    `frame.config.compose.member_config`: enough to name its run directory and report a stored
+    result, not what it trains with (the launchers compose that when the member starts, as Hydra's do).
     """
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict, read_write
 
     hydra_config = HydraConfig.instance()
     saved = hydra_config.cfg
+    planner = DirPlanner(launcher)
     members = []
     try:
         for offset, overrides in enumerate(job_overrides):
             num = initial_job_idx + offset
-            config = member_config(launcher, list(overrides))
-            with read_write(config.hydra), open_dict(config.hydra):  # ${hydra.job.num} in the subdir reads them
-                config.hydra.job.num = num
-                config.hydra.job.id = num
-            hydra_config.set_config(config)  # ${hydra:job.override_dirname} in the subdir reads it
-            run_dir = Path(os.path.abspath(Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)))
-            check_member_dir(run_dir, Path(str(config.hydra.sweep.dir)), overrides)
-            OmegaConf.set_readonly(config.hydra, None)  # set_config froze it; the launcher sets job.id/num
-            with read_write(config.hydra), open_dict(config.hydra):
-                config.hydra.runtime.output_dir = str(run_dir)
-            member = Member(num, list(overrides), run_dir, config)
+            dirs, config = planner.run_dir(num, overrides), None
+            if dirs is None:
+                config, dirs = _planning_config(launcher, num, overrides)
+            run_dir, sweep_dir = dirs
+            check_member_dir(run_dir, sweep_dir, overrides)
             record = runinfo.read(run_dir)
+            if record and config is None:  # an earlier run: its config tells whether to report it
+                config = _planning_config(launcher, num, overrides)[0]
+            member = Member(num, list(overrides), run_dir, config)
             if record and not same_member(run_dir, config):
                 raise FrameError(
                     f"{run_dir} holds the run of another member ({' '.join(_stored_overrides(run_dir))}), but "
@@ -109,7 +110,7 @@ def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int)
                     f"hydra.sweep.subdir={config.hydra.sweep.subdir!r} names member directories by position, not "
                     f"by overrides. Sweep in the same order as before, start over with fresh=true, or name member "
                     f"directories by their overrides (hydra.sweep.subdir=${{hydra:job.override_dirname}}).")
-            if (config.get("resume", True) and record.get("status") == "complete" and "result" in record
+            if (record and config.get("resume", True) and record.get("status") == "complete" and "result" in record
                     and _same_overrides(run_dir, overrides)):
                 member.skipped, member.status, member.result, member.exit_code = True, "complete", record["result"], 0
             members.append(member)
@@ -120,6 +121,24 @@ def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int)
         log.info("%d of %d members already complete: reporting their stored results, not running them again",
                  done, len(members))
     return members
+
+
+def _planning_config(launcher, num: int, overrides: Sequence[str]):
+    """(config, (run dir, sweep dir)) of one member composed in full, with its job number and output dir."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    config = member_config(launcher, list(overrides))
+    with read_write(config.hydra), open_dict(config.hydra):  # ${hydra.job.num} in the subdir reads them
+        config.hydra.job.num = num
+        config.hydra.job.id = num
+    HydraConfig.instance().set_config(config)  # ${hydra:job.override_dirname} in the subdir reads it
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    run_dir = Path(os.path.abspath(sweep_dir / str(config.hydra.sweep.subdir)))
+    OmegaConf.set_readonly(config.hydra, None)  # set_config froze it; the launcher sets job.id/num
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.runtime.output_dir = str(run_dir)
+    return config, (run_dir, sweep_dir)
 
 
 def same_member(run_dir: Path, config) -> bool:
@@ -193,17 +212,22 @@ class MemberFailed(RuntimeError):
 def summary_entry(member: Member, sweep_dir: Path) -> dict:
     record = member.record
     attempts = record.get("attempts", [])
-    last_slurm = (attempts[-1].get("slurm") or {}) if attempts else {}
-    slurm_id = member.job_id
-    if slurm_id is None and last_slurm:
-        slurm_id = (f"{last_slurm['array_job_id']}_{last_slurm['array_task_id']}" if "array_job_id" in last_slurm
-                    else last_slurm.get("job_id"))
+    slurm_id = member.job_id or last_job_id(record)
     status = member.status or record.get("status") or "pending"
     result = member.result if member.result is not None else record.get("result")
     exit_code = member.exit_code if member.exit_code is not None else record.get("exit_code")
     return {"member": member.num, "overrides": member.overrides, "run_dir": relative_dir(member, sweep_dir), "status": status,
             "slurm_job_id": slurm_id, "attempts": len(attempts), "result": result, "exit_code": exit_code,
             "skipped": member.skipped, "error": member.error}
+
+
+def last_job_id(record: dict) -> str | None:
+    """The SLURM job id (`<array>_<index>` for an array task) of the last attempt `record` (run.json) holds."""
+    attempts = record.get("attempts") or []
+    slurm = (attempts[-1].get("slurm") or {}) if attempts else {}
+    if "array_job_id" in slurm:
+        return f"{slurm['array_job_id']}_{slurm['array_task_id']}"
+    return slurm.get("job_id")
 
 
 def relative_dir(member: Member, sweep_dir: Path) -> str:

@@ -38,6 +38,7 @@ BAD = [
     (["model=nonexistent"], "Available options in 'model'"),
     (["trainer.nosuchkey=1"], "nosuchkey"),
     (["trainer.precision=fp8"], "trainer.precision"),
+    (["--cfg", "job", "-m", "seed=1,2"], "-m and --cfg do not go together"),
 ]
 
 

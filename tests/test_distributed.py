@@ -96,3 +96,29 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step_and_resume_matches(tmp
               env=ONE, check=0)
     for name, tensor in _weights(reference / "outputs" / "ref").items():
         torch.testing.assert_close(_weights(run_dir)[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_under_torchrun_only_rank_0_claims_the_run_directory(tmp_path):
+    """`torchrun --nproc-per-node=2 -m frame train ... fresh=true` over a finished run: rank 0 alone moves it
+    aside and takes the lock, writes .hydra/ and train.log; rank 1 joins (before: refused by rank 0's lock,
+    or a second move aside)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    job = [*BASE, "trainer.epochs=1", "data.batch_size=16", "name=tr"]
+    run_frame(["train", *job], cwd=tmp_path, env=ONE, check=0)
+    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node=2",
+                "-m", "frame", "train", *job, "trainer.epochs=2", "fresh=true"]
+    result = subprocess.run(torchrun, cwd=tmp_path, env={**os.environ, **ONE}, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = sorted(p.name for p in (tmp_path / "outputs").iterdir())
+    assert len(outputs) == 2 and outputs[0] == "tr" and outputs[1].startswith("tr."), outputs  # moved aside once
+    run, old = tmp_path / "outputs" / "tr", tmp_path / "outputs" / outputs[1]
+    assert [r["epoch"] for r in metrics(old) if "val/loss" in r] == [1]  # the old run, intact
+    assert [r["epoch"] for r in metrics(run) if "val/loss" in r] == [1, 2]
+    log = (run / "train.log").read_text()
+    assert "joined the process group (gloo, torchrun)" in log and "rank 1" not in log
+    assert not (run / ".lock").exists()

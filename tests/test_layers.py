@@ -15,7 +15,7 @@ LAYERS = {
     "runtime": ["frame.build", "frame.loop", "frame.state", "frame.checkpoint", "frame.data", "frame.tracking",
                 "frame.distributed", "frame.evaluators", "frame.first_batch", "frame.losses", "frame.metrics", "frame.models",
                 "frame.resume_guard", "frame.runinfo", "frame.trained", "frame.evaluate", "frame.predict",
-                "frame.export"],
+                "frame.export", "frame.monai_import"],
     "orchestration": ["frame.run", "frame.runner", "frame.sweep", "frame.results", "frame.plots"],
     "entry": ["frame.__main__", "frame.cli", "hydra_plugins.frame_launchers"],
 }

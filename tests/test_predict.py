@@ -46,6 +46,8 @@ def test_predict_on_the_runs_dataset_without_input(trained_run, capsys, tmp_path
     ("garbage", ["--input", "{tmp}/bad.nii.gz"], "could not read"),
     ("volume", ["--input", "{tmp}/v.nii.gz", "--checkpoint", "nope"], "no checkpoint 'nope'"),
     ("volume", ["--input", "{tmp}/v.nii.gz", "--roi-size", "16,16"], "has 2 sizes"),
+    ("volume", ["--input", "{tmp}/v.nii.gz", "predict.roi_size=[16,16]"], "has 2 sizes"),  # the run's key
+    ("volume", ["--input", "{tmp}/v.nii.gz", "predict.overlap=1.5"], "expected a number >= 0 and < 1"),
     ("volume", ["--input", "{tmp}/v.nii.gz", "--postprocess", "softmax"], "choose one of"),
 ])
 def test_predict_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path, setup, args, message):

@@ -47,6 +47,15 @@ def test_generated_sbatch_matches_the_recorded_file(compose, tmp_path, monkeypat
     assert text == GOLDEN.read_text()
 
 
+def test_array_tasks_squeue_shows_grouped_count_one_by_one():
+    """squeue -r lists a pending array's tasks one a line, but tasks never split off (a held or cancelled
+    array) may come grouped: each member's job id must still find its state."""
+    from hydra_plugins.frame_launchers.slurm import _tasks
+
+    assert _tasks("123_[0-2,5%32]") == ["123_0", "123_1", "123_2", "123_5"]
+    assert _tasks("123_4") == ["123_4"] and _tasks("77") == ["77"]
+
+
 # --- the real cluster ---------------------------------------------------------------------------
 
 
@@ -214,6 +223,46 @@ def test_ctrl_c_stops_waiting_and_the_same_command_waits_for_the_running_job(clu
     (done,) = _members(sweep_dir)
     assert done["status"] == "complete" and done["slurm_job_id"] == member["slurm_job_id"]
     assert done["attempts"] == 1  # not submitted a second time
+
+
+@pytest.mark.slurm
+def test_a_sweep_larger_than_an_array_is_split_into_arrays_and_stays_one_sweep(cluster, tmp_path):
+    """max_array_size=2 stands in for the cluster's MaxArraySize (1001): 3 members, 2 arrays, the
+    second one waiting for the first (afterany) so that array_parallelism stays the sweep's limit."""
+    result = run_frame(["train", "-m", *SMALL, "trainer.epochs=1", "seed=1,2,3", *SLURM,
+                        "hydra.launcher.max_array_size=2"], cwd=tmp_path, check=0)
+    members = _members(tmp_path / "outputs" / "classify-sweep")
+    cluster.extend(m["slurm_job_id"] for m in members)
+    assert [(m["member"], m["status"]) for m in members] == [(0, "complete"), (1, "complete"), (2, "complete")]
+    first, second = sorted({m["slurm_job_id"].split("_")[0] for m in members}, key=int)
+    assert [m["slurm_job_id"] for m in members] == [f"{first}_0", f"{first}_1", second]  # one member: a plain job
+    assert f"submitted 3 members as SLURM job arrays {first} {second}" in result.stdout + result.stderr
+    assert "sweep summary" in result.stdout + result.stderr and len(members) == 3
+
+
+@pytest.mark.slurm
+def test_members_cancelled_before_they_start_are_reported_as_cancelled(cluster, tmp_path):
+    """The array is held (sbatch --hold) and cancelled: frame reports every member as cancelled, not
+    failed, exits 75, and the same command runs them."""
+    held = "+hydra.launcher.additional_parameters={hold:true}"
+    command = ["train", "-m", *SMALL, "trainer.epochs=1", "seed=1,2", *SLURM]
+    process = start_frame([*command, held], tmp_path)
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
+    members = _wait_for("the array", lambda: (sweep_dir / "sweep.json").exists() and
+                        all(m["slurm_job_id"] for m in _members(sweep_dir)) and _members(sweep_dir))
+    cluster.extend(m["slurm_job_id"] for m in members)
+    subprocess.run(["scancel", members[0]["slurm_job_id"].split("_")[0]], check=True)
+    output, _ = process.communicate(timeout=60)
+    members = _members(sweep_dir)
+    assert process.returncode == 75, output
+    assert [m["status"] for m in members] == ["cancelled", "cancelled"], members
+    assert all("cancelled before it started" in m["error"] for m in members)
+    assert "cancelled" in output and not any((sweep_dir / m["run_dir"]).exists() for m in members)
+    listed = json.loads(run_frame(["runs", str(sweep_dir), "--json"], cwd=tmp_path, check=0).stdout)
+    assert sorted((r["run"], r["status"]) for r in listed) == [("seed=1", "cancelled"), ("seed=2", "cancelled")]
+
+    again = run_frame(command, cwd=tmp_path, check=0)
+    assert [m["status"] for m in _members(sweep_dir)] == ["complete", "complete"], again.stderr
 
 
 @pytest.mark.slurm

@@ -46,6 +46,7 @@ def test_capture_is_plain_data_and_restores_everything(compose, tmp_path):
     counters["guard"].consecutive = 2
     state = TrainState(epoch=1, step=7, batch_in_epoch=3, best=0.5)
     job.checkpoints.save(capture(job, state, counters))
+    job.checkpoints.wait()
     saved = load_checkpoint(job.checkpoints.dir / "last.pt")  # weights_only=True
     assert saved["data"] == {"seed": 0, "length": 51, "shuffle": True, "batch_size": 8, "world_size": 1}
     assert "torch.optim.Adam" in saved["config"] and saved["optimizer_class"] == "torch.optim.adam.Adam"

@@ -95,11 +95,12 @@ def predict(argv: list[str]) -> None:
         (["--output"], dict(required=True, metavar="DIR", help="where the predictions go")),
         _CHECKPOINT, _DEVICE,
         (["--roi-size"], dict(metavar="D,H,W", help="sliding-window inference in windows of this size "
-                                                    "(for volumes larger than the training crops)")),
-        (["--overlap"], dict(type=float, default=0.25, help="overlap of the windows (default 0.25)")),
-        (["--postprocess"], dict(default="sigmoid", help="sigmoid (multi-label: 1 + the most probable channel above "
-                                                         "--threshold, else 0), argmax (classes) or none (raw)")),
-        (["--threshold"], dict(type=float, default=0.5, help="sigmoid threshold (default 0.5)")),
+                                                    "(for volumes larger than the training crops); default: "
+                                                    "the run's predict.roi_size")),
+        (["--overlap"], dict(type=float, help="overlap of the windows (default: predict.overlap, 0.25)")),
+        (["--postprocess"], dict(help="sigmoid (multi-label: 1 + the most probable channel above --threshold, "
+                                      "else 0), argmax (classes) or none (raw); default: predict.postprocess, sigmoid")),
+        (["--threshold"], dict(type=float, help="sigmoid threshold (default: predict.threshold, 0.5)")),
         _OVERRIDES,
     ])
     from frame.predict import predict_run

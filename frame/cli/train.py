@@ -5,6 +5,7 @@ import os
 import sys
 
 from frame.config.app import flags_first, launch, parser
+from frame.errors import exit_with
 from frame.ranks import global_rank
 
 # torchrun's other ranks: rank 0 alone writes .hydra/ and train.log (they log to the console)
@@ -17,6 +18,10 @@ def train(argv: list[str], prog: str) -> None:
     hydra_parser = parser(prog)
     flags, overrides = flags_first(argv)
     args = hydra_parser.parse_args([*flags, *overrides])
+    modes = [flag for flag, given in (("--run", args.run), ("-m", args.multirun), ("--cfg", args.cfg is not None),
+                                      ("--info", args.info is not None), ("-sc", args.shell_completion)) if given]
+    if len(modes) > 1:  # Hydra raises a ValueError (a traceback) for it
+        exit_with(f"{' and '.join(modes)} do not go together: pick one of --run, -m, --cfg, --info, -sc.")
     if os.getcwd() not in sys.path and "" not in sys.path:  # the user's own packages, as with `python -m frame`
         sys.path.insert(0, os.getcwd())
     if not args.multirun and global_rank() != 0:

@@ -12,6 +12,7 @@ import os
 import hydra._internal.utils as hydra_utils
 
 from frame.config.schema import register_configs
+from frame.config.speedups import faster_composition
 from frame.errors import FrameError, exit_with
 
 CONFIG_MODULE = "pkg://frame.conf"
@@ -45,6 +46,7 @@ def hydra_args(argv: list[str]) -> tuple[list[str], str | None]:
 def launch(task_function, args, args_parser, config_name: str = "train") -> None:
     """Run `task_function` as Hydra's app with frame's configs, from `args_parser`'s parse of the command line."""
     register_configs()
+    faster_composition()
     original, search_path = hydra_utils.run_and_report, hydra_utils.create_automatic_config_search_path
     hydra_utils.run_and_report = lambda func: original(lambda: _report_user_errors(func))
     if args.config_dir is not None:
@@ -76,10 +78,11 @@ def _user_first(search_path, args):
 def _report_user_errors(func):
     from hydra.errors import CompactHydraException
     from omegaconf.errors import OmegaConfBaseException
+    from yaml import YAMLError  # a config file that is not YAML: its message names the file, line and column
 
     try:
         return func()
-    except (FrameError, CompactHydraException) as error:
+    except (FrameError, CompactHydraException, YAMLError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         message = str(error).strip()

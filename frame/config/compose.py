@@ -9,7 +9,7 @@ values' types). Both lean on Hydra internals (hydra-core is pinned below 1.4 for
 import copy
 from pathlib import Path
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.hydra import Hydra
 from hydra._internal.utils import create_config_search_path
 from hydra.core.config_search_path import SearchPathQuery
@@ -20,7 +20,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from frame.config.app import CONFIG_MODULE
+from frame.config.members import name as member_name
 from frame.config.schema import register_configs
+from frame.config.speedups import faster_composition
 
 
 def compose(overrides: list[str], job=None, config_dir: str | None = None) -> DictConfig:
@@ -29,6 +31,7 @@ def compose(overrides: list[str], job=None, config_dir: str | None = None) -> Di
     Sweep overrides (`a=1,2`) are left out: each sweep member is type-checked by Hydra.
     """
     register_configs()
+    faster_composition()
     if job is not None:
         from frame.config.json_job import store  # JSON jobs only: the converter is not cheap to import
 
@@ -97,10 +100,3 @@ def name_members_by_search(config) -> None:
         naming.exclude_keys = keys
         config.hydra.overrides.hydra.append(
             "hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in keys) + "]")
-
-
-def member_name(overrides, config) -> str:
-    """`overrides` as `config` names a member (hydra.job.override_dirname: less its exclude_keys)."""
-    naming = config.hydra.job.config.override_dirname
-    return get_overrides_dirname(overrides=OverridesParser.create().parse_overrides(list(overrides)),
-                                 kv_sep=naming.kv_sep, item_sep=naming.item_sep, exclude_keys=naming.exclude_keys)

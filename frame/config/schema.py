@@ -47,6 +47,9 @@ class TrainerConf:
     deterministic: bool = False  # torch.use_deterministic_algorithms
     devices: int = 1  # processes (GPUs) per node training one job with DDP; data.batch_size is per process
     dist_timeout_s: int = 600  # a collective waiting longer fails the job (a dead or hung rank); > a checkpoint write
+    accumulate_grad_batches: int = 1  # batches per optimizer step (loss / k); steps, logging and checkpoints count optimizer steps
+    compile: bool = False  # torch.compile the model (in place: checkpoints hold the plain module's weights)
+    channels_last: bool = False  # channels-last memory format for a conv model (2D or 3D) and its inputs
 
 
 @dataclass
@@ -73,6 +76,16 @@ class DataConf:
 
 
 @dataclass
+class PredictConf:
+    """`frame predict`'s settings, kept in the run's config so an experiment can set them (its flags override)."""
+
+    roi_size: Optional[List[int]] = None  # sliding-window inference in windows of this size; null: whole items
+    overlap: float = 0.25  # of the windows
+    postprocess: str = "sigmoid"  # sigmoid (multi-label) | argmax (classes) | none (raw outputs)
+    threshold: float = 0.5  # sigmoid's
+
+
+@dataclass
 class TrainConf:
     name: str = MISSING  # run directory: outputs/<name>/
     project: Optional[str] = None  # a seed project's root (absolute): put on sys.path so `src.*` targets import
@@ -88,6 +101,7 @@ class TrainConf:
     trainer: TrainerConf = field(default_factory=TrainerConf)
     evaluators: Dict[str, Any] = field(default_factory=dict)  # name -> evaluator component
     logger: Dict[str, Any] = field(default_factory=dict)  # name -> metric logger component
+    predict: PredictConf = field(default_factory=PredictConf)
 
 
 def register_configs() -> None:

@@ -31,6 +31,7 @@ _RULES = {
     "trainer.keep_last_checkpoints": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.devices": (lambda v: v >= 1, "an integer >= 1 (processes per node)"),
     "trainer.dist_timeout_s": (lambda v: v >= 1, "an integer >= 1 (seconds)"),
+    "trainer.accumulate_grad_batches": (lambda v: v >= 1, "an integer >= 1 (batches per optimizer step)"),
     "trainer.grad_norm_clip": (lambda v: v is None or v > 0, "a number > 0, or null for no clipping"),
     "trainer.device": (lambda v: bool(_DEVICE.match(v)), "auto, cpu, cuda or cuda:N"),
     "data.split_ratio": (lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
@@ -39,6 +40,9 @@ _RULES = {
     "name": (lambda v: bool(_NAME.match(v)) and v not in (".", ".."), "a plain directory name (letters, digits, _ . - + = ,)"),
     "seed": (lambda v: v >= 0, "an integer >= 0"),
     "optimizer.lr": (lambda v: not isinstance(v, (int, float)) or (math.isfinite(v) and v >= 0), "a finite number >= 0"),
+    "predict.roi_size": (lambda v: v is None or (len(v) > 0 and all(s >= 1 for s in v)), "null or sizes >= 1 like [64,64,32]"),
+    "predict.overlap": (lambda v: 0 <= v < 1, "a number >= 0 and < 1"),
+    "predict.postprocess": (lambda v: v in ("sigmoid", "argmax", "none"), "sigmoid, argmax or none"),
 }
 _UNKNOWN = object()  # a value that only resolves in a run (`${hydra:...}` under `frame check`)
 _COMPONENTS = ["model", "loss", "optimizer", "data.dataset"]
@@ -58,6 +62,19 @@ def validate(cfg: DictConfig) -> None:
         node = _select(cfg, key)
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise FrameError(f"{key} must be a component with a _target_ (a dotted class path), got {node!r}.", key=key)
+
+
+def check_value(key: str, value) -> None:
+    """A sweep member's value against the range rule of its key, if it has one (the sweep's own config
+    was validated as a whole; each member's values are checked here before anything runs)."""
+    rule = _RULES.get(key)
+    try:
+        bad = rule is not None and not rule[0](value)
+    except TypeError:  # a type the key does not take: Hydra's own check says so
+        bad = False
+    if bad:
+        raise FrameError(f"the sweep value {key}={value!r} is invalid: expected {rule[1]}; nothing was started.",
+                         key=key)
 
 
 def check_device(cfg: DictConfig) -> None:

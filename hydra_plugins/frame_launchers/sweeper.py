@@ -3,9 +3,9 @@
 Before launching a batch, Hydra's BasicSweeper composes every member once to catch
 composition errors early: ~0.12 s a member with frame's config tree, 8 s for 64 members
 before the first one is submitted. This sweeper makes the same check through
-`frame.config.compose.member_config`, which applies a value-only member's overrides to a copy
-of the sweep's config with Hydra's own override code (type checks included) and composes
-every other member in full.
+`frame.config.members.check_values`, which applies each distinct value of the batch once to a
+copy of the sweep's config with Hydra's own override code (type checks included), and composes
+every member that is not value-only in full (`frame.config.compose.member_config`).
 """
 
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 
 from frame.config.compose import member_config
+from frame.config.members import check_values
 
 
 @dataclass
@@ -41,8 +42,8 @@ class FrameSweeper(Sweeper):
         return self.basic.sweep(arguments)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        for overrides in batch:
-            member_config(self.basic, list(overrides))
+        for overrides in check_values(self.basic, batch):
+            member_config(self.basic, overrides)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="frame", node=FrameSweeperConf, provider="frame")

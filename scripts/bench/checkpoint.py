@@ -58,10 +58,13 @@ def _in_process(run_dir: Path, repeats: int) -> dict:
     restore(job, state, job.resume_state, counters)
     path = job.checkpoints.dir / "last.pt"
 
-    def timed(fn):
+    def timed(fn, after=None):
         start = time.perf_counter()
         fn()
-        return time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        if after is not None:  # finish the background write outside the timing, before the next round
+            after()
+        return elapsed
 
     def load_check_restore():
         saved = load_checkpoint(path)
@@ -72,9 +75,13 @@ def _in_process(run_dir: Path, repeats: int) -> dict:
     rounds = interleave({
         "capture": lambda: timed(lambda: capture(job, state, counters)),
         "serialise (torch.save to memory)": lambda: timed(lambda: torch.save(capture(job, state, counters), io.BytesIO())),
-        "save last.pt": lambda: timed(lambda: job.checkpoints.save(capture(job, state, counters))),
-        "save last.pt + best.pt + epoch-NNNN.pt": lambda: timed(
-            lambda: job.checkpoints.save(capture(job, state, counters), best=True, epoch_end=True)),
+        "save last.pt: blocks training": lambda: timed(lambda: job.checkpoints.save(capture(job, state, counters)),
+                                                       after=job.checkpoints.wait),
+        "save last.pt: written": lambda: timed(lambda: (job.checkpoints.save(capture(job, state, counters)),
+                                                        job.checkpoints.wait())),
+        "save last.pt + best.pt + epoch-NNNN.pt: written": lambda: timed(
+            lambda: (job.checkpoints.save(capture(job, state, counters), best=True, epoch_end=True),
+                     job.checkpoints.wait())),
         "load (CRC + weights_only) + guard + restore": lambda: timed(load_check_restore),
     }, repeats=repeats)
     results = {name: {"median_s": median(times)} for name, times in rounds.items()}

@@ -36,6 +36,53 @@ def time_command(argv, env=None, cwd=None) -> float:
     return time.perf_counter() - start
 
 
+class StepClock:
+    """Timestamps every optimizer step through a post-step hook (the same for every loop compared)."""
+
+    def __init__(self, optimizer):
+        self.stamps = []
+        optimizer.register_step_post_hook(lambda *args: self.stamps.append(time.perf_counter()))
+
+    def step_s(self) -> float:
+        return median([b - a for a, b in zip(self.stamps, self.stamps[1:])])
+
+
+def compose(overrides):
+    """frame's `train` config with overrides, as `frame train` composes it (no run directory)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from frame.config.schema import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="frame.conf", version_base=None):
+        return hydra_compose("train", overrides=overrides)
+
+
+def materialise(cfg, seed):
+    """A job's data as in-memory tensors ((train samples, labels), (val samples, labels)), split and
+    transformed exactly as frame does: what the hand-written loops and Lightning train on."""
+    import math
+
+    import torch
+    from hydra.utils import instantiate
+
+    dataset = instantiate(cfg.data.dataset)
+    transforms = [instantiate(t) for t in cfg.data.sample_transforms]
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    cut = int(math.floor(len(dataset) * cfg.data.split_ratio))
+
+    def tensors(indices):
+        samples, labels = zip(*(dataset[i] for i in sorted(indices)))
+        for transform in transforms:
+            samples = [transform(s) for s in samples]
+        return torch.stack(samples), torch.stack(labels)
+
+    return tensors(order[:cut]), tensors(order[cut:])
+
+
 def machine() -> dict:
     import torch
 

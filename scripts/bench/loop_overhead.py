@@ -11,7 +11,6 @@ final weights equal the raw loop's bit for bit.
 """
 
 import contextlib
-import math
 import os
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from common import interleave, median
+from common import StepClock, compose, interleave, materialise, median
 
 SEED, CLIP, LOG_EVERY = 0, 1.0, 50
 
@@ -31,34 +30,11 @@ SETUPS = {
 }
 
 
-class StepClock:
-    """Timestamps every optimizer step through a post-step hook."""
-
-    def __init__(self, optimizer):
-        self.stamps = []
-        optimizer.register_step_post_hook(lambda *args: self.stamps.append(time.perf_counter()))
-
-    def step_s(self) -> float:
-        return median([b - a for a, b in zip(self.stamps, self.stamps[1:])])
-
-
-def _compose(overrides):
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    from frame.config.schema import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="frame.conf", version_base=None):
-        return compose("train", overrides=overrides)
-
-
 def _config(setup):
     overrides, epochs = SETUPS[setup]
-    return _compose([*overrides, f"trainer.epochs={epochs}", f"trainer.grad_norm_clip={CLIP}",
-                     "lr_scheduler=cosine", f"trainer.log_every_n_steps={LOG_EVERY}",
-                     "trainer.checkpoint_every_n_epochs=0", f"seed={SEED}", "trainer.device=cpu"])
+    return compose([*overrides, f"trainer.epochs={epochs}", f"trainer.grad_norm_clip={CLIP}",
+                    "lr_scheduler=cosine", f"trainer.log_every_n_steps={LOG_EVERY}",
+                    "trainer.checkpoint_every_n_epochs=0", f"seed={SEED}", "trainer.device=cpu"])
 
 
 def run_frame(setup):
@@ -74,31 +50,13 @@ def run_frame(setup):
     return {"step_s": clock.step_s(), "epoch_s": elapsed / job.cfg.trainer.epochs, "weights": _flat(job.model)}
 
 
-def _materialise(cfg):
-    """The job's data as in-memory tensors, split and transformed exactly as frame does."""
-    from hydra.utils import instantiate
-
-    dataset = instantiate(cfg.data.dataset)
-    transforms = [instantiate(t) for t in cfg.data.sample_transforms]
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(SEED)).tolist()
-    cut = int(math.floor(len(dataset) * cfg.data.split_ratio))
-
-    def tensors(indices):
-        samples, labels = zip(*(dataset[i] for i in sorted(indices)))
-        for transform in transforms:
-            samples = [transform(s) for s in samples]
-        return torch.stack(samples), torch.stack(labels)
-
-    return tensors(order[:cut]), tensors(order[cut:])
-
-
 def run_raw(setup):
     """A minimal hand-written loop with the same features."""
     from hydra.utils import instantiate
 
     cfg = _config(setup)
     torch.manual_seed(SEED)
-    (x_train, y_train), (x_val, y_val) = _materialise(cfg)
+    (x_train, y_train), (x_val, y_val) = materialise(cfg, SEED)
     model = instantiate(cfg.model)
     loss_fn = instantiate(cfg.loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr)
@@ -143,7 +101,7 @@ def run_lightning(setup):
 
     cfg = _config(setup)
     torch.manual_seed(SEED)
-    (x_train, y_train), (x_val, y_val) = _materialise(cfg)
+    (x_train, y_train), (x_val, y_val) = materialise(cfg, SEED)
     clocks = []
 
     class Module(L.LightningModule):

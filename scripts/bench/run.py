@@ -24,9 +24,11 @@ BENCHMARKS = [
     ("tracking_overhead.py", ["--epochs", "10", "--repeats", "9"], ["--epochs", "2", "--repeats", "1"]),
     ("tracking_overhead.py", ["--classify", "--epochs", "6", "--repeats", "9"], ["--classify", "--epochs", "1", "--repeats", "1"]),
     ("checkpoint.py", ["5"], ["1"]),
+    ("small_job.py", ["5"], ["1", "--epochs", "2"]),
     ("preload.py", ["--epochs", "3", "--rounds", "2", "--data-only", "--patients", "32"],
      ["--epochs", "2", "--data-only", "--patients", "4"]),
-    ("sweep.py", ["--members", "64", "--run-members", "16"], ["--members", "4", "--run-members", "2"]),
+    ("sweep.py", ["--members", "64,256,1000,4000", "--run-members", "16"], ["--members", "4,8", "--run-members", "2"]),
+    ("gpu.py", [], ["--quick"]),  # without CUDA always a quick CPU round
 ]
 
 

@@ -6,10 +6,16 @@ plugins included), and a raw script that builds the same job by hand
 (`_raw_first_step.py`). `frame check` runs on the organs example's job with a
 small generated data set. The time of frame's first step is read from the first
 `metrics.jsonl` record (`trainer.log_every_n_steps=1`), so frame needs no
-benchmark hook.
+benchmark hook. `import monai` runs as MONAI does it and as a frame training
+does it (frame.monai_import: Optuna left unimported).
+
+Ratios are medians of per-round ratios (each round runs every command once, in
+turn), so a shared machine's slow spells hit both sides of a ratio alike;
+`cpu_s` (the child's user + system time) is steadier than wall time there.
 """
 
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -30,6 +36,24 @@ main()
 """
 FIRST_STEP = ["trainer.epochs=1", "trainer.log_every_n_steps=1", "trainer.device=cpu",
               "data.preload=false"]  # like the raw script: the first batch only, not all 40 volumes first
+
+
+DEFERRED_MONAI = "from frame.monai_import import defer_optuna; defer_optuna(); import monai"
+# (command, its baseline): the ratio reported per round
+RATIOS = {"frame train --cfg job": "smallest Hydra app --cfg job",
+          "import monai, as frame trains": "import monai"}
+
+
+def _wall_and_cpu(argv, cwd) -> tuple[float, float]:
+    """Wall seconds and the child's CPU seconds (user + system) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time_command(argv, cwd=cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def _paired(rounds: dict, name: str, baseline: str, pick=lambda run: run) -> float:
+    return median([pick(a) / pick(b) for a, b in zip(rounds[name], rounds[baseline])])
 
 
 def _frame_first_step() -> float:
@@ -62,18 +86,26 @@ def bench(repeats=5, extra_commands=None) -> dict:
             "frame train --cfg job": [str(BIN / "frame"), "train", "--cfg", "job"],
             "frame check job_01.json": [str(BIN / "frame"), "check", str(REPO / "examples/organs/config/job_01.json"),
                                         f"data.dataset.root={data}"],
+            "import monai": [sys.executable, "-c", "import monai"],
+            "import monai, as frame trains": [sys.executable, "-c", DEFERRED_MONAI],
             **(extra_commands or {}),
         }
-        rounds = interleave({name: (lambda argv=argv: time_command(argv, cwd=tmp)) for name, argv in commands.items()},
+        rounds = interleave({name: (lambda argv=argv: _wall_and_cpu(argv, cwd=tmp)) for name, argv in commands.items()},
                             repeats=repeats)
-    results = {name: {"median_s": median(times)} for name, times in rounds.items()}
+    results = {name: {"median_s": median([wall for wall, _ in runs]), "cpu_s": median([cpu for _, cpu in runs])}
+               for name, runs in rounds.items()}
+    for name, baseline in RATIOS.items():
+        results[name].update({"x_" + baseline: _paired(rounds, name, baseline, lambda run: run[0]),
+                              "cpu_x_" + baseline: _paired(rounds, name, baseline, lambda run: run[1])})
     first = interleave({"raw": _raw_first_step, "raw, gc off": lambda: _raw_first_step("--gc-off"),
                         "frame": _frame_first_step}, repeats=repeats)
     results["first step: raw script"] = {"median_s": median(first["raw"])}
     results["first step: raw script, gc off"] = {"median_s": median(first["raw, gc off"])}
-    results["first step: frame train"] = {"median_s": median(first["frame"])}
-    results["first step: frame - raw"] = {"median_s": median(first["frame"]) - median(first["raw"])}
-    results["first step: frame - raw, gc off"] = {"median_s": median(first["frame"]) - median(first["raw, gc off"])}
+    results["first step: frame train"] = {"median_s": median(first["frame"]),
+                                          "x_raw script": _paired(first, "frame", "raw")}
+    results["first step: frame - raw"] = {"median_s": median([f - r for f, r in zip(first["frame"], first["raw"])])}
+    results["first step: frame - raw, gc off"] = {
+        "median_s": median([f - r for f, r in zip(first["frame"], first["raw, gc off"])])}
     return results
 
 

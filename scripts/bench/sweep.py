@@ -10,12 +10,19 @@ run against its baseline:
     slurm      an `sbatch --array` of the bare job  vs  `frame train -m hydra/launcher=slurm`,
                both `--parallel` at a time: the submit time (sbatch call vs frame's
                "submitted ... in X s") and each task's SLURM run time (1 s resolution)
-    submit     `--members` (default 64) members submitted through frame's SLURM launcher; the
-               command is stopped once the array is submitted and the array cancelled
+    submit     for each of `--members` (default 64,256,1000,4000): the time from the command's
+               start to its job arrays submitted (stopped then, the arrays cancelled), and the
+               part of it frame spent planning members and their run directories, `--rounds`
+               rounds with the sizes interleaved (medians); past MaxArraySize (1001) members go
+               in several arrays
+    planning   the same planning in this process, no SLURM needed (the sweeper's check of the
+               members' values and `frame.sweep.plan`), per member, against composing one member
+               in full as Hydra does (`load_sweep_config`), measured alongside
 
 SLURM parts need the local cluster (`scripts/slurm-local up`); without `squeue` they are skipped.
 
-    python scripts/bench/sweep.py [--members 64] [--run-members 16] [--parallel 2] [--json results.json]
+    python scripts/bench/sweep.py [--members 64,256,1000,4000] [--rounds 1] [--run-members 16] [--parallel 2]
+                                  [--json results.json]
 """
 
 import argparse
@@ -35,7 +42,7 @@ from pathlib import Path
 FRAME = [sys.executable, "-m", "frame", "train"]
 JOB = ["experiment=classify", "data.dataset.num_samples=64", "trainer.epochs=1", "logger=[jsonl]"]
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]
-SUBMITTED = re.compile(r"submitted (\d+) members as SLURM job array (\d+) in ([\d.]+) s")
+SUBMITTED = re.compile(r"submitted (\d+) members as SLURM job arrays? ([\d ]+) in ([\d.]+) s \(([\d.]+) s planning")
 
 
 def _wall(argv, cwd) -> float:
@@ -88,10 +95,10 @@ def slurm_bare(members: int, parallel: int, folder: Path) -> dict:
     return {"submit_s": submitted, "wall_s": time.perf_counter() - start, "task_s": _task_seconds(array_id)}
 
 
-def slurm_frame(members: int, parallel: int, folder: Path, stop_after_submit: bool = False) -> dict:
-    """frame's SLURM launcher; with stop_after_submit, Ctrl-C once the array is in and cancel it."""
+def slurm_frame(members: int, parallel: int, folder: Path, stop_after_submit: bool = False, tag: str = "") -> dict:
+    """frame's SLURM launcher; with stop_after_submit, Ctrl-C once the arrays are in and cancel them."""
     command = [*FRAME, "-m", *JOB, *SLURM, f"hydra.launcher.array_parallelism={parallel}",
-               f"hydra.sweep.dir=slurm-{members}", f"seed=range(0,{members})"]
+               f"hydra.sweep.dir=slurm-{members}{tag}", f"seed=range(0,{members})"]
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     found, lines = None, []
@@ -105,22 +112,74 @@ def slurm_frame(members: int, parallel: int, folder: Path, stop_after_submit: bo
     wall = time.perf_counter() - start
     if found is None or (process.returncode != 0 and not stop_after_submit):
         raise SystemExit("frame sweep failed:\n" + "".join(lines[-30:]))
-    array_id = found.group(2)
-    result = {"submit_s": float(found.group(3)), "command_to_submitted_s": to_submitted}
+    arrays = found.group(2).split()
+    result = {"submit_s": float(found.group(3)), "planning_s": float(found.group(4)),
+              "command_to_submitted_s": to_submitted, "arrays": len(arrays)}
     if stop_after_submit:
-        subprocess.run(["scancel", array_id], check=True)
-    while not _squeue_empty(array_id):  # frame returns on the result files, before SLURM marks the tasks done
+        subprocess.run(["scancel", *arrays], check=True)
+    while not _squeue_empty(",".join(arrays)):  # frame returns on the result files, before SLURM marks them done
         time.sleep(0.2)
-    return result if stop_after_submit else {**result, "wall_s": wall, "task_s": _task_seconds(array_id)}
+    return result if stop_after_submit else {**result, "wall_s": wall, "task_s": _task_seconds(arrays[0])}
+
+
+def submit_scaling(sizes: list[int], rounds: int, parallel: int, folder: Path) -> dict:
+    """Command start to arrays submitted, for each size; sizes interleaved round by round."""
+    runs = {n: [] for n in sizes}
+    for round_ in range(rounds):
+        for n in sizes:
+            runs[n].append(slurm_frame(n, parallel, folder, stop_after_submit=True, tag=f"-{round_}"))
+    return {n: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for n, rs in runs.items()}
+
+
+def planning(sizes: list[int], folder: Path) -> dict:
+    """frame's planning in this process (check the values, then `frame.sweep.plan`) for each size, and
+    Hydra's composing of one member in full, per member (median of 5, between the sizes)."""
+    from types import SimpleNamespace
+
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from frame import sweep
+    from frame.config.members import check_values
+    from frame.config.schema import register_configs
+
+    previous = os.getcwd()
+    os.chdir(folder)  # the run directories named are relative to it
+    register_configs()
+    result = {}
+    with initialize_config_module(config_module="frame.conf", version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        for n in sizes:
+            master = loader.load_configuration("train", [*JOB, f"seed=range(0,{n})"], RunMode.MULTIRUN)
+            launcher = SimpleNamespace(config=master, hydra_context=SimpleNamespace(config_loader=loader))
+            batch = [[f"seed={i}"] for i in range(n)]
+            start = time.perf_counter()
+            check_values(launcher, batch)
+            members = sweep.plan(launcher, batch, 0)
+            planned = time.perf_counter() - start
+            assert len({m.run_dir for m in members}) == n
+            full = []
+            for i in range(5):
+                start = time.perf_counter()
+                loader.load_sweep_config(master, [f"seed={i}"])
+                full.append(time.perf_counter() - start)
+            result[n] = {"planning_s": planned, "per_member_ms": planned / n * 1e3,
+                         "hydra_compose_per_member_ms": statistics.median(full) * 1e3}
+    GlobalHydra.instance().clear()
+    os.chdir(previous)
+    return result
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=64, help="members submitted to SLURM (submit time only)")
+    parser.add_argument("--members", default="64,256,1000,4000", help="sizes submitted to SLURM (submit time only)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the submit sizes (medians)")
     parser.add_argument("--run-members", type=int, default=16, help="members run to the end, bare and through frame")
     parser.add_argument("--parallel", type=int, default=2, help="SLURM array parallelism (this machine: 2 cores)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args()
+    sizes = [int(n) for n in args.members.split(",")]
     med = statistics.median
     results = {}
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
@@ -135,22 +194,31 @@ def main():
               f"| {loc['local_overhead_per_member_s']:+.2f} s |")
         print(f"| sequential launcher (one process) | {loc['sequential_sweep_s']:.1f} s | "
               f"{loc['sequential_sweep_s'] / n:.2f} s | {loc['sequential_overhead_per_member_s']:+.2f} s |")
+        plan = results["planning"] = planning(sizes, folder)
+        print("\nplanning in this process (values checked, run directories named), no SLURM\n")
+        print("| members | planning | per member | Hydra composing one member in full |\n|---|---|---|---|")
+        for size, p in plan.items():
+            print(f"| {size} | {p['planning_s']:.2f} s | {p['per_member_ms']:.2f} ms | "
+                  f"{p['hydra_compose_per_member_ms']:.0f} ms |")
         if shutil.which("squeue") is None or subprocess.run(["squeue"], capture_output=True).returncode != 0:
             print("\nno SLURM cluster answers (scripts/slurm-local up): SLURM figures skipped")
         else:
             bare = results["slurm_bare"] = slurm_bare(n, args.parallel, folder)
             mine = results["slurm_frame"] = slurm_frame(n, args.parallel, folder)
-            submit = results["slurm_submit"] = slurm_frame(args.members, args.parallel, folder, stop_after_submit=True)
-            print(f"\nSLURM (local cluster), {n} members {args.parallel} at a time, then {args.members} submitted\n")
+            print(f"\nSLURM (local cluster), {n} members {args.parallel} at a time\n")
             print("| | bare array (`frame train` per task) | frame's SLURM launcher |\n|---|---|---|")
             print(f"| submit {n} members | {bare['submit_s']:.3f} s (sbatch) | {mine['submit_s']:.2f} s |")
-            print(f"| submit {args.members} members | - | {submit['submit_s']:.2f} s "
-                  f"({submit['command_to_submitted_s']:.2f} s from the command's start) |")
             print(f"| task run time, median (1 s resolution) | {med(bare['task_s']):.0f} s | {med(mine['task_s']):.0f} s |")
             print(f"| whole array, wall | {bare['wall_s']:.1f} s | {mine['wall_s']:.1f} s |")
             results["slurm_overhead_per_member_s"] = med(mine["task_s"]) - med(bare["task_s"])
             print(f"\nper-member overhead on SLURM: {results['slurm_overhead_per_member_s']:+.0f} s of task time; "
                   f"{(mine['wall_s'] - bare['wall_s']) / n:+.2f} s of array wall per member")
+            scaling = results["slurm_submit"] = submit_scaling(sizes, args.rounds, args.parallel, folder)
+            print(f"\nsubmitting through frame's SLURM launcher (median of {args.rounds})\n")
+            print("| members | arrays | command start to submitted | planning | per member |\n|---|---|---|---|---|")
+            for size, r in scaling.items():
+                print(f"| {size} | {r['arrays']:.0f} | {r['command_to_submitted_s']:.2f} s | {r['planning_s']:.2f} s | "
+                      f"{r['command_to_submitted_s'] / size * 1e3:.1f} ms |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

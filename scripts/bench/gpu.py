@@ -1,0 +1,247 @@
+"""GPU step time: frame's loop against a hand-written loop and Lightning, on the default UNet.
+
+The default experiment (MONAI's 3D UNet on synthetic 32^3 organ volumes, Dice+BCE, Adam, batch 2),
+its data in memory (frame preloads it; the other two train on the same tensors), in three
+variants: fp32, bf16 autocast, fp32 with torch.compile. The same features in all three loops:
+gradient clipping at 1.0, the loss read every 50 steps, validation and a checkpoint each epoch;
+frame also checks every step for a non-finite loss or gradient (without a host sync: its
+optimizer is the fused Adam, which the other two loops get as well).
+
+Per step: the mean gap between consecutive optimizer steps (an optimizer post-step hook, the same
+in all three) after the first epoch (warm-up: compilation, cuDNN's choices, the allocator), gaps
+across an epoch end (validation, checkpoint) left out. Also samples/s from it and the run's peak
+GPU memory (torch.cuda.max_memory_allocated). Rounds are interleaved (raw, frame, lightning, raw,
+...); medians are reported, and frame/raw as the median of the per-round ratios.
+
+    python scripts/bench/gpu.py --out gpu.json      # on a GPU: about 4 minutes on an H200
+    python scripts/bench/gpu.py --quick             # on a CPU: a small round that proves it runs
+"""
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from common import StepClock, compose, interleave, machine, materialise, median
+
+SEED, CLIP, LOG_EVERY = 0, 1.0, 50
+VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "compile": ("fp32", True)}  # precision, compile
+
+
+class Setup:
+    """One variant's config and run lengths; `quick` shrinks the model and data to CPU size."""
+
+    def __init__(self, variant, device, quick, epochs, samples):
+        self.precision, self.compile = VARIANTS[variant]
+        self.device, self.epochs = device, epochs
+        shrink = ["data.dataset.size=[16,16,16]", "model.channels=[4,8]", "model.strides=[2]"] if quick else []
+        self.cfg = compose([
+            *shrink, f"data.dataset.num_samples={samples}", "data.split_ratio=0.8", "data.preload=true",
+            f"trainer.epochs={epochs}", f"trainer.grad_norm_clip={CLIP}", f"trainer.log_every_n_steps={LOG_EVERY}",
+            f"trainer.precision={self.precision}", f"trainer.compile={self.compile}", f"trainer.device={device}",
+            "trainer.checkpoint_every_n_epochs=0", "logger=[jsonl]", f"seed={SEED}",
+        ])
+        self.batch_size = self.cfg.data.batch_size
+        self.steps_per_epoch = -(-int(samples * 0.8) // self.batch_size)
+
+    def autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
+
+    def result(self, clock, peak_bytes) -> dict:
+        """Per-step seconds from the stamps of every epoch after the first, epoch ends left out."""
+        per_epoch = self.steps_per_epoch
+        gaps = [b - a for i, (a, b) in enumerate(zip(clock.stamps, clock.stamps[1:]))
+                if i >= per_epoch and (i + 1) % per_epoch]
+        step_s = sum(gaps) / len(gaps)
+        return {"step_ms": step_s * 1e3, "samples_per_s": self.batch_size / step_s, "peak_mib": peak_bytes / 2**20}
+
+
+def _fresh_peak():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak() -> int:
+    if not torch.cuda.is_available():
+        return 0
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated()
+
+
+def _optimizer(params, setup):
+    return torch.optim.Adam(params, lr=setup.cfg.optimizer.lr, fused=torch.device(setup.device).type == "cuda")
+
+
+def run_frame(setup):
+    from frame.build import build_job
+    from frame.loop import fit
+
+    with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        job = build_job(setup.cfg, Path(tmp))
+        clock = StepClock(job.optimizer)
+        _fresh_peak()
+        fit(job)
+        return setup.result(clock, _peak())
+
+
+def run_raw(setup):
+    """A plain hand-written loop: no bad-step check, the rest as frame."""
+    from hydra.utils import instantiate
+
+    torch.manual_seed(SEED)
+    (x_train, y_train), (x_val, y_val) = materialise(setup.cfg, SEED)
+    device = torch.device(setup.device)
+    model = instantiate(setup.cfg.model).to(device)
+    if setup.compile:
+        model.compile()
+    loss_fn = instantiate(setup.cfg.loss)
+    optimizer = _optimizer(model.parameters(), setup)
+    clock = StepClock(optimizer)
+    pin = device.type == "cuda"
+    train = DataLoader(TensorDataset(x_train, y_train), batch_size=setup.batch_size, shuffle=True, pin_memory=pin)
+    val = DataLoader(TensorDataset(x_val, y_val), batch_size=setup.batch_size, pin_memory=pin)
+    _fresh_peak()
+    with tempfile.TemporaryDirectory() as tmp:
+        step = 0
+        for _ in range(setup.epochs):
+            model.train()
+            running = torch.zeros((), device=device)
+            for x, y in train:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with setup.autocast():
+                    loss = loss_fn(model(x), y)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                running += loss.detach()
+                step += 1
+                if step % LOG_EVERY == 0:
+                    float(running), running.zero_()
+            model.eval()
+            with torch.no_grad(), setup.autocast():
+                val_loss = sum(float(loss_fn(model(x.to(device)), y.to(device))) for x, y in val)
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "val": val_loss},
+                       Path(tmp) / "last.pt")
+    return setup.result(clock, _peak())
+
+
+def run_lightning(setup):
+    import lightning as L
+    from hydra.utils import instantiate
+
+    torch.manual_seed(SEED)
+    (x_train, y_train), (x_val, y_val) = materialise(setup.cfg, SEED)
+    clocks = []
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model, self.loss_fn = instantiate(setup.cfg.model), instantiate(setup.cfg.loss)
+            if setup.compile:
+                self.model.compile()
+
+        def training_step(self, batch, index):
+            loss = self.loss_fn(self.model(batch[0]), batch[1])
+            self.log("train/loss", loss)
+            return loss
+
+        def validation_step(self, batch, index):
+            self.log("val/loss", self.loss_fn(self.model(batch[0]), batch[1]))
+
+        def configure_optimizers(self):
+            optimizer = _optimizer(self.parameters(), setup)
+            clocks.append(StepClock(optimizer))
+            return optimizer
+
+    cuda = torch.device(setup.device).type == "cuda"
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = L.Trainer(
+            max_epochs=setup.epochs, accelerator="gpu" if cuda else "cpu", devices=1,
+            # Lightning refuses to clip a fused optimizer's gradients under mixed precision: in bf16 it clips nothing
+            gradient_clip_val=CLIP if setup.precision != "bf16" or not cuda else None,
+            precision="bf16-mixed" if setup.precision == "bf16" else "32-true", log_every_n_steps=LOG_EVERY,
+            logger=L.pytorch.loggers.CSVLogger(tmp), default_root_dir=tmp, enable_progress_bar=False,
+            enable_model_summary=False, num_sanity_val_steps=0,
+        )
+        _fresh_peak()
+        trainer.fit(Module(), DataLoader(TensorDataset(x_train, y_train), batch_size=setup.batch_size, shuffle=True,
+                                         pin_memory=cuda),
+                    DataLoader(TensorDataset(x_val, y_val), batch_size=setup.batch_size, pin_memory=cuda))
+    return setup.result(clocks[-1], _peak())
+
+
+def bench(device, variants, rounds, quick, epochs, samples, out=None) -> dict:
+    """Every variant's row; after each one the results so far go to `out` (a timeout keeps them)."""
+    try:
+        import lightning  # noqa: F401
+        runners = {"raw": run_raw, "frame": run_frame, "lightning": run_lightning}
+    except ImportError:
+        runners = {"raw": run_raw, "frame": run_frame}
+    results = {}
+    for variant in variants:
+        start = time.perf_counter()
+        setup = Setup(variant, device, quick, epochs, samples)
+        # compile: one round (each compiles afresh, most of a minute with inductor)
+        repeats = 1 if VARIANTS[variant][1] else rounds
+        measured = interleave({name: (lambda run=run: run(setup)) for name, run in runners.items()},
+                              repeats=repeats, warmup=0)
+        row = {name: {key: median([r[key] for r in runs]) for key in runs[0]} for name, runs in measured.items()}
+        ratios = [f["step_ms"] / r["step_ms"] for f, r in zip(measured["frame"], measured["raw"])]
+        row["frame_over_raw"] = median(ratios)
+        row["rounds"], row["seconds"] = repeats, round(time.perf_counter() - start, 1)
+        results[variant] = row
+        print(f"# {variant}: {row['seconds']} s", flush=True)
+        if out:
+            out.write_text(json.dumps({"machine": machine(), "quick": quick, "results": results}, indent=2) + "\n")
+    return results
+
+
+def table(results) -> str:
+    lines = [f"{'variant':8} {'loop':10} {'ms/step':>8} {'samples/s':>10} {'peak MiB':>9}"]
+    for variant, row in results.items():
+        for name in ("raw", "frame", "lightning"):
+            if name in row:
+                r = row[name]
+                lines.append(f"{variant:8} {name:10} {r['step_ms']:8.2f} {r['samples_per_s']:10.1f} {r['peak_mib']:9.1f}")
+        lines.append(f"{variant:8} {'frame/raw':10} {row['frame_over_raw']:8.3f}")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small model and few steps: proves the script runs "
+                        "(always so without CUDA)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant (compile: 1)")
+    parser.add_argument("--variants", default="fp32,bf16,compile")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    cuda = torch.cuda.is_available()
+    quick = args.quick or not cuda
+    variants = args.variants.split(",")
+    if not cuda:  # the full sizes take an hour on a CPU, and inductor's C++ build most of a minute
+        print("# no CUDA device: a quick CPU round without compile (it proves the script runs)", flush=True)
+        variants = [v for v in variants if v != "compile"]
+    # epochs of 80 steps (200 items, batch 2), the first one warm-up; quick: 2 epochs of 4
+    epochs, samples = (2, 10) if quick else (4, 200)
+    results = bench("cuda" if cuda else "cpu", variants, 1 if quick else args.rounds, quick, epochs, samples, args.out)
+    print(table(results))
+    print(json.dumps({"machine": machine(), "quick": quick, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Small jobs at raw speed: the per-epoch cost of a whole `frame run` process on a tiny tabular job.
+
+The job is the seed-style points project of the tests (`tests/seed_project.py`: an 8-feature CSV,
+a two-layer MLP, SGD with momentum, StepLR, accuracy), about 6 ms an epoch of plain PyTorch. Three
+candidates, each a whole process run for E and for 2E epochs:
+
+    plain      this file with --plain: the same job by hand (DataLoader, validation and accuracy
+               each epoch, torch.save of the model and optimizer to last.pt each epoch)
+    frame      `frame run config/job.json trainer.epochs=N` (its default loggers: metrics.jsonl,
+               console), from a fresh output directory
+    lightning  this file with --lightning: a LightningModule on the same data (default checkpointing,
+               CSVLogger, no progress bar)
+
+The per-epoch cost of a candidate is (T(2E) - T(E)) / E: start-up and imports cancel. Rounds are
+interleaved (plain, frame, lightning, plain, ...) and each round's ratio to plain is taken before
+the median, so a shared machine's drift hits all three alike. All three run with OMP_NUM_THREADS=1:
+a tiny MLP gains nothing from more threads, and spinning threads on a busy machine would drown the
+differences.
+
+    python scripts/bench/small_job.py [ROUNDS] [--epochs E] [--no-lightning]
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+REPO = HERE.parents[2]
+JOB = {
+    "name": "points",
+    "resume": True,
+    "model": {"name": "TinyClassifier", "in_features": 8, "num_classes": 4},
+    "training": {
+        "epochs": 1,  # set per run on the command line
+        "split_ratio": 0.75,
+        "batch_size": 16,
+        "monitor": "val/acc",
+        "monitor_mode": "max",
+        "loss": {"name": "SmoothedCrossEntropy", "smoothing": 0.05},
+        "optimizer": {"name": "SGD", "learning_rate": 0.2, "momentum": 0.9},
+        "lr_scheduler": {"name": "StepLR", "step_size": 20, "gamma": 0.5},
+        "dataset": {"root": "./data", "num_workers": 0},  # no transforms: no per-item seeding
+    },
+    "evaluators": [{"name": "Accuracy"}],
+}
+ROWS = 400
+
+
+def make(root: Path) -> Path:
+    """The project (sources, points.csv, config/job.json) under `root`; returns the job file."""
+    sys.path.insert(0, str(REPO))
+    from tests.seed_project import make_project
+
+    return make_project(root, job=json.dumps(JOB), samples=ROWS)
+
+
+def _data(root: Path):
+    """The project's points as tensors, split in the same proportion as frame splits them."""
+    sys.path.insert(0, str(root / "src"))
+    import torch
+    from Datasets.Points import Points
+
+    points = Points(root / "data")
+    x, y = points.x, torch.tensor(points.y)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    cut = int(len(y) * JOB["training"]["split_ratio"])
+    return (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
+
+
+def plain(root: Path, epochs: int) -> None:
+    """The job as a plain PyTorch script."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    (x_train, y_train), (x_val, y_val) = _data(root)
+    from Models.TinyClassifier import TinyClassifier
+    from losses import SmoothedCrossEntropy
+
+    training = JOB["training"]
+    model, loss_fn = TinyClassifier(8, 4), SmoothedCrossEntropy(0.05)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.5)
+    train = DataLoader(TensorDataset(x_train, y_train), batch_size=training["batch_size"], shuffle=True)
+    val = DataLoader(TensorDataset(x_val, y_val), batch_size=training["batch_size"])
+    out = root / "plain"
+    out.mkdir(exist_ok=True)
+    for epoch in range(epochs):
+        model.train()
+        for x, y in train:
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        model.eval()
+        right = total = 0
+        with torch.no_grad():
+            for x, y in val:
+                prediction = model(x)
+                total += float(loss_fn(prediction, y))
+                right += int((prediction.argmax(1) == y).sum())
+        scheduler.step()
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, out / "last.pt")
+        print(f"epoch {epoch + 1} val/loss={total / len(val):.4g} val/acc={right / len(y_val):.4g}")
+
+
+def lightning(root: Path, epochs: int) -> None:
+    """The job with Lightning's Trainer."""
+    import logging
+    import warnings
+
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(0)
+    (x_train, y_train), (x_val, y_val) = _data(root)
+    from Models.TinyClassifier import TinyClassifier
+    from losses import SmoothedCrossEntropy
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model, self.loss_fn = TinyClassifier(8, 4), SmoothedCrossEntropy(0.05)
+
+        def training_step(self, batch, index):
+            loss = self.loss_fn(self.model(batch[0]), batch[1])
+            self.log("train/loss", loss)
+            return loss
+
+        def validation_step(self, batch, index):
+            prediction = self.model(batch[0])
+            self.log("val/loss", self.loss_fn(prediction, batch[1]))
+            self.log("val/acc", (prediction.argmax(1) == batch[1]).float().mean())
+
+        def configure_optimizers(self):
+            optimizer = torch.optim.SGD(self.parameters(), lr=0.2, momentum=0.9)
+            return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 20, 0.5)}
+
+    batch_size = JOB["training"]["batch_size"]
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=L.pytorch.loggers.CSVLogger(root / "lightning"),
+                        default_root_dir=root / "lightning", enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0)
+    trainer.fit(Module(), DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True),
+                DataLoader(TensorDataset(x_val, y_val), batch_size=batch_size))
+
+
+def _commands(root: Path, job: Path, epochs: int) -> dict:
+    """name -> (argv, what to remove first so the run starts fresh)."""
+    bin_dir = Path(sys.executable).parent
+    return {
+        "plain": ([sys.executable, str(HERE), "--plain", str(root), str(epochs)], root / "plain"),
+        "frame": ([str(bin_dir / "frame"), "run", str(job), f"trainer.epochs={epochs}"], root / "outputs"),
+        "lightning": ([sys.executable, str(HERE), "--lightning", str(root), str(epochs)], root / "lightning"),
+    }
+
+
+def bench(rounds: int = 5, epochs: int = 60, with_lightning: bool = True) -> dict:
+    from common import interleave, median, time_command
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        job = make(root)
+        names = ["plain", "frame"] + (["lightning"] if with_lightning else [])
+
+        def per_epoch(name):
+            def run():
+                times = []
+                for count in (epochs, 2 * epochs):
+                    argv, output = _commands(root, job, count)[name]
+                    shutil.rmtree(output, ignore_errors=True)
+                    times.append(time_command(argv, env={"OMP_NUM_THREADS": "1"}, cwd=root))
+                return {"epoch_s": (times[1] - times[0]) / epochs, "process_s": times[0]}
+
+            return run
+
+        measured = interleave({name: per_epoch(name) for name in names}, repeats=rounds)
+    result = {"rounds": rounds, "epochs": [epochs, 2 * epochs], "rows": ROWS}
+    for name in names:
+        ratios = [r["epoch_s"] / p["epoch_s"] for r, p in zip(measured[name], measured["plain"])]
+        result[name] = {"epoch_ms": round(median([r["epoch_s"] for r in measured[name]]) * 1e3, 3),
+                        "process_s_at_E": round(median([r["process_s"] for r in measured[name]]), 3),
+                        "ratio_to_plain": round(median(ratios), 3),
+                        "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)]}
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] in ("--plain", "--lightning"):
+        (plain if sys.argv[1] == "--plain" else lightning)(Path(sys.argv[2]), int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rounds", nargs="?", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=60, help="E: each candidate runs E and 2E epochs")
+    parser.add_argument("--no-lightning", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps(bench(args.rounds, args.epochs, not args.no_lightning), indent=2))
+
+
+if __name__ == "__main__":
+    main()
