@@ -99,3 +99,30 @@ def machine() -> dict:
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+
+
+def lightning_module(cfg, configure_optimizers, compile_model=False):
+    """The job's model and loss in a LightningModule, as the other loops train them;
+    `configure_optimizers(module)` gives what Lightning's hook of that name returns."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model, self.loss_fn = instantiate(cfg.model), instantiate(cfg.loss)
+            if compile_model:
+                self.model.compile()
+
+        def training_step(self, batch, index):
+            loss = self.loss_fn(self.model(batch[0]), batch[1])
+            self.log("train/loss", loss)
+            return loss
+
+        def validation_step(self, batch, index):
+            self.log("val/loss", self.loss_fn(self.model(batch[0]), batch[1]))
+
+        def configure_optimizers(self):
+            return configure_optimizers(self)
+
+    return Module()

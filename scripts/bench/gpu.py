@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from common import StepClock, compose, interleave, machine, materialise, median
+from common import StepClock, compose, interleave, lightning_module, machine, materialise, median
 
 SEED, CLIP, LOG_EVERY = 0, 1.0, 50
 VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "compile": ("fp32", True)}  # precision, compile
@@ -139,31 +139,15 @@ def run_raw(setup):
 
 def run_lightning(setup):
     import lightning as L
-    from hydra.utils import instantiate
 
     torch.manual_seed(SEED)
     (x_train, y_train), (x_val, y_val) = materialise(setup.cfg, SEED)
     clocks = []
 
-    class Module(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.model, self.loss_fn = instantiate(setup.cfg.model), instantiate(setup.cfg.loss)
-            if setup.compile:
-                self.model.compile()
-
-        def training_step(self, batch, index):
-            loss = self.loss_fn(self.model(batch[0]), batch[1])
-            self.log("train/loss", loss)
-            return loss
-
-        def validation_step(self, batch, index):
-            self.log("val/loss", self.loss_fn(self.model(batch[0]), batch[1]))
-
-        def configure_optimizers(self):
-            optimizer = _optimizer(self.parameters(), setup)
-            clocks.append(StepClock(optimizer))
-            return optimizer
+    def optimizer(module):
+        made = _optimizer(module.parameters(), setup)
+        clocks.append(StepClock(made))
+        return made
 
     cuda = torch.device(setup.device).type == "cuda"
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,7 +160,8 @@ def run_lightning(setup):
             enable_model_summary=False, num_sanity_val_steps=0,
         )
         _fresh_peak()
-        trainer.fit(Module(), DataLoader(TensorDataset(x_train, y_train), batch_size=setup.batch_size, shuffle=True,
+        trainer.fit(lightning_module(setup.cfg, optimizer, setup.compile),
+                    DataLoader(TensorDataset(x_train, y_train), batch_size=setup.batch_size, shuffle=True,
                                          pin_memory=cuda),
                     DataLoader(TensorDataset(x_val, y_val), batch_size=setup.batch_size, pin_memory=cuda))
     return setup.result(clocks[-1], _peak())

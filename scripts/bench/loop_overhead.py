@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from common import StepClock, compose, interleave, materialise, median
+from common import StepClock, compose, interleave, lightning_module, materialise, median
 
 SEED, CLIP, LOG_EVERY = 0, 1.0, 50
 
@@ -97,30 +97,16 @@ def run_raw(setup):
 
 def run_lightning(setup):
     import lightning as L
-    from hydra.utils import instantiate
 
     cfg = _config(setup)
     torch.manual_seed(SEED)
     (x_train, y_train), (x_val, y_val) = materialise(cfg, SEED)
     clocks = []
 
-    class Module(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.model, self.loss_fn = instantiate(cfg.model), instantiate(cfg.loss)
-
-        def training_step(self, batch, index):
-            loss = self.loss_fn(self.model(batch[0]), batch[1])
-            self.log("train/loss", loss)
-            return loss
-
-        def validation_step(self, batch, index):
-            self.log("val/loss", self.loss_fn(self.model(batch[0]), batch[1]))
-
-        def configure_optimizers(self):
-            optimizer = torch.optim.Adam(self.parameters(), lr=cfg.optimizer.lr)
-            clocks.append(StepClock(optimizer))
-            return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.trainer.epochs)}
+    def optimizers(module):
+        optimizer = torch.optim.Adam(module.parameters(), lr=cfg.optimizer.lr)
+        clocks.append(StepClock(optimizer))
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.trainer.epochs)}
 
     batch_size = cfg.data.batch_size
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +116,7 @@ def run_lightning(setup):
             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
         )
         start = time.perf_counter()
-        trainer.fit(Module(), DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True),
+        trainer.fit(lightning_module(cfg, optimizers), DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True),
                     DataLoader(TensorDataset(x_val, y_val), batch_size=batch_size))
         elapsed = time.perf_counter() - start
     return {"step_s": clocks[-1].step_s(), "epoch_s": elapsed / cfg.trainer.epochs, "weights": None}
