@@ -97,7 +97,12 @@ def _read(path: Path, transforms):
     except Exception as error:  # MONAI raises RuntimeError/OSError/ValueError depending on the reader
         raise FrameError(f"could not read {path}: {str(error).splitlines()[0]}") from error
     for transform in transforms:
-        image = transform(image)
+        try:
+            image = transform(image)
+        except Exception as error:  # a transform that needs what the run's dataset gives its items
+            raise FrameError(f"the run's transform {type(transform).__name__} fails on {path} ({type(error).__name__}: "
+                             f"{error}); it may need what the run's dataset adds to its items. Predict on a dataset "
+                             f"instead: no --input, and data.dataset.root=<folder> as the dataset expects it.") from None
     return image
 
 

@@ -10,6 +10,13 @@ pytestmark = pytest.mark.slow
 AFFINE = np.array([[2.0, 0, 0, -10], [0, 1.5, 0, 5], [0, 0, 3.0, 7], [0, 0, 0, 1]])
 
 
+class NeedsCentre:
+    """A project's transform that reads what its dataset put in the item (examples/organs crops so)."""
+
+    def __call__(self, volume):
+        return volume[..., volume.meta["brainstem_center"][0]:]
+
+
 def _volume(path, size):
     from frame.data.synthetic import SyntheticOrgans
 
@@ -48,6 +55,8 @@ def test_predict_on_the_runs_dataset_without_input(trained_run, capsys, tmp_path
     ("volume", ["--input", "{tmp}/v.nii.gz", "--roi-size", "16,16"], "has 2 sizes"),
     ("volume", ["--input", "{tmp}/v.nii.gz", "predict.roi_size=[16,16]"], "has 2 sizes"),  # the run's key
     ("volume", ["--input", "{tmp}/v.nii.gz", "predict.overlap=1.5"], "expected a number >= 0 and < 1"),
+    ("volume", ["--input", "{tmp}/v.nii.gz", "data.sample_transforms=[{{_target_:tests.test_predict.NeedsCentre}}]"],
+     "NeedsCentre fails on"),
     ("volume", ["--input", "{tmp}/v.nii.gz", "--postprocess", "softmax"], "choose one of"),
 ])
 def test_predict_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path, setup, args, message):
