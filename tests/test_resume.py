@@ -209,11 +209,21 @@ def test_sigkill_at_random_moments_then_resume_is_exact(reference, tmp_path):
     def resumed(output):  # each attempt that finds a checkpoint must resume from it
         assert "resuming from" in output or not had_checkpoint, f"seed {seed}: did not resume\n{output[-4000:]}"
 
+    def started(proc):
+        """Once the attempt has resumed and cut metrics.jsonl back to its checkpoint: until then the file
+        holds the killed attempt's rows, which ran on while its last checkpoint was written in the background."""
+        if had_checkpoint:
+            base = load_checkpoint(run_dir / "checkpoints" / "last.pt")["state"]["step"]
+            attempt = tmp_path / "attempts.log"
+            _wait_until(lambda: "resuming from" in attempt.read_text().split("=== frame train")[-1]
+                        and step() <= base + 3, proc, tmp_path)
+
     trials = ["step", "write", "step", "between-epochs", "write", "step"]
     for trial, kind in enumerate(trials):
         what = f"trial {trial} ({kind}, seed {seed})"
         had_checkpoint = (run_dir / "checkpoints" / "last.pt").exists()
         proc = _start(tmp_path, _transform(0.005), env=env)
+        started(proc)
         if kind == "step":  # any moment: a random step ahead (the first trial may die before any checkpoint)
             target = rng.randrange(1, 6) if trial == 0 else min(step() + rng.randrange(2, 9), STEPS - 4)
             _wait_until(lambda: step() >= target, proc, tmp_path)
