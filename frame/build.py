@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from frame.checkpoint import Checkpoints
 from frame.config.source import inspect_signature
-from frame.config.walk import components
+from frame.config.walk import FRAME_KEYS, components
 from frame.config.project import use_project
 from frame.config.rundir import lost_history
 from frame.data.loading import EpochSampler, JobDataset, check_item, is_random, make_loader, split_indices
@@ -81,15 +81,19 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
     dataset = build_dataset(data)
     labels = getattr(dataset, "labels", None)
     train_idx, val_idx = split_indices(len(dataset), data.split_ratio, cfg.seed)
+    overfit = cfg.trainer.overfit_batches
+    if overfit:  # Lightning's overfit_batches: the same few training items, unshuffled, also validate
+        train_idx = val_idx = train_idx[: overfit * data.batch_size]
     sample_tf, label_tf = build_transforms(data)
     items = dict(item_transforms=build_item_transforms(data), keys=list(data["keys"]))
     check_item(dataset, train_idx[0], data["keys"])  # here: in a loader worker its error would come wrapped
     preload = dict(preload=data.preload, preload_workers=data.num_workers, **items)
     train_set = JobDataset(dataset, train_idx, sample_tf, label_tf, cfg.seed, salt=0, **preload)
     val_set = JobDataset(dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=1, **preload)
-    train_sampler = EpochSampler(len(train_set), shuffle=True, seed=cfg.seed, batch_size=data.batch_size,
-                                 rank=world.rank, world_size=world.size)
-    val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=data.batch_size)
+    train_sampler = EpochSampler(len(train_set), shuffle=not overfit, seed=cfg.seed, batch_size=data.batch_size,
+                                 rank=world.rank, world_size=world.size, limit_batches=cfg.trainer.limit_train_batches)
+    val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=data.batch_size,
+                               limit_batches=cfg.trainer.limit_val_batches)
 
     model = build_model(cfg, device)
     memory_format = channels_last(model) if cfg.trainer.channels_last else torch.preserve_format
@@ -218,6 +222,9 @@ def build_scheduler(cfg: DictConfig, optimizer):
     node = cfg.lr_scheduler
     if node is None:
         return None
+    if any(key in node for key in FRAME_KEYS["lr_scheduler"]):  # frame's keys, not the constructor's
+        params = OmegaConf.to_container(node, resolve=True)  # resolved here: a detached copy has no ${trainer...}
+        node = OmegaConf.create({k: v for k, v in params.items() if k not in FRAME_KEYS["lr_scheduler"]})
     scheduler = _instantiate(node, "lr_scheduler")
     target = get_object(node._target_)
     if isinstance(target, type) and issubclass(target, torch.optim.lr_scheduler.ReduceLROnPlateau):

@@ -34,6 +34,7 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
     cfg = OmegaConf.to_object(job.cfg.trainer)  # a plain TrainerConf: OmegaConf lookups cost ~0.2 ms each
     device, model = job.device, job.train_model  # the DDP wrapper when several processes train
     optimizer, scheduler, scaler = job.optimizer, job.scheduler, job.scaler
+    per_step = scheduler is not None and (job.cfg.lr_scheduler or {}).get("interval", "epoch") == "step"
     state = TrainState(maximize=cfg.monitor_mode.value == "max")
     guard = BadStepGuard(job, cfg.max_bad_steps)
     if device.type == "cuda" and cfg.detect_bad_gradients and guard.host:
@@ -97,13 +98,15 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                 ok = None
                 if cfg.grad_norm_clip or cfg.detect_bad_gradients:
                     scaler.unscale_(optimizer)  # clip and check real gradients, not scaled ones
-                    max_norm = cfg.grad_norm_clip or math.inf
-                    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+                    if cfg.grad_norm_clip:
+                        finite = torch.isfinite(torch.nn.utils.clip_grad_norm_(params, cfg.grad_norm_clip))
+                    else:  # one fused check instead of a norm: ~5 us, not ~125 us, a step of a small model
+                        finite = all_finite(params, guard.found_inf)
                     if cfg.detect_bad_gradients:
-                        ok = torch.isfinite(step_loss) & torch.isfinite(grad_norm)
+                        ok = torch.isfinite(step_loss) & finite
                 guard.step(optimizer, scaler, ok, state.step + 1)  # skips the update when not ok
                 optimizer.zero_grad(set_to_none=True)
-                if scheduler is not None and cfg.lr_scheduler_interval.value == "step":
+                if per_step:
                     scheduler.step()
 
                 state.step += 1
@@ -129,7 +132,7 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
             if monitored is None:
                 raise FrameError(f"trainer.monitor={cfg.monitor} is not a validation metric; "
                                  f"choose one of {sorted(metrics)}.{did_you_mean(cfg.monitor, metrics)}")
-            if scheduler is not None and cfg.lr_scheduler_interval.value == "epoch":
+            if scheduler is not None and not per_step:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(monitored)
                 else:
@@ -305,6 +308,7 @@ class BadStepGuard:
         self.scaled = job.scaler.is_enabled()
         self.consecutive = 0 if self.host else torch.zeros((), device=job.device)
         self.first_bad_step = None
+        self.found_inf = {}  # device -> (flag, 1.0): all_finite's buffers, made once
 
     def step(self, optimizer, scaler, ok, step):
         """One optimizer step; `ok` is a device bool (False: skip the update) or None (unchecked)."""
@@ -344,6 +348,25 @@ class BadStepGuard:
                 f"{int(self.consecutive)} consecutive steps up to step {step} had a non-finite loss or "
                 f"gradient (trainer.max_bad_steps={self.max}); stopping. The last good checkpoint is kept."
             )
+
+
+def all_finite(params, found_inf: dict):
+    """A device bool: every gradient finite. GradScaler's own fused check at scale 1 (it multiplies
+    each gradient by exactly 1), called per device and dtype as the kernel needs; `found_inf` keeps
+    one flag (and a 1.0) per device between steps. Sparse gradients get a norm instead."""
+    groups = {}
+    for p in params:
+        if p.grad is not None:
+            groups.setdefault((p.grad.device, p.grad.dtype, p.grad.is_sparse), []).append(p.grad)
+    if any(sparse for _, _, sparse in groups):
+        return torch.isfinite(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+    devices = {device for device, _, _ in groups}
+    for device in devices:
+        found_inf.setdefault(device, (torch.zeros(1, device=device), torch.ones(1, device=device)))[0].zero_()
+    for (device, _, _), grads in groups.items():
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, *found_inf[device])
+    flags = [found_inf[device][0] for device in devices]
+    return (sum(flags) == 0).squeeze(0) if flags else torch.ones((), dtype=torch.bool)
 
 
 class NonFiniteError(FrameError):

@@ -5,8 +5,10 @@ channel-first, or, with no input given, every item of the run's dataset (as `fra
 it). Each goes through the run's deterministic sample transforms and the model (whole, or in
 windows of `roi_size` with MONAI's `sliding_window_inference` for volumes larger than the
 training crops). A model whose output keeps the input's spatial shape is segmenting: its output
-becomes a label map written as NIfTI by MONAI's SaveImage with the input's affine (so its spacing
-and orientation). Any other output (classes, regression values) goes into one `predictions.csv`.
+becomes a label map written as NIfTI by MONAI's SaveImage on the input's grid (its shape, axis
+order and affine, so spacing and orientation), undoing what the transforms did to the geometry as
+far as the item's MetaTensor affine records it. Any other output (classes, regression values) goes
+into one `predictions.csv`.
 """
 
 import csv
@@ -81,7 +83,7 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     for name, sample in _progress(items, count, progress):
         prediction = _infer(model, sample, device, roi_size, overlap)
         if prediction.shape[1:] == sample.shape[1:] and sample.ndim >= 3:  # segmentation: a map per voxel
-            written.append(_save_map(_label_map(prediction, postprocess, threshold), sample, name, output))
+            written.append(save_map(_label_map(prediction, postprocess, threshold), sample, name, output))
         else:
             rows.append(_row(name, prediction, labels))
     if rows:
@@ -108,7 +110,7 @@ def _read(path: Path, transforms):
 
 @torch.no_grad()
 def _infer(model, sample, device, roi_size, overlap):
-    batch = torch.as_tensor(sample)[None].float().to(device)
+    batch = torch.as_tensor(sample).as_subclass(torch.Tensor)[None].float().to(device)  # no MetaTensor cost per op
     if roi_size is None:
         return model(batch)[0].float().cpu()
     from monai.inferers import sliding_window_inference
@@ -131,16 +133,26 @@ def _label_map(prediction, postprocess: str, threshold: float):
     return torch.where(best > threshold, index + 1, 0).to(torch.uint8)
 
 
-def _save_map(label_map, sample, name: str, output: Path) -> Path:
-    """NIfTI through MONAI's SaveImage, with the input's affine when it carries one."""
+def save_map(label_map, sample, name: str, output: Path) -> Path:
+    """NIfTI through MONAI's SaveImage, on the input's own grid when the sample is a MONAI MetaTensor.
+
+    The sample's affine is where its voxels are after the run's transforms (a transpose, a crop);
+    its `original_affine` and `spatial_shape` are those of the file it was read from (LoadImage
+    records them). SaveImage resamples the map from the one onto the other: a permutation and a
+    shift only move voxels (nearest neighbour, zeros outside a crop), so the map has the input's
+    axes, shape and affine and overlays it in any viewer. A plain tensor's map gets the identity.
+    """
+    import numpy as np
     from monai.data import MetaTensor
     from monai.transforms import SaveImage
 
-    meta = dict(sample.meta) if isinstance(sample, MetaTensor) else {}
+    meta = {key: value for key, value in sample.meta.items() if key != "affine"} if isinstance(sample, MetaTensor) else {}
     affine = sample.affine if isinstance(sample, MetaTensor) else torch.eye(4)
     meta["filename_or_obj"] = name
+    labels = label_map.dtype == torch.uint8
     saver = SaveImage(output_dir=str(output), output_postfix="pred", output_ext=".nii.gz", separate_folder=False,
-                      resample=False, print_log=False)
+                      resample=True, mode="nearest" if labels else "bilinear", padding_mode="zeros",
+                      output_dtype=np.uint8 if labels else np.float32, print_log=False)
     saver(MetaTensor(label_map, affine=affine, meta=meta))
     return output / f"{_stem(name)}_pred.nii.gz"
 

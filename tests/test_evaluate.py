@@ -3,11 +3,10 @@
 import csv
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
+from tests.best_metric import reproduce_best
 from tests.trained_run import frame_main, trained_run  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.slow
@@ -57,29 +56,8 @@ def test_eval_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path, ar
 
 def test_load_model_in_a_fresh_interpreter_reproduces_the_best_validation_dice(trained_run):
     project, run = trained_run
-    script = f"""
-import json, torch, frame
-from frame.build import build_evaluators, eval_loader
-from frame.data.loading import JobDataset, split_indices
-model = frame.load_model({str(run)!r})
-assert not model.training
-info = frame.load_run({str(run)!r})
-best = max(r["val/dice"] for r in info.metrics if "val/dice" in r)
-cfg = info.config
-dataset = eval_loader(cfg, cfg.data, torch.device("cpu"))[1]
-_, val = split_indices(len(dataset), cfg.data.split_ratio, cfg.seed)
-dice = build_evaluators(cfg, dataset.labels)["dice"]
-from frame.data.transforms import StandardScaleTensor
-with torch.no_grad():
-    for i in val:
-        x, y = dataset[i]
-        dice.update(model(StandardScaleTensor()(x)[None]), y[None])
-print(json.dumps({{"best": best, "again": dice.compute()["dice"], "checkpoints": sorted(info.checkpoints)}}))
-"""
-    done = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["again"] == pytest.approx(result["best"], abs=1e-5)
+    result = reproduce_best(run, project, "val/dice")
+    assert result["again"] == pytest.approx(result["logged"], abs=1e-5)
     assert {"best", "last"} <= set(result["checkpoints"])
 
 

@@ -94,6 +94,41 @@ def test_each_scheduler_steps(compose, tmp_path, scheduler):
         assert job.optimizer.param_groups[0]["lr"] < initial
 
 
+@pytest.mark.parametrize("interval, steps", [("step", 6), ("epoch", 1)])
+def test_a_scheduler_steps_at_its_interval(compose, tmp_path, interval, steps):
+    """`lr_scheduler.interval` (frame's key in the scheduler's node): after one epoch of 6 batches the
+    warm-up has moved 6 steps, or 1 per epoch."""
+    cfg = _classify(compose, "lr_scheduler=warmup", "lr_scheduler.total_iters=10", f"lr_scheduler.interval={interval}",
+                    "trainer.epochs=1", "data.dataset.num_samples=60", "data.split_ratio=0.8")
+    job = build_job(cfg, tmp_path)
+    base = job.optimizer.param_groups[0]["initial_lr"]
+    fit(job)
+    assert len(job.train_loader) == 6
+    assert job.optimizer.param_groups[0]["lr"] == pytest.approx(base * (0.1 + 0.9 * steps / 10))
+
+
+@pytest.mark.parametrize("limits, batches", [((None, None), (6, 2)), ((2, 1), (2, 1))])
+def test_limit_batches_end_each_epoch_early(compose, tmp_path, limits, batches):
+    cfg = _classify(compose, f"trainer.limit_train_batches={limits[0] or 'null'}",
+                    f"trainer.limit_val_batches={limits[1] or 'null'}", "data.dataset.num_samples=60")
+    job = build_job(cfg, tmp_path)
+    fit(job)
+    assert (len(job.train_loader), len(job.val_loader)) == batches
+    assert [r["step"] for r in _records(tmp_path) if "val/loss" in r] == [batches[0], 2 * batches[0]]
+
+
+def test_overfit_batches_train_and_validate_on_the_same_items(compose, tmp_path):
+    cfg = _classify(compose, "trainer.overfit_batches=2", "trainer.epochs=25", "optimizer.lr=3e-2",
+                    "model.dropout=0")
+    job = build_job(cfg, tmp_path)
+    train, val = job.train_loader.dataset, job.val_loader.dataset
+    assert train.indices == val.indices and len(train.indices) == 2 * cfg.data.batch_size
+    assert list(job.train_sampler) == [(0, i) for i in range(16)]  # unshuffled
+    fit(job)
+    losses = [r["val/loss"] for r in _records(tmp_path) if "val/loss" in r]
+    assert losses[-1] < 0.1 * losses[0]  # it learns its 16 items by heart
+
+
 def test_gradient_clipping_bounds_the_update(compose, tmp_path):
     cfg = _classify(compose, "trainer.grad_norm_clip=1e-3", "optimizer=sgd", "optimizer.momentum=0", "optimizer.lr=1.0")
     job = build_job(cfg, tmp_path)
@@ -273,3 +308,23 @@ def test_a_stop_between_micro_batches_checkpoints_after_the_step_and_resumes_exa
     final = {name: torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"]
              for name in ("reference", "run")}
     assert all(torch.equal(final["run"][key], tensor) for key, tensor in final["reference"].items())
+
+
+@pytest.mark.parametrize("bad", [None, "float32", "float64", "sparse"])
+def test_all_finite_sees_a_non_finite_gradient_in_any_dtype(bad):
+    """The fused check runs per device and dtype: an inf in the second group counts as much as in the
+    first, the gradients are left as they were (scaled by exactly 1), and sparse ones get a norm."""
+    from frame.loop import all_finite
+
+    params = [torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2, dtype=torch.float64))]
+    for p in params:
+        p.grad = torch.full_like(p, 0.5)
+    if bad == "sparse":
+        params.append(torch.nn.Parameter(torch.ones(4)))
+        params[-1].grad = torch.sparse_coo_tensor([[1]], [float("nan")], (4,))
+    elif bad:
+        next(p for p in params if str(p.dtype).endswith(bad)).grad[0] = float("inf")
+    flags = {}
+    assert bool(all_finite(params, flags)) is (bad is None)
+    assert bool(all_finite(params[:1] if bad != "float32" else params[1:], flags))  # flags reset each call
+    assert params[0].grad[1] == 0.5 and params[1].grad[1] == 0.5

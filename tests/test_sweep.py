@@ -137,14 +137,55 @@ def test_local_launcher_passes_a_stop_on_and_exits_75(tmp_path):
     assert all((sweep_dir / m["run_dir"] / "checkpoints" / "last.pt").is_file() for m in members)
 
 
-def test_optuna_sweeper_with_the_shipped_search_space(tmp_path):
-    run_frame(["train", "-m", *SMALL, "hydra/sweeper=optuna_classify", "hydra.sweeper.n_trials=2",
-               "hydra.sweeper.n_jobs=2"], cwd=tmp_path, check=0)
+OPTUNA = ["hparams_search=classify_optuna", "hydra.sweeper.n_jobs=2"]
+
+
+def test_optuna_search_space_from_hparams_search(tmp_path):
+    run_frame(["train", "-m", *SMALL, *OPTUNA, "hydra.sweeper.n_trials=2"], cwd=tmp_path, check=0)
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
     assert len(members) == 2 and all(m["status"] == "complete" for m in members)
     best = (sweep_dir / "optimization_results.yaml").read_text()
     assert "best_value" in best and "optimizer.lr" in best
+    assert (sweep_dir / "optuna.db").is_file()  # the study, for the next command
+
+
+def _trials(sweep_dir):
+    import optuna
+
+    return optuna.load_study(study_name="classify", storage=f"sqlite:///{sweep_dir / 'optuna.db'}").trials
+
+
+def test_an_interrupted_optuna_search_goes_on_from_its_study(tmp_path):
+    """SIGTERM in the first batch: the same command again asks the stopped trials again with their
+    values (their members resume from their checkpoints), then new ones up to n_trials in all."""
+    args = ["train", "-m", "experiment=classify", "logger=[jsonl]", "data.dataset.num_samples=6000",
+            "trainer.epochs=4", *OPTUNA, "hydra.sweeper.n_trials=3", "hydra/launcher=local", "hydra.launcher.parallel=2"]
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
+    process = start_frame(args, tmp_path)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list(sweep_dir.glob("*/checkpoints/last.pt"))) < 2:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 75, output
+    stopped = {tuple(sorted(t.params.items())) for t in _trials(sweep_dir) if t.state.name == "RUNNING"}
+    assert stopped, output  # at least one member was still training
+
+    again = run_frame(args, cwd=tmp_path, check=0)
+    assert f"{len(stopped)} stopped ones asked again" in again.stdout + again.stderr
+    complete = [t for t in _trials(sweep_dir) if t.state.name == "COMPLETE"]
+    assert len(complete) == 3  # n_trials counts the whole study, not this command's trials
+    assert {tuple(sorted(t.params.items())) for t in complete} >= stopped
+    members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
+    assert len(members) == 3 and all(m["status"] == "complete" for m in members)  # no trial proposed twice
+    assert sorted(m["attempts"] for m in members)[-len(stopped):] == [2] * len(stopped)  # resumed, not redone
+
+
+def test_a_search_direction_against_the_monitor_mode_exits_2(tmp_path):
+    result = run_frame(["train", "-m", *SMALL, *OPTUNA, "hydra.sweeper.direction=minimize"], cwd=tmp_path, check=2)
+    assert "contradicts trainer.monitor_mode=max" in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "outputs").glob("*/*/run.json"))  # no trial ran
 
 
 def test_member_slots_split_cpus_and_gpus():

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from frame.config import source
 from frame.config.compose import compose
 from frame.config.project import use_project
-from frame.config.walk import components
+from frame.config.walk import FRAME_KEYS, components
 from frame.errors import FrameError, did_you_mean
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
@@ -97,7 +97,7 @@ def _check_component(key: str, node: DictConfig, runtime, problems: list[Problem
         sig, where = source.inspect_signature(obj), "imported"
     if sig is None:
         return Checked(key, target, where, "params not checked (constructor not readable)")
-    given = [k for k in node.keys() if k not in _HYDRA_KEYS]
+    given = [k for k in node.keys() if k not in _HYDRA_KEYS and k not in FRAME_KEYS.get(key, ())]
     names = sig.names
     short = target.rsplit(".", 1)[-1]
     if not sig.var_keyword:

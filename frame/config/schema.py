@@ -37,7 +37,6 @@ class TrainerConf:
     grad_norm_clip: Optional[float] = None  # max total grad norm; null = no clipping
     detect_bad_gradients: bool = True  # skip (and count) steps with a non-finite loss or gradient
     max_bad_steps: int = 10  # abort after this many consecutive skipped steps
-    lr_scheduler_interval: Interval = Interval.epoch  # when lr_scheduler.step() runs
     monitor: str = "val/loss"  # metric that picks best.pt and feeds ReduceLROnPlateau
     monitor_mode: Mode = Mode.min
     log_every_n_steps: int = 50  # training scalars are read from the device this often
@@ -50,6 +49,9 @@ class TrainerConf:
     accumulate_grad_batches: int = 1  # batches per optimizer step (loss / k); steps, logging and checkpoints count optimizer steps
     compile: bool = False  # torch.compile the model (in place: checkpoints hold the plain module's weights)
     channels_last: bool = False  # channels-last memory format for a conv model (2D or 3D) and its inputs
+    limit_train_batches: Optional[int] = None  # train on at most this many batches an epoch (debug=fast); null = all
+    limit_val_batches: Optional[int] = None  # validate on at most this many batches; null = all
+    overfit_batches: int = 0  # > 0: train and validate on the same first N training batches, unshuffled (debug=overfit)
 
 
 @dataclass
@@ -96,7 +98,7 @@ class TrainConf:
     model: Any = MISSING
     loss: Any = MISSING
     optimizer: Any = MISSING  # _partial_: gets the model's parameters in the loop
-    lr_scheduler: Any = None  # _partial_: gets the optimizer in the loop
+    lr_scheduler: Any = None  # _partial_: gets the optimizer in the loop; its `interval` (epoch | step) is frame's
     data: DataConf = field(default_factory=DataConf)
     trainer: TrainerConf = field(default_factory=TrainerConf)
     evaluators: Dict[str, Any] = field(default_factory=dict)  # name -> evaluator component

@@ -32,6 +32,10 @@ _RULES = {
     "trainer.devices": (lambda v: v >= 1, "an integer >= 1 (processes per node)"),
     "trainer.dist_timeout_s": (lambda v: v >= 1, "an integer >= 1 (seconds)"),
     "trainer.accumulate_grad_batches": (lambda v: v >= 1, "an integer >= 1 (batches per optimizer step)"),
+    "trainer.limit_train_batches": (lambda v: v is None or v >= 1, "an integer >= 1, or null for every batch"),
+    "trainer.limit_val_batches": (lambda v: v is None or v >= 1, "an integer >= 1, or null for every batch"),
+    "trainer.overfit_batches": (lambda v: v >= 0, "an integer >= 0 (0 = off)"),
+    "lr_scheduler.interval": (lambda v: v in ("epoch", "step"), "epoch or step (when lr_scheduler.step() runs)"),
     "trainer.grad_norm_clip": (lambda v: v is None or v > 0, "a number > 0, or null for no clipping"),
     "trainer.device": (lambda v: bool(_DEVICE.match(v)), "auto, cpu, cuda or cuda:N"),
     "data.split_ratio": (lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
@@ -137,7 +141,7 @@ def _select(cfg, key):
     try:
         for part in key.split("."):
             node = node[part]
-    except ConfigKeyError:  # an optional key (optimizer.lr of an optimizer without one)
+    except (ConfigKeyError, TypeError):  # an optional key (optimizer.lr of an optimizer without one; no lr_scheduler)
         return _UNKNOWN
     except OmegaConfBaseException as error:
         if "HydraConfig was not set" in str(error):

@@ -3,6 +3,9 @@
 
 from omegaconf import DictConfig, ListConfig
 
+# keys frame reads from a component node itself and never passes to its constructor
+FRAME_KEYS = {"lr_scheduler": ("interval",)}  # epoch | step: when the loop calls lr_scheduler.step()
+
 
 def components(cfg: DictConfig):
     """(key, node, what the loop passes at run time) for every `_target_` node.

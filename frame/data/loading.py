@@ -235,14 +235,17 @@ class EpochSampler(Sampler):
 
     Under DDP each rank takes every `world_size`-th item of the same order (padded
     by wrapping around, like DistributedSampler). `start` skips the batches a
-    resumed run already trained on.
+    resumed run already trained on; `limit_batches` ends each epoch early
+    (trainer.limit_train_batches, limit_val_batches).
     """
 
-    def __init__(self, length, shuffle, seed=0, batch_size=1, rank=0, world_size=1):
+    def __init__(self, length, shuffle, seed=0, batch_size=1, rank=0, world_size=1, limit_batches=None):
         self.length, self.shuffle, self.seed = length, shuffle, seed
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.epoch, self.start_batch = 0, 0
         self.per_rank = math.ceil(length / world_size)
+        if limit_batches is not None:
+            self.per_rank = min(self.per_rank, limit_batches * batch_size)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch, self.start_batch = epoch, start_batch

@@ -23,3 +23,27 @@ def test_the_console_script_imports_the_users_package_and_takes_m_after_override
     assert [m["status"] for m in members] == ["complete"]
     saved = (tmp_path / "outputs" / "classify-sweep" / members[0]["run_dir"] / ".hydra" / "config.yaml").read_text()
     assert "_target_: mypkg.models.Net" in saved
+
+
+def test_debug_fast_runs_two_batches_under_outputs_debug_and_starts_over_each_time(tmp_path):
+    """lightning-hydra-template's `debug=fast`: one epoch of 2 batches and 1 validation batch, no W&B
+    even where the experiment asks for it, in outputs/debug/; a second run moves the first aside."""
+    from tests.conftest import metrics, run_frame
+
+    experiment = tmp_path / "configs" / "experiment" / "tracked.yaml"
+    experiment.parent.mkdir(parents=True)
+    experiment.write_text("# @package _global_\ndefaults:\n  - classify\n  - override /logger: [jsonl, wandb]\n")
+    args = ["train", "--config-dir", "configs", "experiment=tracked", "debug=fast"]
+    for _ in range(2):
+        run_frame(args, cwd=tmp_path, check=0, env={"WANDB_MODE": "offline"})
+    run_dir = tmp_path / "outputs" / "debug" / "classify"
+    assert [r["step"] for r in metrics(run_dir) if "val/loss" in r] == [2]
+    assert len(list((tmp_path / "outputs" / "debug").glob("classify.*"))) == 1  # the first run, moved aside
+    assert not list(tmp_path.rglob("wandb")) and not (tmp_path / "outputs" / "classify").exists()
+
+
+def test_debug_overfit_trains_and_validates_on_the_same_batches(tmp_path):
+    from tests.conftest import run_frame
+
+    shown = run_frame(["train", "experiment=classify", "debug=overfit", "--cfg", "all"], cwd=tmp_path, check=0).stdout
+    assert "overfit_batches: 2" in shown and "dir: outputs/debug/${name}" in shown

@@ -30,8 +30,10 @@ def test_group_options_instantiate(compose, group):
         if group == "optimizer":
             assert isinstance(instantiate(node)([torch.nn.Parameter(torch.zeros(1))]), torch.optim.Optimizer)
         elif group == "lr_scheduler":
+            from frame.build import build_scheduler
+
             optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-            assert instantiate(node)(optimizer) is not None
+            assert build_scheduler(cfg, optimizer) is not None
         elif group in ("evaluators", "logger"):
             assert all(instantiate(child) is not None for child in node.values())
         else:
@@ -60,8 +62,42 @@ def test_types_are_enforced(compose):
 
 
 def test_warmup_scheduler_steps_per_step(compose):
-    cfg = compose(["lr_scheduler=warmup"])
-    assert cfg.trainer.lr_scheduler_interval.value == "step"
+    assert compose(["lr_scheduler=warmup"]).lr_scheduler.interval == "step"
+
+
+@pytest.mark.parametrize("group", ["model", "loss", "optimizer", "lr_scheduler", "data", "trainer", "evaluators", "logger"])
+def test_group_options_touch_only_their_own_node(compose, group):
+    """lightning-hydra-template's rule: picking `group=option` changes the group's node and nothing else
+    (what to monitor, or when a scheduler steps, is not another group's business)."""
+    from omegaconf import OmegaConf
+
+    def composed(*overrides):
+        return OmegaConf.to_container(compose(["~experiment", *overrides]), resolve=False)
+
+    base = composed()
+    for option in _options(group):
+        cfg = composed(f"{group}={option}")
+        assert {key for key in base.keys() | cfg.keys() if base.get(key) != cfg.get(key)} <= {group}, option
+
+
+def test_the_default_experiment_is_experiment_organs(compose):
+    from omegaconf import OmegaConf
+
+    default, organs = compose(), compose(["experiment=organs"])
+    assert OmegaConf.to_container(default) == OmegaConf.to_container(organs)
+    assert (default.trainer.monitor, default.trainer.monitor_mode.value) == ("val/dice", "max")
+
+
+def test_a_local_config_in_the_config_dir_sets_machine_settings(tmp_path):
+    """`optional local`: local/default.yaml in the user's --config-dir (never committed, as in
+    lightning-hydra-template) is read when present, at the top level, and is no error when absent."""
+    from tests.conftest import run_frame
+
+    assert "num_workers: 0" in run_frame(["train", "--cfg", "job"], cwd=tmp_path, check=0).stdout
+    (tmp_path / "configs" / "local").mkdir(parents=True)
+    (tmp_path / "configs" / "local" / "default.yaml").write_text("data:\n  num_workers: 3\n")
+    shown = run_frame(["train", "--config-dir", "configs", "--cfg", "job"], cwd=tmp_path, check=0).stdout
+    assert "num_workers: 3" in shown
 
 
 ORGANS = "_target_:frame.data.synthetic.SyntheticOrgans,num_samples:2"

@@ -112,6 +112,21 @@ def test_resuming_mid_epoch_yields_the_remaining_indices(start_batch):
     assert len(sampler) == len(rest)
 
 
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_a_batch_limit_takes_the_head_of_each_epochs_order(world_size):
+    """trainer.limit_train_batches: each rank's first `limit` batches of the full order, also when
+    resumed inside them, and a fresh head each epoch."""
+    full = [EpochSampler(40, shuffle=True, seed=3, batch_size=4, rank=r, world_size=world_size) for r in range(world_size)]
+    limited = [EpochSampler(40, shuffle=True, seed=3, batch_size=4, rank=r, world_size=world_size, limit_batches=2)
+               for r in range(world_size)]
+    for whole, head in zip(full, limited):
+        assert _order(head, 1) == _order(whole, 1)[:8] and len(head) == 8
+        assert _order(head, 1, start_batch=1) == _order(whole, 1)[4:8]
+        assert len(head) == 4  # after the resume above
+        assert _order(head, 2) != _order(head, 1)
+    assert EpochSampler(6, shuffle=False, batch_size=4, limit_batches=5).__len__() == 6  # more than there is
+
+
 def test_resuming_past_the_end_yields_nothing():
     sampler = EpochSampler(8, shuffle=True, seed=1, batch_size=4)
     assert _order(sampler, 0, start_batch=2) == [] and len(sampler) == 0

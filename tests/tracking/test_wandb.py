@@ -153,3 +153,27 @@ def test_multirun_members_are_separate_wandb_runs(tmp_path):
         assert run_record(attempt.file).run_id == run_id
         assert any(r.WhichOneof("record_type") == "exit" for r in records(attempt.file))
         assert run_record(attempt.file).run_group == "organs"
+
+
+def _summary(path):
+    """The summary a `run-*.wandb` file holds: its summary records' updates, later ones winning."""
+    summary = {}
+    for record in records(path):
+        if record.WhichOneof("record_type") == "summary":
+            summary.update({"/".join(item.nested_key) if item.nested_key else item.key: json.loads(item.value_json)
+                            for item in record.summary.update})
+    return summary
+
+
+def test_test_set_figures_land_in_the_summary(compose, tmp_path):
+    """data.test is scored with best.pt after training; W&B's summary shows those test/... figures
+    (the run page's table), the same as run.json's."""
+    test_set = ("data.test.dataset={_target_:frame.data.synthetic.SyntheticOrgans,"
+                "labels:[liver,spleen,kidney_l,kidney_r],num_samples:2,size:[16,16,16],seed:5}")
+    fit(build_job(compose([*TINY, "logger=[jsonl,wandb]", "logger.wandb.mode=offline", test_set]), tmp_path))
+    (attempt,) = offline_runs(tmp_path)
+    summary = _summary(attempt.file)
+    test = json.loads((tmp_path / "run.json").read_text())["test"]
+    figures = {key: value for key, value in test.items() if key.startswith("test/")}
+    assert {"test/loss", "test/dice", "test/dice/liver"} <= set(figures)
+    assert {key: summary.get(key) for key in figures} == pytest.approx(figures)

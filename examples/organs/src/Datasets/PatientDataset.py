@@ -11,9 +11,12 @@ class PatientDataset(Dataset):
 
     Items are `(ct, masks)`: the CT as `(x, y, z, 1)` and the masks as `(x, y, z, len(labels))`,
     channel-last in the NIfTI's own axis order, as the seed's loaders returned them (the job's
-    `Transpose(0, -1)` puts the channel first). Both are MONAI MetaTensors whose
-    `meta["brainstem_center"]` is the brainstem's centroid (voxel index x, y, z), which
-    `CropAroundBrainStem` centres its box on. A patient without a mask for an organ gets an empty one.
+    `Transpose(0, -1)` puts the channel first). Both are MONAI MetaTensors with the CT's metadata
+    as LoadImage reads it (its affine: voxel to world), `meta["channel_dim"] = -1` for the
+    channel-last layout, and `meta["brainstem_center"]`, the brainstem's centroid (voxel index
+    x, y, z) that `CropAroundBrainStem` centres its box on. The transforms keep the affine up to
+    date, so `frame predict` writes its label maps onto the CT's own grid. A patient without a mask
+    for an organ gets an empty one.
 
     Args:
         root: the folder of patient folders.
@@ -49,7 +52,7 @@ class PatientDataset(Dataset):
         folder = self.patients[index]
         ct = self._load(folder / "img.nii.gz").float()
         masks = {label: self._mask(folder, label, ct.shape) for label in set(self.labels) | {"BrainStem"}}
-        meta = {"brainstem_center": _centroid(masks["BrainStem"]), "patient": folder.name}
+        meta = {**ct.meta, "channel_dim": -1, "brainstem_center": _centroid(masks["BrainStem"]), "patient": folder.name}
         sample = MetaTensor(ct.as_tensor()[..., None], meta=meta)
         label = MetaTensor(torch.stack([masks[name] for name in self.labels], dim=-1), meta=dict(meta))
         return sample, label
