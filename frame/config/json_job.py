@@ -225,7 +225,9 @@ class _Converter:
             out["lr_scheduler"] = self.component(training["lr_scheduler"], "lr_scheduler", "training.lr_scheduler",
                                                  "lr_scheduler", partial=True)
         out["data"] = self.data(raw, training)
-        out["trainer"] = {k: self.value(training, k, f"trainer.{k}", "training.") for k in _TRAINER_KEYS if k in training}
+        trainer = {k: self.value(training, k, f"trainer.{k}", "training.") for k in _TRAINER_KEYS if k in training}
+        # the schema's monitor unless the job names one, not train.yaml's (the default experiment's Dice)
+        out["trainer"] = {"monitor": TrainerConf.monitor, "monitor_mode": TrainerConf.monitor_mode.value, **trainer}
         out["evaluators"] = self.listed(raw, "evaluators", "evaluator", "evaluators")
         out["logger"] = self.listed(raw, "metric_loggers", "metric_logger", "logger")
         wandb = self.wandb(raw)
