@@ -163,14 +163,17 @@ def test_an_interrupted_optuna_search_goes_on_from_its_study(tmp_path):
             "trainer.epochs=4", *OPTUNA, "hydra.sweeper.n_trials=3", "hydra/launcher=local", "hydra.launcher.parallel=2"]
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     process = start_frame(args, tmp_path)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(list(sweep_dir.glob("*/checkpoints/last.pt"))) < 2:
         time.sleep(0.2)
+    checkpointed = {path.parents[1].name for path in sweep_dir.glob("*/checkpoints/last.pt")}
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 75, output
     stopped = {tuple(sorted(t.params.items())) for t in _trials(sweep_dir) if t.state.name == "RUNNING"}
-    assert stopped, output  # at least one member was still training
+    members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
+    interrupted = {m["run_dir"] for m in members if m["status"] == "interrupted"} & checkpointed
+    assert stopped and interrupted, output  # at least one member was stopped in training
 
     again = run_frame(args, cwd=tmp_path, check=0)
     assert f"{len(stopped)} stopped ones asked again" in again.stdout + again.stderr
@@ -179,7 +182,8 @@ def test_an_interrupted_optuna_search_goes_on_from_its_study(tmp_path):
     assert {tuple(sorted(t.params.items())) for t in complete} >= stopped
     members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
     assert len(members) == 3 and all(m["status"] == "complete" for m in members)  # no trial proposed twice
-    assert sorted(m["attempts"] for m in members)[-len(stopped):] == [2] * len(stopped)  # resumed, not redone
+    # a member stopped after its first checkpoint resumed from it (under load the other may not have started)
+    assert all(m["attempts"] == 2 for m in members if m["run_dir"] in interrupted)
 
 
 def test_a_search_direction_against_the_monitor_mode_exits_2(tmp_path):
