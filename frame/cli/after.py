@@ -52,18 +52,30 @@ def eval(argv: list[str]) -> None:
 
 
 def _table(rows) -> None:
+    """One row per run; with more figures than fit across (Dice per organ, say), one row per figure."""
     from rich.console import Console
     from rich.table import Table
 
     first = rows[0][1]
     table = Table(title=f"{first['items']} items, checkpoint {Path(first['checkpoint']).name}", title_justify="left")
-    keys = list(dict.fromkeys(k for _, result in rows for k in result["metrics"]))
-    for column in ["run", *keys, "epoch", "s/item"]:
-        table.add_column(column, justify="left" if column == "run" else "right")
-    for run, result in rows:
-        table.add_row(run, *(f"{result['metrics'][k]:.4g}" if k in result["metrics"] else "-" for k in keys),
-                      str(result["epoch"]), f"{result['time_per_item_s']:.3g}")
-    Console(width=max(100, Console().width)).print(table)
+    names = list(dict.fromkeys(k for _, result in rows for k in result["metrics"]))
+    cells = {run: {**{k: f"{result['metrics'][k]:.4g}" if k in result["metrics"] else "-" for k in names},
+                   "epoch": str(result["epoch"]), "s/item": f"{result['time_per_item_s']:.3g}"} for run, result in rows}
+    names += ["epoch", "s/item"]
+    console = Console(width=max(100, Console().width))
+    if sum(max(len(name), 7) + 3 for name in names) + max(len(run) for run in cells) + 4 <= console.width:
+        table.add_column("run")
+        for name in names:
+            table.add_column(name, justify="right")
+        for run, row in cells.items():
+            table.add_row(run, *(row[name] for name in names))
+    else:
+        table.add_column("figure")
+        for run in cells:
+            table.add_column(run, justify="right")
+        for name in names:
+            table.add_row(name, *(row[name] for row in cells.values()))
+    console.print(table)
 
 
 def _parse(command, description, argv, arguments):

@@ -145,8 +145,9 @@ def test_eval_predict_and_load_model_after_training(organs):
     _make_data().write(held_out, patients=2, size=(48, 48, 16), seed=1)
     run_frame(["run", "config/job_01.json", "trainer.epochs=2"], cwd=organs, check=0, timeout=600)
     run = organs / "outputs" / "organs_job_01"
-    run_frame(["eval", str(run), "--per-item", "--name", "held", "--device", "cpu", "data.dataset.root=data/test"],
-              cwd=organs, check=0)
+    shown = run_frame(["eval", str(run), "--per-item", "--name", "held", "--device", "cpu", "data.dataset.root=data/test"],
+                      cwd=organs, check=0).stdout
+    assert all(f"dice/{label} " in shown for label in LABELS)  # 13 figures: a row each, no name cut to "dic…"
     result = json.loads((run / "eval" / "held.json").read_text())
     assert result["items"] == 2 and {f"dice/{label}" for label in LABELS} <= set(result["metrics"])
     assert len(list(csv.DictReader(open(run / "eval" / "held.csv")))) == 2
