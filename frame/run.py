@@ -34,7 +34,7 @@ from frame.exits import EXIT_INTERRUPTED
 from frame.runlock import FILENAME as LOCK_FILE
 from frame.ranks import RankEnv, global_rank, rank_env
 from frame.runlock import RunLock, put_back_hydra_files
-from frame.signals import StopFlag, forward
+from frame.signals import StopFlag, adopt_early, forward
 
 log = logging.getLogger("frame")
 
@@ -66,7 +66,7 @@ def run(cfg: DictConfig, run_dir: Path, take_back: bool = False) -> Any:
         log.info("pid %d on %s, cpus %s%s", os.getpid(), os.uname().nodename, _ranges(os.sched_getaffinity(0)),
                  f", CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in os.environ else "")
     with RunLock(run_dir) if is_main else nullcontext():  # a live run in it: exit 2 before writing anything
-        stop = StopFlag().install()  # a stop during start-up (imports, building) is honoured at the first safe point
+        stop = adopt_early()  # a stop since the claim, or during start-up (imports, building), is honoured at the first safe point
         new = _new_run(run_dir) if is_main and take_back else None
         try:
             result = processes(cfg, run_dir, stop)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from frame.errors import FrameError
 from frame.files import replace_text
+from frame.signals import install_early
 
 log = logging.getLogger("frame")
 
@@ -168,6 +169,7 @@ def claim_early(run_dir: Path) -> None:
     """
     lock = RunLock(run_dir, heartbeat_s=0)
     lock.acquire()
+    install_early()  # from here a stop signal sets the run's flag: the run releases the lock on its way out
     key = Path(run_dir).resolve()
     _EARLY[key] = lock.mine
     hydra = key / ".hydra"

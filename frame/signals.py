@@ -101,6 +101,25 @@ def forward(signum: int, pids: Iterable[int]) -> None:
             pass
 
 
+_EARLY: StopFlag | None = None  # installed when a run claims its directory, adopted by the run
+
+
+def install_early() -> None:
+    """Catch stop signals from the moment a run claims its directory (`frame.runlock.claim_early`):
+    a SIGTERM while Hydra sets the job up or torch imports must not kill the process with its lock
+    and a half-started run left behind. The run adopts the flag (`adopt_early`) and honours it."""
+    global _EARLY
+    if _EARLY is None:
+        _EARLY = StopFlag().install()
+
+
+def adopt_early() -> StopFlag:
+    """The early flag, installed and with any stop it caught, or a newly installed one."""
+    global _EARLY
+    flag, _EARLY = _EARLY, None
+    return flag if flag is not None else StopFlag().install()
+
+
 def ignore_stop_signals() -> None:
     """Make this process (a DataLoader worker) ignore the stop signals; its parent handles them."""
     for signum in STOP_SIGNALS:

@@ -104,8 +104,7 @@ def test_a_stop_during_start_up_exits_75_and_leaves_no_running_record(tmp_path):
     deadline = time.time() + 120
     while not (run_dir / ".lock").exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    time.sleep(0.2)  # the run installs its stop flag right after taking the lock; torch is still importing
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)  # at once: the lock is taken before Hydra sets the job up and torch imports
     out, _ = process.communicate(timeout=300)
     assert process.returncode == 75, out
     assert "Traceback" not in out
