@@ -24,11 +24,6 @@ class Mode(str, Enum):
     max = "max"
 
 
-class Interval(str, Enum):
-    epoch = "epoch"
-    step = "step"
-
-
 @dataclass
 class TrainerConf:
     epochs: int = 10
