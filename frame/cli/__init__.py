@@ -4,6 +4,7 @@ Every command line is parsed in this package: the subcommands on runs (`runs`, `
 and `train` (in `cli.train`), the JSON-job commands (`run`, `check`, `convert`, `which`) in `cli.jobs`.
 """
 
+import os
 import sys
 
 USAGE = """\
@@ -135,7 +136,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     if argv[0].startswith("-sc") or argv[0].startswith("--shell-completion"):
         argv = ["train", *argv]  # Hydra's completion script calls the program without a subcommand
-        import os
         import re
 
         # ...and passes the line typed so far, where Hydra would read `train` as an override
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         from frame.errors import did_you_mean, exit_with
 
         exit_with(f"unknown command '{command}'.{did_you_mean(command, COMMANDS)} Commands: {', '.join(COMMANDS)}.")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # the user's own packages, as with `python -m frame`:
+        sys.path.insert(0, os.getcwd())  # for train, and for eval/predict/export rebuilding what it trained
     try:
         COMMANDS[command](rest)
     except KeyboardInterrupt:  # Ctrl-C outside a run's stop flag (composing, tearing down): no traceback

@@ -1,9 +1,6 @@
 """`frame train` (and `frame run JOB` once the job is converted): Hydra's app with frame's configs,
 and frame's run corridor (`frame.run.main`) as its task function."""
 
-import os
-import sys
-
 from frame.config.app import flags_first, launch, parser
 from frame.errors import exit_with
 from frame.ranks import global_rank
@@ -22,8 +19,6 @@ def train(argv: list[str], prog: str) -> None:
                                       ("--info", args.info is not None), ("-sc", args.shell_completion)) if given]
     if len(modes) > 1:  # Hydra raises a ValueError (a traceback) for it
         exit_with(f"{' and '.join(modes)} do not go together: pick one of --run, -m, --cfg, --info, -sc.")
-    if os.getcwd() not in sys.path and "" not in sys.path:  # the user's own packages, as with `python -m frame`
-        sys.path.insert(0, os.getcwd())
     if not args.multirun and global_rank() != 0:
         args.overrides += NO_SIDE_EFFECTS
     launch(task, args, hydra_parser)

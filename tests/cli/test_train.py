@@ -23,6 +23,11 @@ def test_the_console_script_imports_the_users_package_and_takes_m_after_override
     assert [m["status"] for m in members] == ["complete"]
     saved = (tmp_path / "outputs" / "classify-sweep" / members[0]["run_dir"] / ".hydra" / "config.yaml").read_text()
     assert "_target_: mypkg.models.Net" in saved
+    for after in (["eval", "outputs/classify-sweep"], ["predict", f"outputs/classify-sweep/{members[0]['run_dir']}", "--output", "p"]):
+        done = subprocess.run([str(FRAME), *after], cwd=tmp_path, env=frame_env(), capture_output=True, text=True,
+                              timeout=300)  # rebuilding the model imports mypkg from the current directory too
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "p" / "predictions.csv").is_file()
 
 
 def test_debug_fast_runs_two_batches_under_outputs_debug_and_starts_over_each_time(tmp_path):
