@@ -8,6 +8,7 @@ for our FrameError; we route both through `_report_user_errors`.
 """
 
 import os
+import re
 
 import hydra._internal.utils as hydra_utils
 
@@ -77,7 +78,6 @@ def _user_first(search_path, args):
 
 def _report_user_errors(func):
     from hydra.errors import CompactHydraException
-    from omegaconf.errors import OmegaConfBaseException
     from yaml import YAMLError  # a config file that is not YAML: its message names the file, line and column
 
     try:
@@ -85,8 +85,19 @@ def _report_user_errors(func):
     except (FrameError, CompactHydraException, YAMLError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        message = str(error).strip()
-        cause = error.__cause__
-        if isinstance(cause, (OmegaConfBaseException, FrameError)) and str(cause).strip() not in message:
-            message += "\n" + str(cause).strip()
-        exit_with(message)
+        exit_with(composition_message(error))
+
+
+def composition_message(error: Exception) -> str:
+    """Hydra's message and its cause's, plus what to do where Hydra's says only what clashed."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    message = str(error).strip()
+    cause = error.__cause__
+    if isinstance(cause, (OmegaConfBaseException, FrameError)) and str(cause).strip() not in message:
+        message += "\n" + str(cause).strip()
+    if "Cannot merge DictConfig with ListConfig" in message and re.search(r"full_key: *$", message, re.MULTILINE):
+        message += ("\nA config group (`logger`, `evaluators`, `model`, ...) is picked in a defaults list "
+                    "(`- override /logger: [jsonl]`) or on the command line (`logger=[jsonl]`), not set as a "
+                    "list in a file's body.")
+    return message

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.utils import get_object
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from frame.config import source
+from frame.config.app import composition_message
 from frame.config.compose import compose
 from frame.config.project import use_project
 from frame.config.walk import FRAME_KEYS, components
@@ -76,6 +77,7 @@ def check_config(cfg: DictConfig) -> list[Checked]:
     use_project(cfg.get("project"))
     problems: list[Problem] = []
     checked = [_check_component(key, node, runtime, problems) for key, node, runtime in components(cfg)]
+    problems += _merged_presets(problems, OmegaConf.select(cfg, "hydra.runtime.choices") or {})
     problems += _check_dataset(cfg, problems)
     if problems:
         raise CheckError(problems)
@@ -114,6 +116,21 @@ def _check_component(key: str, node: DictConfig, runtime, problems: list[Problem
         if param.required and i >= positional and param.name not in supplied:
             problems.append(Problem(key, f"{short} needs '{param.name}' (it has no default)."))
     return Checked(key, target, where)
+
+
+def _merged_presets(problems: list[Problem], choices) -> list[Problem]:
+    """A hint where a component has several unknown params and its group picked a preset: an experiment
+    that names another `_target_` for `model:` merges into the preset's node (Hydra's rule), keeping its
+    params, which is the first thing a project that brings its own model runs into."""
+    hints = []
+    for key, group in (("model", "model"), ("loss", "loss"), ("optimizer", "optimizer"),
+                       ("lr_scheduler", "lr_scheduler"), ("data.dataset", "data")):
+        unknown = [p for p in problems if p.key.rpartition(".")[0] == key and "takes no parameter" in p.message]
+        if len(unknown) >= 2 and choices.get(group) not in (None, "null"):
+            hints.append(Problem(key, f"if these params come from the preset {group}={choices[group]} (an experiment's "
+                                 f"`{group}:` merges into it), replace the preset: put `- override /{group}: null` in "
+                                 "the experiment's defaults list."))
+    return hints
 
 
 def _unpickling(target, node: DictConfig) -> str:
@@ -181,13 +198,9 @@ def check_job(job=None, overrides=(), config_dir: str | None = None) -> tuple[Di
     from frame.config.validate import validate
 
     try:
-        cfg = compose(list(overrides), job, config_dir)
+        cfg = compose(list(overrides), job, config_dir, keep_hydra=True)
     except (HydraException, OmegaConfBaseException) as error:
-        cause = error.__cause__
-        message = str(error).strip()
-        if cause is not None and str(cause).strip() not in message:
-            message += "\n" + str(cause).strip()
-        raise FrameError(message) from None
+        raise FrameError(composition_message(error)) from None
     try:
         validate(cfg)
         return cfg, check_config(cfg)

@@ -25,10 +25,11 @@ from frame.config.schema import register_configs
 from frame.config.speedups import faster_composition
 
 
-def compose(overrides: list[str], job=None, config_dir: str | None = None) -> DictConfig:
+def compose(overrides: list[str], job=None, config_dir: str | None = None, keep_hydra: bool = False) -> DictConfig:
     """The config `frame train` (or `frame run JOB`) would run, composed without running anything.
 
-    Sweep overrides (`a=1,2`) are left out: each sweep member is type-checked by Hydra.
+    Sweep overrides (`a=1,2`) are left out: each sweep member is type-checked by Hydra. `keep_hydra`
+    keeps the `hydra` node (its `runtime.choices`), as the pre-run check sees it.
     """
     register_configs()
     faster_composition()
@@ -47,7 +48,7 @@ def compose(overrides: list[str], job=None, config_dir: str | None = None) -> Di
         cfg = hydra.compose_config("train", plain, run_mode=RunMode.RUN, with_log_configuration=False)
     finally:
         GlobalHydra.instance().clear()
-    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return cfg if keep_hydra else OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
 
 
 def member_config(launcher, overrides: list[str]):

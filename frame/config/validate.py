@@ -65,7 +65,16 @@ def validate(cfg: DictConfig) -> None:
     for key in _COMPONENTS:
         node = _select(cfg, key)
         if not isinstance(node, DictConfig) or "_target_" not in node:
-            raise FrameError(f"{key} must be a component with a _target_ (a dotted class path), got {node!r}.", key=key)
+            raise FrameError(f"{key} must be a component with a _target_ (a dotted class path), got {node!r}."
+                             + _preset_hint(key, node), key=key)
+
+
+def _preset_hint(key: str, value) -> str:
+    """`model: mlp` in a file's body sets a value; picking the preset `mlp` is a defaults-list entry."""
+    if "." in key or not isinstance(value, str) or "." in value:
+        return ""
+    return (f" To pick the preset {value!r}, put `- override /{key}: {value}` in the file's defaults list, "
+            f"or pass {key}={value} on the command line.")
 
 
 def check_value(key: str, value) -> None:

@@ -134,3 +134,44 @@ def test_the_safe_forms_of_torch_and_numpy_load_are_not_refused(compose):
     with pytest.raises(CheckError) as error:
         check_config(compose(["data.dataset._target_=torch.load", "+data.dataset.weights_only=true"]))
     assert "refused" not in str(error.value)
+
+
+def _experiment(directory, body: str) -> str:
+    (directory / "experiment").mkdir(parents=True, exist_ok=True)
+    (directory / "experiment" / "mine.yaml").write_text("# @package _global_\n" + textwrap.dedent(body))
+    return str(directory)
+
+
+def test_a_model_of_ones_own_merged_into_the_preset_says_how_to_replace_it(tmp_path):
+    merged = _experiment(tmp_path, "model: {_target_: torch.nn.Linear, in_features: 4, out_features: 2}\n")
+    with pytest.raises(CheckError) as error:
+        check_job(overrides=["experiment=mine"], config_dir=merged)
+    assert "Linear takes no parameter 'spatial_dims'" in str(error.value)
+    assert error.value.problems[-1].key == "model"
+    assert "preset model=unet3d" in str(error.value) and "`- override /model: null`" in str(error.value)
+    replaced = _experiment(tmp_path, """\
+        defaults: [{override /model: null}]
+        model: {_target_: torch.nn.Linear, in_features: 4, out_features: 2}
+        """)
+    cfg, _ = check_job(overrides=["experiment=mine"], config_dir=replaced)  # the advice works
+    assert dict(cfg.model) == {"_target_": "torch.nn.Linear", "in_features": 4, "out_features": 2}
+
+
+def test_a_typo_in_one_param_gets_no_preset_advice(compose):
+    with pytest.raises(CheckError) as error:
+        check_config(compose(["+model.dropuot=0.1"], return_hydra_config=True))
+    assert "override /model" not in str(error.value)
+
+
+@pytest.mark.parametrize("body,expected", [
+    ("logger: [jsonl]\n", "`- override /logger: [jsonl]`"),
+    ("model: mlp\n", "put `- override /model: mlp` in the file's defaults list, or pass model=mlp"),
+])
+def test_a_group_set_in_a_files_body_says_where_groups_are_picked(tmp_path, body, expected):
+    config_dir = _experiment(tmp_path / "conf", body)
+    with pytest.raises(FrameError, match="override") as error:
+        check_job(overrides=["experiment=mine"], config_dir=config_dir)
+    assert expected in str(error.value)
+    train = run_frame(["train", "--config-dir", config_dir, "experiment=mine"], cwd=tmp_path)
+    assert train.returncode == 2 and expected in train.stderr and "Traceback" not in train.stderr
+    assert not (tmp_path / "outputs").exists()
