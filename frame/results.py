@@ -145,7 +145,7 @@ def runs_table(root: Path, as_json: bool = False) -> int:
     table = Table(title=f"runs under {root}", title_justify="left")
     for column, justify in [("run", "left"), ("status", "left"), ("epoch", "right"), ("best", "right"),
                             ("test", "right"), ("wall time", "right"), ("attempts", "right"), ("W&B id", "left")]:
-        table.add_column(column, justify=justify, no_wrap=column != "run")
+        table.add_column(column, justify=justify, no_wrap=column != "run", overflow="fold")  # a run name whole
     for row in rows:
         epoch = f"{row['epoch']}/{row['epochs']}" if row["epochs"] else str(row["epoch"])
         best_text = f"{row['monitor']}={row['best']:.4g}" if row["best"] is not None else "-"

@@ -100,3 +100,14 @@ def test_a_run_json_of_the_wrong_shape_lists_as_unreadable_and_the_others_still_
     assert "unreadable" in table.stdout and "Traceback" not in table.stderr
     plotted = run_frame(["plot", "outputs/a_list", "outputs/good", "-o", "p.png"], cwd=tmp_path, check=0)
     assert "Traceback" not in plotted.stderr and (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_the_table_keeps_a_long_member_name_whole(tmp_path):
+    names = [f"a_long_sweep_name-sweep/optimizer.lr={lr},trainer.epochs=40" for lr in ("0.001", "0.0001")]
+    for name in names:
+        (tmp_path / "outputs" / name).mkdir(parents=True)
+        (tmp_path / "outputs" / name / "run.json").write_text(json.dumps({"status": "complete", "epochs": 1}))
+    table = run_frame(["runs"], cwd=tmp_path, check=0).stdout
+    assert "…" not in table
+    cells = "".join(line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│"))
+    assert all(name in cells for name in names), table
