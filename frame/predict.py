@@ -12,6 +12,7 @@ into one `predictions.csv`.
 """
 
 import csv
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 from frame.errors import FrameError
 
 SUFFIXES = (".nii", ".nii.gz", ".mha", ".nrrd", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
-POSTPROCESS = ("sigmoid", "argmax", "none")
+POSTPROCESS = ("auto", "sigmoid", "argmax", "none")
 
 
 def input_files(path: Path) -> list[Path]:
@@ -60,10 +61,17 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     roi_size = roi_size if roi_size is not None else settings.get("roi_size")
     roi_size = None if roi_size is None else [int(size) for size in roi_size]
     overlap = overlap if overlap is not None else settings.get("overlap", 0.25)
-    postprocess = postprocess if postprocess is not None else settings.get("postprocess", "sigmoid")
+    postprocess = postprocess if postprocess is not None else settings.get("postprocess", "auto")
     threshold = threshold if threshold is not None else settings.get("threshold", 0.5)
     if postprocess not in POSTPROCESS:
         raise FrameError(f"--postprocess (predict.postprocess) {postprocess}: choose one of {', '.join(POSTPROCESS)}.")
+    trained = as_trained(cfg)
+    if postprocess == "auto":
+        postprocess = trained or "sigmoid"
+    elif postprocess in ("sigmoid", "argmax") and trained not in (None, postprocess):
+        print(f"frame predict: warning: label maps by {postprocess}, but the run's loss trains for {trained} "
+              f"({'a softmax over classes, channel 0 the background' if trained == 'argmax' else 'a sigmoid per channel'})"
+              f": --postprocess {trained} (or auto) reads its output as trained.", file=sys.stderr)
     if not 0 <= overlap < 1:
         raise FrameError(f"--overlap (predict.overlap) {overlap}: expected a number >= 0 and < 1.")
     device = pick_device(device)
@@ -88,7 +96,18 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
             rows.append(_row(name, prediction, labels))
     if rows:
         written.append(_save_csv(rows, output / "predictions.csv"))
-    return {"files": [str(p) for p in written], "items": count, "time_s": round(time.perf_counter() - start, 3)}
+    return {"files": [str(p) for p in written], "items": count, "time_s": round(time.perf_counter() - start, 3),
+            "postprocess": postprocess}
+
+
+def as_trained(cfg) -> str | None:
+    """The label maps the run's loss trained for: argmax after a softmax loss (classes, channel 0 the
+    background: DiceCELoss(softmax=True), cross-entropy), sigmoid after a sigmoid one (a channel per
+    label), None when the loss does not say."""
+    from frame.build import build_loss
+    from frame.losses import loss_activation
+
+    return {"softmax": "argmax", "sigmoid": "sigmoid"}.get(loss_activation(build_loss(cfg)))
 
 
 def _read(path: Path, transforms):

@@ -87,3 +87,34 @@ def test_predict_writes_a_csv_of_classes_with_the_datasets_label_names(tmp_path)
     assert list(rows[0]) == ["item", "prediction", *(f"score/{c}" for c in CLASSES)]
     assert all(abs(sum(float(r[f"score/{c}"]) for c in CLASSES) - 1) < 1e-4 for r in rows)
     assert sum(r["prediction"] == t for r, t in zip(rows, truth)) / len(rows) > 0.9
+
+
+@pytest.mark.parametrize("loss, expected", [
+    (["loss=dice_bce"], "sigmoid"),  # frame's multi-label organs: a channel per label
+    (["loss=cross_entropy"], "argmax"),
+    (["~loss", "+loss={_target_:monai.losses.DiceCELoss,to_onehot_y:true,softmax:true}"], "argmax"),  # MONAI's usual
+    (["~loss", "+loss={_target_:monai.losses.DiceLoss,sigmoid:true}"], "sigmoid"),
+    (["~loss", "+loss={_target_:torch.nn.MSELoss}"], None),  # says nothing: auto takes sigmoid, as before
+])
+def test_label_maps_follow_the_activation_the_loss_trains_with(compose, loss, expected):
+    from frame.predict import as_trained
+
+    assert as_trained(compose(loss)) == expected
+
+
+def test_a_softmax_run_predicts_background_as_0_by_default(trained_run, capsys, tmp_path):
+    """The organs run trained with sigmoids; told it trained with a softmax, its maps are argmax maps:
+    channel 0 (the background of a softmax set-up) is label 0, where the sigmoid reading makes it 1."""
+    _, run = trained_run
+    _volume(tmp_path / "v.nii.gz", (16, 16, 16))
+    args = ["predict", str(run), "--input", str(tmp_path / "v.nii.gz"), "--device", "cpu"]
+    code, out, err = frame_main([*args, "--output", str(tmp_path / "soft"), "~loss",
+                                 "+loss={_target_:monai.losses.DiceCELoss,to_onehot_y:true,softmax:true}"], capsys)
+    assert code == 0 and "(label maps: argmax)" in out, err
+    code, out, err = frame_main([*args, "--output", str(tmp_path / "sig"), "--postprocess", "sigmoid",
+                                 "--threshold", "0"], capsys)
+    assert code == 0 and "(label maps: sigmoid)" in out and "warning" not in err, err
+    code, out, err = frame_main([*args, "--output", str(tmp_path / "argmax"), "--postprocess", "argmax"], capsys)
+    assert code == 0 and "label maps by argmax, but the run's loss trains for sigmoid" in err  # a run of old says so
+    soft, sig = (np.asarray(nib.load(tmp_path / d / "v_pred.nii.gz").dataobj) for d in ("soft", "sig"))
+    np.testing.assert_array_equal(sig, soft + 1)  # threshold 0: every voxel gets 1 + its most probable channel

@@ -84,7 +84,7 @@ def _parse(command, description, argv, arguments):
         parser.add_argument(*names, **options)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # an override after a flag (argparse stops collecting positionals there)
-        bad = [a for a in unknown if "=" not in a or a.startswith("-")]
+        bad = [a for a in unknown if a.startswith("-") or "=" not in a and not a.startswith("~")]  # ~key deletes
         if bad:
             parser.error(f"unrecognized arguments: {' '.join(bad)}")
         args.overrides = [*getattr(args, "overrides", []), *unknown]
@@ -110,8 +110,9 @@ def predict(argv: list[str]) -> None:
                                                     "(for volumes larger than the training crops); default: "
                                                     "the run's predict.roi_size")),
         (["--overlap"], dict(type=float, help="overlap of the windows (default: predict.overlap, 0.25)")),
-        (["--postprocess"], dict(help="sigmoid (multi-label: 1 + the most probable channel above --threshold, "
-                                      "else 0), argmax (classes) or none (raw); default: predict.postprocess, sigmoid")),
+        (["--postprocess"], dict(help="auto (argmax when the run's loss trains with softmax, else sigmoid), sigmoid "
+                                      "(multi-label: 1 + the most probable channel above --threshold, else 0), argmax "
+                                      "(classes) or none (raw); default: predict.postprocess, auto")),
         (["--threshold"], dict(type=float, help="sigmoid threshold (default: predict.threshold, 0.5)")),
         _OVERRIDES,
     ])
@@ -130,7 +131,7 @@ def predict(argv: list[str]) -> None:
         exit_with(str(error))
     per_item = result["time_s"] / max(result["items"], 1)
     print(f"{result['items']} items in {result['time_s']:.1f} s ({per_item:.3g} s each): "
-          f"{len(result['files'])} files in {args.output}")
+          f"{len(result['files'])} files in {args.output} (label maps: {result['postprocess']})")
 
 
 def export(argv: list[str]) -> None:

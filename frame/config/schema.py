@@ -78,7 +78,7 @@ class PredictConf:
 
     roi_size: Optional[List[int]] = None  # sliding-window inference in windows of this size; null: whole items
     overlap: float = 0.25  # of the windows
-    postprocess: str = "sigmoid"  # sigmoid (multi-label) | argmax (classes) | none (raw outputs)
+    postprocess: str = "auto"  # auto (as the loss trains) | sigmoid (multi-label) | argmax (classes) | none (raw)
     threshold: float = 0.5  # sigmoid's
 
 

@@ -46,7 +46,7 @@ _RULES = {
     "optimizer.lr": (lambda v: not isinstance(v, (int, float)) or (math.isfinite(v) and v >= 0), "a finite number >= 0"),
     "predict.roi_size": (lambda v: v is None or (len(v) > 0 and all(s >= 1 for s in v)), "null or sizes >= 1 like [64,64,32]"),
     "predict.overlap": (lambda v: 0 <= v < 1, "a number >= 0 and < 1"),
-    "predict.postprocess": (lambda v: v in ("sigmoid", "argmax", "none"), "sigmoid, argmax or none"),
+    "predict.postprocess": (lambda v: v in ("auto", "sigmoid", "argmax", "none"), "auto, sigmoid, argmax or none"),
 }
 _UNKNOWN = object()  # a value that only resolves in a run (`${hydra:...}` under `frame check`)
 _COMPONENTS = ["model", "loss", "optimizer", "data.dataset"]
