@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from frame.evaluators import update
 from frame.files import replace_text
 
 EVAL_DIR = "eval"
@@ -45,13 +46,13 @@ def score(model, loader, evaluators: dict, device, loss_fn=None, item_evaluators
                 total += float(loss_fn(prediction, target))
         batches += 1
         prediction = prediction.float()
-        for evaluator in evaluators.values():
-            evaluator.update(prediction, target)
+        for name, evaluator in evaluators.items():
+            update(name, evaluator, prediction, target, f"batch {batches}")
         for i in range(len(sample) if item_evaluators else 0):
             row = {"item": index + i}
-            for evaluator in item_evaluators.values():
+            for name, evaluator in item_evaluators.items():
                 evaluator.reset()
-                evaluator.update(prediction[i : i + 1], target[i : i + 1])
+                update(name, evaluator, prediction[i : i + 1], target[i : i + 1], f"item {index + i}")
                 row.update(evaluator.compute())
             rows.append(row)
         index += len(sample)

@@ -10,7 +10,23 @@ are wrapped in `frame.metrics.LibraryMetric` by themselves):
 The loop calls them on every validation batch and logs `val/<key>`.
 """
 
+from frame.errors import FrameError
 from frame.metrics import LibraryMetric
+
+
+def described(tensor) -> str:
+    """`[2, 1, 16, 16] float32`: how messages show a tensor."""
+    return f"{list(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}"
+
+
+def update(name: str, evaluator, prediction, target, where: str) -> None:
+    """`evaluator.update`, or a FrameError naming the evaluator, the shapes and dtypes, and `where`
+    (a library metric's own error is a traceback deep in torchmetrics or MONAI)."""
+    try:
+        evaluator.update(prediction, target)
+    except Exception as error:
+        raise FrameError(f"evaluators.{name} ({type(evaluator).__name__}) fails on output {described(prediction)}, "
+                         f"target {described(target)} ({where}): {error}") from None
 
 
 class Dice(LibraryMetric):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from frame.errors import FrameError, did_you_mean
+from frame.evaluators import described, update
 from frame.losses import loss_activation
 from frame.metrics import is_label_map
 
@@ -85,8 +86,7 @@ def _through_loss(job, autocast, loader, stage, backward):
     sample, target = sample.to(job.device), target.to(job.device)
     with autocast:
         prediction = job.model(sample)
-    shapes = (f"output {list(prediction.shape)} {_dtype(prediction)}, target {list(target.shape)} {_dtype(target)} "
-              f"(first {stage} batch)")
+    shapes = f"output {described(prediction)}, target {described(target)} (first {stage} batch)"
     loss_name = type(job.loss_fn).__name__
     _check_broadcast(prediction, target, loss_name, shapes)
     _check_class_indices(job.loss_fn, prediction, target, shapes)
@@ -147,12 +147,7 @@ def _check_class_indices(loss_fn, prediction, target, shapes):
 def _through_evaluators(job, prediction, target, stage="validation") -> dict[str, float]:
     for name, evaluator in job.evaluators.items():
         evaluator.reset()
-        try:
-            evaluator.update(prediction, target)
-        except Exception as error:
-            raise FrameError(f"evaluators.{name} ({type(evaluator).__name__}) fails on output "
-                             f"{list(prediction.shape)} {_dtype(prediction)}, target {list(target.shape)} "
-                             f"{_dtype(target)} (first {stage} batch): {error}") from None
+        update(name, evaluator, prediction, target, f"first {stage} batch")
     return collect(job.evaluators)
 
 
@@ -164,10 +159,6 @@ def _warn_on_activation(job):
             log.warning("evaluators.%s scores with %s but the loss (%s) trains with %s: its figures are not those "
                         "of the model's predictions. Set evaluators.%s.activation=%s if that is what you mean.",
                         name, chosen, type(job.loss_fn).__name__, used, name, used)
-
-
-def _dtype(tensor) -> str:
-    return str(tensor.dtype).removeprefix("torch.")
 
 
 def _rng_state():

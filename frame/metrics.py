@@ -84,8 +84,9 @@ class LibraryMetric:
     def _post(self, prediction, target):
         if not self.discrete and self.activation in ("softmax", "sigmoid"):
             scores = prediction.float().softmax(dim=1) if self.activation == "softmax" else prediction.float().sigmoid()
-            if self.activation == "softmax" and self._monai:
-                target = _one_hot(class_indices(prediction, target), prediction.shape[1])
+            if self.activation == "softmax":
+                target = class_indices(prediction, target)
+                target = _one_hot(target, prediction.shape[1]) if self._monai else target
             return scores, target
         if self.activation == "sigmoid":
             binary = torch.sigmoid(prediction.float()) > self.threshold
@@ -97,6 +98,8 @@ class LibraryMetric:
             if not self._monai:
                 return indices, target
             return _one_hot(indices, channels), _one_hot(target, channels)
+        if not self._monai and is_label_map(prediction, target):  # torchmetrics wants [B, ...] long, not MONAI's
+            target = class_indices(prediction, target)  # [B, 1, ...] of floats that LoadImaged gives a label map
         return prediction, target
 
 

@@ -46,6 +46,9 @@ def test_eval_of_a_sweep_evaluates_each_member(trained_run, capsys, tmp_path):
     (["eval", "{run}", "data.datset.root=x"], "Could not override 'data.datset.root'"),
     (["eval", "{run}", "evaluators=[dise]"], "Did you mean 'dice'?"),
     (["eval", "{run}", "--checkpoint", "{tmp}/broken.pt"], "unreadable"),
+    (["eval", "{run}", "+evaluators.f1={{_target_:torchmetrics.classification.MulticlassF1Score,num_classes:3}}"],
+     "evaluators.f1 (LibraryMetric) fails on output [2, 4, 16, 16, 16] float32, target [2, 4, 16, 16, 16] float32 "
+     "(batch 1)"),  # 4 output channels, num_classes 3: was torchmetrics' traceback
 ])
 def test_eval_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path, args, message):
     _, run = trained_run

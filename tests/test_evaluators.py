@@ -199,3 +199,23 @@ def test_a_ranking_metric_gets_probabilities_not_argmax_decisions():
     decided = LibraryMetric(ROCAUCMetric(), activation="softmax", key="auc", discrete=True)
     decided.update(logits, target)
     assert decided.compute()["auc"] != pytest.approx(auc.compute()["auc"])  # the lower number it used to give
+
+
+@pytest.mark.parametrize("activation", [None, "softmax"])
+def test_torchmetrics_take_a_monai_label_map_as_it_comes_from_loadimaged(activation):
+    """MONAI's segmentation target is `[B, 1, ...]` floats; torchmetrics wants `[B, ...]` class indices.
+    F1 (raw logits: torchmetrics' own argmax) and AUROC (softmax scores) score it as they score the indices."""
+    from torchmetrics.classification import MulticlassAUROC, MulticlassF1Score
+
+    from frame.metrics import LibraryMetric
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 5, 6, generator=generator)
+    indices = torch.randint(0, 3, (2, 5, 6), generator=generator)
+    label_map = indices[:, None].float()  # what LoadImaged + EnsureChannelFirstd give
+    metric = MulticlassF1Score(num_classes=3) if activation is None else MulticlassAUROC(num_classes=3)
+    expected = metric.clone()
+    expected.update(logits if activation is None else logits.softmax(dim=1), indices)
+    wrapped = LibraryMetric(metric, activation=activation, key="m")
+    wrapped.update(logits, label_map)
+    assert wrapped.compute()["m"] == pytest.approx(float(expected.compute()))
