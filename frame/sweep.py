@@ -20,7 +20,8 @@ they skip complete members and keep `<sweep dir>/sweep.json` up to date:
 
 `status` is pending, running, complete, failed, interrupted or cancelled (by `scancel`
 before it started: no run directory); `skipped` marks a member that was complete before
-this invocation and only reported its stored result.
+this invocation and only reported its stored result. `attempts` counts the starts run.json
+records; it is null where there is no run.json (a plain Hydra app's member, one not started).
 
 Nothing here imports torch: the launchers import this module in the submitting process.
 """
@@ -211,13 +212,13 @@ class MemberFailed(RuntimeError):
 
 def summary_entry(member: Member, sweep_dir: Path) -> dict:
     record = member.record
-    attempts = record.get("attempts", [])
+    attempts = len(record["attempts"]) if "attempts" in record else None  # None: not a frame run (no run.json)
     slurm_id = member.job_id or last_job_id(record)
     status = member.status or record.get("status") or "pending"
     result = member.result if member.result is not None else record.get("result")
     exit_code = member.exit_code if member.exit_code is not None else record.get("exit_code")
     return {"member": member.num, "overrides": member.overrides, "run_dir": relative_dir(member, sweep_dir), "status": status,
-            "slurm_job_id": slurm_id, "attempts": len(attempts), "result": result, "exit_code": exit_code,
+            "slurm_job_id": slurm_id, "attempts": attempts, "result": result, "exit_code": exit_code,
             "skipped": member.skipped, "error": member.error}
 
 
@@ -277,7 +278,8 @@ def format_summary(entries: Sequence[dict]) -> str:
     for e in entries:
         result = e["result"] if not isinstance(e["result"], float) else f"{e['result']:.6g}"
         status = e["status"] + (" (earlier)" if e["skipped"] else "")
-        rows.append((str(e["member"]), status, str(e["attempts"]), e["slurm_job_id"] or "-",
+        attempts = "-" if e["attempts"] is None else str(e["attempts"])
+        rows.append((str(e["member"]), status, attempts, e["slurm_job_id"] or "-",
                      "-" if result is None else str(result), " ".join(e["overrides"]) or "(none)"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)

@@ -10,9 +10,9 @@ reseeded on a resume: with its fixed seed it would otherwise propose the first t
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
@@ -30,6 +30,9 @@ class FrameOptunaSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.frame_launchers.optuna_sweeper.FrameOptunaSweeper"
     storage: Optional[Any] = None  # null: sqlite:///<hydra.sweep.dir>/optuna.db
     study_name: Optional[str] = None  # null: the sweep directory's name
+    # {} not null: `+hydra.sweeper.params.optimizer.lr='interval(1e-4,1e-1)'` from the shell adds to it
+    # (onto null OmegaConf fails with an assertion); that nests {optimizer: {lr: ...}}, flattened below
+    params: Dict[str, Any] = field(default_factory=dict)
 
 
 class FrameOptunaSweeper(Sweeper):
@@ -39,6 +42,7 @@ class FrameOptunaSweeper(Sweeper):
     def __init__(self, **params: Any) -> None:
         from hydra_plugins.hydra_optuna_sweeper import optuna_sweeper
 
+        params["params"] = OmegaConf.create(dotted(params.get("params") or {}))
         self.optuna = optuna_sweeper.OptunaSweeper(**params)
         self.impl = self.optuna.sweeper
 
@@ -79,6 +83,17 @@ class FrameOptunaSweeper(Sweeper):
             self.impl.sampler.reseed_rng()  # seeded, it would propose the study's first trials again
         self.impl.n_trials = max(self.impl.n_trials - len(finished), len(stopped))
         self.impl.job_idx = len(trials)  # member numbers (sweep.json, hydra.job.num) go on from the last run's
+
+
+def dotted(params, prefix: str = "") -> dict:
+    """{optimizer: {lr: X}} -> {"optimizer.lr": X}: the keys the search space is written in."""
+    flat = {}
+    for key, value in (params.items() if isinstance(params, dict) else OmegaConf.to_container(params).items()):
+        if isinstance(value, dict):
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def check_direction(direction: Any, monitor_mode: Any, monitor: Optional[str]) -> None:
