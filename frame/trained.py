@@ -89,6 +89,7 @@ def run_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
     from omegaconf import open_dict
 
     from frame.config.schema import TrainConf, register_configs
+    from frame.config.validate import unmet_rule
 
     register_configs()  # the `len` resolver a saved config may still name
     cfg = OmegaConf.create(saved["config"])
@@ -112,6 +113,10 @@ def run_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
         ConfigLoaderImpl._apply_overrides_to_config(rest, cfg)
     except HydraException as error:
         raise FrameError(f"{error} (keys of the run's config: {', '.join(cfg)})") from error
+    for override in rest:
+        key = override.key_or_group
+        if not override.is_delete() and (expected := unmet_rule(key, OmegaConf.select(cfg, key))):
+            raise FrameError(f"{key}={OmegaConf.select(cfg, key)!r} is invalid: expected {expected}.", key=key)
     return cfg
 
 

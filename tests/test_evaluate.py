@@ -46,6 +46,8 @@ def test_eval_of_a_sweep_evaluates_each_member(trained_run, capsys, tmp_path):
     (["eval", "{run}", "data.datset.root=x"], "Could not override 'data.datset.root'"),
     (["eval", "{run}", "evaluators=[dise]"], "Did you mean 'dice'?"),
     (["eval", "{run}", "--checkpoint", "{tmp}/broken.pt"], "unreadable"),
+    (["eval", "{run}", "data.batch_size=0"], "data.batch_size=0 is invalid: expected an integer >= 1."),  # was a traceback
+    (["eval"], "the following arguments are required: RUN_DIR\n"),  # not "RUN_DIR, KEY=VALUE": overrides are optional
     (["eval", "{run}", "+evaluators.f1={{_target_:torchmetrics.classification.MulticlassF1Score,num_classes:3}}"],
      "evaluators.f1 (LibraryMetric) fails on output [2, 4, 16, 16, 16] float32, target [2, 4, 16, 16, 16] float32 "
      "(batch 1)"),  # 4 output channels, num_classes 3: was torchmetrics' traceback

@@ -14,7 +14,7 @@ from frame.errors import FrameError, exit_with
 _CHECKPOINT = (["--checkpoint"], dict(default="best", metavar="best|last|NAME|PATH",
                                       help="which checkpoint: best (default), last, epoch-NNNN or a .pt file"))
 _DEVICE = (["--device"], dict(default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N"))
-_OVERRIDES = (["overrides"], dict(nargs="*", metavar="KEY=VALUE",
+_OVERRIDES = (["overrides"], dict(nargs="*", default=[], metavar="KEY=VALUE",  # a default: argparse calls it optional
                                   help="changes to the run's config, e.g. data.dataset.root=./data/test"))
 
 

@@ -80,14 +80,19 @@ def _preset_hint(key: str, value) -> str:
 def check_value(key: str, value) -> None:
     """A sweep member's value against the range rule of its key, if it has one (the sweep's own config
     was validated as a whole; each member's values are checked here before anything runs)."""
+    if expected := unmet_rule(key, value):
+        raise FrameError(f"the sweep value {key}={value!r} is invalid: expected {expected}; nothing was started.",
+                         key=key)
+
+
+def unmet_rule(key: str, value) -> str:
+    """What the range rule of `key` expects when `value` breaks it; '' when it holds or there is none.
+    For one value set after the whole config was checked (a sweep member's, `frame eval`'s overrides)."""
     rule = _RULES.get(key)
     try:
-        bad = rule is not None and not rule[0](value)
+        return rule[1] if rule is not None and not rule[0](value) else ""
     except TypeError:  # a type the key does not take: Hydra's own check says so
-        bad = False
-    if bad:
-        raise FrameError(f"the sweep value {key}={value!r} is invalid: expected {rule[1]}; nothing was started.",
-                         key=key)
+        return ""
 
 
 def check_device(cfg: DictConfig) -> None:
