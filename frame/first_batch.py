@@ -89,7 +89,7 @@ def _through_loss(job, autocast, loader, stage, backward):
     shapes = f"output {described(prediction)}, target {described(target)} (first {stage} batch)"
     loss_name = type(job.loss_fn).__name__
     _check_broadcast(prediction, target, loss_name, shapes)
-    _check_class_indices(job.loss_fn, prediction, target, shapes)
+    check_class_indices(job.loss_fn, prediction, target, shapes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -125,7 +125,7 @@ def _check_broadcast(prediction, target, loss_name, shapes):
                          f"and the target the same shape (a squeeze or unsqueeze in the model or a label transform).")
 
 
-def _check_class_indices(loss_fn, prediction, target, shapes):
+def check_class_indices(loss_fn, prediction, target, shapes):
     """A class-index target with an index the output has no channel for (an IndexError on the CPU,
     a device-side assert that kills the process on a GPU)."""
     if not is_label_map(prediction, target):

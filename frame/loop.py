@@ -22,7 +22,8 @@ from frame.checkpoint import CheckpointError, load_checkpoint
 from frame.errors import FrameError, did_you_mean
 from frame.evaluate import score
 from frame.exits import EXIT_INTERRUPTED
-from frame.first_batch import check_first_batches, collect
+from frame.evaluators import described, update
+from frame.first_batch import check_class_indices, check_first_batches, collect
 from frame.signals import StopFlag
 from frame.state import TrainState, capture, restore, restore_rng
 from frame.tracking.examples import Examples
@@ -85,7 +86,7 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                 final = micro + 1 == group
                 with contextlib.nullcontext() if final else no_sync():  # DDP decides in the forward
                     with autocast:
-                        loss = job.loss_fn(model(sample), target)
+                        loss = _loss(job, model(sample), target, state.batch_in_epoch, epoch)
                     scaler.scale(loss / group if group > 1 else loss).backward()
                 step_loss = loss.detach() if micro == 0 else step_loss + loss.detach()
                 state.batch_in_epoch += 1
@@ -166,6 +167,19 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                 logger.finish(status)
 
 
+def _loss(job, prediction, target, batch: int, epoch: int | None = None):
+    """The loss of a training batch (of `epoch`) or a validation batch. Its IndexError is explained: a
+    class index the output has no channel for, in a later batch than the one checked before the first
+    epoch (a traceback, or on a GPU a device-side assert, otherwise)."""
+    try:
+        return job.loss_fn(prediction, target)
+    except IndexError:
+        where = f"epoch {epoch + 1}, training batch {batch + 1}" if epoch is not None else f"validation batch {batch + 1}"
+        check_class_indices(job.loss_fn, prediction, target,
+                            f"output {described(prediction)}, target {described(target)} ({where})")
+        raise
+
+
 @torch.no_grad()
 def validate(job, autocast, keep: int = 0) -> tuple[dict[str, float], Examples | None]:
     """Loss and every evaluator over the validation set (keys `val/...`), and the first `keep` items as Examples."""
@@ -179,12 +193,12 @@ def validate(job, autocast, keep: int = 0) -> tuple[dict[str, float], Examples |
         target = target.to(job.device, non_blocking=True)
         with autocast:
             prediction = job.model(sample)
-            total += job.loss_fn(prediction, target).float()
+            total += _loss(job, prediction, target, batches).float()
         batches += 1
         if sum(len(k[0]) for k in kept) < keep:  # one copy to the host per kept batch, once per epoch
             kept.append([t[:keep].detach().float().cpu() for t in (sample, target, prediction)])
-        for evaluator in job.evaluators.values():
-            evaluator.update(prediction.float(), target)
+        for name, evaluator in job.evaluators.items():
+            update(name, evaluator, prediction.float(), target, f"validation batch {batches}")
     metrics = {"val/loss": float(total) / max(batches, 1)}
     metrics.update({f"val/{key}": value for key, value in collect(job.evaluators).items()})
     examples = None

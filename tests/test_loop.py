@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from frame.build import build_job
+from frame.errors import FrameError
 from frame.loop import NonFiniteError, fit
 from tests.conftest import TINY, metrics
 
@@ -328,3 +329,23 @@ def test_all_finite_sees_a_non_finite_gradient_in_any_dtype(bad):
     assert bool(all_finite(params, flags)) is (bad is None)
     assert bool(all_finite(params[:1] if bad != "float32" else params[1:], flags))  # flags reset each call
     assert params[0].grad[1] == 0.5 and params[1].grad[1] == 0.5
+
+
+class LateBadLabel:
+    """A label transform that gives class 7 (the classify model has 4 outputs) from its 17th item on:
+    past the 8 training and 8 validation items the check before the first epoch sees."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, target):
+        self.calls += 1
+        return 7 if self.calls > 16 else target
+
+
+def test_a_class_index_beyond_the_outputs_in_a_later_batch_is_named(compose, tmp_path):
+    """The check before the first epoch sees one batch; a later one stopped the run with torch's IndexError."""
+    cfg = _classify(compose, "data.num_workers=0", "+data.label_transforms=[{_target_: tests.test_loop.LateBadLabel}]")
+    with pytest.raises(FrameError, match=r"class index 7 in the target, but the output has 4 channels \(indices 0-3\): "
+                                         r"output \[8, 4\] float32, target \[8\] int64 \(epoch 1, training batch 1\)"):
+        fit(build_job(cfg, tmp_path))
