@@ -66,12 +66,8 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     if postprocess not in POSTPROCESS:
         raise FrameError(f"--postprocess (predict.postprocess) {postprocess}: choose one of {', '.join(POSTPROCESS)}.")
     trained = as_trained(cfg)
-    if postprocess == "auto":
-        postprocess = trained or "sigmoid"
-    elif postprocess in ("sigmoid", "argmax") and trained not in (None, postprocess):
-        print(f"frame predict: warning: label maps by {postprocess}, but the run's loss trains for {trained} "
-              f"({'a softmax over classes, channel 0 the background' if trained == 'argmax' else 'a sigmoid per channel'})"
-              f": --postprocess {trained} (or auto) reads its output as trained.", file=sys.stderr)
+    contradiction = postprocess in ("sigmoid", "argmax") and trained not in (None, postprocess)
+    postprocess = (trained or "sigmoid") if postprocess == "auto" else postprocess
     if not 0 <= overlap < 1:
         raise FrameError(f"--overlap (predict.overlap) {overlap}: expected a number >= 0 and < 1.")
     device = pick_device(device)
@@ -86,18 +82,21 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
         count, labels = len(dataset), getattr(dataset, "labels", None)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    written, rows = [], []
+    maps, rows = [], []
     start = time.perf_counter()
     for name, sample in _progress(items, count, progress):
         prediction = _infer(model, sample, device, roi_size, overlap)
         if prediction.shape[1:] == sample.shape[1:] and sample.ndim >= 3:  # segmentation: a map per voxel
-            written.append(save_map(_label_map(prediction, postprocess, threshold), sample, name, output))
+            if contradiction and not maps:  # said once, and only where label maps are made
+                print(f"frame predict: warning: label maps by {postprocess}, but the run's loss trains for {trained} "
+                      f"({'a softmax over classes, channel 0 the background' if trained == 'argmax' else 'a sigmoid per channel'})"
+                      f": --postprocess {trained} (or auto) reads its output as trained.", file=sys.stderr)
+            maps.append(save_map(_label_map(prediction, postprocess, threshold), sample, name, output))
         else:
             rows.append(_row(name, prediction, labels))
-    if rows:
-        written.append(_save_csv(rows, output / "predictions.csv"))
+    written = [*maps, *([_save_csv(rows, output / "predictions.csv")] if rows else [])]
     return {"files": [str(p) for p in written], "items": count, "time_s": round(time.perf_counter() - start, 3),
-            "postprocess": postprocess}
+            "postprocess": postprocess if maps else None}
 
 
 def as_trained(cfg) -> str | None:

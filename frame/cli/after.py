@@ -131,7 +131,8 @@ def predict(argv: list[str]) -> None:
         exit_with(str(error))
     per_item = result["time_s"] / max(result["items"], 1)
     print(f"{result['items']} items in {result['time_s']:.1f} s ({per_item:.3g} s each): "
-          f"{len(result['files'])} files in {args.output} (label maps: {result['postprocess']})")
+          f"{len(result['files'])} files in {args.output}" + (f" (label maps: {result['postprocess']})"
+                                                              if result["postprocess"] else ""))
 
 
 def export(argv: list[str]) -> None:
