@@ -69,13 +69,13 @@ def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), n
     Raises:
         FrameError: no such run or checkpoint, a bad override, a dataset or evaluator that fails to build.
     """
-    from frame.build import build_evaluators, build_loss, eval_loader, pick_device
-    from frame.trained import rebuild
+    from frame.build import build_evaluators, build_loss, pick_device
+    from frame.trained import rebuild, run_data
 
     run_dir = Path(run_dir)
     model, cfg, saved = rebuild(run_dir, checkpoint, overrides, device)
     device = pick_device(device)
-    loader, dataset = eval_loader(cfg, cfg.data, device)
+    loader, dataset = run_data(run_dir, cfg, device)
     labels = getattr(dataset, "labels", None)
     start = time.perf_counter()
     metrics, rows = score(model, loader, build_evaluators(cfg, labels), device, build_loss(cfg),

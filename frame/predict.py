@@ -51,9 +51,9 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     Raises:
         FrameError: no such run, checkpoint or input; a file MONAI cannot read; a bad option.
     """
-    from frame.build import build_transforms, eval_loader, pick_device
+    from frame.build import build_transforms, pick_device
     from frame.data.loading import is_random
-    from frame.trained import rebuild
+    from frame.trained import rebuild, run_data
 
     files = input_files(Path(inputs)) if inputs is not None else None
     model, cfg, _ = rebuild(run_dir, checkpoint, overrides, device)
@@ -76,7 +76,7 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
         items = ((str(path), _read(path, transforms)) for path in files)
         count, labels = len(files), None
     else:
-        loader, dataset = eval_loader(cfg, cfg.data, device)
+        loader, dataset = run_data(run_dir, cfg, device)
         loader = torch.utils.data.DataLoader(loader.dataset, batch_size=None)  # one item at a time, in order
         items = ((f"item-{index:04d}", sample) for index, (sample, _) in enumerate(loader))
         count, labels = len(dataset), getattr(dataset, "labels", None)

@@ -159,3 +159,28 @@ def rebuild(run_dir, checkpoint: str = "best", overrides: list[str] = (), device
     except RuntimeError as error:
         raise FrameError(f"the weights in {path} do not fit the model of its config: {str(error).splitlines()[0]}") from error
     return model.eval(), cfg, saved
+
+
+def run_data(run_dir, cfg: DictConfig, device):
+    """`build.eval_loader` on a trained run's data. Relative paths in its config are read from the
+    current directory; when one is not found and the run was started elsewhere, the message says
+    where (`frame eval` from another directory than the project's)."""
+    from frame.build import eval_loader
+
+    try:
+        return eval_loader(cfg, cfg.data, device)
+    except FrameError as error:
+        started = OmegaConf.select(_hydra_yaml(run_dir), "hydra.runtime.cwd")
+        missing = any(words in str(error).lower() for words in ("does not exist", "no such file", "not found"))
+        if not missing or started is None or Path(started) == Path.cwd():
+            raise
+        raise FrameError(f"{error} Relative paths in the run's config are read from the current directory, "
+                         f"{Path.cwd()}; the run was started in {started}: run the command from there, or give "
+                         f"the path, e.g. data.dataset.root=<path>.") from None
+
+
+def _hydra_yaml(run_dir):
+    try:
+        return OmegaConf.load(Path(run_dir) / ".hydra" / "hydra.yaml")
+    except (OSError, ValueError):
+        return None

@@ -105,3 +105,26 @@ def test_a_test_set_whose_labels_do_not_fit_the_model_is_refused_before_training
     assert result.returncode == 2, result.stderr[-2000:]
     assert "first test batch" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "outputs" / "t" / "checkpoints").exists()
+
+
+def test_a_relative_data_path_not_found_says_where_the_run_was_started(compose, tmp_path, monkeypatch):
+    """`frame eval` from another directory than the project's: the datalist's relative path is not found."""
+    import torch
+
+    from frame.errors import FrameError
+    from frame.trained import run_data
+
+    started, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (started / "run" / ".hydra").mkdir(parents=True)
+    elsewhere.mkdir()
+    (started / "run" / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {started}\n")
+    cfg = compose(["data=synthetic_classes"])
+    cfg.data.dataset = {"_target_": "frame.data.datalist.Datalist", "path": "dataset.json"}
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(FrameError, match=f"dataset.json does not exist. Relative paths .* read from the current "
+                                         f"directory, {elsewhere}; the run was started in {started}: run the command"):
+        run_data(started / "run", cfg, torch.device("cpu"))
+    monkeypatch.chdir(started)  # from where it started: the plain message, no advice to go where one is
+    with pytest.raises(FrameError) as error:
+        run_data(started / "run", cfg, torch.device("cpu"))
+    assert "Relative paths" not in str(error.value)
