@@ -167,9 +167,9 @@ def claim_early(run_dir: Path) -> None:
     Raises:
         RunLocked: a live process holds the directory.
     """
-    lock = RunLock(run_dir, heartbeat_s=0)
+    install_early()  # first: a stop signal the moment the lock exists sets the run's flag (the run releases
+    lock = RunLock(run_dir, heartbeat_s=0)  # the lock on its way out) instead of killing it with the lock held
     lock.acquire()
-    install_early()  # from here a stop signal sets the run's flag: the run releases the lock on its way out
     key = Path(run_dir).resolve()
     _EARLY[key] = lock.mine
     hydra = key / ".hydra"

@@ -126,3 +126,34 @@ def test_two_frame_train_at_once_one_trains_the_other_exits_2(tmp_path):
     assert record["status"] == "complete" and len(record["attempts"]) == 1
     epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert max(epochs) == 3 and not (run_dir / ".lock").exists()
+
+
+def test_a_stop_signal_the_moment_the_early_lock_exists_finds_the_runs_flag(tmp_path, monkeypatch):
+    """The lock is what a supervisor (and test_faults) sees first; with the flag installed after it, a
+    SIGTERM in between killed the process (-15) and left the lock behind."""
+    import signal
+
+    from frame import signals
+    from frame.runlock import RunLock, claim_early
+
+    handlers = []
+    acquire = RunLock.acquire
+
+    def acquire_and_look(self):
+        acquire(self)
+        handlers.append(signal.getsignal(signal.SIGTERM))
+
+    monkeypatch.setattr(RunLock, "acquire", acquire_and_look)
+    run_dir = tmp_path / "early"
+    run_dir.mkdir()
+    try:
+        claim_early(run_dir)
+    finally:
+        flag = signals.adopt_early()
+        flag.restore()
+    assert handlers and handlers[0] not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    assert handlers[0] == flag._handle
+    lock = RunLock(run_dir)
+    lock.acquire()  # the run adopts the early lock, then lets it go
+    lock.release()
+    assert not lock.path.exists()
