@@ -10,6 +10,8 @@ are wrapped in `frame.metrics.LibraryMetric` by themselves):
 The loop calls them on every validation batch and logs `val/<key>`.
 """
 
+import torch
+
 from frame.errors import FrameError
 from frame.metrics import LibraryMetric
 
@@ -24,6 +26,8 @@ def update(name: str, evaluator, prediction, target, where: str) -> None:
     (a library metric's own error is a traceback deep in torchmetrics or MONAI)."""
     try:
         evaluator.update(prediction, target)
+    except (MemoryError, torch.OutOfMemoryError):
+        raise  # the machine's limit, not a mistake in the job: no exit 2
     except Exception as error:
         raise FrameError(f"evaluators.{name} ({type(evaluator).__name__}) fails on output {described(prediction)}, "
                          f"target {described(target)} ({where}): {error}") from None

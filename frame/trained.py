@@ -113,10 +113,10 @@ def run_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
         ConfigLoaderImpl._apply_overrides_to_config(rest, cfg)
     except HydraException as error:
         raise FrameError(f"{error} (keys of the run's config: {', '.join(cfg)})") from error
-    for override in rest:
-        key = override.key_or_group
-        if not override.is_delete() and (expected := unmet_rule(key, OmegaConf.select(cfg, key))):
-            raise FrameError(f"{key}={OmegaConf.select(cfg, key)!r} is invalid: expected {expected}.", key=key)
+    for key in (o.key_or_group for o in rest if not o.is_delete()):
+        value = OmegaConf.select(cfg, key)
+        if expected := unmet_rule(key, value):
+            raise FrameError(f"{key}={value!r} is invalid: expected {expected}.", key=key)
     return cfg
 
 
