@@ -203,7 +203,8 @@ def check_job(job=None, overrides=(), config_dir: str | None = None) -> tuple[Di
         raise FrameError(composition_message(error)) from None
     try:
         validate(cfg)
-        return cfg, check_config(cfg)
+        checked = check_config(cfg)  # with the `hydra` node: its choices name the presets in messages
+        return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), checked  # no ${hydra:} outside a run
     except CheckError as error:
         if job is None:
             raise

@@ -175,3 +175,12 @@ def test_a_group_set_in_a_files_body_says_where_groups_are_picked(tmp_path, body
     train = run_frame(["train", "--config-dir", config_dir, "experiment=mine"], cwd=tmp_path)
     assert train.returncode == 2 and expected in train.stderr and "Traceback" not in train.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_checked_config_resolves_outside_a_run():
+    """What `check_job` returns is the job's config: no `hydra` node, whose `${hydra:...}` only resolves in a run
+    (scripts/bench/preload.py resolves it whole)."""
+    from omegaconf import OmegaConf
+
+    cfg, _ = check_job(overrides=["experiment=classify"])
+    assert "hydra" not in cfg and OmegaConf.to_container(cfg, resolve=True)["name"] == "classify"
