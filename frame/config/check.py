@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from frame.config import source
 from frame.config.app import composition_message
-from frame.config.compose import compose
+from frame.config.compose import compose, without_hydra
 from frame.config.project import use_project
 from frame.config.walk import FRAME_KEYS, components
 from frame.errors import FrameError, did_you_mean
@@ -204,7 +204,7 @@ def check_job(job=None, overrides=(), config_dir: str | None = None) -> tuple[Di
     try:
         validate(cfg)
         checked = check_config(cfg)  # with the `hydra` node: its choices name the presets in messages
-        return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), checked  # no ${hydra:} outside a run
+        return without_hydra(cfg), checked
     except CheckError as error:
         if job is None:
             raise

@@ -48,7 +48,12 @@ def compose(overrides: list[str], job=None, config_dir: str | None = None, keep_
         cfg = hydra.compose_config("train", plain, run_mode=RunMode.RUN, with_log_configuration=False)
     finally:
         GlobalHydra.instance().clear()
-    return cfg if keep_hydra else OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return cfg if keep_hydra else without_hydra(cfg)
+
+
+def without_hydra(cfg: DictConfig) -> DictConfig:
+    """The job's own config: its `hydra` node's `${hydra:...}` values resolve only inside a run."""
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
 
 
 def member_config(launcher, overrides: list[str]):
