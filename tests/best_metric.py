@@ -8,10 +8,10 @@ import sys
 
 _SCRIPT = """
 import json, sys, torch, frame
-from frame.build import build_evaluators, eval_loader
-from frame.checkpoint import load_checkpoint
+from frame.training.build import build_evaluators, eval_loader
+from frame.training.checkpoint import load_checkpoint
 from frame.data.loading import collate, split_indices
-from frame.trained import run_config
+from frame.trained.load import run_config
 
 run, key = sys.argv[1:]
 model = frame.load_model(run)

@@ -79,7 +79,7 @@ FILES = {
     ''',
     "src/Evaluators/Accuracy.py": '''
         class Accuracy:
-            """Shadows frame.evaluators.Accuracy: reports `acc`, not `accuracy`."""
+            """Shadows frame.training.evaluators.Accuracy: reports `acc`, not `accuracy`."""
 
             def __init__(self, labels=None):
                 self.labels = labels

@@ -1,4 +1,4 @@
-"""The import contract of DESIGN.md: layers only import downwards, function-level imports included,
+"""The import contract: layers only import downwards, function-level imports included,
 the config layer never imports torch, and no group of modules imports itself in a circle."""
 
 import ast
@@ -8,18 +8,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# lowest first; a module belongs to the first layer whose prefix it matches (longest prefix wins)
+# lowest first: each package of frame/ is one layer's room (a module belongs to the longest prefix it matches)
 LAYERS = {
-    "base": ["frame.errors", "frame.exits", "frame.files", "frame.ranks", "frame.runlock", "frame.signals", "frame.version"],
+    "base": ["frame.core"],
     "config": ["frame.config"],
-    "runtime": ["frame.build", "frame.loop", "frame.state", "frame.checkpoint", "frame.data", "frame.tracking",
-                "frame.distributed", "frame.evaluators", "frame.first_batch", "frame.losses", "frame.metrics", "frame.models",
-                "frame.resume_guard", "frame.runinfo", "frame.trained", "frame.evaluate", "frame.predict",
-                "frame.export", "frame.monai_import"],
-    "orchestration": ["frame.run", "frame.runner", "frame.sweep", "frame.results", "frame.plots"],
+    "runtime": ["frame.data", "frame.tracking", "frame.training"],
+    "after training": ["frame.trained"],
+    "orchestration": ["frame.launch"],
     "entry": ["frame.__main__", "frame.cli", "hydra_plugins.frame_launchers"],
 }
-PACKAGE = "frame"  # frame/__init__.py: the public API (Runner, ...), entry layer; not a prefix of the others
+PACKAGE = "frame"  # frame/__init__.py: the public API (Runner, load_model, old import paths), entry layer
 RANK = {layer: i for i, layer in enumerate(LAYERS)}
 HEAVY = ("torch", "torchvision", "monai", "wandb", "numpy")  # never in the config layer, not even lazily
 
@@ -101,9 +99,16 @@ def test_the_cycle_finder_finds_cycles(edges, knot):
 
 
 def test_an_upward_import_would_be_caught():
-    assert RANK[layer_of("frame.cli.jobs")] > RANK[layer_of("frame.config.check")]  # check importing the CLI is wrong
-    assert layer_of("frame.config.check") == "config" and layer_of("frame.run") == "orchestration"
-    assert layer_of("frame.runner") == "orchestration" and layer_of("frame") == "entry"
+    assert RANK[layer_of("frame.cli.json_jobs")] > RANK[layer_of("frame.config.check")]  # check importing the CLI is wrong
+    assert layer_of("frame.config.check") == "config" and layer_of("frame.launch.corridor") == "orchestration"
+    assert layer_of("frame.launch.json_jobs") == "orchestration" and layer_of("frame") == "entry"
+
+
+def test_every_module_lives_in_its_layers_folder():
+    """No module of frame sits loose beside the packages: the folder tree is the layer table."""
+    loose = [name for name in modules() if name.count(".") == 1 and name.startswith("frame.")
+             and name not in ("frame.__main__",) and not (REPO / name.replace(".", "/")).is_dir()]
+    assert not loose, f"modules outside the layer packages: {loose}"
 
 
 def _strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:

@@ -1,9 +1,10 @@
 """The `frame` command: parse the subcommand and hand over; nothing heavy is imported here.
 
 Every command line is parsed in this package: the subcommands on runs (`runs`, `plot`, `sync`)
-and `train` (in `cli.train`), the JSON-job commands (`run`, `check`, `convert`, `which`) in `cli.jobs`.
+and `train` (in `cli.train`), the JSON-job commands (`run`, `check`, `convert`, `which`) in `cli.json_jobs`, and the commands on a trained run (`eval`, `predict`, `export`) in `cli.trained`.
 """
 
+import importlib
 import os
 import sys
 
@@ -48,7 +49,7 @@ def _runs(argv: list[str]) -> None:
         (["dir"], dict(nargs="?", default="outputs", help="a run, a sweep or a folder of runs (default: outputs)")),
         (["--json"], dict(action="store_true", help="print JSON (one object per run) for scripts")),
     ]).parse_args(argv)
-    from frame.results import runs_table
+    from frame.trained.runs import runs_table
 
     sys.exit(runs_table(_existing(args.dir), as_json=args.json))
 
@@ -58,8 +59,8 @@ def _plot(argv: list[str]) -> None:
         (["run_dirs"], dict(nargs="+", metavar="RUN_DIR", help="run directories or sweep directories")),
         (["-o", "--output"], dict(metavar="FILE.png", help="where to write (default: RUN_DIR/plot.png)")),
     ]).parse_args(argv)
-    from frame.errors import FrameError, exit_with
-    from frame.plots import plot
+    from frame.core.errors import FrameError, exit_with
+    from frame.trained.plots import plot
 
     try:
         print(plot([_existing(d) for d in args.run_dirs], args.output))
@@ -72,7 +73,7 @@ def _sync(argv: list[str]) -> None:
         (["dir"], dict(nargs="?", default="outputs", help="where to look for offline runs (default: outputs)")),
         (["--dry-run"], dict(action="store_true", help="list what would be uploaded")),
     ]).parse_args(argv)
-    from frame.errors import FrameError, exit_with
+    from frame.core.errors import FrameError, exit_with
     from frame.tracking.offline import sync
 
     try:
@@ -93,7 +94,7 @@ def _parser(command, description, arguments):
 def _existing(directory: str):
     from pathlib import Path
 
-    from frame.errors import exit_with
+    from frame.core.errors import exit_with
 
     path = Path(directory)
     if not path.is_dir():
@@ -101,27 +102,17 @@ def _existing(directory: str):
     return path
 
 
-def _jobs(command: str):
+def _lazy(module: str, command: str):
+    """The command's function, imported only when that command runs (`frame --help` stays light)."""
     def run(argv: list[str]) -> None:
-        from frame.cli import jobs
-
-        getattr(jobs, command)(argv)
+        getattr(importlib.import_module(f"frame.cli.{module}"), command)(argv)
 
     return run
 
 
-def _after(command: str):
-    def run(argv: list[str]) -> None:
-        from frame.cli import after
-
-        getattr(after, command)(argv)
-
-    return run
-
-
-COMMANDS = {"train": _train, "run": _jobs("run"), "convert": _jobs("convert"), "check": _jobs("check"),
-            "which": _jobs("which"), "runs": _runs, "plot": _plot, "sync": _sync,
-            "eval": _after("eval"), "predict": _after("predict"), "export": _after("export")}
+COMMANDS = {"train": _train, "run": _lazy("json_jobs", "run"), "convert": _lazy("json_jobs", "convert"), "check": _lazy("json_jobs", "check"),
+            "which": _lazy("json_jobs", "which"), "runs": _runs, "plot": _plot, "sync": _sync,
+            "eval": _lazy("trained", "eval"), "predict": _lazy("trained", "predict"), "export": _lazy("trained", "export")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE, end="")
         return
     if argv[0] == "--version":
-        from frame.version import __version__
+        from frame.core.version import __version__
 
         print(f"frame {__version__}")
         return
@@ -142,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["COMP_LINE"] = re.sub(r"^(\s*\S+)\s+train(\s|$)", r"\1\2", os.environ.get("COMP_LINE", ""))
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        from frame.errors import did_you_mean, exit_with
+        from frame.core.errors import did_you_mean, exit_with
 
         exit_with(f"unknown command '{command}'.{did_you_mean(command, COMMANDS)} Commands: {', '.join(COMMANDS)}.")
     if os.getcwd() not in sys.path and "" not in sys.path:  # the user's own packages, as with `python -m frame`:
@@ -150,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         COMMANDS[command](rest)
     except KeyboardInterrupt:  # Ctrl-C outside a run's stop flag (composing, tearing down): no traceback
-        from frame.exits import EXIT_ABORTED
+        from frame.core.exits import EXIT_ABORTED
 
         sys.stderr.write("\nframe: interrupted\n")
         sys.exit(EXIT_ABORTED)

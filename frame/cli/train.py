@@ -1,9 +1,9 @@
 """`frame train` (and `frame run JOB` once the job is converted): Hydra's app with frame's configs,
-and frame's run corridor (`frame.run.main`) as its task function."""
+and frame's run corridor (`frame.launch.corridor.task`) as its task function."""
 
 from frame.config.app import flags_first, launch, parser
-from frame.errors import exit_with
-from frame.ranks import global_rank
+from frame.core.errors import exit_with
+from frame.core.ranks import global_rank
 
 # torchrun's other ranks: rank 0 alone writes .hydra/ and train.log (they log to the console)
 NO_SIDE_EFFECTS = ["hydra.output_subdir=null", "~hydra.job_logging.handlers.file",
@@ -26,6 +26,6 @@ def train(argv: list[str], prog: str) -> None:
 
 def task(cfg):
     """Hydra's task function: frame's run corridor, imported only when a job runs (not for --cfg, --help)."""
-    from frame.run import main
+    from frame.launch.corridor import task as corridor
 
-    return main(cfg)
+    return corridor(cfg)

@@ -14,7 +14,7 @@ import hydra._internal.utils as hydra_utils
 
 from frame.config.schema import register_configs
 from frame.config.speedups import faster_composition
-from frame.errors import FrameError, exit_with
+from frame.core.errors import FrameError, exit_with
 
 CONFIG_MODULE = "pkg://frame.conf"
 

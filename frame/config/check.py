@@ -26,7 +26,7 @@ from frame.config.app import composition_message
 from frame.config.compose import compose, without_hydra
 from frame.config.project import use_project
 from frame.config.walk import FRAME_KEYS, components
-from frame.errors import FrameError, did_you_mean
+from frame.core.errors import FrameError, did_you_mean
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 

@@ -1,6 +1,6 @@
-"""Seed JSON jobs -> Hydra experiment configs (DESIGN.md principle 1: JSON stops here).
+"""Seed JSON jobs -> Hydra experiment configs: JSON stops here, nothing past this module knows its keys.
 
-A job file in the seed's format (SEED.md; `//` and `/* */` comments and
+A job file in the seed's format (the README's "Seed JSON jobs"; `//` and `/* */` comments and
 trailing commas allowed) becomes a `# @package _global_` experiment whose
 components carry explicit `_target_`s. Nothing past this module knows a JSON
 key name. The mapping (also in the README):
@@ -28,7 +28,7 @@ key name. The mapping (also in the README):
                                   -> data.test {dataset: {_target_, root, ...}, sample_transforms,
                                      label_transforms} (name: the training dataset's by default)
     evaluators [{name, ...}]      -> evaluators {<snake_name>: {_target_, ...}}; a torchmetrics or
-                                     MONAI metric -> {_target_: frame.metrics.LibraryMetric,
+                                     MONAI metric -> {_target_: frame.training.metrics.LibraryMetric,
                                      metric: {_target_, ...}, activation, threshold, labels, key}
     {"name": ...} inside params   -> a nested component {_target_, ...} (a transform under a
                                      key with "transform" in it, else its parent's kind)
@@ -50,7 +50,7 @@ from typing import Any
 from frame.config.project import display, find_root
 from frame.config.resolver import KINDS, ResolveError, Resolution, Resolver
 from frame.config.schema import TrainerConf
-from frame.errors import FrameError, did_you_mean
+from frame.core.errors import FrameError, did_you_mean
 
 # Component groups of train.yaml that a JSON job sets in full: their presets must not merge into it.
 _REPLACED_GROUPS = ("model", "loss", "optimizer", "lr_scheduler", "data", "trainer", "evaluators")
@@ -65,7 +65,7 @@ _RESERVED_SLOTS = ("wandb", "jsonl", "console")  # logger names frame's presets 
 _SUFFIXES = (".json", ".json5", ".jsonc")
 _DATA_KEYS = ("num_workers", "transforms", "keys", "sample_transforms", "label_transforms")  # data.*, not the dataset's
 _LIBRARY_METRICS = ("monai.metrics.", "torchmetrics.")
-LIBRARY_METRIC = "frame.metrics.LibraryMetric"
+LIBRARY_METRIC = "frame.training.metrics.LibraryMetric"
 _ADAPTER_KEYS = ("activation", "threshold", "labels", "key")  # LibraryMetric's own params, the rest are the metric's
 
 

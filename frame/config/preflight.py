@@ -10,7 +10,7 @@ overwriting a finished one). So nothing escapes here: a user mistake exits 2
 with its message, and so does any other failure, with what it was. The
 `${hydra:...}` resolver reads Hydra's config, which Hydra sets only when the job
 starts; it is set here first so such values resolve as they will in the job.
-A single run's lock is taken here (`frame.runlock.claim_early`): a second
+A single run's lock is taken here (`frame.core.run_lock.claim_early`): a second
 process must be refused before Hydra rewrites the live run's `.hydra/`.
 Only rank 0 claims the run directory: under torchrun every rank runs this
 check, and the others would find rank 0's lock (refused) or move its run
@@ -27,9 +27,9 @@ from frame.config.check import check_config
 from frame.config.compose import name_members_by_search
 from frame.config.rundir import claim
 from frame.config.validate import check_device, validate
-from frame.errors import FrameError, exit_with
-from frame.ranks import global_rank
-from frame.runlock import claim_early
+from frame.core.errors import FrameError, exit_with
+from frame.core.ranks import global_rank
+from frame.core.run_lock import claim_early
 
 
 class Preflight(Callback):

@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from frame.errors import FrameError
+from frame.core.errors import FrameError
 
 _active: str | None = None  # the root use_project() put on sys.path
 

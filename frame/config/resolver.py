@@ -1,12 +1,12 @@
-"""Bare component names -> dotted paths (DESIGN.md principle 2).
+"""Bare component names -> dotted paths: each name resolved once, the answer recorded in the config.
 
 A JSON job names its parts the seed's way (`"name": "OrganNet25D"`, `"Adam"`,
 `"CropAroundBrainStem"`); the resolver turns each into the dotted path that
 goes into the config as `_target_`, once. The tiers, in order:
 
 1. **the user's project**, in the seed's layout (`PROJECT_FILES` below);
-2. **frame's built-ins** (`frame.models`, `frame.losses`, `frame.data.transforms`,
-   `frame.data.synthetic`, `frame.data.datalist`, `frame.evaluators`, `frame.tracking.*`). They come
+2. **frame's built-ins** (`frame.training.models`, `frame.training.losses`, `frame.data.transforms`,
+   `frame.data.synthetic`, `frame.data.datalist`, `frame.training.evaluators`, `frame.tracking.*`). They come
    second because they are the seed framework's own parts (its `Transpose` and
    `StandardScaleTensor` take `dim_1, dim_2`, MONAI's `Transpose` takes `indices`),
    and because a project can still shadow any of them;
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from frame.config import source
 from frame.config.project import display
-from frame.errors import FrameError, did_you_mean
+from frame.core.errors import FrameError, did_you_mean
 
 KINDS = ("model", "loss", "optimizer", "lr_scheduler", "dataset", "transform", "evaluator", "metric_logger")
 
@@ -51,11 +51,11 @@ PROJECT_FILES = {
 # Tiers 2-5: modules whose public names are searched, per kind.
 TIERS = {
     "frame": {
-        "model": ["frame.models"],
-        "loss": ["frame.losses"],
+        "model": ["frame.training.models"],
+        "loss": ["frame.training.losses"],
         "dataset": ["frame.data.synthetic", "frame.data.datalist"],
         "transform": ["frame.data.transforms"],
-        "evaluator": ["frame.evaluators"],
+        "evaluator": ["frame.training.evaluators"],
         "metric_logger": ["frame.tracking.*"],
     },
     "torchvision": {

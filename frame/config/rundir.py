@@ -2,7 +2,7 @@
 
 `resume=true` continues a run found in the directory, `resume=false` refuses
 to touch it, `fresh=true` moves it aside (`<dir>.<timestamp>`) and starts over.
-A directory a live process trains in (its `.lock`, `frame.runlock`) is refused
+A directory a live process trains in (its `.lock`, `frame.core.run_lock`) is refused
 whatever the flags say, and a sweep member's directory must stay inside its sweep's.
 """
 
@@ -13,15 +13,15 @@ import os
 import time
 from pathlib import Path
 
-from frame import runlock
-from frame.errors import FrameError
+from frame.core import run_lock
+from frame.core.errors import FrameError
 
 log = logging.getLogger("frame")
 
 
 def holds_run(directory: Path) -> bool:
     """A directory holds a run once it has checkpoints or logged metrics; a sweep once it has a summary
-    (frame.sweep) or a member with either."""
+    (frame.launch.sweep) or a member with either."""
     if not directory.is_dir():
         return False
     return any(directory.glob("checkpoints/*.pt")) or any(directory.glob("metrics.jsonl")) or any(
@@ -34,7 +34,7 @@ def claim(directory: Path, *, resume: bool, fresh: bool, sweep: bool = False) ->
 
     Raises:
         FrameError: it holds a run and resume=false; a live process trains in it
-            (`frame.runlock.RunLocked`); fresh=true could not move the old run aside; it holds the
+            (`frame.core.run_lock.RunLocked`); fresh=true could not move the old run aside; it holds the
             other kind (a sweep where a single run goes: `name=a-sweep` beside `-m name=a`).
     """
     check_name_lengths(directory)
@@ -43,9 +43,9 @@ def claim(directory: Path, *, resume: bool, fresh: bool, sweep: bool = False) ->
         kind, this = ("a single run", "this sweep") if sweep else ("a sweep", "this single run")
         raise FrameError(f"{directory} holds {kind} ({other[0]}), but {this} would run there; nothing was changed. "
                          f"Pick another name with name=<new>.")
-    holder = runlock.read(directory / runlock.FILENAME) if (directory / runlock.FILENAME).exists() else None
-    if holder is not None and runlock.why_gone(holder, directory / runlock.FILENAME) is None:
-        raise runlock.RunLocked(f"{directory} is in use by {runlock.describe(holder)}. Wait for it to end, "
+    holder = run_lock.read(directory / run_lock.FILENAME) if (directory / run_lock.FILENAME).exists() else None
+    if holder is not None and run_lock.why_gone(holder, directory / run_lock.FILENAME) is None:
+        raise run_lock.RunLocked(f"{directory} is in use by {run_lock.describe(holder)}. Wait for it to end, "
                                 f"stop it, or pick another name with name=<new>.")
     check_writable(directory)
     if not holds_run(directory):

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from frame.config.schema import TrainConf
-from frame.errors import FrameError, did_you_mean
+from frame.core.errors import FrameError, did_you_mean
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 _NAME = re.compile(r"^[A-Za-z0-9_.+=,-]+$")

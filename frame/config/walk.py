@@ -1,5 +1,5 @@
 """Every component of a composed config: the `_target_` nodes that `frame check` checks and
-`frame.build` imports and instantiates, with what the loop passes each one at run time."""
+`frame.training.build` imports and instantiates, with what the loop passes each one at run time."""
 
 from omegaconf import DictConfig, ListConfig
 

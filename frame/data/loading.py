@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from frame.errors import FrameError
-from frame.signals import ignore_stop_signals
+from frame.core.errors import FrameError
+from frame.core.signals import ignore_stop_signals
 
 
 def split_indices(length: int, split_ratio: float, seed: int) -> tuple[list[int], list[int]]:

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-from frame.files import format_duration
 from frame.tracking.base import MetricLogger
 from frame.tracking.jsonl import best, better, read_metrics
 
@@ -193,3 +192,10 @@ def _continuing(args) -> list[str]:
     """The arguments without `fresh=` and `resume=`: run again with them, fresh=true would move this run
     aside and start over, and resume=false would be refused."""
     return [a for a in args if a.lstrip("+").split("=", 1)[0] not in ("fresh", "resume")]
+
+
+def format_duration(seconds: float) -> str:
+    """1h02m03s, or 2m03s under an hour."""
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"

@@ -11,7 +11,7 @@ import logging
 import time
 from pathlib import Path
 
-from frame.files import replace_text
+from frame.core.atomic import replace_text
 from frame.tracking.base import MetricLogger
 
 log = logging.getLogger("frame")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from frame.errors import FrameError
+from frame.core.errors import FrameError
 
 
 @dataclass

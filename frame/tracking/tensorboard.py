@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from frame.errors import FrameError
+from frame.core.errors import FrameError
 from frame.tracking.base import MetricLogger
 from frame.tracking.examples import render
 

@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from frame import runinfo
-from frame.exits import code_of
+from frame.core import run_record
+from frame.core.exits import code_of
 from frame.tracking.base import MetricLogger
 
 log = logging.getLogger("frame")
@@ -85,9 +85,9 @@ class WandbLogger(MetricLogger):
         import wandb  # here, not at module level: `frame --help` must not pay for it
 
         self.run_dir = Path(run_dir)
-        record = runinfo.read(self.run_dir)
+        record = run_record.read(self.run_dir)
         run_id = record.get("wandb_id") or _new_id()
-        runinfo.update(self.run_dir, wandb_id=run_id)
+        run_record.update(self.run_dir, wandb_id=run_id)
         identity = {key: record.get(key) for key in ("config_hash", "git", "frame_version")}
         trainer = dict(config.get("trainer") or {})
         kwargs = dict(
@@ -181,7 +181,7 @@ class WandbLogger(MetricLogger):
                     time.sleep(1.0 + attempt)  # 1 + 2 + 3 s at most
         log.warning("W&B: run id %s stays held by wandb-core; logging under a new id", kwargs["id"])
         kwargs["id"] = _new_id()
-        runinfo.update(self.run_dir, wandb_id=kwargs["id"])
+        run_record.update(self.run_dir, wandb_id=kwargs["id"])
         try:
             return wandb.init(mode="offline", settings=self._settings(wandb), **kwargs)
         except Exception as error:

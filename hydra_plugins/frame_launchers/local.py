@@ -17,10 +17,10 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides, setup_globals
 
-from frame import sweep
-from frame.exits import EXIT_INTERRUPTED
-from frame.signals import StopFlag, forward
-from hydra_plugins.frame_launchers.jobs import run_here
+from frame.launch import sweep
+from frame.core.exits import EXIT_INTERRUPTED
+from frame.core.signals import StopFlag, forward
+from hydra_plugins.frame_launchers.run_member import run_here
 from hydra_plugins.frame_launchers.sequential import FrameSequentialLauncher
 
 log = logging.getLogger("frame")
@@ -49,7 +49,7 @@ def member_slots(parallel: int | None, cpus_per_member: int | None, gpus_per_mem
     Defaults: on a GPU machine one slot per `gpus_per_member` GPUs; without GPUs one slot
     per 4 cores (at least one). Cores are shared evenly unless `cpus_per_member` is set.
     """
-    from frame.errors import FrameError
+    from frame.core.errors import FrameError
 
     use_gpus = bool(gpus) and gpus_per_member > 0
     if parallel is None:

@@ -19,7 +19,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from omegaconf import DictConfig, OmegaConf
 
-from frame.errors import FrameError
+from frame.core.errors import FrameError
 
 log = logging.getLogger("frame")
 STUDY_FILE = "optuna.db"

@@ -11,7 +11,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
-from frame import sweep
+from frame.launch import sweep
 
 log = logging.getLogger("frame")
 

@@ -17,10 +17,10 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from omegaconf import OmegaConf
 
-from frame import sweep
-from frame.exits import EXIT_INTERRUPTED
-from frame.run import ERROR_FILE
-from hydra_plugins.frame_launchers.jobs import raise_if_failed, run_here
+from frame.launch import sweep
+from frame.core.exits import EXIT_INTERRUPTED
+from frame.launch.corridor import ERROR_FILE
+from hydra_plugins.frame_launchers.run_member import raise_if_failed, run_here
 
 log = logging.getLogger("frame")
 
@@ -68,7 +68,7 @@ class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
 
         params = dict(self.params)
         if params["signal_delay_s"] >= params["timeout_min"] * 60:
-            from frame.errors import FrameError
+            from frame.core.errors import FrameError
 
             raise FrameError(f"hydra.launcher.signal_delay_s={params['signal_delay_s']} is not shorter than "
                              f"hydra.launcher.timeout_min={params['timeout_min']} minutes: SLURM would signal every "

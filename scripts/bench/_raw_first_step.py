@@ -1,7 +1,7 @@
 """A hand-written script doing what `frame train` does before its first step; prints the time after it.
 
 With `--gc-off` it turns Python's garbage collector off before its imports, as frame does while it
-imports (frame.run.import_job_modules): the baseline for what frame costs beyond that.
+imports (frame.launch.corridor.import_job_modules): the baseline for what frame costs beyond that.
 """
 
 import gc
@@ -16,7 +16,7 @@ from monai.networks.nets import UNet
 
 from frame.data.synthetic import SyntheticOrgans
 from frame.data.transforms import StandardScaleTensor
-from frame.losses import DiceBCELoss
+from frame.training.losses import DiceBCELoss
 
 torch.manual_seed(0)
 dataset = SyntheticOrgans(labels=["liver", "spleen", "kidney_l", "kidney_r"], num_samples=40, size=(32, 32, 32))

@@ -42,12 +42,12 @@ def _in_process(run_dir: Path, repeats: int) -> dict:
     import torch
     from hydra import compose, initialize_config_module
 
-    from frame.build import build_job
-    from frame.checkpoint import load_checkpoint
+    from frame.training.build import build_job
+    from frame.training.checkpoint import load_checkpoint
     from frame.config.schema import register_configs
-    from frame.loop import BadStepGuard, StepWindow
-    from frame.resume_guard import check_resume
-    from frame.state import TrainState, capture, restore
+    from frame.training.loop import BadStepGuard, StepWindow
+    from frame.training.resume_guard import check_resume
+    from frame.training.state import TrainState, capture, restore
 
     register_configs()
     with initialize_config_module(config_module="frame.conf", version_base=None):

@@ -1,4 +1,4 @@
-"""The check before the first epoch (frame.first_batch) against one training step, on the default
+"""The check before the first epoch (frame.training.first_batch) against one training step, on the default
 experiment (3D UNet, synthetic organs). Run: .venv/bin/python scripts/bench/first_batch.py [rounds]
 
 Both are timed in the same process, round by round, after one warm-up of each; the check runs one
@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_module
 
-from frame.build import build_job
+from frame.training.build import build_job
 from frame.config.schema import register_configs
-from frame.first_batch import check_first_batches
+from frame.training.first_batch import check_first_batches
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, one command on a machine with a CUDA GPU (about 7 minutes on an H200):
-#   1. the CUDA-only tests (tests/test_gpu.py: no host sync between log points, fused optimizers,
+#   1. the CUDA-only tests (tests/training/test_gpu.py: no host sync between log points, fused optimizers,
 #      compile, accumulation, channels_last, bf16/fp16 end to end), at most 180 s;
 #   2. scripts/bench/gpu.py: frame vs a raw loop vs Lightning per step (fp32, bf16, compile; 2 rounds), at most 290 s.
 # Run from the repository root; PYTHONPATH/python as set up for the machine. Logs and JSON go to
@@ -15,7 +15,7 @@ nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 "$PYTHON" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name())' | tee -a "$OUT/nvidia-smi.txt"
 
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/frame-inductor}  # shared by the tests and the bench
-timeout 180 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_gpu.py --basetemp=/tmp/frame-gpu-bt -rA \
+timeout 180 "$PYTHON" -m pytest -q -p no:cacheprovider tests/training/test_gpu.py --basetemp=/tmp/frame-gpu-bt -rA \
     >"$OUT/pytest.log" 2>&1
 tests=$?
 tail -n 25 "$OUT/pytest.log"

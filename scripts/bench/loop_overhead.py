@@ -38,8 +38,8 @@ def _config(setup):
 
 
 def run_frame(setup):
-    from frame.build import build_job
-    from frame.loop import fit
+    from frame.training.build import build_job
+    from frame.training.loop import fit
 
     with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         job = build_job(_config(setup), Path(tmp))  # the default loggers: metrics.jsonl and the console

@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 def run(cfg, preload: bool, data_only: bool = False) -> dict:
     from omegaconf import open_dict
 
-    from frame.build import build_job
-    from frame.loop import fit
+    from frame.training.build import build_job
+    from frame.training.loop import fit
 
     cfg = cfg.copy()
     with open_dict(cfg):

@@ -7,7 +7,7 @@ plugins included), and a raw script that builds the same job by hand
 small generated data set. The time of frame's first step is read from the first
 `metrics.jsonl` record (`trainer.log_every_n_steps=1`), so frame needs no
 benchmark hook. `import monai` runs as MONAI does it and as a frame training
-does it (frame.monai_import: Optuna left unimported).
+does it (frame.training.monai_import: Optuna left unimported).
 
 Ratios are medians of per-round ratios (each round runs every command once, in
 turn), so a shared machine's slow spells hit both sides of a ratio alike;
@@ -38,7 +38,7 @@ FIRST_STEP = ["trainer.epochs=1", "trainer.log_every_n_steps=1", "trainer.device
               "data.preload=false"]  # like the raw script: the first batch only, not all 40 volumes first
 
 
-DEFERRED_MONAI = "from frame.monai_import import defer_optuna; defer_optuna(); import monai"
+DEFERRED_MONAI = "from frame.training.monai_import import defer_optuna; defer_optuna(); import monai"
 # (command, its baseline): the ratio reported per round
 RATIOS = {"frame train --cfg job": "smallest Hydra app --cfg job",
           "import monai, as frame trains": "import monai"}

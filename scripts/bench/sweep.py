@@ -16,7 +16,7 @@ run against its baseline:
                rounds with the sizes interleaved (medians); past MaxArraySize (1001) members go
                in several arrays
     planning   the same planning in this process, no SLURM needed (the sweeper's check of the
-               members' values and `frame.sweep.plan`), per member, against composing one member
+               members' values and `frame.launch.sweep.plan`), per member, against composing one member
                in full as Hydra does (`load_sweep_config`), measured alongside
 
 SLURM parts need the local cluster (`scripts/slurm-local up`); without `squeue` they are skipped.
@@ -132,7 +132,7 @@ def submit_scaling(sizes: list[int], rounds: int, parallel: int, folder: Path) -
 
 
 def planning(sizes: list[int], folder: Path) -> dict:
-    """frame's planning in this process (check the values, then `frame.sweep.plan`) for each size, and
+    """frame's planning in this process (check the values, then `frame.launch.sweep.plan`) for each size, and
     Hydra's composing of one member in full, per member (median of 5, between the sizes)."""
     from types import SimpleNamespace
 
@@ -140,7 +140,7 @@ def planning(sizes: list[int], folder: Path) -> dict:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from frame import sweep
+    from frame.launch import sweep
     from frame.config.members import check_values
     from frame.config.schema import register_configs
 

@@ -48,9 +48,9 @@ def main():
 
     from hydra import compose, initialize_config_module
 
-    from frame.build import build_job
+    from frame.training.build import build_job
     from frame.config.schema import register_configs
-    from frame.loop import fit
+    from frame.training.loop import fit
 
     register_configs()
     base = [f"trainer.epochs={args.epochs}", "trainer.checkpoint_every_n_epochs=0"]

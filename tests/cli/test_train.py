@@ -14,7 +14,7 @@ FRAME = Path(sys.executable).parent / "frame"  # the console script: its sys.pat
 def test_the_console_script_imports_the_users_package_and_takes_m_after_overrides(tmp_path):
     (tmp_path / "mypkg").mkdir()
     (tmp_path / "mypkg" / "__init__.py").write_text("")
-    (tmp_path / "mypkg" / "models.py").write_text("from frame.models import MLP\n\n\nclass Net(MLP):\n    pass\n")
+    (tmp_path / "mypkg" / "models.py").write_text("from frame.training.models import MLP\n\n\nclass Net(MLP):\n    pass\n")
     result = subprocess.run([str(FRAME), "train", "experiment=classify", "model._target_=mypkg.models.Net",
                              "data.dataset.num_samples=32", "trainer.epochs=1", "logger=[jsonl]", "-m", "seed=0"],
                             cwd=tmp_path, env=frame_env(), capture_output=True, text=True, timeout=300)

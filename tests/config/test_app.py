@@ -37,7 +37,7 @@ def test_a_train_yaml_in_config_dir_is_the_primary_config(tmp_path):
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "train.yaml").write_text(OWN.format(name="mine"))
     job = _job(run_frame(["train", "--config-dir", "configs", "--cfg", "job"], cwd=tmp_path, check=0))
-    assert job["name"] == "mine" and job["model"]["_target_"] == "frame.models.MLP"
+    assert job["name"] == "mine" and job["model"]["_target_"] == "frame.training.models.MLP"
     assert "torch.optim.SGD" in job["optimizer"]["_target_"]
     assert compose([], config_dir=str(tmp_path / "configs")).name == "mine"  # what `frame check` / `frame run` compose
     run_frame(["train", "--config-dir", "configs"], cwd=tmp_path, check=0)  # it trains, where frame puts runs

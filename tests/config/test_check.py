@@ -9,7 +9,7 @@ import pytest
 
 from frame.config.check import CheckError, check_config, check_job
 from frame.config.json_job import convert
-from frame.errors import FrameError
+from frame.core.errors import FrameError
 from tests.conftest import REPO, run_frame
 from tests.seed_project import edit_job, make_project
 

@@ -9,11 +9,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from frame.config.json_job import JobError, convert, load
-from frame.errors import FrameError
+from frame.core.errors import FrameError
 from tests.conftest import REPO, run_frame
 from tests.seed_project import edit_job, make_project
 
-SEED = Path(__file__).parent / "fixtures" / "seed_job.json"  # SEED.md's example object, verbatim
+SEED = Path(__file__).parent / "fixtures" / "seed_job.json"  # the seed format's example job, verbatim
 ORGANS = REPO / "examples" / "organs"
 KEY = "0123456789abcdef0123456789abcdef01234567"
 
@@ -247,7 +247,7 @@ def test_nested_components_dictionary_transforms_and_library_metrics_convert(tmp
                                                                   "monai.transforms.RandCropByPosNegLabeld"]
     assert out["data"]["keys"] == keys and "transforms" not in out["data"]["dataset"]
     assert out["evaluators"]["dice_metric"] == {
-        "_target_": "frame.metrics.LibraryMetric", "activation": "softmax", "key": "fg_dice",
+        "_target_": "frame.training.metrics.LibraryMetric", "activation": "softmax", "key": "fg_dice",
         "metric": {"_target_": "monai.metrics.DiceMetric", "include_background": False}}
     assert out["evaluators"]["multiclass_accuracy"]["metric"] == {
         "_target_": "torchmetrics.classification.MulticlassAccuracy", "num_classes": 2}

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from frame.config.preflight import _check
-from frame.runlock import RunLock
+from frame.core.run_lock import RunLock
 from tests.conftest import TINY, run_frame
 
 
@@ -86,7 +86,7 @@ def test_a_single_run_is_locked_before_hydra_writes_into_it_and_the_run_adopts_t
     other = run_frame(["train", "name=early", *TINY], cwd=tmp_path)
     assert other.returncode == 2 and f"is in use by pid {os.getpid()}" in other.stderr
     assert not (run / ".hydra").exists()
-    with RunLock(run, heartbeat_s=0) as lock:  # what frame.run does when the task starts
+    with RunLock(run, heartbeat_s=0) as lock:  # what frame.launch.corridor does when the task starts
         assert lock.mine == holder
     assert not (run / ".lock").exists()
 

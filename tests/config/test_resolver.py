@@ -41,7 +41,7 @@ def project(tmp_path):
     ("Printer", "metric_logger", "src.MetricLoggers.Printer.Printer"),
     ("Cells", "dataset", "src.Datasets.Cells.Cells"),
     ("StandardScaleTensor", "transform", "frame.data.transforms.StandardScaleTensor"),
-    ("Dice", "evaluator", "frame.evaluators.Dice"),
+    ("Dice", "evaluator", "frame.training.evaluators.Dice"),
     ("JsonlLogger", "metric_logger", "frame.tracking.jsonl.JsonlLogger"),
     ("SyntheticOrgans", "dataset", "frame.data.synthetic.SyntheticOrgans"),
     ("resnet18", "model", "torchvision.models.resnet18"),

@@ -1,7 +1,7 @@
 import pytest
 
 from frame.config.rundir import check_member_dir, claim, holds_run, lost_history
-from frame.errors import FrameError
+from frame.core.errors import FrameError
 
 
 def _make_run(directory):
@@ -58,7 +58,7 @@ def test_fresh_that_cannot_move_the_run_aside_is_refused_not_resumed(tmp_path, m
 
 
 def test_a_live_lock_is_refused_whatever_the_flags(tmp_path):
-    from frame.runlock import RunLock, RunLocked
+    from frame.core.run_lock import RunLock, RunLocked
 
     with RunLock(tmp_path / "run", heartbeat_s=0):
         for flags in ({"resume": True, "fresh": False}, {"resume": False, "fresh": True}):

@@ -30,7 +30,7 @@ def test_group_options_instantiate(compose, group):
         if group == "optimizer":
             assert isinstance(instantiate(node)([torch.nn.Parameter(torch.zeros(1))]), torch.optim.Optimizer)
         elif group == "lr_scheduler":
-            from frame.build import build_scheduler
+            from frame.training.build import build_scheduler
 
             optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
             assert build_scheduler(cfg, optimizer) is not None

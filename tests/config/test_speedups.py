@@ -39,8 +39,8 @@ def _project(tmp_path):
         """))
     (tmp_path / "conf" / "optimizer" / "mlp_sgd.yaml").write_text(
         "_target_: torch.optim.SGD\n_partial_: true\nlr: 5e-2\nmomentum: .9\n")
-    (tmp_path / "conf" / "model" / "twice.yaml").write_text("_target_: frame.models.MLP\nhidden: 8\nhidden: 16\n")
-    (tmp_path / "conf" / "model" / "broken.yaml").write_text("_target_: frame.models.MLP\nhidden: [8, 16\nx: 1\n")
+    (tmp_path / "conf" / "model" / "twice.yaml").write_text("_target_: frame.training.models.MLP\nhidden: 8\nhidden: 16\n")
+    (tmp_path / "conf" / "model" / "broken.yaml").write_text("_target_: frame.training.models.MLP\nhidden: [8, 16\nx: 1\n")
     return str(tmp_path / "conf")
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from frame.config.validate import validate
-from frame.errors import FrameError
+from frame.core.errors import FrameError
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from monai.transforms import EnsureChannelFirstd, LoadImaged, RandCropByPosNegLa
 
 from frame.data.datalist import Datalist
 from frame.data.loading import EpochSampler, JobDataset, make_loader
-from frame.errors import FrameError
+from frame.core.errors import FrameError
 from tests.conftest import metrics, run_frame
 
 LABELS = {"0": "background", "1": "ball", "2": "box"}
@@ -153,9 +153,9 @@ def test_random_dictionary_transforms_in_two_workers_resume_exactly(tmp_path):
     import signal
     import time
 
-    from frame.checkpoint import load_checkpoint
+    from frame.training.checkpoint import load_checkpoint
     from tests.conftest import start_frame
-    from tests.test_resume import _assert_equal, _records
+    from tests.training.test_resume import _assert_equal, _records
 
     keys = ["image", "label"]
     job = {

@@ -9,7 +9,7 @@ from monai.transforms import Randomizable  # also what makes `is_random` see a p
 from torch.utils.data import Dataset
 
 from frame.data.loading import EpochSampler, JobDataset, is_random, make_loader, split_indices
-from frame.errors import FrameError
+from frame.core.errors import FrameError
 
 
 class Items(Dataset):

@@ -92,7 +92,7 @@ def test_a_label_map_of_the_transformed_item_is_written_onto_the_ct_grid(organs,
         from src.Datasets.PatientDataset import PatientDataset
 
         from frame.data.transforms import StandardScaleTensor, Transpose
-        from frame.predict import save_map
+        from frame.trained.predict import save_map
 
         sample, masks = PatientDataset(organs / "data" / "train", labels=LABELS)[2]
         for transform in (Transpose(0, -1), CropAroundBrainStem(width=48, height=48, depth=16), StandardScaleTensor()):

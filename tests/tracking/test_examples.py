@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from frame.build import build_job
-from frame.loop import fit
+from frame.training.build import build_job
+from frame.training.loop import fit
 from frame.tracking.examples import Examples
 from frame.tracking.offline import offline_runs
 from tests.conftest import TINY

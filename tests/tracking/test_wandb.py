@@ -8,8 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from frame.build import build_job
-from frame.loop import fit
+from frame.training.build import build_job
+from frame.training.loop import fit
 from frame.tracking.offline import offline_runs
 from tests.conftest import TINY, run_frame
 from tests.tracking.wandb_log import history, records, run_record

@@ -1,0 +1,1 @@
+"""Orchestration: the one corridor every run walks, JSON jobs (the Runner), sweep bookkeeping."""

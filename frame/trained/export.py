@@ -1,0 +1,42 @@
+"""`frame export`: a run's weights in a format other programs read, without frame.
+
+`model.safetensors` holds the checkpoint's model weights (safetensors: tensors only, nothing
+runs when it is read); `model.yaml` beside it is the resolved model config (`_target_` plus the
+constructor's arguments), so a script rebuilds the model with importlib and loads the weights
+(README, "After training").
+"""
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from frame.core.errors import FrameError
+
+FORMATS = ("safetensors",)
+
+
+def export_run(run_dir, output=None, checkpoint: str = "best", fmt: str = "safetensors") -> list[Path]:
+    """Write `model.safetensors` and `model.yaml` into `output` (default `<run_dir>/export/`); returns the files.
+
+    Raises:
+        FrameError: an unknown format, no such run or checkpoint, or safetensors not installed.
+    """
+    if fmt not in FORMATS:
+        raise FrameError(f"--format {fmt}: frame exports {', '.join(FORMATS)}.")
+    try:
+        from safetensors.torch import save_file
+    except ImportError as error:
+        raise FrameError("frame export needs safetensors: pip install 'frame[export]' (or safetensors).") from error
+    from frame.trained.load import rebuild
+
+    model, cfg, saved = rebuild(run_dir, checkpoint, device="cpu")
+    output = Path(output) if output is not None else Path(run_dir) / "export"
+    output.mkdir(parents=True, exist_ok=True)
+    weights, config = output / "model.safetensors", output / "model.yaml"
+    # contiguous copies: safetensors refuses views and tensors that share memory (tied weights)
+    tensors = {key: value.detach().contiguous().clone() for key, value in model.state_dict().items()}
+    save_file(tensors, str(weights), metadata={"checkpoint": saved["_path"], "epoch": str(saved["state"]["epoch"]),
+                                               "frame_version": str(saved.get("frame_version"))})
+    header = f"# {saved['_path']} (epoch {saved['state']['epoch']}); project: {cfg.get('project')}\n"
+    config.write_text(header + OmegaConf.to_yaml(cfg.model, resolve=True))
+    return [weights, config]

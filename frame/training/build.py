@@ -1,0 +1,284 @@
+"""Build everything a run needs from its composed config.
+
+Components are instantiated from their `_target_`s; runtime objects (the
+model's parameters for the optimizer, the optimizer for the scheduler, the
+dataset's labels for evaluators) are passed at the call site.
+"""
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from frame.training.checkpoint import Checkpoints
+from frame.config.source import inspect_signature
+from frame.config.walk import FRAME_KEYS, components
+from frame.config.project import use_project
+from frame.config.rundir import lost_history
+from frame.data.loading import EpochSampler, JobDataset, check_item, is_random, make_loader, split_indices
+from frame.training.distributed import World
+from frame.core.errors import FrameError
+from frame.training.metrics import as_evaluator
+from frame.training.monai_import import defer_optuna
+from frame.training.resume_guard import check_resume
+
+log = logging.getLogger("frame")
+
+
+@dataclass
+class Job:
+    cfg: DictConfig
+    run_dir: Path
+    device: torch.device
+    model: torch.nn.Module
+    loss_fn: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    train_loader: torch.utils.data.DataLoader
+    train_sampler: EpochSampler
+    val_loader: torch.utils.data.DataLoader
+    labels: list | None
+    evaluators: dict = field(default_factory=dict)
+    loggers: list = field(default_factory=list)
+    checkpoints: Checkpoints | None = None
+    resume_state: dict | None = None
+    config_yaml: str = ""
+    config_hash: str = ""
+    train_model: torch.nn.Module | None = None  # what the training step calls: DDP around `model`, or `model`
+    memory_format: torch.memory_format = torch.preserve_format  # of training inputs (trainer.channels_last)
+    test_loader: torch.utils.data.DataLoader | None = None  # data.test: best.pt is evaluated on it after training
+
+    def __post_init__(self):
+        if self.train_model is None:
+            self.train_model = self.model
+
+    @property
+    def config_dict(self) -> dict:
+        return OmegaConf.to_container(self.cfg, resolve=True)
+
+
+def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job:
+    """Seed, pick the device, and instantiate data, model, loss, optimizer, scheduler, evaluators, loggers.
+
+    Under DDP (`world` of several ranks) each rank trains on its shard of every epoch, validates on
+    the whole validation set, and only rank 0 gets loggers and writes checkpoints.
+    """
+    use_project(cfg.get("project"))  # a seed project's `src.*` targets import in every process that builds
+    world = world or World()
+    seed_everything(cfg.seed)
+    torch.use_deterministic_algorithms(cfg.trainer.deterministic, warn_only=True)
+    device = pick_device(cfg.trainer.device, world.local_rank if world.size > 1 else None)
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+
+    data = cfg.data
+    dataset = build_dataset(data)
+    labels = getattr(dataset, "labels", None)
+    train_idx, val_idx = split_indices(len(dataset), data.split_ratio, cfg.seed)
+    overfit = cfg.trainer.overfit_batches
+    if overfit:  # Lightning's overfit_batches: the same few training items, unshuffled, also validate
+        train_idx = val_idx = train_idx[: overfit * data.batch_size]
+    sample_tf, label_tf = build_transforms(data)
+    items = dict(item_transforms=build_item_transforms(data), keys=list(data["keys"]))
+    check_item(dataset, train_idx[0], data["keys"])  # here: in a loader worker its error would come wrapped
+    preload = dict(preload=data.preload, preload_workers=data.num_workers, **items)
+    train_set = JobDataset(dataset, train_idx, sample_tf, label_tf, cfg.seed, salt=0, **preload)
+    val_set = JobDataset(dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=1, **preload)
+    train_sampler = EpochSampler(len(train_set), shuffle=not overfit, seed=cfg.seed, batch_size=data.batch_size,
+                                 rank=world.rank, world_size=world.size, limit_batches=cfg.trainer.limit_train_batches)
+    val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=data.batch_size,
+                               limit_batches=cfg.trainer.limit_val_batches)
+
+    model = build_model(cfg, device)
+    memory_format = channels_last(model) if cfg.trainer.channels_last else torch.preserve_format
+    if cfg.trainer.compile:
+        model.compile()  # in place: state_dict keys stay plain, so checkpoints resume with compile on or off
+    optimizer = build_optimizer(cfg, model, device)
+    scheduler = build_scheduler(cfg, optimizer)
+    lost = lost_history(run_dir) if cfg.resume else None
+    if lost:  # training from epoch 1 would erase that history: the user decides
+        raise FrameError(f"{run_dir} cannot be resumed: {lost}. Restore the checkpoints, start over with "
+                         f"fresh=true (moves the old run aside, deletes nothing), or pick another name with name=<new>.")
+    checkpoints = Checkpoints(run_dir, cfg.trainer.checkpoint_every_n_epochs, cfg.trainer.keep_last_checkpoints)
+    resume_state = checkpoints.load_latest() if cfg.resume else None
+    if resume_state is not None:
+        check_resume(resume_state, config_yaml, train_sampler.world_size, force=cfg.force_resume)
+    return Job(
+        cfg=cfg,
+        run_dir=run_dir,
+        device=device,
+        model=model,
+        train_model=world.wrap(model, device),
+        memory_format=memory_format,
+        loss_fn=build_loss(cfg),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler(device.type, enabled=cfg.trainer.precision.value == "fp16"),
+        train_loader=make_loader(train_set, train_sampler, data.batch_size, data.num_workers, device, cfg.seed),
+        train_sampler=train_sampler,
+        val_loader=make_loader(val_set, val_sampler, data.batch_size, data.num_workers, device, cfg.seed),
+        labels=labels,
+        evaluators=build_evaluators(cfg, labels),
+        loggers=[_instantiate(node, f"logger.{name}") for name, node in cfg.logger.items()] if world.is_main else [],
+        checkpoints=checkpoints if world.is_main else None,  # every rank resumes from them, rank 0 writes
+        resume_state=resume_state,
+        config_yaml=config_yaml,
+        config_hash=hashlib.sha256(config_yaml.encode()).hexdigest()[:16],
+        test_loader=eval_loader(cfg, data.test, device, "data.test")[0] if _has_test_set(data) else None,
+    )
+
+
+def _has_test_set(data: DictConfig) -> bool:
+    """Whether `data.test` names a dataset (null, or a test node without a dataset, is none; older runs saved null)."""
+    return data.get("test") is not None and data.test.get("dataset") is not None
+
+
+def eval_loader(cfg: DictConfig, node: DictConfig, device: torch.device, prefix: str = "data"):
+    """(loader, dataset) over every item of `node`'s dataset (no split, in order) with the deterministic
+    transforms only: `node`'s own, or the training data's when it gives none (`data.test` may)."""
+    dataset = build_dataset(node, prefix)
+    own = node.get("sample_transforms") is not None or node.get("label_transforms") is not None
+    sample_tf, label_tf = build_transforms(node if own else cfg.data, prefix if own else "data")
+    sample_tf, label_tf = ([t for t in tfs if not is_random(t)] for tfs in (sample_tf, label_tf))
+    item_tf = [t for t in build_item_transforms(cfg.data) if not is_random(t)]
+    items = JobDataset(dataset, range(len(dataset)), sample_tf, label_tf, cfg.seed, item_transforms=item_tf,
+                       keys=list(cfg.data["keys"]))
+    batch_size = node.get("batch_size") or cfg.data.batch_size
+    sampler = EpochSampler(len(items), shuffle=False, batch_size=batch_size)
+    return make_loader(items, sampler, batch_size, cfg.data.num_workers, device, cfg.seed), dataset
+
+
+def build_loss(cfg: DictConfig):
+    return _instantiate(cfg.loss, "loss")
+
+
+def build_dataset(data: DictConfig, prefix: str = "data"):
+    return _instantiate(data.dataset, f"{prefix}.dataset")
+
+
+def build_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
+    return _instantiate(cfg.model, "model").to(device)
+
+
+def build_transforms(data: DictConfig, prefix: str = "data") -> tuple[list, list]:
+    """(sample transforms, label transforms) of a data node (`data`, or `data.test`)."""
+    return tuple([_instantiate(t, f"{prefix}.{kind}[{i}]") for i, t in enumerate(data.get(kind) or [])]
+                 for kind in ("sample_transforms", "label_transforms"))
+
+
+def build_item_transforms(data: DictConfig) -> list:
+    """`data.transforms`: applied to the whole item (MONAI's dictionary transforms)."""
+    return [_instantiate(t, f"data.transforms[{i}]") for i, t in enumerate(data.get("transforms") or [])]
+
+
+def build_evaluators(cfg: DictConfig, labels: list | None) -> dict:
+    """Every evaluator by name; a torchmetrics or MONAI metric given directly is wrapped (frame.training.metrics)."""
+    return {name: as_evaluator(_instantiate(node, f"evaluators.{name}", labels=labels, key=name), name, labels)
+            for name, node in cfg.evaluators.items()}
+
+
+def build_optimizer(cfg: DictConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer over the trainable parameters; on CUDA the fused implementation where the class
+    has one and the job sets neither `fused` nor `foreach`: one kernel per step, and it takes the
+    loop's non-finite flag as `found_inf`, so skipping a bad step needs no host sync (frame.training.loop)."""
+    node = cfg.optimizer
+    fused = device.type == "cuda" and node.get("foreach") is None and not node.get("differentiable")
+    optimizer = _instantiate(node, "optimizer", **({"fused": True} if fused else {}))(
+        [p for p in model.parameters() if p.requires_grad])
+    if "fused" in optimizer.defaults:  # this machine's choice, not the checkpoint's (a CPU run may resume on a GPU)
+        chosen = [group["fused"] for group in optimizer.param_groups]
+
+        def keep_fused(opt):
+            for group, value in zip(opt.param_groups, chosen):
+                group["fused"] = value
+
+        optimizer.register_load_state_dict_post_hook(keep_fused)
+    return optimizer
+
+
+def channels_last(model: torch.nn.Module) -> torch.memory_format:
+    """Put a conv model's weights in channels-last order (3D for 5D weights); the format its inputs take."""
+    ranks = {p.dim() for p in model.parameters()} & {4, 5}
+    if not ranks:
+        log.warning("trainer.channels_last=true but the model has no 4D or 5D (conv) weights: nothing changes")
+        return torch.preserve_format
+    if len(ranks) > 1:
+        raise FrameError("trainer.channels_last=true but the model mixes 2D (4D weights) and 3D (5D weights) "
+                         "convolutions: one memory format cannot fit both; leave trainer.channels_last=false.")
+    memory_format = torch.channels_last_3d if 5 in ranks else torch.channels_last
+    model.to(memory_format=memory_format)
+    return memory_format
+
+
+def build_scheduler(cfg: DictConfig, optimizer):
+    """The scheduler; ReduceLROnPlateau's `mode` follows `trainer.monitor_mode` unless the job gives it,
+    and a job that gives the other one is refused (it would cut the rate while the metric improves)."""
+    node = cfg.lr_scheduler
+    if node is None:
+        return None
+    if any(key in node for key in FRAME_KEYS["lr_scheduler"]):  # frame's keys, not the constructor's
+        params = OmegaConf.to_container(node, resolve=True)  # resolved here: a detached copy has no ${trainer...}
+        node = OmegaConf.create({k: v for k, v in params.items() if k not in FRAME_KEYS["lr_scheduler"]})
+    scheduler = _instantiate(node, "lr_scheduler")
+    target = get_object(node._target_)
+    if isinstance(target, type) and issubclass(target, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        wanted = cfg.trainer.monitor_mode.value
+        given = node.get("mode")
+        given = getattr(given, "value", given)
+        if given is not None and given != wanted:
+            raise FrameError(f"lr_scheduler.mode={given} contradicts trainer.monitor_mode={wanted} "
+                             f"(trainer.monitor={cfg.trainer.monitor}): ReduceLROnPlateau would cut the rate while "
+                             f"{cfg.trainer.monitor} improves. Drop lr_scheduler.mode (it follows monitor_mode) "
+                             f"or set both alike.")
+        return scheduler(optimizer, mode=wanted)
+    return scheduler(optimizer)
+
+
+def import_components(cfg: DictConfig) -> None:
+    """Import the module of every component (MONAI's, torchvision's, the project's) before building
+    any: `frame.launch.corridor` runs the imports with the garbage collector off."""
+    defer_optuna()  # MONAI's import would import Optuna (0.7 s): frame.training.monai_import
+    use_project(cfg.get("project"))
+    for key, node, _ in components(cfg):
+        try:
+            get_object(node._target_)
+        except Exception as error:
+            raise FrameError(f"could not import {key} ({node._target_}): {error}") from error
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str, local_rank: int | None = None) -> torch.device:
+    """`trainer.device` on this machine; under DDP (`local_rank` given) each rank takes its own GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and local_rank is not None and device.index is None and torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FrameError(f"trainer.device={name} but no CUDA device is available; use trainer.device=cpu or auto.")
+    return device
+
+
+def _instantiate(node, key: str, /, **runtime):
+    """Instantiate `node`, passing each runtime kwarg only where the constructor takes it and the config leaves it unset."""
+    target = get_object(node._target_) if "_target_" in node else None  # a class, or a function transform or loss
+    if runtime and target is not None:
+        signature = inspect_signature(target)
+        accepted = set(signature.names) if signature is not None else set()
+        runtime = {k: v for k, v in runtime.items() if k in accepted and node.get(k) is None}
+    try:
+        return instantiate(node, **runtime)
+    except Exception as error:  # Hydra wraps constructor errors; name the key that caused it
+        cause = error.__cause__ or error
+        raise FrameError(f"could not build {key} ({node.get('_target_')}): {cause}") from error

@@ -1,0 +1,75 @@
+"""Built-in evaluators.
+
+The contract (any object with these three methods works; torchmetrics and MONAI metrics
+are wrapped in `frame.training.metrics.LibraryMetric` by themselves):
+
+    update(prediction, target)   # raw model output and the batch's labels
+    compute() -> dict[str, float]
+    reset()
+
+The loop calls them on every validation batch and logs `val/<key>`.
+"""
+
+import torch
+
+from frame.core.errors import FrameError
+from frame.training.metrics import LibraryMetric
+
+
+def described(tensor) -> str:
+    """`[2, 1, 16, 16] float32`: how messages show a tensor."""
+    return f"{list(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}"
+
+
+def update(name: str, evaluator, prediction, target, where: str) -> None:
+    """`evaluator.update`, or a FrameError naming the evaluator, the shapes and dtypes, and `where`
+    (a library metric's own error is a traceback deep in torchmetrics or MONAI)."""
+    try:
+        evaluator.update(prediction, target)
+    except (MemoryError, torch.OutOfMemoryError):
+        raise  # the machine's limit, not a mistake in the job: no exit 2
+    except Exception as error:
+        raise FrameError(f"evaluators.{name} ({type(evaluator).__name__}) fails on output {described(prediction)}, "
+                         f"target {described(target)} ({where}): {error}") from None
+
+
+class Dice(LibraryMetric):
+    """Per-label Dice through MONAI's DiceMetric: `dice/<label>` for each label and their mean as `dice`.
+
+    Args:
+        labels: channel names; frame passes the dataset's labels when unset.
+        activation: `softmax` (argmax; a class-index target, background included, as with
+            `DiceCELoss(to_onehot_y=True, softmax=True)`), `sigmoid` (one channel per label,
+            labels may overlap) or `auto`: softmax when the target is a class-index map, else
+            sigmoid. frame warns before the first epoch when this contradicts the loss.
+        threshold: probability above which a voxel counts as the label (sigmoid).
+    """
+
+    def __init__(self, labels=None, activation: str = "auto", threshold: float = 0.5):
+        from monai.metrics import DiceMetric
+
+        metric = DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True)
+        super().__init__(metric, activation=activation, threshold=threshold, labels=labels, key="dice")
+
+
+class Accuracy(LibraryMetric):
+    """Top-1 accuracy against class indices: torchmetrics' MulticlassAccuracy (micro average), with
+    the number of classes taken from the output's channels on the first batch."""
+
+    def __init__(self):
+        super().__init__(None, key="accuracy")
+        self._monai = False
+
+    def update(self, prediction, target):
+        if self.metric is None:
+            from torchmetrics.classification import MulticlassAccuracy
+
+            self.metric = MulticlassAccuracy(num_classes=prediction.shape[1], average="micro", sync_on_compute=False)
+        super().update(prediction, target)
+
+    def compute(self) -> dict[str, float]:
+        return super().compute() if self.metric is not None else {}
+
+    def reset(self):
+        if self.metric is not None:
+            self.metric.reset()
