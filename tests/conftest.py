@@ -31,16 +31,149 @@ def frame_env(env=None) -> dict:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
 
 
-def run_frame(args, cwd, env=None, timeout=300, check=None, **popen):
-    """Run the real `frame` command in a subprocess; returns CompletedProcess (text).
+def run_frame(args, cwd, env=None, timeout=300, check=None, process=False, **popen):
+    """Run the real `frame` command; returns CompletedProcess (text).
 
-    `popen` goes to subprocess.run (e.g. `preexec_fn` to set a resource limit in the child).
+    In this process by default (`frame.cli.main(args)`, output and exit code captured): the imports of
+    torch and MONAI are paid once per session, not once per command. `process=True`, or any `popen`
+    argument (e.g. `preexec_fn` to set a resource limit in the child), runs it in a subprocess: for tests
+    where the process boundary is what is under test (signals, exit of the interpreter, imports).
     """
-    result = subprocess.run(frame_command(args), cwd=cwd, env=frame_env(env), capture_output=True, text=True,
-                            timeout=timeout, **popen)
+    if process or popen or _needs_a_process(args, env):
+        result = subprocess.run(frame_command(args), cwd=cwd, env=frame_env(env), capture_output=True, text=True,
+                                timeout=timeout, **popen)
+    else:
+        result = _in_process(args, cwd, env)
     if check is not None and result.returncode != check:
         raise AssertionError(f"exit {result.returncode} != {check}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
     return result
+
+
+# read once, when a process starts: a command that sets them must start one
+_PROCESS_ENV = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED", "PYTHONPATH"}
+
+
+def _needs_a_process(args, env) -> bool:
+    """Distributed ranks (`trainer.devices=N`) and settings only a new process reads (a PYTHONPATH
+    whose folders this process imports from already needs none)."""
+    env = dict(env or {})
+    if all(folder in sys.path for folder in env.get("PYTHONPATH", "").split(os.pathsep) if folder):
+        env.pop("PYTHONPATH", None)
+    return bool(_PROCESS_ENV & set(env)) or any(
+        str(arg).startswith("trainer.devices=") and str(arg) != "trainer.devices=1" for arg in args)
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
+
+
+def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
+    """`frame ARGS` run by `frame.cli.main` in this process, as a fresh process would see it: the working
+    directory, environment, argv, signal handlers, Hydra's singletons, logging, torch's determinism flag and
+    the user's project modules are put back afterwards, so one command leaves nothing for the next."""
+    import contextlib
+    import copy
+    import logging
+    import tempfile
+    import traceback
+
+    from hydra.core.singleton import Singleton
+
+    from frame.cli import main
+
+    cwd = Path(cwd).resolve()
+    saved_cwd, saved_env, saved_argv, saved_path = os.getcwd(), dict(os.environ), sys.argv, list(sys.path)
+    saved_modules = set(sys.modules)
+    saved_signals = {number: signal.getsignal(number) for number in _SIGNALS}
+    saved_hydra = copy.deepcopy(Singleton.get_state())
+    root = logging.getLogger()
+    saved_logging = (list(root.handlers), root.level, logging.root.manager.disable)
+    deterministic = _torch_deterministic()
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # file descriptors: the command's children
+    saved_fds = [os.dup(1), os.dup(2)]                                # (JSON jobs, launchers) write there too
+    code = 0
+    os.chdir(cwd)
+    os.environ.update({"PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})})
+    sys.argv = [sys.argv[0], *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(out.fileno(), 1)
+    os.dup2(err.fileno(), 2)
+    stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main(list(args))
+            except SystemExit as exit:
+                if exit.code is None or isinstance(exit.code, int):
+                    code = exit.code or 0
+                else:  # sys.exit("message"): printed to stderr, status 1, as the interpreter does
+                    print(exit.code, file=sys.stderr)
+                    code = 1
+            except BaseException:  # an uncaught exception: the traceback a process would print, status 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        stdout.close()
+        stderr.close()
+        for fd, saved in zip((1, 2), saved_fds, strict=True):
+            os.dup2(saved, fd)
+            os.close(saved)
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        for number, handler in saved_signals.items():
+            signal.signal(number, handler)
+        Singleton.set_state(saved_hydra)
+        for handler in root.handlers:
+            if handler not in saved_logging[0]:
+                handler.close()
+        root.handlers[:] = saved_logging[0]
+        root.setLevel(saved_logging[1])
+        logging.disable(saved_logging[2])
+        _forget_project_modules(saved_modules)
+        _torch_deterministic(deterministic or (False, False))
+        if "wandb" in sys.modules:  # its settings singleton read this command's environment: the next reads anew
+            sys.modules["wandb"].teardown()
+    texts = []
+    for file in (out, err):
+        file.seek(0)
+        texts.append(file.read().decode("utf-8", errors="replace"))
+        file.close()
+    return subprocess.CompletedProcess(frame_command(args), code, *texts)
+
+
+def _forget_project_modules(before: set[str]) -> None:
+    """Drop the modules a command imported from outside the installed packages and frame itself (a
+    test's project, `mypkg`): the next test's project of the same name must be imported afresh."""
+    keep = (str(REPO / "frame"), str(REPO / "hydra_plugins"), sys.prefix, sys.base_prefix)
+    new = {name: _location(sys.modules[name]) for name in set(sys.modules) - before}  # all read before any goes
+    for name, where in new.items():
+        if where and not where.startswith(keep):
+            del sys.modules[name]
+
+
+def _location(module) -> str | None:
+    spec = getattr(module, "__spec__", None)
+    if getattr(spec, "origin", None) not in (None, "namespace"):
+        return str(spec.origin)
+    locations = getattr(spec, "submodule_search_locations", None)
+    try:
+        return next(iter(locations or []), None)
+    except KeyError:  # a namespace package whose parent is gone already
+        return None
+
+
+def _torch_deterministic(value=None):
+    """torch's determinism flag (`trainer.deterministic` sets it for the process); None without torch."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    if value is None:
+        return (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(value[0], warn_only=value[1])
+    return value
 
 
 def start_frame(args, cwd, env=None, **popen) -> subprocess.Popen:
