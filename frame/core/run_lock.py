@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from frame.core.errors import FrameError
-from frame.core.atomic import replace_text
+from frame.core.atomic import write_file
 from frame.core.signals import install_early
 
 log = logging.getLogger("frame")
@@ -40,6 +40,7 @@ STALE_AFTER_S = 5 * HEARTBEAT_S  # a holder on another host with an older heartb
 _TRIES = 5  # takeovers raced by other processes before giving up
 _EARLY: dict[Path, dict] = {}  # run directory -> the lock this process claimed early (its file's content)
 _HYDRA_FILES: dict[Path, dict[str, bytes]] = {}  # run directory -> its .hydra/ files before this attempt
+_ENTRIES: dict[Path, set[str]] = {}  # run directory -> the names in it before this attempt
 
 
 class RunLocked(FrameError):
@@ -70,7 +71,7 @@ def every(period_s: float, action, name: str) -> threading.Event:
         while not stop.wait(period_s):
             try:
                 action()
-            except OSError:
+            except (OSError, FrameError):  # WriteError is a FrameError
                 pass
 
     threading.Thread(target=loop, name=name, daemon=True).start()
@@ -153,7 +154,7 @@ class RunLock:
         if self.mine is None or not _same(read(self.path), self.mine):
             return
         self.mine = {**self.mine, "heartbeat": time.time()}
-        replace_text(self.path, json.dumps(self.mine) + "\n")
+        write_file(self.path, json.dumps(self.mine) + "\n")
 
     def release(self) -> None:
         if self.mine is not None and _same(read(self.path), self.mine):
@@ -172,9 +173,15 @@ def claim_early(run_dir: Path) -> None:
     lock.acquire()
     key = Path(run_dir).resolve()
     _EARLY[key] = lock.mine
+    _ENTRIES[key] = {entry.name for entry in key.iterdir()} - {FILENAME}  # what a refused new run must leave
     hydra = key / ".hydra"
     _HYDRA_FILES[key] = {p.name: p.read_bytes() for p in hydra.iterdir() if p.is_file()} if hydra.is_dir() else {}
     atexit.register(_release_unadopted, key, lock)
+
+
+def entries_at_claim(run_dir: Path) -> set[str] | None:
+    """The names in `run_dir` before this process claimed it (its lock aside); None when it did not claim it early."""
+    return _ENTRIES.get(Path(run_dir).resolve())
 
 
 def put_back_hydra_files(run_dir: Path) -> None:
@@ -183,7 +190,7 @@ def put_back_hydra_files(run_dir: Path) -> None:
     for name, content in (files or {}).items():
         path = Path(run_dir) / ".hydra" / name
         if not path.is_file() or path.read_bytes() != content:
-            replace_text(path, content.decode())
+            write_file(path, content.decode())
 
 
 def _release_unadopted(key: Path, lock: RunLock) -> None:
