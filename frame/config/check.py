@@ -14,6 +14,7 @@ cannot be read that way (compiled, dynamic) is imported.
 directory, so a bad job leaves nothing behind.
 """
 
+import ast
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,11 +209,10 @@ def canonical(dotted: str, _depth: int = 0) -> str:
     kind = binding[0]
     if kind == "from" and not (binding[1] == module.name and binding[2] == name):
         return canonical(f"{binding[1]}.{binding[2]}", _depth + 1)
-    if kind == "alias":
-        return canonical(f"{module.name}.{binding[1]}", _depth + 1)
     if kind == "module":
         return binding[1]
-    if kind == "value" and (spelled := _spelled(module.name, namespace, binding[1].value)):
+    expression = ast.Name(id=binding[1]) if kind == "alias" else binding[1].value if kind == "value" else None
+    if expression is not None and (spelled := _spelled(module.name, namespace, expression)):
         return canonical(spelled, _depth + 1)
     return dotted
 
@@ -220,7 +220,6 @@ def canonical(dotted: str, _depth: int = 0) -> str:
 def _spelled(module: str, namespace, expr) -> str | None:
     """The absolute dotted name of a name or attribute expression written in `module` (`pickle.load`
     after `import pickle`, `ld` after `from pickle import load as ld`, `eval`)."""
-    import ast
     import builtins
 
     attributes = []
