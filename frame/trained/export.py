@@ -25,7 +25,7 @@ def export_run(run_dir, output=None, checkpoint: str = "best", fmt: str = "safet
     if fmt not in FORMATS:
         raise FrameError(f"--format {fmt}: frame exports {', '.join(FORMATS)}.")
     try:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
     except ImportError as error:
         raise FrameError("frame export needs safetensors: pip install 'frame[export]' (or safetensors).") from error
     from frame.trained.load import rebuild
@@ -37,7 +37,7 @@ def export_run(run_dir, output=None, checkpoint: str = "best", fmt: str = "safet
     tensors = {key: value.detach().contiguous().clone() for key, value in model.state_dict().items()}
     metadata = {"checkpoint": saved["_path"], "epoch": str(saved["state"]["epoch"]),
                 "frame_version": str(saved.get("frame_version"))}
-    write_file(weights, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    write_file(weights, save(tensors, metadata=metadata))  # bytes: the writer owns the file (a full disk is its WriteError)
     header = f"# {saved['_path']} (epoch {saved['state']['epoch']}); project: {cfg.get('project')}\n"
     write_file(config, header + OmegaConf.to_yaml(cfg.model, resolve=True))
     return [weights, config]
