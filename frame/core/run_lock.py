@@ -185,12 +185,18 @@ def entries_at_claim(run_dir: Path) -> set[str] | None:
 
 
 def put_back_hydra_files(run_dir: Path) -> None:
-    """Write back the `.hydra/` files the early claim found (an attempt refused before it trained)."""
+    """Write back the `.hydra/` files the early claim found, and remove the ones it did not (an attempt
+    refused before it trained)."""
     files = _HYDRA_FILES.get(Path(run_dir).resolve())
-    for name, content in (files or {}).items():
+    if files is None:
+        return
+    hydra = Path(run_dir) / ".hydra"
+    for made in (p for p in hydra.iterdir() if p.is_file() and p.name not in files) if hydra.is_dir() else ():
+        made.unlink()  # written by this attempt alone
+    for name, content in files.items():
         path = Path(run_dir) / ".hydra" / name
         if not path.is_file() or path.read_bytes() != content:
-            write_file(path, content.decode())
+            write_file(path, content)
 
 
 def _release_unadopted(key: Path, lock: RunLock) -> None:
