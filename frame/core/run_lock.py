@@ -31,6 +31,7 @@ from pathlib import Path
 from frame.core.errors import FrameError
 from frame.core.atomic import write_file
 from frame.core.signals import install_early
+from frame.core.state_files import DamagedFile, read_object
 
 log = logging.getLogger("frame")
 
@@ -206,12 +207,17 @@ def _release_unadopted(key: Path, lock: RunLock) -> None:
 
 
 def read(path: Path) -> dict:
-    """The holder named in a lock file; {} when it is unreadable (being written, or damaged)."""
+    """The holder named in a lock file; {} when it is unreadable (being written, or damaged).
+
+    Raises:
+        DamagedFile: a FIFO or a directory is there (never read: it would block or never age).
+    """
     try:
-        holder = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return holder if isinstance(holder, dict) else {}
+        return read_object(Path(path)) or {}
+    except DamagedFile:
+        if Path(path).is_file():
+            return {}
+        raise
 
 
 def why_gone(holder: dict, path: Path, now: float | None = None) -> str | None:

@@ -168,6 +168,15 @@ class RunRecord:
                             getattr(error, "reason", None) or error.strerror)
 
 
+def status_of_attempt(record: dict, default: str) -> str:
+    """What the last attempt in `record` ended as: `refused` (a user error before it trained), `failed`, ...;
+    `default` where the record holds no attempt (a member refused before its run directory had one)."""
+    attempts = record.get("attempts")
+    last = attempts[-1] if isinstance(attempts, list) and attempts and isinstance(attempts[-1], dict) else {}
+    status = last.get("status")
+    return status if isinstance(status, str) and status != "running" else default
+
+
 def liveness(record: dict, now: float | None = None) -> bool | None:
     """For a record saying `running`: True if its process is alive, False if it is gone, None if unknown."""
     if record.get("status") != "running":

@@ -18,7 +18,8 @@ they skip complete members and keep `<sweep dir>/sweep.json` up to date:
        "status": "complete", "slurm_job_id": "41_0", "attempts": 2, "result": 0.94,
        "exit_code": 0, "skipped": false, "error": null}, ...]}
 
-`status` is pending, running, complete, failed, interrupted or cancelled (by `scancel`
+`status` is pending, running, complete, failed, refused (a user error, exit 2, before it
+trained: the word run.json and `frame runs` use too), interrupted or cancelled (by `scancel`
 before it started: no run directory); `skipped` marks a member that was complete before
 this invocation and only reported its stored result. `attempts` counts the starts run.json
 records; it is null where there is no run.json (a plain Hydra app's member, one not started).
@@ -39,6 +40,7 @@ from frame.config.compose import member_config
 from frame.config.members import DirPlanner, name as member_name
 from frame.config.rundir import check_member_dir
 from frame.core.errors import FrameError
+from frame.core.exits import EXIT_USER_ERROR
 from frame.core.atomic import write_file
 from frame.core.state_files import DamagedFile, keep_aside, read_object, read_or_keep_aside
 
@@ -72,9 +74,14 @@ class Member:
 
         if ret.status == JobStatus.COMPLETED:
             self.status, self.exit_code, self.result = "complete", 0, ret._return_value
+            return
+        error = ret._return_value
+        self.error = f"{type(error).__name__}: {error}"
+        if isinstance(error, FrameError):  # a user error: exit 2, and `refused` where run.json says it never trained
+            self.exit_code = EXIT_USER_ERROR
+            self.status = run_record.status_of_attempt(self.record, "refused")
         else:
             self.status, self.exit_code = "failed", 1
-            self.error = f"{type(ret._return_value).__name__}: {ret._return_value}"
 
 
 def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Member]:

@@ -9,6 +9,7 @@ Status shown:
                 process start time; another host: a heartbeat younger than 5 min)
     complete    finished all epochs
     failed      an exception or a non-zero exit other than 75
+    refused     a user error (exit 2) before it trained; sweep.json says the same of that member
     preempted   stopped by a signal / SLURM (exit 75), or its process vanished
                 without recording an outcome (killed); the same command continues it
     cancelled   a sweep member cancelled before it started (`scancel`): it has no run
@@ -148,6 +149,8 @@ def _status(record: dict, now: float | None) -> tuple[str, str]:
         return "preempted", "stopped by a signal (exit 75); the same command continues"
     if status == "failed":
         return "failed", f"exit code {record.get('exit_code')}; see train.log"
+    if status == "refused":
+        return "refused", "a user error (exit 2) before it trained; see train.log"
     return status, ""
 
 
@@ -166,7 +169,7 @@ def runs_table(root: Path, as_json: bool = False) -> int:
     from rich.table import Table
 
     colours = {"running": "cyan", "complete": "green", "failed": "red", "preempted": "yellow", "unreadable": "red",
-               "cancelled": "yellow"}
+               "cancelled": "yellow", "refused": "magenta"}
     table = Table(title=f"runs under {root}", title_justify="left")
     for column, justify in [("run", "left"), ("status", "left"), ("epoch", "right"), ("best", "right"),
                             ("test", "right"), ("wall time", "right"), ("attempts", "right"), ("W&B id", "left")]:

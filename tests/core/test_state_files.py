@@ -72,3 +72,13 @@ def test_one_rule_says_which_folder_holds_a_run(tmp_path, made, holds):
     for name in made:
         (tmp_path / name).mkdir() if name.endswith("/") else (tmp_path / name).write_text("")
     assert holds_run(tmp_path) is holds
+
+
+def test_a_fifo_in_place_of_the_lock_is_named_not_waited_on(tmp_path):
+    from frame.core.run_lock import RunLock
+
+    fifo(tmp_path / ".lock")
+    started = time.monotonic()
+    with pytest.raises(DamagedFile, match=r"\.lock is a FIFO"):
+        RunLock(tmp_path, heartbeat_s=0).acquire()
+    assert time.monotonic() - started < 5 and (tmp_path / ".lock").is_fifo()
