@@ -321,7 +321,6 @@ class BadStepGuard:
         self.host = not getattr(job.optimizer, "_step_supports_amp_scaling", False)
         self.scaled = job.scaler.is_enabled()
         self.consecutive = 0 if self.host else torch.zeros((), device=job.device)
-        self.first_bad_step = None
         self.found_inf = {}  # device -> (flag, 1.0): all_finite's buffers, made once
 
     def step(self, optimizer, scaler, ok, step):

@@ -18,6 +18,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides, setup_globals
 
 from frame.launch import sweep
+from frame.core.atomic import write_file
+from frame.core.errors import FrameError
 from frame.core.exits import EXIT_INTERRUPTED
 from frame.core.signals import StopFlag, forward
 from hydra_plugins.frame_launchers.run_member import run_here
@@ -141,8 +143,7 @@ class FrameLocalLauncher(FrameSequentialLauncher):
 
         path = folder / f"member-{member.num}.pkl"
         args = (member.overrides, "hydra.sweep.dir", member.num, f"local_{member.num}", Singleton.get_state())
-        with open(path, "wb") as file:
-            cloudpickle.dump((self, args), file)
+        write_file(path, cloudpickle.dumps((self, args)))
         threads = str(len(slot.cpus))
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
         if slot.gpus:
@@ -197,12 +198,11 @@ def run_pickled(path: str) -> int:
     with open(path, "rb") as file:
         function, args = pickle.load(file)
     ret = function(*args)
-    if ret.status == JobStatus.FAILED:
-        ret.return_value = sweep.MemberFailed(f"{type(ret._return_value).__name__}: {ret._return_value}")
-    tmp = f"{path}.result.tmp"
-    with open(tmp, "wb") as file:
-        cloudpickle.dump(ret, file)
-    os.replace(tmp, f"{path}.result")
+    if ret.status == JobStatus.FAILED:  # a user error stays one (refused in sweep.json), as a plain FrameError
+        error = ret._return_value
+        ret.return_value = (FrameError(str(error)) if isinstance(error, FrameError)
+                            else sweep.MemberFailed(f"{type(error).__name__}: {error}"))
+    write_file(Path(f"{path}.result"), cloudpickle.dumps(ret))
     return 0 if ret.status == JobStatus.COMPLETED else 1
 
 
