@@ -360,12 +360,13 @@ def test_a_damaged_sweep_json_is_kept_beside_before_it_is_rewritten(tmp_path, ca
 def test_a_member_refused_by_a_user_error_is_refused_in_sweep_json_and_frame_runs(tmp_path):
     from tests.conftest import TINY
 
-    # UNet refuses strides=[2,2] with channels=[4,8] when the member builds it: a user error, exit 2
+    # UNet refuses one channel when the member builds it (`frame check` cannot see it): a user error, exit 2
     result = run_frame(["train", "-m", "name=vocab", *TINY, "trainer.epochs=1", "logger=[jsonl]",
-                        "model.strides=[2],[2,2]"], cwd=tmp_path)
+                        "model.channels=[4,8],[4]"], cwd=tmp_path)
     assert result.returncode != 0
-    summary = _summary(tmp_path / "outputs" / "vocab")
-    good, bad = summary[("model.strides=[2]",)], summary[("model.strides=[2,2]",)]
+    members = json.loads((tmp_path / "outputs" / "vocab-sweep" / "sweep.json").read_text())["members"]
+    by_dir = {member["run_dir"]: member for member in members}
+    good, bad = by_dir["model.channels=[4,8]"], by_dir["model.channels=[4]"]
     assert good["status"] == "complete" and (bad["status"], bad["exit_code"]) == ("refused", 2), bad
     rows = {row["run"]: row for row in json.loads(run_frame(["runs", "--json"], cwd=tmp_path, check=0).stdout)}
-    assert rows[f"vocab/{bad['run_dir']}"]["status"] == "refused"
+    assert rows[f"vocab-sweep/{bad['run_dir']}"]["status"] == "refused"
