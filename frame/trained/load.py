@@ -89,7 +89,13 @@ def run_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
     from frame.config.validate import unmet_rule
 
     register_configs()  # the `len` resolver a saved config may still name
-    cfg = OmegaConf.create(saved["config"])
+    try:
+        cfg = OmegaConf.create(saved["config"])
+    except Exception as error:  # YAML or OmegaConf's errors on damaged text
+        raise FrameError(f"{saved.get('_path', 'the checkpoint')}: its stored config is damaged: "
+                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+    if not isinstance(cfg, DictConfig):
+        raise FrameError(f"{saved.get('_path', 'the checkpoint')}: its stored config is damaged: not a mapping.")
     try:  # onto the schema: keys added to frame since the run trained get their defaults, types are checked
         cfg = OmegaConf.merge(OmegaConf.structured(TrainConf), cfg)
     except Exception:  # an older schema's key that is gone: the saved config as it is

@@ -40,6 +40,7 @@ from frame.core.errors import FrameError
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the content changes incompatibly; newer files are refused
+_TYPES = {"format": int, "state": dict, "model": dict, "counters": dict, "config": (str, dict)}  # read before anything else
 _REQUIRED = ("format", "state", "counters", "data", "model", "optimizer", "optimizer_class", "scheduler",
              "scheduler_class", "scaler", "rng", "config")  # what frame.training.state.restore reads
 
@@ -97,6 +98,9 @@ def load_checkpoint(path: Path) -> dict:
     missing = [key for key in _REQUIRED if key not in saved] if isinstance(saved, dict) else list(_REQUIRED)
     if missing:
         raise CheckpointError(f"{path} is not a frame checkpoint: it lacks {', '.join(missing)}")
+    wrong = [key for key, kind in _TYPES.items() if not isinstance(saved[key], kind) or isinstance(saved[key], bool)]
+    if wrong:
+        raise CheckpointError(f"{path} is damaged: {', '.join(wrong)} of the wrong type; use another checkpoint")
     if saved["format"] > FORMAT:
         raise CheckpointError(f"{path} has format {saved['format']}, newer than this frame reads ({FORMAT}); "
                               f"upgrade frame (it was written by frame {saved.get('frame_version')})")

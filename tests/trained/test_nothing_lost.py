@@ -127,3 +127,17 @@ def test_plot_never_writes_onto_a_runs_own_files(trained_run, capsys, tmp_path):
     assert code == 2 and "is an input of this command" in err, err
     assert (run / "metrics.jsonl").read_bytes() == before
     json.loads((run / "run.json").read_text())  # intact
+
+
+@pytest.mark.parametrize("damage, message", [
+    ({"format": "1"}, "format of the wrong type"), ({"state": [1]}, "state of the wrong type"),
+    ({"config": "a: [unclosed"}, "its stored config is damaged"), ({"config": "- a list"}, "not a mapping"),
+])
+def test_odd_checkpoint_contents_are_named_not_a_traceback(trained_run, capsys, tmp_path, damage, message):
+    _, run = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    saved = torch.load(copy / "checkpoints" / "best.pt", weights_only=True)
+    torch.save({**saved, **damage}, copy / "checkpoints" / "best.pt")
+    code, _, err = frame_main(["export", str(copy), "-o", str(tmp_path / "out")], capsys)
+    assert code == 2 and message in err and "best.pt" in err and "Traceback" not in err, err
