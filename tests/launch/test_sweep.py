@@ -357,11 +357,12 @@ def test_a_damaged_sweep_json_is_kept_beside_before_it_is_rewritten(tmp_path, ca
     assert len([p for p in tmp_path.iterdir() if p.name.startswith("sweep.json.damaged-")]) == 2
 
 
-def test_a_member_refused_by_a_user_error_is_refused_in_sweep_json_and_frame_runs(tmp_path):
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local", "hydra.launcher.cpus_per_member=1"]])
+def test_a_member_refused_by_a_user_error_is_refused_in_sweep_json_and_frame_runs(tmp_path, launcher):
     from tests.conftest import TINY
 
     # UNet refuses one channel when the member builds it (`frame check` cannot see it): a user error, exit 2
-    result = run_frame(["train", "-m", "name=vocab", *TINY, "trainer.epochs=1", "logger=[jsonl]",
+    result = run_frame(["train", "-m", "name=vocab", *TINY, "trainer.epochs=1", "logger=[jsonl]", *launcher,
                         "model.channels=[4,8],[4]"], cwd=tmp_path)
     assert result.returncode != 0
     members = json.loads((tmp_path / "outputs" / "vocab-sweep" / "sweep.json").read_text())["members"]
