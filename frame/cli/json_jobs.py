@@ -12,6 +12,7 @@ from pathlib import Path
 from frame.cli.train import train
 from frame.config.json_job import is_job_file
 from frame.config.project import display
+from frame.core.atomic import Outputs, make_folder, write_file
 from frame.core.errors import FrameError, did_you_mean, exit_with
 
 RUN_USAGE = """\
@@ -117,8 +118,12 @@ def convert(argv: list[str]) -> None:
         sys.stdout.write(job.to_yaml())
     else:
         output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(job.to_yaml(_train_command(output)))
+        try:
+            Outputs([args.job]).add(output, args.job)  # `-o JOB` would replace the job it reads
+            make_folder(output.parent)
+            write_file(output, job.to_yaml(_train_command(output)))
+        except FrameError as error:
+            exit_with(str(error))
         print(f"wrote {output}; run it with: {_train_command(output)}", file=sys.stderr)
     if "WANDB_API_KEY" in job.env:
         print("frame convert: wandb_api_key was left out; export WANDB_API_KEY before `frame train`.", file=sys.stderr)

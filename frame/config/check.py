@@ -14,12 +14,13 @@ cannot be read that way (compiled, dynamic) is imported.
 directory, so a bad job leaves nothing behind.
 """
 
+import ast
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.utils import get_object
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from frame.config import source
 from frame.config.app import composition_message
@@ -32,7 +33,9 @@ _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
 # Targets that run code from the file they read (pickle), refused as components, where Hydra
 # (1.3) refuses none: target -> (the param that makes it safe, its safe value, its default), or
-# None where no param does. One list, so `frame check` and the pre-run check refuse the same.
+# None where no param does. One list, so `frame check`, the pre-run check and a checkpoint's stored
+# config (frame.trained.load) refuse the same; a target is compared by what it resolves to
+# (`refused_as`), so a re-export or an alias of one of these is refused too.
 UNPICKLING = {
     "torch.load": ("weights_only", True, None), "torch.serialization.load": ("weights_only", True, None),
     "numpy.load": ("allow_pickle", False, False), "numpy.lib.npyio.load": ("allow_pickle", False, False),
@@ -41,6 +44,13 @@ UNPICKLING = {
     "dill.load": None, "dill.loads": None, "cloudpickle.load": None, "cloudpickle.loads": None,
     "joblib.load": None, "pandas.read_pickle": None, "shelve.open": None,
 }
+# Targets that run a command or source code they are given: never a component.
+CODE_RUNNING = ("os.system", "os.popen", "os.execv", "os.execvp", "os.spawnv", "subprocess.run", "subprocess.Popen",
+                "subprocess.call", "subprocess.check_call", "subprocess.check_output", "subprocess.getoutput",
+                "builtins.eval", "builtins.exec", "builtins.compile", "builtins.__import__", "runpy.run_path",
+                "runpy.run_module", "code.InteractiveInterpreter", "pty.spawn")
+_REFUSED = {**UNPICKLING, **dict.fromkeys(CODE_RUNNING)}
+_FOLLOW_DEPTH = 12
 
 
 @dataclass
@@ -134,15 +144,127 @@ def _merged_presets(problems: list[Problem], choices) -> list[Problem]:
 
 
 def _unpickling(target, node: DictConfig) -> str:
-    """Why `target` is refused (it can run code from a file), or ''."""
-    if target not in UNPICKLING:
+    """Why `target` is refused (it can run code from a file, or a command), or ''."""
+    name = refused_as(target) if isinstance(target, str) else None
+    if name is None:
         return ""
-    safe = UNPICKLING[target]
+    safe = _REFUSED[name]
     if safe is not None and node.get(safe[0], safe[2]) == safe[1]:
         return ""
+    if name in CODE_RUNNING:
+        what = "it runs a command or source code it is given"
+    else:
+        what = "it can run arbitrary code stored in what it loads (a pickle, or a hub repository)"
     remedy = f" Set {safe[0]}: {str(safe[1]).lower()}, or load" if safe else " Load"
-    return (f"{target} is refused: it can run arbitrary code stored in what it loads (a pickle, or a hub repository).{remedy} "
-            "the file inside your own component.")
+    alias = "" if name == target else f" (it is {name})"
+    return f"{target}{alias} is refused: {what}.{remedy} the file inside your own component."
+
+
+def refused_targets(config) -> list[Problem]:
+    """Every refused `_target_` anywhere in a config (a checkpoint's stored one: any node, any depth)."""
+    found = []
+
+    def walk(node, key: str) -> None:
+        if isinstance(node, dict):
+            if (why := _unpickling(node.get("_target_"), node)):
+                found.append(Problem(f"{key}._target_" if key else "_target_", why))
+            for name, value in node.items():
+                walk(value, f"{key}.{name}" if key else str(name))
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{key}[{i}]")
+
+    walk(OmegaConf.to_container(config, resolve=False) if isinstance(config, (DictConfig, ListConfig)) else config, "")
+    return found
+
+
+def refused_as(target: str) -> str | None:
+    """The refused target `target` resolves to (itself, a re-export or an alias of it), or None.
+
+    Compared by definition, read from source (`canonical`, no import), and by object where the
+    target's module is imported already (what `frame eval` finds after importing torch)."""
+    by_definition = _refused_definitions()
+    found = by_definition.get(canonical(target))
+    if found is None and (obj := _imported_object(target)) is not None:
+        found = next((name for name in _REFUSED if _imported_object(name) is obj), None)
+    return found
+
+
+def canonical(dotted: str, _depth: int = 0) -> str:
+    """The dotted name `dotted` is defined under, following re-exports (`from x import y as z`) and
+    aliases (`z = x.y`) as far as source reading goes; `dotted` itself where it cannot be followed
+    (a compiled module such as `_pickle`, a dynamic attribute)."""
+    parts = dotted.split(".")
+    if _depth > _FOLLOW_DEPTH or len(parts) < 2:
+        return dotted
+    module = source.module_file(".".join(parts[:-1]))
+    namespace = source.namespace(module) if module is not None else None
+    if namespace is None:
+        return dotted
+    name = parts[-1]
+    binding = namespace.bindings.get(name)
+    if binding is None:
+        found = source.lookup(module, name)  # from a `from x import *`
+        return f"{found.module.name}.{found.name}" if found is not None else dotted
+    kind = binding[0]
+    if kind == "from" and not (binding[1] == module.name and binding[2] == name):
+        return canonical(f"{binding[1]}.{binding[2]}", _depth + 1)
+    if kind == "module":
+        return binding[1]
+    expression = ast.Name(id=binding[1]) if kind == "alias" else binding[1].value if kind == "value" else None
+    if expression is not None and (spelled := _spelled(module.name, namespace, expression)):
+        return canonical(spelled, _depth + 1)
+    return dotted
+
+
+def _spelled(module: str, namespace, expr) -> str | None:
+    """The absolute dotted name of a name or attribute expression written in `module` (`pickle.load`
+    after `import pickle`, `ld` after `from pickle import load as ld`, `eval`)."""
+    import builtins
+
+    attributes = []
+    while isinstance(expr, ast.Attribute):
+        attributes.insert(0, expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return None
+    binding = namespace.bindings.get(expr.id)
+    if binding is None:
+        head = f"builtins.{expr.id}" if hasattr(builtins, expr.id) else None
+    elif binding[0] == "module":
+        head = binding[1]
+    elif binding[0] == "from":
+        head = f"{binding[1]}.{binding[2]}"
+    else:
+        head = f"{module}.{expr.id}"
+    return ".".join([head, *attributes]) if head else None
+
+
+def _refused_definitions() -> dict[str, str]:
+    """canonical definition -> the refused name it belongs to (computed once per process)."""
+    if not _DEFINITIONS:
+        for name in _REFUSED:
+            _DEFINITIONS.setdefault(name, name)
+            _DEFINITIONS.setdefault(canonical(name), name)
+    return _DEFINITIONS
+
+
+_DEFINITIONS: dict[str, str] = {}
+
+
+def _imported_object(dotted: str):
+    """The object `dotted` names when its module is imported already (nothing is imported here), else None."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module = sys.modules.get(".".join(parts[:cut]))
+        if module is not None:
+            obj = module
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr, None)
+                if obj is None:
+                    return None
+            return obj
+    return None
 
 
 def _import(target, key: str, problems: list[Problem]):

@@ -156,9 +156,16 @@ def load(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise JobError(f"{display(path)}: no such job file.")
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise JobError(f"{display(path)}:{line}: invalid UTF-8 (byte {error.start}); save the job as UTF-8.") from None
     try:
         job = json5.loads(text, allow_duplicate_keys=False)
+    except RecursionError:
+        raise JobError(f"{display(path)}: nested too deep to be a job.") from None
     except ValueError as error:
         message = str(error)
         located = re.match(r"^<string>:(\d+) (.*) at column (\d+)$", message)

@@ -42,7 +42,7 @@ _RULES = {
     "data.batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "data.num_workers": (lambda v: v >= 0, "an integer >= 0"),
     "name": (lambda v: bool(_NAME.match(v)) and v not in (".", ".."), "a plain directory name (letters, digits, _ . - + = ,)"),
-    "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "seed": (lambda v: 0 <= v < 2**32, "an integer >= 0 and < 2**32 (what numpy and torch seed with)"),
     "optimizer.lr": (lambda v: not isinstance(v, (int, float)) or (math.isfinite(v) and v >= 0), "a finite number >= 0"),
     "predict.roi_size": (lambda v: v is None or (len(v) > 0 and all(s >= 1 for s in v)), "null or sizes >= 1 like [64,64,32]"),
     "predict.overlap": (lambda v: 0 <= v < 1, "a number >= 0 and < 1"),
@@ -58,6 +58,7 @@ def validate(cfg: DictConfig) -> None:
         if key != "hydra":
             _resolve(cfg, key)
     _known_keys(cfg, "")
+    _within_limits(OmegaConf.to_container(cfg, resolve=False), "")
     for key, (test, expected) in _RULES.items():
         value = _select(cfg, key)
         if value is not _UNKNOWN and not test(value):
@@ -144,6 +145,26 @@ def _known_keys(node, prefix: str) -> None:
                              f"{did_you_mean(str(key), fields)} Settings there: {', '.join(fields)}.",
                              key=f"{prefix}{key}")
         _known_keys(node._get_node(key), f"{prefix}{key}.")
+
+
+MAX_DEPTH = 32  # nesting of a config beyond any component's (a model inside a wrapper inside a list ...)
+_INT64 = (-(2**63), 2**63)  # what every consumer of an integer (torch, numpy, the DataLoader) takes
+
+
+def _within_limits(node, key: str, depth: int = 0) -> None:
+    """Refuse values no consumer takes, where they enter: an integer beyond 64 bits (a size, a count),
+    a config nested deeper than `MAX_DEPTH`. The message names the key."""
+    if depth > MAX_DEPTH:
+        raise FrameError(f"{key}: nested more than {MAX_DEPTH} levels deep; no component takes that.", key=key)
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if not (depth == 0 and name == "hydra"):
+                _within_limits(value, f"{key}.{name}" if key else str(name), depth + 1)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _within_limits(value, f"{key}[{i}]", depth + 1)
+    elif isinstance(node, int) and not isinstance(node, bool) and not _INT64[0] <= node < _INT64[1]:
+        raise FrameError(f"{key}={node} is out of range: expected an integer that fits 64 bits.", key=key)
 
 
 def _first_line(error: Exception) -> str:

@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 from frame.core.errors import FrameError
-from frame.core.atomic import replace_text
+from frame.core.atomic import write_file
 from frame.core.signals import install_early
+from frame.core.state_files import DamagedFile, read_object
 
 log = logging.getLogger("frame")
 
@@ -40,6 +41,7 @@ STALE_AFTER_S = 5 * HEARTBEAT_S  # a holder on another host with an older heartb
 _TRIES = 5  # takeovers raced by other processes before giving up
 _EARLY: dict[Path, dict] = {}  # run directory -> the lock this process claimed early (its file's content)
 _HYDRA_FILES: dict[Path, dict[str, bytes]] = {}  # run directory -> its .hydra/ files before this attempt
+_ENTRIES: dict[Path, set[str]] = {}  # run directory -> the names in it before this attempt
 
 
 class RunLocked(FrameError):
@@ -70,7 +72,7 @@ def every(period_s: float, action, name: str) -> threading.Event:
         while not stop.wait(period_s):
             try:
                 action()
-            except OSError:
+            except (OSError, FrameError):  # WriteError is a FrameError
                 pass
 
     threading.Thread(target=loop, name=name, daemon=True).start()
@@ -153,7 +155,7 @@ class RunLock:
         if self.mine is None or not _same(read(self.path), self.mine):
             return
         self.mine = {**self.mine, "heartbeat": time.time()}
-        replace_text(self.path, json.dumps(self.mine) + "\n")
+        write_file(self.path, json.dumps(self.mine) + "\n")
 
     def release(self) -> None:
         if self.mine is not None and _same(read(self.path), self.mine):
@@ -172,18 +174,30 @@ def claim_early(run_dir: Path) -> None:
     lock.acquire()
     key = Path(run_dir).resolve()
     _EARLY[key] = lock.mine
+    _ENTRIES[key] = {entry.name for entry in key.iterdir()} - {FILENAME}  # what a refused new run must leave
     hydra = key / ".hydra"
     _HYDRA_FILES[key] = {p.name: p.read_bytes() for p in hydra.iterdir() if p.is_file()} if hydra.is_dir() else {}
     atexit.register(_release_unadopted, key, lock)
 
 
+def entries_at_claim(run_dir: Path) -> set[str] | None:
+    """The names in `run_dir` before this process claimed it (its lock aside); None when it did not claim it early."""
+    return _ENTRIES.get(Path(run_dir).resolve())
+
+
 def put_back_hydra_files(run_dir: Path) -> None:
-    """Write back the `.hydra/` files the early claim found (an attempt refused before it trained)."""
+    """Write back the `.hydra/` files the early claim found, and remove the ones it did not (an attempt
+    refused before it trained)."""
     files = _HYDRA_FILES.get(Path(run_dir).resolve())
-    for name, content in (files or {}).items():
+    if files is None:
+        return
+    hydra = Path(run_dir) / ".hydra"
+    for made in (p for p in hydra.iterdir() if p.is_file() and p.name not in files) if hydra.is_dir() else ():
+        made.unlink()  # written by this attempt alone
+    for name, content in files.items():
         path = Path(run_dir) / ".hydra" / name
         if not path.is_file() or path.read_bytes() != content:
-            replace_text(path, content.decode())
+            write_file(path, content)
 
 
 def _release_unadopted(key: Path, lock: RunLock) -> None:
@@ -193,12 +207,17 @@ def _release_unadopted(key: Path, lock: RunLock) -> None:
 
 
 def read(path: Path) -> dict:
-    """The holder named in a lock file; {} when it is unreadable (being written, or damaged)."""
+    """The holder named in a lock file; {} when it is unreadable (being written, or damaged).
+
+    Raises:
+        DamagedFile: a FIFO or a directory is there (never read: it would block or never age).
+    """
     try:
-        holder = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return holder if isinstance(holder, dict) else {}
+        return read_object(Path(path)) or {}
+    except DamagedFile:
+        if Path(path).is_file():
+            return {}
+        raise
 
 
 def why_gone(holder: dict, path: Path, now: float | None = None) -> str | None:

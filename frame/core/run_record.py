@@ -40,7 +40,8 @@ from pathlib import Path
 from frame.core.ranks import global_rank
 from frame.core.errors import FrameError
 from frame.core.exits import EXIT_USER_ERROR, code_of_exception, status_of
-from frame.core.atomic import replace_text
+from frame.core.atomic import WriteError, write_file
+from frame.core.state_files import DamagedFile, read_object, read_or_keep_aside
 from frame.core.run_lock import HEARTBEAT_S, STALE_AFTER_S, every, process_start
 from frame.core.version import __version__
 
@@ -58,18 +59,27 @@ _lock = threading.Lock()  # one writer at a time within the process (heartbeat t
 
 
 def read(run_dir: Path) -> dict:
-    """The run's record, or {} when there is none (or it is unreadable, or not a JSON object)."""
+    """The run's record, or {} when there is none or it is damaged (`damage` says how). Never blocks."""
     try:
-        record = json.loads((Path(run_dir) / FILENAME).read_text())
-    except (OSError, ValueError):
+        return read_object(Path(run_dir) / FILENAME) or {}
+    except DamagedFile:
         return {}
-    return record if isinstance(record, dict) else {}
+
+
+def damage(run_dir: Path) -> str | None:
+    """What is wrong with the run's run.json (garbage, a FIFO, a directory), or None when it is fine or absent."""
+    try:
+        read_object(Path(run_dir) / FILENAME)
+    except DamagedFile as error:
+        return str(error)
+    return None
 
 
 def update(run_dir: Path, **fields) -> dict:
-    """Merge `fields` into run.json (atomically) and return the new record."""
+    """Merge `fields` into run.json (atomically) and return the new record; a damaged run.json is kept
+    beside as run.json.damaged-<time> (frame.core.state_files)."""
     with _lock:
-        record = read(run_dir)
+        record = read_or_keep_aside(Path(run_dir) / FILENAME)
         record.update(fields)
         _write(Path(run_dir), record)
         return record
@@ -77,7 +87,7 @@ def update(run_dir: Path, **fields) -> dict:
 
 def _write(run_dir: Path, record: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    replace_text(run_dir / FILENAME, json.dumps(record, indent=2) + "\n")
+    write_file(run_dir / FILENAME, json.dumps(record, indent=2) + "\n")
 
 
 class RunRecord:
@@ -114,7 +124,7 @@ class RunRecord:
         if slurm:
             attempt["slurm"] = slurm
         with _lock:
-            record = read(self.run_dir)
+            record = read_or_keep_aside(self.run_dir / FILENAME)  # DamagedFile (a FIFO, a directory): exit 2
             self._before = {"status": record.get("status", "refused"), "exit_code": record.get("exit_code", EXIT_USER_ERROR)}
             record.update(
                 **self.fields, status="running", exit_code=None, frame_version=__version__, git=git_state(Path.cwd()),
@@ -123,7 +133,7 @@ class RunRecord:
             record["attempts"] = [*record.get("attempts", []), attempt]
             try:
                 _write(self.run_dir, record)
-            except OSError as error:  # a full disk or a read-only run directory: nothing started yet
+            except OSError as error:  # the run directory cannot be made (a file in its place, read-only)
                 raise FrameError(f"cannot write {self.run_dir / FILENAME}: {error.strerror}. Nothing was changed; "
                                  "free space (or make the directory writable) and run the same command.") from None
         if self.heartbeat_s > 0:
@@ -146,16 +156,25 @@ class RunRecord:
         refused = exit_code == EXIT_USER_ERROR and not self.trained  # a refused resume, a bad value
         status = "refused" if refused else status_of(exit_code)
         with _lock:
-            record = read(self.run_dir)
+            record = read(self.run_dir)  # damaged since __enter__: the outcome goes into a new record
             now = time.time()
             if record.get("attempts"):
                 record["attempts"][-1].update(ended=now, status=status, exit_code=exit_code)
             record.update(self._before if refused else {"status": status, "exit_code": exit_code}, heartbeat=now)
             try:
                 _write(self.run_dir, record)
-            except OSError as error:  # reported once; the error that ended the attempt stays the message
+            except (OSError, WriteError) as error:  # reported once; the error that ended the attempt stays the message
                 log.warning("could not record the outcome (%s) in %s: %s", status, self.run_dir / FILENAME,
-                            error.strerror)
+                            getattr(error, "reason", None) or error.strerror)
+
+
+def status_of_attempt(record: dict, default: str) -> str:
+    """What the last attempt in `record` ended as: `refused` (a user error before it trained), `failed`, ...;
+    `default` where the record holds no attempt (a member refused before its run directory had one)."""
+    attempts = record.get("attempts")
+    last = attempts[-1] if isinstance(attempts, list) and attempts and isinstance(attempts[-1], dict) else {}
+    status = last.get("status")
+    return status if isinstance(status, str) and status != "running" else default
 
 
 def liveness(record: dict, now: float | None = None) -> bool | None:

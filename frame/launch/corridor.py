@@ -33,9 +33,9 @@ from frame.training import distributed
 from frame.core import run_record
 from frame.core.errors import FrameError
 from frame.core.exits import EXIT_INTERRUPTED
-from frame.core.run_lock import FILENAME as LOCK_FILE
 from frame.core.ranks import RankEnv, global_rank, rank_env
-from frame.core.run_lock import RunLock, put_back_hydra_files
+from frame.core.run_lock import RunLock, entries_at_claim, put_back_hydra_files
+from frame.core.state_files import holds_run
 from frame.core.signals import StopFlag, adopt_early, forward
 
 log = logging.getLogger("frame")
@@ -325,45 +325,50 @@ def _requeue_on_slurm() -> None:
     handler(signal.SIGUSR2, None)
 
 
-_RUN_FILES = ("run.json", "metrics.jsonl", "checkpoints")  # a directory with any of these holds a run
-
-
 def _new_run(run_dir: Path) -> set[str] | None:
-    """The entries of a directory that holds no run yet (this attempt's Hydra config and log, or the
-    user's own files where hydra.run.dir names an existing directory); None when it holds a run."""
-    if any((run_dir / name).exists() for name in _RUN_FILES):
+    """The entries a directory that holds no run yet had before this attempt claimed it (the user's own
+    files where hydra.run.dir names an existing directory, an earlier attempt's `.hydra/` and log);
+    None when it holds a run. Without an early claim, all it holds now count as earlier."""
+    if holds_run(run_dir):
         return None
+    before = entries_at_claim(run_dir)
+    if before is not None:
+        return before
     return {entry.name for entry in run_dir.iterdir()} if run_dir.is_dir() else set()
 
 
 def _refused(run_dir: Path) -> bool:
     """Whether this attempt was refused before it trained (run.json's last attempt; none recorded: refused)."""
     attempts = run_record.read(run_dir).get("attempts") or [{}]
-    return attempts[-1].get("status", "refused") == "refused"
+    return not isinstance(attempts, list) or not isinstance(attempts[-1], dict) or \
+        attempts[-1].get("status", "refused") == "refused"
 
 
 def _take_back(run_dir: Path, before: set[str]) -> bool:
-    """Remove what a new run's refused attempt created (a component that would not build: a bad job
-    leaves no run directory, as `frame check` promises), and the directory once empty. Nothing is
-    removed, and False returned, when it started training (a failed run keeps its record) or saved
-    a checkpoint or a metric."""
-    checkpoints, metrics = run_dir / "checkpoints", run_dir / "metrics.jsonl"
-    if not _refused(run_dir):
+    """Remove exactly what a new run's refused attempt created (a component that would not build: a bad
+    job leaves no run directory, as `frame check` promises), and the directory once empty; what was there
+    before stays (`.hydra/` files are put back as they were). Nothing is removed, and False returned,
+    when it started training (a failed run keeps its record) or saved a checkpoint or a metric."""
+    if not _refused(run_dir) or not _empty_run_files(run_dir):
         return False
-    if (checkpoints.is_dir() and any(checkpoints.iterdir())) or (metrics.exists() and metrics.stat().st_size):
-        return False
-    logs = {Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)}
-    ours = {".hydra", LOCK_FILE} | {path.name for path in logs if path.parent == run_dir.resolve()}
     for entry in run_dir.iterdir():
-        if entry.name in ours or entry.name not in before:
+        if entry.name not in before:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+    if ".hydra" in before:
+        put_back_hydra_files(run_dir)
     with suppress(OSError):
         run_dir.rmdir()
-    log.info("removed %s: a new run that did not start leaves no run directory", run_dir)
+    log.info("removed what this attempt made in %s: a new run that did not start leaves nothing of its own", run_dir)
     return True
+
+
+def _empty_run_files(run_dir: Path) -> bool:
+    """Whether the run files an attempt made hold nothing yet: no checkpoint, no metric."""
+    checkpoints, metrics = run_dir / "checkpoints", run_dir / "metrics.jsonl"
+    return not (checkpoints.is_dir() and any(checkpoints.iterdir())) and not (metrics.exists() and metrics.stat().st_size)
 
 
 def _append_error(run_dir: Path, text: str) -> None:

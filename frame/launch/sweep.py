@@ -18,7 +18,8 @@ they skip complete members and keep `<sweep dir>/sweep.json` up to date:
        "status": "complete", "slurm_job_id": "41_0", "attempts": 2, "result": 0.94,
        "exit_code": 0, "skipped": false, "error": null}, ...]}
 
-`status` is pending, running, complete, failed, interrupted or cancelled (by `scancel`
+`status` is pending, running, complete, failed, refused (a user error, exit 2, before it
+trained: the word run.json and `frame runs` use too), interrupted or cancelled (by `scancel`
 before it started: no run directory); `skipped` marks a member that was complete before
 this invocation and only reported its stored result. `attempts` counts the starts run.json
 records; it is null where there is no run.json (a plain Hydra app's member, one not started).
@@ -39,7 +40,9 @@ from frame.config.compose import member_config
 from frame.config.members import DirPlanner, name as member_name
 from frame.config.rundir import check_member_dir
 from frame.core.errors import FrameError
-from frame.core.atomic import replace_text
+from frame.core.exits import EXIT_USER_ERROR
+from frame.core.atomic import write_file
+from frame.core.state_files import DamagedFile, keep_aside, read_object, read_or_keep_aside
 
 log = logging.getLogger("frame")
 
@@ -71,9 +74,14 @@ class Member:
 
         if ret.status == JobStatus.COMPLETED:
             self.status, self.exit_code, self.result = "complete", 0, ret._return_value
+            return
+        error = ret._return_value
+        self.error = f"{type(error).__name__}: {error}"
+        if isinstance(error, FrameError):  # a user error: exit 2, and `refused` where run.json says it never trained
+            self.exit_code = EXIT_USER_ERROR
+            self.status = run_record.status_of_attempt(self.record, "refused")
         else:
             self.status, self.exit_code = "failed", 1
-            self.error = f"{type(ret._return_value).__name__}: {ret._return_value}"
 
 
 def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Member]:
@@ -255,21 +263,36 @@ def write_summary(sweep_dir: Path, members: Sequence[Member]) -> list[dict]:
     """
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / SUMMARY
-    entries = {entry["run_dir"]: entry for entry in read_summary(sweep_dir)}
+    entries = {entry["run_dir"]: entry for entry in _entries(read_or_keep_aside(path), path, keep_aside_if_bad=True)}
     current = [summary_entry(member, sweep_dir) for member in members]
     entries.update((entry["run_dir"], entry) for entry in current)
     ordered = sorted(entries.values(), key=lambda e: e["member"])
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    replace_text(path, json.dumps({"sweep_dir": os.path.abspath(sweep_dir), "updated": round(time.time(), 3),
+    write_file(path, json.dumps({"sweep_dir": os.path.abspath(sweep_dir), "updated": round(time.time(), 3),
                                    "members": ordered}, indent=2) + "\n")
     return current
 
 
 def read_summary(sweep_dir: Path) -> list[dict]:
+    """The member entries of `<sweep_dir>/sweep.json`; [] when there is none or it is damaged (never blocks)."""
+    path = Path(sweep_dir) / SUMMARY
     try:
-        return json.loads((Path(sweep_dir) / SUMMARY).read_text())["members"]
-    except (OSError, ValueError, KeyError):
+        return _entries(read_object(path) or {}, path)
+    except DamagedFile:
         return []
+
+
+def _entries(summary: dict, path: Path, keep_aside_if_bad: bool = False) -> list[dict]:
+    """sweep.json's members, each an object with a string run_dir; a file of another shape is damaged
+    (kept beside as sweep.json.damaged-<time> before a writer replaces it)."""
+    members = summary.get("members", [])
+    if isinstance(members, list) and all(isinstance(m, dict) and isinstance(m.get("run_dir"), str) for m in members):
+        return members
+    if keep_aside_if_bad:
+        log.warning("%s is damaged (its members are not objects with a run_dir); kept it as %s and started a new one",
+                    path, keep_aside(path).name)
+        return []
+    raise DamagedFile(f"{path} is damaged: its members are not objects with a run_dir.")
 
 
 def format_summary(entries: Sequence[dict]) -> str:

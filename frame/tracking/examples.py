@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frame.core.atomic import write_file
 from frame.tracking.base import MetricLogger
 
 
@@ -188,4 +189,5 @@ class PngExamples(MetricLogger):
 
     def log_examples(self, examples, step, epoch):
         self.dir.mkdir(parents=True, exist_ok=True)
-        render(examples.panels()[:self.prediction_examples]).save(self.dir / f"epoch-{epoch:04d}.png")
+        image = render(examples.panels()[:self.prediction_examples])
+        write_file(self.dir / f"epoch-{epoch:04d}.png", lambda tmp: image.save(tmp, format="PNG"))

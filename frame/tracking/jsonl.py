@@ -11,7 +11,8 @@ import logging
 import time
 from pathlib import Path
 
-from frame.core.atomic import replace_text
+from frame.core.atomic import write_file
+from frame.core.state_files import read_bytes
 from frame.tracking.base import MetricLogger
 
 log = logging.getLogger("frame")
@@ -47,15 +48,14 @@ class JsonlLogger(MetricLogger):
 def _truncate_after(path: Path, step: int) -> None:
     """Keep only the rows with step <= `step` (atomically); damaged lines go too."""
     kept = [json.dumps(row) + "\n" for row in _rows(path) if row["step"] <= step]
-    replace_text(path, "".join(kept))
+    write_file(path, "".join(kept))
 
 
 def _rows(path: Path) -> list[dict]:
     """The well-formed rows of a metrics.jsonl: objects with an integer step. A damaged line (a torn tail
     from a crash, an edit, invalid UTF-8) is dropped, with a warning unless it is the torn last line."""
     rows, damaged = [], []
-    with open(path, "rb") as file:
-        lines = file.read().splitlines()
+    lines = (read_bytes(path) or b"").splitlines()  # never blocks; a FIFO or a directory: DamagedFile
     for number, line in enumerate(lines, 1):
         try:
             row = json.loads(line.decode())
@@ -72,11 +72,12 @@ def _rows(path: Path) -> list[dict]:
 
 
 def read_metrics(run_dir: Path, filename: str = "metrics.jsonl") -> list[dict]:
-    """The rows of `metrics.jsonl` (damaged lines are dropped, see `_rows`); [] when there is none."""
-    try:
-        return _rows(Path(run_dir) / filename)
-    except OSError:
-        return []
+    """The rows of `metrics.jsonl` (damaged lines are dropped, see `_rows`); [] when there is none.
+
+    Raises:
+        DamagedFile: a FIFO, a directory or an unreadable file is there.
+    """
+    return _rows(Path(run_dir) / filename)
 
 
 def better(value: float, best: float | None, maximize: bool) -> bool:

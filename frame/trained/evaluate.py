@@ -13,14 +13,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from frame.core.atomic import replace_text
+from frame.core.atomic import confined, make_folder, write_file
 from frame.training.validation import score
 
 EVAL_DIR = "eval"
 
 
 def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), name: str | None = None,
-                 per_item: bool = False, device: str = "auto") -> dict:
+                 per_item: bool = False, device: str = "auto", trust: bool = False) -> dict:
     """Score the run's checkpoint on every item of its (overridden) dataset; write and return the result.
 
     Raises:
@@ -30,7 +30,9 @@ def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), n
     from frame.trained.load import rebuild, run_data
 
     run_dir = Path(run_dir)
-    model, cfg, saved = rebuild(run_dir, checkpoint, overrides, device)
+    if name is not None:
+        confined(run_dir / EVAL_DIR, name, "--name")  # before any work: eval/NAME.json stays in eval/
+    model, cfg, saved = rebuild(run_dir, checkpoint, overrides, device, trust)
     device = pick_device(device)
     loader, dataset = run_data(run_dir, cfg, device)
     labels = getattr(dataset, "labels", None)
@@ -53,13 +55,12 @@ def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), n
         "time_per_item_s": round(elapsed / max(len(loader.dataset), 1), 4),
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    out = run_dir / EVAL_DIR
-    out.mkdir(exist_ok=True)
-    result["file"] = str(out / f"{name}.json")
-    replace_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
+    out = make_folder(run_dir / EVAL_DIR)
+    result["file"] = str(confined(out, name, "--name").with_name(f"{name}.json"))
+    write_file(result["file"], json.dumps(result, indent=2) + "\n")
     if per_item:
         result["per_item"] = str(out / f"{name}.csv")
-        replace_text(out / f"{name}.csv", _csv(rows))
+        write_file(result["per_item"], csv_text(rows))
     return result
 
 
@@ -71,7 +72,8 @@ def dataset_name(data) -> str:
     return str(data.dataset._target_).rsplit(".", 1)[-1]
 
 
-def _csv(rows: list[dict]) -> str:
+def csv_text(rows: list[dict]) -> str:
+    """The rows as CSV text, one column per key any row has (eval --per-item, predictions.csv)."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns)

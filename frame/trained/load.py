@@ -18,9 +18,6 @@ from frame.training.checkpoint import load_checkpoint
 from frame.core.errors import FrameError, did_you_mean
 from frame.tracking.jsonl import read_metrics
 
-CHECKPOINT_NAMES = ("best", "last")
-
-
 @dataclass
 class Run:
     """What `frame.load_run` returns: everything a run directory holds, read from its files."""
@@ -92,7 +89,13 @@ def run_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
     from frame.config.validate import unmet_rule
 
     register_configs()  # the `len` resolver a saved config may still name
-    cfg = OmegaConf.create(saved["config"])
+    try:
+        cfg = OmegaConf.create(saved["config"])
+    except Exception as error:  # YAML or OmegaConf's errors on damaged text
+        raise FrameError(f"{saved.get('_path', 'the checkpoint')}: its stored config is damaged: "
+                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+    if not isinstance(cfg, DictConfig):
+        raise FrameError(f"{saved.get('_path', 'the checkpoint')}: its stored config is damaged: not a mapping.")
     try:  # onto the schema: keys added to frame since the run trained get their defaults, types are checked
         cfg = OmegaConf.merge(OmegaConf.structured(TrainConf), cfg)
     except Exception:  # an older schema's key that is gone: the saved config as it is
@@ -129,21 +132,24 @@ def _evaluator_config(name: str) -> DictConfig:
     return OmegaConf.create((configs / f"{name}.yaml").read_text())
 
 
-def load_model(run_dir, checkpoint: str = "best", device: str = "cpu") -> torch.nn.Module:
+def load_model(run_dir, checkpoint: str = "best", device: str = "cpu", trust: bool = False) -> torch.nn.Module:
     """The run's model with the checkpoint's weights, in eval mode on `device`.
 
     The model is rebuilt from the config stored in the checkpoint (a project's `src.*` model
     imports from the project recorded there), so it matches the weights even when the run's
     YAML changed later. A checkpoint written on a GPU loads on the CPU and the other way round.
+    That stored config is checked like a job before anything is built (`check_stored_config`);
+    `trust=True` skips that for a run of your own.
 
     Raises:
-        FrameError: no such run or checkpoint, an unreadable checkpoint, or weights that do not fit.
+        FrameError: no such run or checkpoint, an unreadable checkpoint, a refused target in its
+            config, or weights that do not fit.
     """
-    model, _, _ = rebuild(run_dir, checkpoint, device=device)
+    model, _, _ = rebuild(run_dir, checkpoint, device=device, trust=trust)
     return model
 
 
-def rebuild(run_dir, checkpoint: str = "best", overrides: list[str] = (), device: str = "cpu"):
+def rebuild(run_dir, checkpoint: str = "best", overrides: list[str] = (), device: str = "cpu", trust: bool = False):
     """(model in eval mode with its weights, config with overrides, the loaded checkpoint)."""
     from frame.training.build import build_model, pick_device
     from frame.config.project import use_project
@@ -152,6 +158,8 @@ def rebuild(run_dir, checkpoint: str = "best", overrides: list[str] = (), device
     saved = load_checkpoint(path)
     saved["_path"] = str(path)
     cfg = run_config(saved, overrides)
+    if not trust:
+        check_stored_config(cfg, path)
     use_project(cfg.get("project"))
     model = build_model(cfg, pick_device(device))
     try:
@@ -159,6 +167,22 @@ def rebuild(run_dir, checkpoint: str = "best", overrides: list[str] = (), device
     except RuntimeError as error:
         raise FrameError(f"the weights in {path} do not fit the model of its config: {str(error).splitlines()[0]}") from error
     return model.eval(), cfg, saved
+
+
+def check_stored_config(cfg: DictConfig, path: Path) -> None:
+    """Refuse a checkpoint whose config names a target that loads pickles or runs commands (the same
+    policy as `frame check`, by what each target resolves to), before anything is imported or built:
+    a `best.pt` received from elsewhere must not run code when it is evaluated.
+
+    Raises:
+        FrameError: naming the key and the way out for a run of your own (`--trust`, `trust=True`).
+    """
+    from frame.config.check import refused_targets
+
+    if problems := refused_targets(cfg):
+        found = "\n".join(f"  {p.key}: {p.message}" for p in problems)
+        raise FrameError(f"{path}: the config stored in this checkpoint is refused; nothing was built:\n{found}\n"
+                         "If this is your own run and you trust its config, pass --trust (Python: trust=True).")
 
 
 def run_data(run_dir, cfg: DictConfig, device):

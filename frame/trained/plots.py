@@ -10,6 +10,8 @@ against each swept parameter.
 
 from pathlib import Path
 
+from frame.core import run_record
+from frame.core.atomic import Outputs, make_folder, write_file
 from frame.core.errors import FrameError
 from frame.trained.runs import find_runs, monitor_of, run_name, swept_parameters
 from frame.tracking.jsonl import best, read_metrics
@@ -62,9 +64,12 @@ def plot(paths: list[Path], output: Path | None = None) -> Path:
                 axis.set_visible(False)
     figure.tight_layout()
     output = Path(output) if output else groups[0][0] / "plot.png"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=80)
-    plt.close(figure)
+    Outputs(run / name for run, _ in runs for name in (run_record.FILENAME, "metrics.jsonl")).add(output, "the plot")
+    make_folder(output.parent)
+    try:
+        write_file(output, lambda tmp: figure.savefig(tmp, dpi=80))
+    finally:
+        plt.close(figure)
     return output
 
 

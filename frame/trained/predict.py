@@ -11,13 +11,13 @@ far as the item's MetaTensor affine records it. Any other output (classes, regre
 into one `predictions.csv`.
 """
 
-import csv
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from frame.core.atomic import Outputs, make_folder, write_file
 from frame.core.errors import FrameError
 
 SUFFIXES = (".nii", ".nii.gz", ".mha", ".nrrd", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -42,7 +42,7 @@ def input_files(path: Path) -> list[Path]:
 
 def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", overrides=(), device: str = "auto",
                 roi_size=None, overlap: float | None = None, postprocess: str | None = None,
-                threshold: float | None = None, progress: bool = True) -> dict:
+                threshold: float | None = None, progress: bool = True, trust: bool = False) -> dict:
     """Write the predictions of the run's checkpoint on `inputs` (a path) or on its dataset into `output`.
     Settings left None come from the run's `predict.*` (after `overrides`).
 
@@ -53,10 +53,11 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     """
     from frame.training.build import build_transforms, pick_device
     from frame.data.loading import is_random
+    from frame.trained.evaluate import csv_text
     from frame.trained.load import rebuild, run_data
 
     files = input_files(Path(inputs)) if inputs is not None else None
-    model, cfg, _ = rebuild(run_dir, checkpoint, overrides, device)
+    model, cfg, _ = rebuild(run_dir, checkpoint, overrides, device, trust)
     settings = cfg.get("predict") or {}
     roi_size = roi_size if roi_size is not None else settings.get("roi_size")
     roi_size = None if roi_size is None else [int(size) for size in roi_size]
@@ -80,8 +81,12 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
         loader = torch.utils.data.DataLoader(loader.dataset, batch_size=None)  # one item at a time, in order
         items = ((f"item-{index:04d}", sample) for index, (sample, _) in enumerate(loader))
         count, labels = len(dataset), getattr(dataset, "labels", None)
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    output = make_folder(output)
+    names = [str(path) for path in files] if files is not None else [f"item-{index:04d}" for index in range(count)]
+    planned = Outputs(files or ())  # before anything is written: two inputs onto one file, an input overwritten
+    for name in names:
+        planned.add(map_path(output, name), name)
+    planned.add(output / "predictions.csv", "the table of predictions")
     maps, rows = [], []
     start = time.perf_counter()
     for name, sample in _progress(items, count, progress):
@@ -94,7 +99,7 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
             maps.append(save_map(_label_map(prediction, postprocess, threshold), sample, name, output))
         else:
             rows.append(_row(name, prediction, labels))
-    written = [*maps, *([_save_csv(rows, output / "predictions.csv")] if rows else [])]
+    written = [*maps, *([write_file(output / "predictions.csv", csv_text(rows))] if rows else [])]
     return {"files": [str(p) for p in written], "items": count, "time_s": round(time.perf_counter() - start, 3),
             "postprocess": postprocess if maps else None}
 
@@ -152,26 +157,31 @@ def _label_map(prediction, postprocess: str, threshold: float):
 
 
 def save_map(label_map, sample, name: str, output: Path) -> Path:
-    """NIfTI through MONAI's SaveImage, on the input's own grid when the sample is a MONAI MetaTensor.
+    """NIfTI through MONAI's NibabelWriter (SaveImage's writer), on the input's own grid when the sample is
+    a MONAI MetaTensor; written through frame's one writer (`frame.core.atomic.write_file`).
 
     The sample's affine is where its voxels are after the run's transforms (a transpose, a crop);
     its `original_affine` and `spatial_shape` are those of the file it was read from (LoadImage
-    records them). SaveImage resamples the map from the one onto the other: a permutation and a
+    records them). The writer resamples the map from the one onto the other: a permutation and a
     shift only move voxels (nearest neighbour, zeros outside a crop), so the map has the input's
     axes, shape and affine and overlays it in any viewer. A plain tensor's map gets the identity.
     """
     import numpy as np
-    from monai.data import MetaTensor
-    from monai.transforms import SaveImage
+    from monai.data import MetaTensor, NibabelWriter
 
-    meta = {key: value for key, value in sample.meta.items() if key != "affine"} if isinstance(sample, MetaTensor) else {}
-    affine = sample.affine if isinstance(sample, MetaTensor) else torch.eye(4)
+    meta = dict(sample.meta) if isinstance(sample, MetaTensor) else {}
+    meta["affine"] = sample.affine if isinstance(sample, MetaTensor) else torch.eye(4)
     meta["filename_or_obj"] = name
     labels = label_map.dtype == torch.uint8
-    saver = SaveImage(output_dir=str(output), output_postfix="pred", output_ext=".nii.gz", separate_folder=False,
-                      resample=True, mode="nearest" if labels else "bilinear", padding_mode="zeros",
-                      output_dtype=np.uint8 if labels else np.float32, print_log=False)
-    saver(MetaTensor(label_map, affine=affine, meta=meta))
+    writer = NibabelWriter(output_dtype=np.uint8 if labels else np.float32)
+    writer.set_data_array(label_map, channel_dim=0, squeeze_end_dims=True)
+    writer.set_metadata(meta, resample=True, mode="nearest" if labels else "bilinear", padding_mode="zeros",
+                        dtype=np.float64)
+    return write_file(map_path(output, name), lambda tmp: writer.write(str(tmp), verbose=False))
+
+
+def map_path(output: Path, name: str) -> Path:
+    """Where the label map of the input (or dataset item) `name` goes: `<stem>_pred.nii.gz`."""
     return output / f"{_stem(name)}_pred.nii.gz"
 
 
@@ -191,14 +201,6 @@ def _row(name: str, prediction, labels) -> dict:
     row = {"item": name, "prediction": labels[index] if labels and index < len(labels) else index}
     row.update({f"score/{labels[i] if labels else i}": float(v) for i, v in enumerate(values.softmax(0))})
     return row
-
-
-def _save_csv(rows: list[dict], path: Path) -> Path:
-    with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def _progress(items, count: int, show: bool):

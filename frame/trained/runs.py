@@ -9,6 +9,7 @@ Status shown:
                 process start time; another host: a heartbeat younger than 5 min)
     complete    finished all epochs
     failed      an exception or a non-zero exit other than 75
+    refused     a user error (exit 2) before it trained; sweep.json says the same of that member
     preempted   stopped by a signal / SLURM (exit 75), or its process vanished
                 without recording an outcome (killed); the same command continues it
     cancelled   a sweep member cancelled before it started (`scancel`): it has no run
@@ -19,6 +20,7 @@ import json
 from pathlib import Path
 
 from frame.core import run_record
+from frame.core.state_files import DamagedFile, holds_run, read_bytes, read_object
 from frame.tracking.console import format_duration
 from frame.tracking.jsonl import best, read_metrics
 
@@ -26,12 +28,13 @@ _SKIP = {"wandb", ".hydra", "checkpoints", "examples"}
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Run directories under `root` (itself included): those with run.json or metrics.jsonl, sorted by path."""
+    """Run directories under `root` (itself included), sorted by path: those that hold a run
+    (`frame.core.state_files.holds_run`, the rule a new run's take-back follows too)."""
     root = Path(root)
     found = []
 
     def walk(directory: Path, depth: int):
-        if (directory / run_record.FILENAME).is_file() or (directory / "metrics.jsonl").is_file():
+        if holds_run(directory):
             found.append(directory)
         if depth == 0:
             return
@@ -54,30 +57,51 @@ def monitor_of(run_dir: Path, record: dict | None = None) -> tuple[str, bool]:
 
 
 def summarize(run_dir: Path, root: Path, now: float | None = None) -> dict:
-    """One row of `frame runs`."""
+    """One row of `frame runs`; a run whose files are damaged (run.json garbage, a FIFO, fields of
+    the wrong type) is one `unreadable` row naming the file, never the end of the table."""
+    try:
+        return _summary(run_dir, root, now)
+    except DamagedFile as error:  # metrics.jsonl a FIFO or a directory
+        return {**_EMPTY, "run": run_name(run_dir, root), "dir": str(run_dir), "status": "unreadable",
+                "detail": str(error)}
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as error:
+        return {**_EMPTY, "run": run_name(run_dir, root), "dir": str(run_dir), "status": "unreadable",
+                "detail": f"{Path(run_dir) / run_record.FILENAME} has a field of the wrong type "
+                          f"({type(error).__name__}: {error}); the other runs are listed"}
+
+
+_EMPTY = {"sweep_member": False, "epoch": 0, "epochs": None, "monitor": "", "best": None, "best_epoch": None,
+          "wall_time_s": None, "attempts": 0, "wandb_id": None, "test": None, "config_hash": None, "git": None}
+
+
+def _summary(run_dir: Path, root: Path, now: float | None) -> dict:
     record = run_record.read(run_dir)
     records = read_metrics(run_dir)
     metric, maximize = monitor_of(run_dir, record)
     value, best_epoch = best(records, metric, maximize)
     status, detail = _status(record, now)
-    if not record and (Path(run_dir) / run_record.FILENAME).is_file():
-        status, detail = "unreadable", f"{run_record.FILENAME} is damaged (not a JSON object)"
+    if problem := run_record.damage(run_dir):
+        status, detail = "unreadable", problem
     epochs_done = max((r.get("epoch", 0) for r in records if any(k.startswith("val/") for k in r)), default=0)
+    epochs, attempts, test = record.get("epochs"), record.get("attempts", []), record.get("test")
+    if not (epochs is None or isinstance(epochs, int)) or not isinstance(attempts, list) or not (
+            test is None or isinstance(test, dict) and all(isinstance(v, (int, float)) for v in test.values())):
+        raise TypeError("epochs, attempts or test")
     return {
         "run": run_name(run_dir, root),
         "dir": str(run_dir),
         "sweep_member": (Path(run_dir).parent / "multirun.yaml").is_file(),
-        "status": status,
+        "status": str(status),
         "detail": detail,
         "epoch": epochs_done,
-        "epochs": record.get("epochs"),
-        "monitor": metric,
+        "epochs": epochs,
+        "monitor": str(metric),
         "best": value,
         "best_epoch": best_epoch,
         "wall_time_s": round(run_record.wall_time(record, now), 1) if record else None,
-        "attempts": len(record.get("attempts", [])),
-        "wandb_id": record.get("wandb_id"),
-        "test": record.get("test"),  # data.test scored with best.pt after training (frame.training.loop)
+        "attempts": len(attempts),
+        "wandb_id": str(record["wandb_id"]) if record.get("wandb_id") else None,
+        "test": test,  # data.test scored with best.pt after training (frame.training.loop)
         "config_hash": record.get("config_hash"),
         "git": record.get("git"),
     }
@@ -87,12 +111,14 @@ def unstarted(root: Path, found: list[Path]) -> list[dict]:
     """Rows of `frame runs` for the members of the sweep at `root` that have no run (cancelled before
     they started, or still queued): only its sweep.json (frame.launch.sweep) knows them."""
     try:
-        members = json.loads((Path(root) / "sweep.json").read_text())["members"]
-    except (OSError, ValueError, KeyError, TypeError):
+        members = (read_object(Path(root) / "sweep.json") or {}).get("members")
+    except DamagedFile:
         return []
     have = {Path(run_dir).resolve() for run_dir in found}
     rows = []
-    for member in members:
+    for member in members if isinstance(members, list) else []:
+        if not (isinstance(member, dict) and isinstance(member.get("run_dir"), str) and isinstance(member.get("status"), str)):
+            continue
         run_dir = Path(root) / member["run_dir"]
         if run_dir.resolve() in have:
             continue
@@ -123,6 +149,8 @@ def _status(record: dict, now: float | None) -> tuple[str, str]:
         return "preempted", "stopped by a signal (exit 75); the same command continues"
     if status == "failed":
         return "failed", f"exit code {record.get('exit_code')}; see train.log"
+    if status == "refused":
+        return "refused", "a user error (exit 2) before it trained; see train.log"
     return status, ""
 
 
@@ -141,7 +169,7 @@ def runs_table(root: Path, as_json: bool = False) -> int:
     from rich.table import Table
 
     colours = {"running": "cyan", "complete": "green", "failed": "red", "preempted": "yellow", "unreadable": "red",
-               "cancelled": "yellow"}
+               "cancelled": "yellow", "refused": "magenta"}
     table = Table(title=f"runs under {root}", title_justify="left")
     for column, justify in [("run", "left"), ("status", "left"), ("epoch", "right"), ("best", "right"),
                             ("test", "right"), ("wall time", "right"), ("attempts", "right"), ("W&B id", "left")]:
@@ -176,6 +204,6 @@ def _hydra_yaml(run_dir: Path, name: str):
     import yaml
 
     try:
-        return yaml.safe_load((Path(run_dir) / ".hydra" / name).read_text())
-    except (OSError, yaml.YAMLError):
+        return yaml.safe_load(read_bytes(Path(run_dir) / ".hydra" / name) or b"")
+    except (DamagedFile, yaml.YAMLError, RecursionError):
         return None

@@ -26,9 +26,7 @@ most: the fallback still finds an older intact file.
 """
 
 import logging
-import os
 import pickle
-import shutil
 import threading
 import zipfile
 from pathlib import Path
@@ -36,14 +34,15 @@ from typing import BinaryIO, Callable, Sequence
 
 import torch
 
+from frame.core.atomic import TMP_PREFIX, WriteError, os_reason, write_file
 from frame.core.errors import FrameError
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the content changes incompatibly; newer files are refused
+_TYPES = {"format": int, "state": dict, "model": dict, "counters": dict, "config": (str, dict)}  # read before anything else
 _REQUIRED = ("format", "state", "counters", "data", "model", "optimizer", "optimizer_class", "scheduler",
              "scheduler_class", "scaler", "rng", "config")  # what frame.training.state.restore reads
-_TMP_PREFIX = ".tmp-"
 
 
 class CheckpointError(FrameError):
@@ -51,70 +50,24 @@ class CheckpointError(FrameError):
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None], also: Sequence[Path] = ()) -> None:
-    """Write a file once and put it at `path` and at each of `also`, each atomically.
-
-    `write(file)` fills a temp file in `path`'s directory; after flush and fsync it
-    is linked (or copied) to each name in `also`, then renamed to `path`, and the
-    directory is fsynced so that the renames survive a power cut.
+    """Write a file once and put it at `path` and at each of `also`, each atomically, through frame's
+    one writer (`frame.core.atomic.write_file`: temp file, fsync, links for `also`, rename, folder fsync).
 
     Raises:
         CheckpointError: the write failed (disk full, read-only directory, ...); every
             name keeps its previous file and no temp file is left behind.
     """
-    tmp = _tmp_name(path)
-    try:
+    def fill(tmp: Path) -> None:
         with open(tmp, "wb") as file:
             write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        for other in also:
-            _place(tmp, other)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except (OSError, RuntimeError) as error:  # torch.save reports a failed write as RuntimeError
-        for leftover in [tmp, *map(_tmp_name, also)]:
-            try:
-                leftover.unlink(missing_ok=True)
-            except OSError:
-                pass
+
+    try:
+        write_file(path, fill, also)
+    except WriteError as error:
         raise CheckpointError(
-            f"could not write checkpoint {path}: {_reason(error)}. The previous checkpoints in {path.parent} are intact; "
+            f"could not write checkpoint {path}: {error.reason}. The previous checkpoints in {path.parent} are intact; "
             f"free some space or fix the permissions, then run the same command again to continue."
         ) from error
-
-
-def _reason(error: BaseException) -> str:
-    """The OS's words for a failed write (torch.save hides them in a RuntimeError's context)."""
-    cause = error
-    while cause is not None and not (isinstance(cause, OSError) and cause.strerror):
-        cause = cause.__cause__ or cause.__context__
-    return cause.strerror if cause is not None else str(error).splitlines()[0]
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
-
-
-def _place(source: Path, name: Path) -> None:
-    """Put `source`'s bytes at `name` atomically: a hard link to a temp name renamed over `name`, or
-    a synced copy where the filesystem refuses links (EPERM, EXDEV, no link support)."""
-    tmp = _tmp_name(name)
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-        with open(tmp, "rb+") as file:
-            os.fsync(file.fileno())
-    os.replace(tmp, name)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -145,6 +98,9 @@ def load_checkpoint(path: Path) -> dict:
     missing = [key for key in _REQUIRED if key not in saved] if isinstance(saved, dict) else list(_REQUIRED)
     if missing:
         raise CheckpointError(f"{path} is not a frame checkpoint: it lacks {', '.join(missing)}")
+    wrong = [key for key, kind in _TYPES.items() if not isinstance(saved[key], kind) or isinstance(saved[key], bool)]
+    if wrong:
+        raise CheckpointError(f"{path} is damaged: {', '.join(wrong)} of the wrong type; use another checkpoint")
     if saved["format"] > FORMAT:
         raise CheckpointError(f"{path} has format {saved['format']}, newer than this frame reads ({FORMAT}); "
                               f"upgrade frame (it was written by frame {saved.get('frame_version')})")
@@ -230,7 +186,7 @@ class Checkpoints:
             if periodic:
                 self._prune()
         except OSError as error:  # mkdir or prune
-            self._error = CheckpointError(f"could not write checkpoints in {self.dir}: {_reason(error)}")
+            self._error = CheckpointError(f"could not write checkpoints in {self.dir}: {os_reason(error)}")
         except BaseException as error:  # CheckpointError, or a bug: raised in the training thread, never lost
             self._error = error
 
@@ -285,6 +241,6 @@ class Checkpoints:
 
     def _clean_temp_files(self) -> None:
         if self.dir.is_dir():
-            for tmp in self.dir.glob(f"{_TMP_PREFIX}*"):
+            for tmp in self.dir.glob(f"{TMP_PREFIX}*"):
                 log.info("removing %s left by an interrupted write", tmp.name)
                 tmp.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ import logging
 import math
 import signal
 import time
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
@@ -318,10 +319,10 @@ class BadStepGuard:
 
     def __init__(self, job, max_consecutive):
         self.max = max_consecutive
+        self.last = Path(job.run_dir) / "checkpoints" / "last.pt"  # what the stop message may point to
         self.host = not getattr(job.optimizer, "_step_supports_amp_scaling", False)
         self.scaled = job.scaler.is_enabled()
         self.consecutive = 0 if self.host else torch.zeros((), device=job.device)
-        self.first_bad_step = None
         self.found_inf = {}  # device -> (flag, 1.0): all_finite's buffers, made once
 
     def step(self, optimizer, scaler, ok, step):
@@ -360,7 +361,9 @@ class BadStepGuard:
         if int(self.consecutive) >= self.max:
             raise NonFiniteError(
                 f"{int(self.consecutive)} consecutive steps up to step {step} had a non-finite loss or "
-                f"gradient (trainer.max_bad_steps={self.max}); stopping. The last good checkpoint is kept."
+                f"gradient (trainer.max_bad_steps={self.max}); stopping. "
+                + (f"The last good checkpoint, {self.last}, is kept." if self.last.is_file() else
+                   "No checkpoint had been written: nothing to resume from; lower the learning rate and start again.")
             )
 
 

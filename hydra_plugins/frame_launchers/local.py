@@ -18,7 +18,9 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides, setup_globals
 
 from frame.launch import sweep
-from frame.core.exits import EXIT_INTERRUPTED
+from frame.core.atomic import write_file
+from frame.core.errors import FrameError
+from frame.core.exits import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from frame.core.signals import StopFlag, forward
 from hydra_plugins.frame_launchers.run_member import run_here
 from hydra_plugins.frame_launchers.sequential import FrameSequentialLauncher
@@ -141,8 +143,7 @@ class FrameLocalLauncher(FrameSequentialLauncher):
 
         path = folder / f"member-{member.num}.pkl"
         args = (member.overrides, "hydra.sweep.dir", member.num, f"local_{member.num}", Singleton.get_state())
-        with open(path, "wb") as file:
-            cloudpickle.dump((self, args), file)
+        write_file(path, cloudpickle.dumps((self, args)))
         threads = str(len(slot.cpus))
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
         if slot.gpus:
@@ -174,7 +175,7 @@ def _member_process_setup(cpus) -> None:
 def _collect(member: sweep.Member, code: int, path: Path) -> JobReturn:
     """The JobReturn of a finished member process, from its result file or its exit code."""
     result = Path(f"{path}.result")
-    if code in (0, 1) and result.is_file():
+    if code in (0, 1, EXIT_USER_ERROR) and result.is_file():
         with open(result, "rb") as file:
             ret = pickle.load(file)
         member.returned(ret)
@@ -189,7 +190,7 @@ def run_pickled(path: str) -> int:
     """Entry point of a member process: load `(callable, args)`, call it, store the JobReturn next to it.
 
     Exit code: 0 when the member completed, 75 when it stopped on a signal with a checkpoint,
-    1 when it failed (its traceback is in the run directory's error.txt).
+    2 when a user error refused it, 1 when it failed (its traceback is in the run directory's error.txt).
     """
     import cloudpickle
     from hydra.core.utils import JobStatus
@@ -197,13 +198,14 @@ def run_pickled(path: str) -> int:
     with open(path, "rb") as file:
         function, args = pickle.load(file)
     ret = function(*args)
-    if ret.status == JobStatus.FAILED:
-        ret.return_value = sweep.MemberFailed(f"{type(ret._return_value).__name__}: {ret._return_value}")
-    tmp = f"{path}.result.tmp"
-    with open(tmp, "wb") as file:
-        cloudpickle.dump(ret, file)
-    os.replace(tmp, f"{path}.result")
-    return 0 if ret.status == JobStatus.COMPLETED else 1
+    if ret.status == JobStatus.FAILED:  # a user error stays one (refused in sweep.json), as a plain FrameError
+        error = ret._return_value
+        ret.return_value = (FrameError(str(error)) if isinstance(error, FrameError)
+                            else sweep.MemberFailed(f"{type(error).__name__}: {error}"))
+    write_file(Path(f"{path}.result"), cloudpickle.dumps(ret))
+    if ret.status == JobStatus.COMPLETED:
+        return 0
+    return EXIT_USER_ERROR if isinstance(ret._return_value, FrameError) else 1
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="frame_local", node=FrameLocalConf, provider="frame")

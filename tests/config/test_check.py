@@ -1,5 +1,6 @@
 """`frame check`: names, constructor params, data root and labels, without training or importing torch."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import textwrap
 
 import pytest
 
-from frame.config.check import CheckError, check_config, check_job
+from frame.config.check import CheckError, check_config, check_job, refused_as
 from frame.config.json_job import convert
 from frame.core.errors import FrameError
 from tests.conftest import REPO, run_frame
@@ -134,6 +135,40 @@ def test_the_safe_forms_of_torch_and_numpy_load_are_not_refused(compose):
     with pytest.raises(CheckError) as error:
         check_config(compose(["data.dataset._target_=torch.load", "+data.dataset.weights_only=true"]))
     assert "refused" not in str(error.value)
+
+
+def _aliases(directory) -> None:
+    """A package that hands out refused targets under other names: re-exports, aliases, a dynamic one."""
+    (directory / "mylib").mkdir()
+    (directory / "mylib" / "__init__.py").write_text("from .io import fetch as grab\n")
+    (directory / "mylib" / "io.py").write_text(
+        "import pickle\nfrom os import system as sh\nfrom torch import load as fetch\n"
+        "unpickle = pickle.loads\nrun = eval\nagain = unpickle\n")
+    (directory / "mylib" / "dynamic.py").write_text('globals()["sneaky"] = __import__("pickle").loads\n')
+
+
+@pytest.mark.parametrize("target, resolved", [
+    ("mylib.grab", "torch.load"), ("mylib.io.fetch", "torch.load"), ("mylib.io.unpickle", "pickle.loads"),
+    ("mylib.io.again", "pickle.loads"), ("mylib.io.sh", "os.system"), ("mylib.io.run", "builtins.eval"),
+])
+def test_a_refused_target_under_another_name_is_refused_by_what_it_resolves_to(tmp_path, monkeypatch, compose,
+                                                                                 target, resolved):
+    _aliases(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert refused_as(target) == resolved
+    with pytest.raises(CheckError, match=rf"{target} \(it is {resolved}\) is refused"):
+        check_config(compose([f"data.dataset._target_={target}"]))
+    assert not any(name == "mylib" or name.startswith("mylib.") for name in sys.modules)  # read, not imported
+
+
+def test_a_dynamic_alias_is_refused_once_its_module_is_imported(tmp_path, monkeypatch):
+    _aliases(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "mylib.dynamic", raising=False)
+    assert refused_as("mylib.dynamic.sneaky") is None  # source reading cannot see it, and nothing is imported
+    importlib.import_module("mylib.dynamic")
+    assert refused_as("mylib.dynamic.sneaky") == "pickle.loads"  # compared as objects: what eval/predict meet
+    assert refused_as("torch.optim.Adam") is None
 
 
 def _experiment(directory, body: str) -> str:

@@ -271,3 +271,16 @@ def test_names_become_snake_case_keys(name, key):
     from frame.config.json_job import snake
 
     assert snake(name) == key
+
+
+def test_convert_never_writes_onto_the_job_it_reads(tmp_path):
+    job = make_project(tmp_path)
+    before = job.read_bytes()
+    (tmp_path / "alias.json").symlink_to(job)
+    for output in (str(job), "alias.json"):
+        result = run_frame(["convert", str(job), "-o", output], cwd=tmp_path)
+        assert result.returncode == 2 and "is an input of this command" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and job.read_bytes() == before
+    (tmp_path / "taken").write_text("a file")
+    result = run_frame(["convert", str(job), "-o", "taken/job.yaml"], cwd=tmp_path)
+    assert result.returncode == 2 and "taken is not a folder" in result.stderr, result.stderr

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from frame.config.validate import validate
@@ -58,3 +60,24 @@ def test_a_device_this_machine_lacks_is_refused_without_torch(compose, device, m
     monkeypatch.setattr(module, "glob", lambda pattern: ["/dev/nvidia0"])
     if device != "mps":
         module.check_device(compose([f"trainer.device={device}"]))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("seed=4294967296", "seed=4294967296 is invalid: expected an integer >= 0 and < 2**32"),
+    ("data.batch_size=99999999999999999999", "data.batch_size=99999999999999999999 is out of range: expected an integer that fits 64 bits"),
+    ("+model.deep=" + "[" * 40 + "1" + "]" * 40, "model.deep[0][0]"),
+])
+def test_values_no_consumer_takes_are_refused_where_they_enter(compose, override, message):
+    with pytest.raises(FrameError, match=re.escape(message)):
+        validate(compose([override]))
+
+
+def test_a_json_job_with_invalid_utf8_or_absurd_nesting_names_the_file(tmp_path):
+    from frame.config.json_job import load
+
+    (tmp_path / "job.json").write_bytes(b'{\n  "name": "caf\xe9"\n}')
+    with pytest.raises(FrameError, match=r"job.json:2: invalid UTF-8 \(byte 16\)"):
+        load(tmp_path / "job.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(FrameError, match="deep.json: nested too deep"):
+        load(tmp_path / "deep.json")

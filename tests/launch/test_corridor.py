@@ -42,3 +42,19 @@ def test_a_finished_run_keeps_what_it_saved_when_a_resume_will_not_build(tmp_pat
     saved = [name for name in before if name.startswith("checkpoints/") or name == "metrics.jsonl"]
     assert len(saved) >= 2 and all(after[name] == before[name] for name in saved)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_refused_new_run_in_a_folder_with_an_earlier_attempts_files_leaves_them_as_they_were(tmp_path):
+    """An earlier attempt refused before it made a run left `.hydra/` and its log: the next refused one
+    takes back only what it made itself (issue 24), not what was there before."""
+    mine = tmp_path / "mine"
+    (mine / ".hydra").mkdir(parents=True)
+    (mine / ".hydra" / "config.yaml").write_text("earlier: config\n")
+    (mine / "train.log").write_text("earlier log\n")
+    (mine / "notes.txt").write_text("keep me")
+    before = _files(mine)
+    assert _refused(run_frame(["train", "hydra.run.dir=mine", *TINY, *BAD], cwd=tmp_path))
+    after = _files(mine)
+    assert (mine / "train.log").read_text().startswith("earlier log\n")  # appended to, never removed
+    del before["train.log"], after["train.log"]
+    assert after == before  # Hydra's new hydra.yaml and overrides.yaml, run.json and .lock are gone

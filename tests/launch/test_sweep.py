@@ -337,3 +337,37 @@ def test_a_sweep_dir_is_named_once_unless_a_member_value_may_change_it(key, depe
                                "by_number": "${hydra:job.num}", "timestamped": "${now:%H}/${name}",
                                "hydra": {"sweep": {"dir": "out/${name}"}, "job": {"num": 0}}})
     assert depends_on(config, key, {"seed", "hydra.job.num"}) is depends
+
+
+def test_a_damaged_sweep_json_is_kept_beside_before_it_is_rewritten(tmp_path, caplog):
+    import logging
+
+    from frame.launch.sweep import read_summary, write_summary
+
+    damaged = b'{"members": [{"run_dir": "lr=0.1", "slurm_job_id": "41_0"}], "upd\xffated'
+    (tmp_path / "sweep.json").write_bytes(damaged)
+    assert read_summary(tmp_path) == []  # read: damaged is nothing to go on, never a traceback
+    with caplog.at_level(logging.WARNING, "frame"):
+        assert write_summary(tmp_path, []) == []
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("sweep.json.damaged-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == damaged and "kept it as" in caplog.text
+    assert json.loads((tmp_path / "sweep.json").read_text())["members"] == []
+    (tmp_path / "sweep.json").write_text(json.dumps({"members": ["not an entry"]}))  # valid JSON, wrong shape
+    write_summary(tmp_path, [])
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("sweep.json.damaged-")]) == 2
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local", "hydra.launcher.cpus_per_member=1"]])
+def test_a_member_refused_by_a_user_error_is_refused_in_sweep_json_and_frame_runs(tmp_path, launcher):
+    from tests.conftest import TINY
+
+    # UNet refuses one channel when the member builds it (`frame check` cannot see it): a user error, exit 2
+    result = run_frame(["train", "-m", "name=vocab", *TINY, "trainer.epochs=1", "logger=[jsonl]", *launcher,
+                        "model.channels=[4,8],[4]"], cwd=tmp_path)
+    assert result.returncode != 0
+    members = json.loads((tmp_path / "outputs" / "vocab-sweep" / "sweep.json").read_text())["members"]
+    by_dir = {member["run_dir"]: member for member in members}
+    good, bad = by_dir["model.channels=[4,8]"], by_dir["model.channels=[4]"]
+    assert good["status"] == "complete" and (bad["status"], bad["exit_code"]) == ("refused", 2), bad
+    rows = {row["run"]: row for row in json.loads(run_frame(["runs", "--json"], cwd=tmp_path, check=0).stdout)}
+    assert rows[f"vocab-sweep/{bad['run_dir']}"]["status"] == "refused"

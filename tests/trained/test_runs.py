@@ -111,3 +111,28 @@ def test_the_table_keeps_a_long_member_name_whole(tmp_path):
     assert "…" not in table
     cells = "".join(line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│"))
     assert all(name in cells for name in names), table
+
+
+def test_a_fifo_garbage_or_odd_types_mark_one_run_unreadable_and_never_hang_the_table(tmp_path):
+    import os
+
+    outputs = tmp_path / "outputs"
+    runs = {"good": {"status": "complete", "epochs": 1}, "odd_types": {"status": "complete", "epochs": "two",
+                                                                      "attempts": 5, "test": "x"}}
+    for name in ("good", "odd_types", "fifo", "garbage", "fifo_metrics"):
+        (outputs / name).mkdir(parents=True)
+        (outputs / name / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": 1, "val/loss": 0.5}) + "\n")
+        if name in runs:
+            (outputs / name / "run.json").write_text(json.dumps(runs[name]))
+    os.mkfifo(outputs / "fifo" / "run.json")  # read plainly, it would block `frame runs` for ever
+    (outputs / "garbage" / "run.json").write_bytes(b'{"status": "compl\xff\x00')
+    (outputs / "fifo_metrics" / "metrics.jsonl").unlink()
+    os.mkfifo(outputs / "fifo_metrics" / "metrics.jsonl")
+    rows = {name: row for name, row in _runs(tmp_path).items()}  # run_frame's timeout fails a hang
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "good": "complete", "odd_types": "unreadable", "fifo": "unreadable", "garbage": "unreadable",
+        "fifo_metrics": "unreadable"}
+    assert "is a FIFO" in rows["fifo"]["detail"] and "invalid UTF-8" in rows["garbage"]["detail"]
+    assert "wrong type" in rows["odd_types"]["detail"] and "metrics.jsonl is a FIFO" in rows["fifo_metrics"]["detail"]
+    table = run_frame(["runs"], cwd=tmp_path, check=0, timeout=120)
+    assert "good" in table.stdout and "Traceback" not in table.stderr

@@ -244,6 +244,7 @@ def test_nan_steps_are_skipped_then_the_run_stops_with_its_last_good_checkpoint(
     assert result.returncode == 2, result.output
     assert "step 8: non-finite loss or gradient, optimizer step skipped" in result.output
     assert "3 consecutive steps up to step 10 had a non-finite loss" in result.stderr
+    assert "The last good checkpoint, " in result.stderr and "last.pt, is kept" in result.stderr
     saved = load_checkpoint(tmp_path / "outputs" / "run" / "checkpoints" / "last.pt")
     assert saved["state"]["step"] == 7 and all(torch.isfinite(w).all() for w in saved["model"].values())
 

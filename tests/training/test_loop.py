@@ -77,8 +77,9 @@ def test_injected_nan_is_skipped_and_counted(compose, tmp_path):
 def test_too_many_consecutive_nans_stop_the_run(compose, tmp_path):
     cfg = _classify(compose, "trainer.epochs=1", "trainer.max_bad_steps=3")
     cfg.loss = {"_target_": "tests.training.test_loop.NanOnSteps", "steps": [2, 3, 4, 5]}
-    with pytest.raises(NonFiniteError, match="step 4"):
+    with pytest.raises(NonFiniteError, match="step 4") as error:
         fit(build_job(cfg, tmp_path))
+    assert "No checkpoint had been written" in str(error.value) and not (tmp_path / "checkpoints" / "last.pt").exists()
 
 
 @pytest.mark.parametrize("scheduler", ["cosine", "multistep", "plateau", "warmup"])
