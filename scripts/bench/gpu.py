@@ -15,7 +15,7 @@ GPU memory (torch.cuda.max_memory_allocated). Rounds are interleaved (raw, frame
 
 --case unet128 is the mid-size case that keeps an H100/H200 busy: the spleen tutorial's UNet (channels
 16-256, 4 strides of 2, 2 residual units) on 128^3 volumes in batches of 4, the rest as above. On a
-CPU (or with --quick) it shrinks to 16^3 and narrow channels so that one call proves it runs.
+CPU (or with --quick) it shrinks to 32^3 and narrow channels so that one call proves it runs.
 
     python scripts/bench/gpu.py --out gpu.json      # on a GPU: about 4 minutes on an H200
     python scripts/bench/gpu.py --case unet128 --rounds 5 --variants fp32,bf16 --out unet128.json
@@ -44,7 +44,7 @@ CASES = {
     "default": ([], ["data.dataset.size=[16,16,16]", "model.channels=[4,8]", "model.strides=[2]"]),
     "unet128": (["data.dataset.size=[128,128,128]", "data.batch_size=4", "model.channels=[16,32,64,128,256]",
                  "model.strides=[2,2,2,2]", "model.num_res_units=2"],
-                ["data.dataset.size=[16,16,16]", "data.batch_size=4", "model.channels=[4,8,16,32,64]",
+                ["data.dataset.size=[32,32,32]", "data.batch_size=4", "model.channels=[4,8,16,32,64]",
                  "model.strides=[2,2,2,2]", "model.num_res_units=2"]),
 }
 

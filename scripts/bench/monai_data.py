@@ -17,7 +17,7 @@ its training loader (batch 2 volumes = 8 crops, shuffled, no model):
 Every variant's crops are seeded (MONAI's through Compose.set_random_state, frame's per item).
 Reported per variant: build seconds (filling a cache included), the first epoch's and the later
 epochs' crops per second, and each variant's later-epoch speed relative to monai_dataset in the
-same round. Rounds are interleaved (every variant once per round).
+same round. Rounds are interleaved (every variant once per round) after a warm-up of each.
 
     python scripts/bench/monai_data.py [--volumes N] [--size S] [--epochs E] [--rounds R] [--quick]
 """
@@ -136,6 +136,8 @@ def bench(volumes: int, size: int, crop: int, epochs: int, rounds: int) -> dict:
               "rounds": rounds, "torch_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
         records = make_volumes(Path(tmp), volumes, size)
+        for kind in VARIANTS:  # warm-up on two volumes: first imports, MONAI's first calls, worker start
+            run(kind, records[:2], crop, 2, 1)
         runs = {kind: [] for kind in VARIANTS}
         for _ in range(rounds):
             for kind in VARIANTS:
