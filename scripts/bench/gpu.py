@@ -13,8 +13,13 @@ across an epoch end (validation, checkpoint) left out. Also samples/s from it an
 GPU memory (torch.cuda.max_memory_allocated). Rounds are interleaved (raw, frame, lightning, raw,
 ...); medians are reported, and frame/raw as the median of the per-round ratios.
 
+--case unet128 is the mid-size case that keeps an H100/H200 busy: the spleen tutorial's UNet (channels
+16-256, 4 strides of 2, 2 residual units) on 128^3 volumes in batches of 4, the rest as above. On a
+CPU (or with --quick) it shrinks to 32^3 and narrow channels so that one call proves it runs.
+
     python scripts/bench/gpu.py --out gpu.json      # on a GPU: about 4 minutes on an H200
-    python scripts/bench/gpu.py --quick             # on a CPU: a small round that proves it runs
+    python scripts/bench/gpu.py --case unet128 --rounds 5 --variants fp32,bf16 --out unet128.json
+    python scripts/bench/gpu.py --quick [--case unet128]   # on a CPU: a small round that proves it runs
 """
 
 import argparse
@@ -34,17 +39,24 @@ from common import StepClock, compose, interleave, lightning_module, machine, ma
 
 SEED, CLIP, LOG_EVERY = 0, 1.0, 50
 VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "compile": ("fp32", True)}  # precision, compile
+# case -> (overrides, overrides in quick mode)
+CASES = {
+    "default": ([], ["data.dataset.size=[16,16,16]", "model.channels=[4,8]", "model.strides=[2]"]),
+    "unet128": (["data.dataset.size=[128,128,128]", "data.batch_size=4", "model.channels=[16,32,64,128,256]",
+                 "model.strides=[2,2,2,2]", "model.num_res_units=2"],
+                ["data.dataset.size=[32,32,32]", "data.batch_size=4", "model.channels=[4,8,16,32,64]",
+                 "model.strides=[2,2,2,2]", "model.num_res_units=2"]),
+}
 
 
 class Setup:
     """One variant's config and run lengths; `quick` shrinks the model and data to CPU size."""
 
-    def __init__(self, variant, device, quick, epochs, samples):
+    def __init__(self, variant, device, quick, epochs, samples, case="default"):
         self.precision, self.compile = VARIANTS[variant]
         self.device, self.epochs = device, epochs
-        shrink = ["data.dataset.size=[16,16,16]", "model.channels=[4,8]", "model.strides=[2]"] if quick else []
         self.cfg = compose([
-            *shrink, f"data.dataset.num_samples={samples}", "data.split_ratio=0.8", "data.preload=true",
+            *CASES[case][1 if quick else 0], f"data.dataset.num_samples={samples}", "data.split_ratio=0.8", "data.preload=true",
             f"trainer.epochs={epochs}", f"trainer.grad_norm_clip={CLIP}", f"trainer.log_every_n_steps={LOG_EVERY}",
             f"trainer.precision={self.precision}", f"trainer.compile={self.compile}", f"trainer.device={device}",
             "trainer.checkpoint_every_n_epochs=0", "logger=[jsonl]", f"seed={SEED}",
@@ -167,7 +179,7 @@ def run_lightning(setup):
     return setup.result(clocks[-1], _peak())
 
 
-def bench(device, variants, rounds, quick, epochs, samples, out=None) -> dict:
+def bench(device, variants, rounds, quick, epochs, samples, out=None, case="default") -> dict:
     """Every variant's row; after each one the results so far go to `out` (a timeout keeps them)."""
     try:
         import lightning  # noqa: F401
@@ -177,7 +189,7 @@ def bench(device, variants, rounds, quick, epochs, samples, out=None) -> dict:
     results = {}
     for variant in variants:
         start = time.perf_counter()
-        setup = Setup(variant, device, quick, epochs, samples)
+        setup = Setup(variant, device, quick, epochs, samples, case)
         # compile: one round (each compiles afresh, most of a minute with inductor)
         repeats = 1 if VARIANTS[variant][1] else rounds
         measured = interleave({name: (lambda run=run: run(setup)) for name, run in runners.items()},
@@ -210,6 +222,7 @@ def main():
                         "(always so without CUDA)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant (compile: 1)")
     parser.add_argument("--variants", default="fp32,bf16,compile")
+    parser.add_argument("--case", choices=sorted(CASES), default="default")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     logging.getLogger("lightning").setLevel(logging.ERROR)
@@ -222,8 +235,10 @@ def main():
         print("# no CUDA device: a quick CPU round without compile (it proves the script runs)", flush=True)
         variants = [v for v in variants if v != "compile"]
     # epochs of 80 steps (200 items, batch 2), the first one warm-up; quick: 2 epochs of 4
-    epochs, samples = (2, 10) if quick else (4, 200)
-    results = bench("cuda" if cuda else "cpu", variants, 1 if quick else args.rounds, quick, epochs, samples, args.out)
+    # unet128: epochs of 10 steps (50 items, batch 4)
+    epochs, samples = (2, 10) if quick else (4, 200 if args.case == "default" else 50)
+    results = bench("cuda" if cuda else "cpu", variants, 1 if quick else args.rounds, quick, epochs, samples, args.out,
+                    args.case)
     print(table(results))
     print(json.dumps({"machine": machine(), "quick": quick, "results": results}, indent=2))
 

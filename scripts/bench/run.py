@@ -25,10 +25,15 @@ BENCHMARKS = [
     ("tracking_overhead.py", ["--classify", "--epochs", "6", "--repeats", "9"], ["--classify", "--epochs", "1", "--repeats", "1"]),
     ("checkpoint.py", ["5"], ["1"]),
     ("small_job.py", ["5"], ["1", "--epochs", "2"]),
+    ("small_job.py", ["5", "--epochs", "300", "--case", "items", "--no-lightning"],
+     ["1", "--epochs", "2", "--case", "items", "--no-lightning"]),
+    ("item_overhead.py", ["9"], ["1", "--items", "256"]),
+    ("monai_data.py", [], ["--quick"]),
     ("preload.py", ["--epochs", "3", "--rounds", "2", "--data-only", "--patients", "32"],
      ["--epochs", "2", "--data-only", "--patients", "4"]),
     ("sweep.py", ["--members", "64,256,1000,4000", "--run-members", "16"], ["--members", "4,8", "--run-members", "2"]),
     ("gpu.py", [], ["--quick"]),  # without CUDA always a quick CPU round
+    ("gpu.py", ["--case", "unet128", "--rounds", "5", "--variants", "fp32,bf16"], ["--quick", "--case", "unet128"]),
 ]
 
 

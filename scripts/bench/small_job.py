@@ -11,13 +11,19 @@ candidates, each a whole process run for E and for 2E epochs:
     lightning  this file with --lightning: a LightningModule on the same data (default checkpointing,
                CSVLogger, no progress bar)
 
+Two jobs (--case): `tabular`, 400 rows and no transforms; `items`, the seed job as its users write it,
+with its project transforms (`Shift` on the sample, `as_long` on the label: frame cannot tell whether
+they draw, so every item runs under its own seeds) on 1024 rows, 768 small items an epoch, where the
+per-item cost of the dataset wrapper shows. The plain script and Lightning apply the same transforms
+in their Dataset's `__getitem__`.
+
 The per-epoch cost of a candidate is (T(2E) - T(E)) / E: start-up and imports cancel. Rounds are
 interleaved (plain, frame, lightning, plain, ...) and each round's ratio to plain is taken before
 the median, so a shared machine's drift hits all three alike. All three run with OMP_NUM_THREADS=1:
 a tiny MLP gains nothing from more threads, and spinning threads on a busy machine would drown the
 differences.
 
-    python scripts/bench/small_job.py [ROUNDS] [--epochs E] [--no-lightning]
+    python scripts/bench/small_job.py [ROUNDS] [--epochs E] [--no-lightning] [--case tabular|items]
 """
 
 import argparse
@@ -46,37 +52,58 @@ JOB = {
     },
     "evaluators": [{"name": "Accuracy"}],
 }
-ROWS = 400
+CASES = {"tabular": 400, "items": 1024}  # rows
+TRANSFORMS = {"sample_transforms": [{"name": "Shift", "offset": 0.5}], "label_transforms": [{"name": "as_long"}]}
 
 
-def make(root: Path) -> Path:
+def make(root: Path, case: str) -> Path:
     """The project (sources, points.csv, config/job.json) under `root`; returns the job file."""
     sys.path.insert(0, str(REPO))
     from tests.seed_project import make_project
 
-    return make_project(root, job=json.dumps(JOB), samples=ROWS)
+    job = json.loads(json.dumps(JOB))
+    if case == "items":
+        job["training"]["dataset"].update(TRANSFORMS)
+    return make_project(root, job=json.dumps(job), samples=CASES[case])
 
 
-def _data(root: Path):
-    """The project's points as tensors, split in the same proportion as frame splits them."""
+def _data(root: Path, case: str):
+    """The project's (train, validation) datasets, split in the same proportion as frame splits them;
+    with the project's transforms applied per item in the `items` case."""
     sys.path.insert(0, str(root / "src"))
     import torch
+    from torch.utils.data import Dataset, TensorDataset
     from Datasets.Points import Points
 
     points = Points(root / "data")
     x, y = points.x, torch.tensor(points.y)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     cut = int(len(y) * JOB["training"]["split_ratio"])
-    return (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
+    parts = (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
+    if case == "tabular":
+        return tuple(TensorDataset(*part) for part in parts)
+    from Data.transforms import Shift, as_long
+
+    class Transformed(Dataset):
+        def __init__(self, x, y):
+            self.x, self.y, self.shift = x, y.tolist(), Shift(0.5)
+
+        def __len__(self):
+            return len(self.y)
+
+        def __getitem__(self, i):
+            return self.shift(self.x[i]), as_long(self.y[i])
+
+    return tuple(Transformed(*part) for part in parts)
 
 
-def plain(root: Path, epochs: int) -> None:
+def plain(root: Path, epochs: int, case: str) -> None:
     """The job as a plain PyTorch script."""
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import DataLoader
 
     torch.manual_seed(0)
-    (x_train, y_train), (x_val, y_val) = _data(root)
+    train_set, val_set = _data(root, case)
     from Models.TinyClassifier import TinyClassifier
     from losses import SmoothedCrossEntropy
 
@@ -84,8 +111,8 @@ def plain(root: Path, epochs: int) -> None:
     model, loss_fn = TinyClassifier(8, 4), SmoothedCrossEntropy(0.05)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.5)
-    train = DataLoader(TensorDataset(x_train, y_train), batch_size=training["batch_size"], shuffle=True)
-    val = DataLoader(TensorDataset(x_val, y_val), batch_size=training["batch_size"])
+    train = DataLoader(train_set, batch_size=training["batch_size"], shuffle=True)
+    val = DataLoader(val_set, batch_size=training["batch_size"])
     out = root / "plain"
     out.mkdir(exist_ok=True)
     for epoch in range(epochs):
@@ -104,22 +131,22 @@ def plain(root: Path, epochs: int) -> None:
                 right += int((prediction.argmax(1) == y).sum())
         scheduler.step()
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, out / "last.pt")
-        print(f"epoch {epoch + 1} val/loss={total / len(val):.4g} val/acc={right / len(y_val):.4g}")
+        print(f"epoch {epoch + 1} val/loss={total / len(val):.4g} val/acc={right / len(val_set):.4g}")
 
 
-def lightning(root: Path, epochs: int) -> None:
+def lightning(root: Path, epochs: int, case: str) -> None:
     """The job with Lightning's Trainer."""
     import logging
     import warnings
 
     import lightning as L
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import DataLoader
 
     logging.getLogger("lightning").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
-    (x_train, y_train), (x_val, y_val) = _data(root)
+    train_set, val_set = _data(root, case)
     from Models.TinyClassifier import TinyClassifier
     from losses import SmoothedCrossEntropy
 
@@ -146,33 +173,33 @@ def lightning(root: Path, epochs: int) -> None:
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=L.pytorch.loggers.CSVLogger(root / "lightning"),
                         default_root_dir=root / "lightning", enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0)
-    trainer.fit(Module(), DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True),
-                DataLoader(TensorDataset(x_val, y_val), batch_size=batch_size))
+    trainer.fit(Module(), DataLoader(train_set, batch_size=batch_size, shuffle=True),
+                DataLoader(val_set, batch_size=batch_size))
 
 
-def _commands(root: Path, job: Path, epochs: int) -> dict:
+def _commands(root: Path, job: Path, epochs: int, case: str) -> dict:
     """name -> (argv, what to remove first so the run starts fresh)."""
     bin_dir = Path(sys.executable).parent
     return {
-        "plain": ([sys.executable, str(HERE), "--plain", str(root), str(epochs)], root / "plain"),
+        "plain": ([sys.executable, str(HERE), "--plain", str(root), str(epochs), case], root / "plain"),
         "frame": ([str(bin_dir / "frame"), "run", str(job), f"trainer.epochs={epochs}"], root / "outputs"),
-        "lightning": ([sys.executable, str(HERE), "--lightning", str(root), str(epochs)], root / "lightning"),
+        "lightning": ([sys.executable, str(HERE), "--lightning", str(root), str(epochs), case], root / "lightning"),
     }
 
 
-def bench(rounds: int = 5, epochs: int = 60, with_lightning: bool = True) -> dict:
+def bench(rounds: int = 5, epochs: int = 60, with_lightning: bool = True, case: str = "tabular") -> dict:
     from common import interleave, median, time_command
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        job = make(root)
+        job = make(root, case)
         names = ["plain", "frame"] + (["lightning"] if with_lightning else [])
 
         def per_epoch(name):
             def run():
                 times = []
                 for count in (epochs, 2 * epochs):
-                    argv, output = _commands(root, job, count)[name]
+                    argv, output = _commands(root, job, count, case)[name]
                     shutil.rmtree(output, ignore_errors=True)
                     times.append(time_command(argv, env={"OMP_NUM_THREADS": "1"}, cwd=root))
                 return {"epoch_s": (times[1] - times[0]) / epochs, "process_s": times[0]}
@@ -180,7 +207,7 @@ def bench(rounds: int = 5, epochs: int = 60, with_lightning: bool = True) -> dic
             return run
 
         measured = interleave({name: per_epoch(name) for name in names}, repeats=rounds)
-    result = {"rounds": rounds, "epochs": [epochs, 2 * epochs], "rows": ROWS}
+    result = {"case": case, "rounds": rounds, "epochs": [epochs, 2 * epochs], "rows": CASES[case]}
     for name in names:
         ratios = [r["epoch_s"] / p["epoch_s"] for r, p in zip(measured[name], measured["plain"])]
         result[name] = {"epoch_ms": round(median([r["epoch_s"] for r in measured[name]]) * 1e3, 3),
@@ -191,15 +218,16 @@ def bench(rounds: int = 5, epochs: int = 60, with_lightning: bool = True) -> dic
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] in ("--plain", "--lightning"):
-        (plain if sys.argv[1] == "--plain" else lightning)(Path(sys.argv[2]), int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] in ("--plain", "--lightning"):
+        (plain if sys.argv[1] == "--plain" else lightning)(Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rounds", nargs="?", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=60, help="E: each candidate runs E and 2E epochs")
     parser.add_argument("--no-lightning", action="store_true")
+    parser.add_argument("--case", choices=sorted(CASES), default="tabular")
     args = parser.parse_args()
-    print(json.dumps(bench(args.rounds, args.epochs, not args.no_lightning), indent=2))
+    print(json.dumps(bench(args.rounds, args.epochs, not args.no_lightning, args.case), indent=2))
 
 
 if __name__ == "__main__":

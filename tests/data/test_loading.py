@@ -8,7 +8,7 @@ import torch
 from monai.transforms import Randomizable  # also what makes `is_random` see a project's own random transform
 from torch.utils.data import Dataset
 
-from frame.data.loading import EpochSampler, JobDataset, is_random, make_loader, split_indices
+from frame.data.loading import EpochSampler, JobDataset, is_random, item_seed, make_loader, split_indices
 from frame.core.errors import FrameError
 
 
@@ -207,13 +207,34 @@ def test_label_transforms_apply_to_the_label_only():
     assert torch.equal(sample, torch.full((3,), 20.0)) and label == 102
 
 
-def test_seeding_an_item_leaves_the_global_rngs_as_they_were():
+def test_seeding_a_batch_leaves_python_and_torch_as_they_were_and_numpy_at_the_last_items_seed():
     data = JobDataset(Items(3), range(3), [Noise(), TorchNoise()], seed=0)
     random.seed(5), np.random.seed(5), torch.manual_seed(5)
-    expected = random.random(), np.random.rand(), torch.rand(1)
+    expected = random.random(), torch.rand(1)
     random.seed(5), np.random.seed(5), torch.manual_seed(5)
-    data[(0, 1)]
-    assert (random.random(), np.random.rand()) == expected[:2] and torch.equal(torch.rand(1), expected[2])
+    data.__getitems__([(0, 2), (0, 1)])
+    assert random.random() == expected[0] and torch.equal(torch.rand(1), expected[1])
+    after = np.random.rand()  # numpy is not put back (costly to save, read by nothing in the loop) ...
+    np.random.seed(item_seed(0, 0, 0, 1))
+    assert after == np.random.rand()  # ... but left at the last item's seed: a function of the item, not of history
+
+
+def test_item_seeds_are_32_bit_and_distinct_for_every_seed_stream_epoch_and_item():
+    seeds = {item_seed(seed, salt, epoch, position)
+             for seed in range(3) for salt in (0, 1) for epoch in range(20) for position in range(200)}
+    assert len(seeds) == 3 * 2 * 20 * 200 and all(0 <= s < 2**32 for s in seeds)
+    assert item_seed(7, 0, 3, 11) == item_seed(7, 0, 3, 11)
+
+
+def test_a_monai_transform_draws_as_if_seeded_by_monai_itself_and_the_class_generator_is_untouched():
+    from monai.transforms import RandGaussianNoise
+
+    class_state = Randomizable.R.get_state()[1].copy()
+    data = JobDataset(Items(4), range(4), [RandGaussianNoise(prob=1.0)], seed=3)
+    item = data[(2, 1)][0]
+    reference = RandGaussianNoise(prob=1.0).set_random_state(seed=item_seed(3, 0, 2, 1))  # MONAI's own seeding
+    assert torch.equal(torch.as_tensor(item), torch.as_tensor(reference(torch.full((3,), 1.0))))
+    assert np.array_equal(Randomizable.R.get_state()[1], class_state)
 
 
 def _epoch(loader, sampler, epoch):
