@@ -38,14 +38,25 @@ def split_indices(length: int, split_ratio: float, seed: int) -> tuple[list[int]
     return sorted(order[:n_train]), sorted(order[n_train:])
 
 
+# torchvision transforms that draw random numbers without `Random` in their name
+_TORCHVISION_RANDOM = {"ColorJitter", "GaussianBlur", "GaussianNoise", "ElasticTransform", "AutoAugment", "RandAugment",
+                       "TrivialAugmentWide", "AugMix", "ScaleJitter", "MixUp", "CutMix", "JPEG"}
+
+
 def is_random(transform) -> bool:
     """True for transforms whose output is random: MONAI's `Randomizable` (what CacheDataset stops
-    its cache at) and torchvision's `Random*`. A project's own random transform subclasses
+    its cache at), torchvision's `Random*` and its other random ones (`ColorJitter`, `RandAugment`, ...),
+    and a torchvision `Compose` holding any of them. A project's own random transform subclasses
     `monai.transforms.Randomizable` to be left out of the preload cache."""
     monai_transforms = sys.modules.get("monai.transforms")
     if monai_transforms is not None and isinstance(transform, monai_transforms.Randomizable):
         return True
-    return type(transform).__module__.startswith("torchvision.") and type(transform).__name__.startswith("Random")
+    if not type(transform).__module__.startswith("torchvision."):
+        return False
+    name = type(transform).__name__
+    if name == "Compose":
+        return any(is_random(inner) for inner in transform.transforms)
+    return name.startswith("Random") or name in _TORCHVISION_RANDOM
 
 
 ITEM_CONTRACT = ("an item is a (sample, target, *extra) tuple, or a mapping holding the sample and target "

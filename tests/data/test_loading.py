@@ -293,3 +293,12 @@ def test_preload_filled_by_workers_equals_the_main_process_fill():
     assert len(workers._cache) == 6
     for (a, la), (b, lb) in zip(main._cache, workers._cache):
         assert torch.equal(a, b) and la == lb and not b.is_shared()
+
+
+def test_torchvision_random_transforms_without_random_in_their_name_are_random():
+    """ColorJitter or RandAugment cached by preload (or applied to validation) would be one draw for ever."""
+    from torchvision.transforms import v2
+
+    assert is_random(v2.ColorJitter(brightness=0.5)) and is_random(v2.RandAugment()) and is_random(v2.GaussianBlur(3))
+    assert is_random(v2.Compose([v2.ToImage(), v2.RandomHorizontalFlip()]))
+    assert not is_random(v2.Compose([v2.ToImage(), v2.Resize(8)])) and not is_random(v2.Normalize([0.5], [0.5]))
