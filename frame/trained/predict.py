@@ -52,8 +52,7 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     Raises:
         FrameError: no such run, checkpoint or input; a file MONAI cannot read; a bad option.
     """
-    from frame.training.build import build_inferer, build_transforms, pick_device
-    from frame.data.loading import is_random
+    from frame.training.build import build_inferer, eval_transforms, pick_device, validation_data
     from frame.trained.load import rebuild, run_data
 
     files = input_files(Path(inputs)) if inputs is not None else None
@@ -74,7 +73,7 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     device = pick_device(device)
     inferer = sliding_window(roi_size, overlap) if roi_size is not None else build_inferer(cfg)
     if files is not None:
-        transforms = [t for t in build_transforms(cfg.data)[0] if not is_random(t)]
+        transforms = eval_transforms(cfg, *validation_data(cfg))[1]  # the sample transforms validation uses
         items = ((str(path), _read(path, transforms)) for path in files)
         count, labels = len(files), None
     else:

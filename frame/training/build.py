@@ -83,8 +83,12 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
     data = cfg.data
     dataset = build_dataset(data)
     labels = getattr(dataset, "labels", None)
-    train_idx, val_idx = split_indices(len(dataset), data.split_ratio, cfg.seed)
     overfit = cfg.trainer.overfit_batches
+    own_val = has_data(data.get("val")) and not overfit  # a validation set of its own
+    if has_data(data.get("val")):  # every item trains (data.split_ratio unused)
+        train_idx = val_idx = list(range(len(dataset)))
+    else:
+        train_idx, val_idx = split_indices(len(dataset), data.split_ratio, cfg.seed)
     if overfit:  # Lightning's overfit_batches: the same few training items, unshuffled, also validate
         train_idx = val_idx = train_idx[: overfit * data.batch_size]
     sample_tf, label_tf = build_transforms(data)
@@ -97,12 +101,12 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
     if overfit:  # Lightning's rule: the training batches themselves, as trained on
         val_set = JobDataset(dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=VAL_SALT, item_transforms=item_tf,
                              **preload)
-    elif has_data(data.get("val")):  # a validation set of its own
+    elif own_val:
         val_set = eval_dataset(cfg, data.val, "data.val", preload=data.preload)[0]
     else:  # the split's share, as `frame eval` would see it: the deterministic transforms only
         val_set = JobDataset(dataset, val_idx, deterministic(sample_tf), deterministic(label_tf), cfg.seed,
                              salt=VAL_SALT, item_transforms=deterministic(item_tf), **preload)
-    val_batch = (data.val.get("batch_size") if has_data(data.get("val")) and not overfit else None) or data.batch_size
+    val_batch = (data.val.get("batch_size") if own_val else None) or data.batch_size
     val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=val_batch,
                                limit_batches=cfg.trainer.limit_val_batches)
 
@@ -169,14 +173,21 @@ def eval_dataset(cfg: DictConfig, node: DictConfig, prefix: str = "data", preloa
     """(JobDataset, dataset) over every item of `node`'s dataset (no split, in order) with the deterministic
     transforms only: `node`'s own, or the training data's where it gives none (`data.val`, `data.test` may)."""
     dataset = build_dataset(node, prefix)
+    item_tf, sample_tf, label_tf = eval_transforms(cfg, node, prefix)
+    items = JobDataset(dataset, range(len(dataset)), sample_tf, label_tf, cfg.seed, salt=VAL_SALT,
+                       item_transforms=item_tf, keys=list(cfg.data["keys"]), preload=preload,
+                       preload_workers=cfg.data.num_workers)
+    return items, dataset
+
+
+def eval_transforms(cfg: DictConfig, node: DictConfig, prefix: str = "data") -> tuple[list, list, list]:
+    """(item, sample, label) transforms of a held-out node, deterministic only: its own, or data's where it
+    gives none (sample and label transforms go together)."""
     own = node.get("sample_transforms") is not None or node.get("label_transforms") is not None
     sample_tf, label_tf = build_transforms(node if own else cfg.data, prefix if own else "data")
     own_items = node.get("transforms") is not None
     item_tf = build_item_transforms(node if own_items else cfg.data, prefix if own_items else "data")
-    items = JobDataset(dataset, range(len(dataset)), deterministic(sample_tf), deterministic(label_tf), cfg.seed,
-                       salt=VAL_SALT, item_transforms=deterministic(item_tf), keys=list(cfg.data["keys"]),
-                       preload=preload, preload_workers=cfg.data.num_workers)
-    return items, dataset
+    return deterministic(item_tf), deterministic(sample_tf), deterministic(label_tf)
 
 
 def eval_loader(cfg: DictConfig, node: DictConfig, device: torch.device, prefix: str = "data"):

@@ -35,7 +35,7 @@ def test_data_val_is_a_dataset_of_its_own_with_its_own_transforms(compose, tmp_p
     own = SyntheticClasses(num_samples=12, seed=7)
     assert len(job.val_loader.dataset) == 12 and job.val_loader.batch_size == 5
     assert torch.equal(_val_items(job), torch.stack([torch.as_tensor(own[i][0]) for i in range(12)]))
-    assert len(job.train_loader.dataset) == 32  # data.split_ratio's share of data.dataset (the rest is unused)
+    assert len(job.train_loader.dataset) == 40  # every item of data.dataset trains: no split
 
 
 def test_validation_runs_the_model_through_the_runs_inferer(compose, tmp_path):
