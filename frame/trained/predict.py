@@ -1,7 +1,7 @@
 """Predictions of a trained run on new data: `frame predict`.
 
 Inputs are files (NIfTI volumes or images, a file or a folder of them) read by MONAI's LoadImage
-channel-first, or, with no input given, every item of the run's dataset (as `frame eval` takes
+channel-first, or, with no input given, every item of the run's validation data (as `frame eval` takes
 it). Each goes through the run's deterministic sample transforms and the model, called through
 the run's `inferer` as validation calls it (whole, or MONAI's SlidingWindowInferer for volumes
 larger than the training crops); `roi_size` is a spelling of a SlidingWindowInferer of windows

@@ -6,8 +6,7 @@ target (MSE on `[16]` against `[16, 1]` trains on a `[16, 16]` grid, with only a
 stderr), a class index the output has no channel for, a softmax loss on one output channel or a
 sigmoid loss on a class-index map, dtypes the loss cannot take, a metric whose inputs break its
 library's contract, two evaluators reporting the same key, and a `trainer.monitor` that no
-evaluator reports. A Dice whose activation
-contradicts the loss's gets a warning.
+evaluator reports. A Dice whose activation contradicts the loss's gets a warning.
 
 Nothing changes: no optimizer step, gradients back to None, buffers (BatchNorm's running
 statistics) and the mode of the model put back, evaluators reset, and every RNG restored.

@@ -67,6 +67,7 @@ class LibraryMetric:
         self.labels = list(labels) if labels is not None else None
         self.key = key or snake(type(metric).__name__).removesuffix("_metric")
         self._monai = not hasattr(metric, "compute")  # MONAI's Cumulative: __call__ and aggregate
+        self._unchecked = True  # MONAI's contract, checked on the first batch
         if not self._monai and hasattr(metric, "distributed_available_fn"):
             local(metric)
 
@@ -83,8 +84,10 @@ class LibraryMetric:
         else:
             prediction, target = self._post(prediction, target)
         if self._monai:
-            if _counts(self.metric):
-                _check_contract(self.metric, prediction, target)
+            if self._unchecked:  # the first batch (frame checks one before epoch 1): the same rule for the rest
+                self._unchecked = False
+                if _counts(self.metric):
+                    _check_contract(self.metric, prediction, target)
             self.metric(y_pred=prediction, y=target)
         else:
             if getattr(self.metric, "device", prediction.device) != prediction.device:
