@@ -89,6 +89,7 @@ def check_config(cfg: DictConfig) -> list[Checked]:
     checked = [_check_component(key, node, runtime, problems) for key, node, runtime in components(cfg)]
     problems += _merged_presets(problems, OmegaConf.select(cfg, "hydra.runtime.choices") or {})
     problems += _check_dataset(cfg, problems)
+    problems += _check_metrics(cfg)
     if problems:
         raise CheckError(problems)
     return checked
@@ -276,6 +277,48 @@ def _import(target, key: str, problems: list[Problem]):
     except Exception as error:  # ImportError, AttributeError, or the module's own failure
         problems.append(Problem(f"{key}._target_", f"cannot import {target}: {error}"))
         return None
+
+
+def _check_metrics(cfg: DictConfig) -> list[Problem]:
+    """What the run refuses before its first epoch that the config alone shows (`frame check` must never pass
+    a job `frame run` refuses): two evaluators reporting one key, a `trainer.monitor` no evaluator reports, a
+    ReduceLROnPlateau `mode` against `trainer.monitor_mode`."""
+    found, owner, known = [], {}, True
+    for name, node in cfg.evaluators.items():
+        key = evaluator_key(name, node)
+        if key is None:
+            known = False  # a project's evaluator: its keys are what its compute() returns
+        elif key in owner:
+            found.append(Problem(f"evaluators.{name}", f"evaluators.{owner[key]} and evaluators.{name} both report "
+                                 f"'{key}'; give one of them another name (a library metric's key is its `key` param)."))
+        else:
+            owner[key] = name
+    monitor = str(cfg.trainer.monitor)
+    metrics = {"val/loss", "train/epoch_time_s", *(f"val/{key}" for key in owner)}
+    if known and monitor not in metrics and not any(monitor.startswith(f"{m}/") for m in metrics):
+        found.append(Problem("trainer.monitor", f"{monitor} is not among the metrics the evaluators report: "
+                             f"{', '.join(sorted(metrics))}.{did_you_mean(monitor, metrics)}"))
+    scheduler = cfg.get("lr_scheduler")
+    if isinstance(scheduler, DictConfig) and str(scheduler.get("_target_", "")).endswith("ReduceLROnPlateau"):
+        mode, wanted = scheduler.get("mode"), getattr(cfg.trainer.monitor_mode, "value", cfg.trainer.monitor_mode)
+        if mode is not None and str(getattr(mode, "value", mode)) != str(wanted):
+            found.append(Problem("lr_scheduler.mode", f"{mode} contradicts trainer.monitor_mode={wanted}: "
+                                 f"ReduceLROnPlateau would cut the rate while {monitor} improves. Drop it (it follows "
+                                 f"monitor_mode) or set both alike."))
+    return found
+
+
+def evaluator_key(name: str, node) -> str | None:
+    """The key an evaluator reports under, where the config shows it: a library metric's `key` (default: its
+    name in `evaluators`), a frame evaluator's literal `KEY`; None for others."""
+    if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
+        return None
+    target = node._target_
+    if target.startswith(("torchmetrics.", "monai.metrics.")) or target.endswith("LibraryMetric"):
+        return str(node.get("key") or name)
+    found = source.locate(target)
+    literal = source.class_literal(found, "KEY") if found is not None else None
+    return str(node.get("key") or literal) if literal is not None else None
 
 
 def _check_dataset(cfg: DictConfig, problems: list[Problem]) -> list[Problem]:

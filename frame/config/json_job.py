@@ -24,12 +24,14 @@ key name. The mapping (also in the README):
                                   -> data.dataset {_target_, root, labels, ...}, data.num_workers,
                                      data.transforms, data.keys, data.sample_transforms,
                                      data.label_transforms
-    training.test_dataset {name, root, ..., sample_transforms, label_transforms}
-                                  -> data.test {dataset: {_target_, root, ...}, sample_transforms,
-                                     label_transforms} (name: the training dataset's by default)
+    training.validation_dataset {name, root, ..., transforms, sample_transforms, label_transforms}
+                                  -> data.val {dataset: {_target_, root, ...}, transforms,
+                                     sample_transforms, label_transforms} (name: the training
+                                     dataset's by default); training.test_dataset -> data.test alike
     evaluators [{name, ...}]      -> evaluators {<snake_name>: {_target_, ...}}; a torchmetrics or
                                      MONAI metric -> {_target_: frame.training.metrics.LibraryMetric,
-                                     metric: {_target_, ...}, activation, threshold, labels, key}
+                                     metric: {_target_, ...}, activation, threshold, labels, key,
+                                     discrete, post_pred, post_label}
     {"name": ...} inside params   -> a nested component {_target_, ...} (a transform under a
                                      key with "transform" in it, else its parent's kind)
     metric_loggers [{name, ...}]  -> logger {<snake_name>: {_target_, ...}}
@@ -58,7 +60,7 @@ _TOP_KEYS = ("name", "resume", "preload", "seed", "wandb_project_name", "wandb_p
              "wandb_api_key", "model", "training", "evaluators", "metric_loggers")
 _TRAINER_KEYS = tuple(f.name for f in fields(TrainerConf))
 _TRAINING_KEYS = _TRAINER_KEYS + ("split_ratio", "batch_size", "loss", "optimizer", "lr_scheduler", "dataset",
-                                  "test_dataset")
+                                  "validation_dataset", "test_dataset")
 WANDB_TARGET = "frame.tracking.wandb.WandbLogger"
 _CALLED_LATER = ("transform", "loss")  # kinds that may be plain functions
 _RESERVED_SLOTS = ("wandb", "jsonl", "console")  # logger names frame's presets use
@@ -66,7 +68,8 @@ _SUFFIXES = (".json", ".json5", ".jsonc")
 _DATA_KEYS = ("num_workers", "transforms", "keys", "sample_transforms", "label_transforms")  # data.*, not the dataset's
 _LIBRARY_METRICS = ("monai.metrics.", "torchmetrics.")
 LIBRARY_METRIC = "frame.training.metrics.LibraryMetric"
-_ADAPTER_KEYS = ("activation", "threshold", "labels", "key")  # LibraryMetric's own params, the rest are the metric's
+# LibraryMetric's own params, the rest are the metric's
+_ADAPTER_KEYS = ("activation", "threshold", "labels", "key", "discrete", "post_pred", "post_label")
 
 
 class JobError(FrameError):
@@ -339,8 +342,9 @@ class _Converter:
                 data[key] = self.value(training, key, f"data.{key}", "training.")
         if "preload" in raw:
             data["preload"] = self.value(raw, "preload", "data.preload")
-        if training.get("test_dataset") is not None:
-            data["test"] = self.test_data(training["test_dataset"], spec.get("name") or self.default_dataset())
+        for key, node in (("validation_dataset", "val"), ("test_dataset", "test")):
+            if training.get(key) is not None:
+                data[node] = self.held_out(training[key], key, node, spec.get("name") or self.default_dataset())
         return data
 
     def dataset(self, spec: dict, json_key: str, hydra_key: str, default_name: str | None) -> dict:
@@ -351,26 +355,28 @@ class _Converter:
             dataset["root"] = "${project}/" + re.sub(r"^(\./)+", "", root)
         return dataset
 
-    def test_data(self, spec, training_name: str) -> dict:
-        """`training.test_dataset` -> `data.test`: scored with best.pt after training; its own transforms
-        or, without them, the training data's deterministic ones."""
+    def held_out(self, spec, json_name: str, node: str, training_name: str) -> dict:
+        """`training.validation_dataset` -> `data.val` (scored every epoch), `training.test_dataset` -> `data.test`
+        (scored with best.pt after training): their own transforms or, without them, the training data's
+        deterministic ones."""
+        json_key, hydra_key = f"training.{json_name}", f"data.{node}"
         if not isinstance(spec, dict):
-            self.fail("training.test_dataset", f'expected {{"root": ..., ...}}, got {type(spec).__name__}.')
-        own_transforms = ("sample_transforms", "label_transforms")
+            self.fail(json_key, f'expected {{"root": ..., ...}}, got {type(spec).__name__}.')
+        own_transforms = ("transforms", "sample_transforms", "label_transforms")
         for key in _DATA_KEYS:
             if key in spec and key not in own_transforms:
-                self.fail(f"training.test_dataset.{key}", f"not for a test set: it uses training.dataset's {key}. "
-                          f"A test set may give: {', '.join(own_transforms)}.")
-        test = {"dataset": self.dataset({k: v for k, v in spec.items() if k not in own_transforms},
-                                        "training.test_dataset", "data.test.dataset", training_name)}
+                self.fail(f"{json_key}.{key}", f"not for a {node} set: it uses training.dataset's {key}. "
+                          f"A {node} set may give: {', '.join(own_transforms)}.")
+        held = {"dataset": self.dataset({k: v for k, v in spec.items() if k not in own_transforms},
+                                        json_key, f"{hydra_key}.dataset", training_name)}
         for key in own_transforms:
             if spec.get(key) is not None:
                 if not isinstance(spec[key], list):
-                    self.fail(f"training.test_dataset.{key}", f"expected a list of transforms, got {type(spec[key]).__name__}.")
-                test[key] = [self.component(t, "transform", f"training.test_dataset.{key}[{i}]", f"data.test.{key}[{i}]")
+                    self.fail(f"{json_key}.{key}", f"expected a list of transforms, got {type(spec[key]).__name__}.")
+                held[key] = [self.component(t, "transform", f"{json_key}.{key}[{i}]", f"{hydra_key}.{key}[{i}]")
                              for i, t in enumerate(spec[key])]
-                self.job.keys[f"data.test.{key}"] = f"training.test_dataset.{key}"
-        return test
+                self.job.keys[f"{hydra_key}.{key}"] = f"{json_key}.{key}"
+        return held
 
     def default_dataset(self) -> str:
         """A dataset without a name: the one dataset in the project's src/Datasets/."""
@@ -433,6 +439,8 @@ def _validate_values(job: JsonJob) -> None:
 def _library_metric(node: dict) -> dict:
     """A torchmetrics or MONAI metric inside frame's adapter: post-processing and keys to it, the rest to the metric."""
     adapter = {k: node.pop(k) for k in _ADAPTER_KEYS if k in node}
+    if node["_target_"].startswith("monai.") and not {"activation", "post_pred", "post_label"} & set(adapter):
+        adapter["activation"] = "auto"  # a MONAI metric takes no logits: post-processed as the loss trains
     return {"_target_": LIBRARY_METRIC, "metric": node, **adapter}
 
 

@@ -50,10 +50,15 @@ class TrainerConf:
 
 
 @dataclass
-class TestDataConf:
-    dataset: Any = None  # component: _target_ + params, every item is evaluated (no split); null: no test set
+class HeldOutDataConf:
+    """`data.val` and `data.test`: a dataset scored whole (no split), in order, through its own
+    transforms or, where it gives none, the training data's deterministic ones."""
+
+    dataset: Any = None  # component: _target_ + params; null: none
+    transforms: Optional[List[Any]] = None  # whole item; null: data.transforms, random ones left out
     sample_transforms: Optional[List[Any]] = None  # null: data's (both lists), random ones left out
     label_transforms: Optional[List[Any]] = None
+    batch_size: Optional[int] = None  # null: data.batch_size (1 for whole volumes of different sizes)
 
 
 @dataclass
@@ -67,17 +72,20 @@ class DataConf:
     batch_size: int = 2
     num_workers: int = 0
     preload: bool = False  # cache items after their deterministic transforms
+    # validation set of its own, scored every epoch (val/...); no dataset (or null): the split's share of
+    # data.dataset. A node, as `test`, for `data.val={dataset: ...}` to merge into (onto null Hydra cannot)
+    val: Optional[HeldOutDataConf] = field(default_factory=HeldOutDataConf)
     # held-out set: best.pt is evaluated on it after training (test/...). A node, not null, so that
     # `data.test={dataset: {...}}` and `data.test.dataset=...` on the command line have something to merge into
-    test: Optional[TestDataConf] = field(default_factory=TestDataConf)
+    test: Optional[HeldOutDataConf] = field(default_factory=HeldOutDataConf)
 
 
 @dataclass
 class PredictConf:
     """`frame predict`'s settings, kept in the run's config so an experiment can set them (its flags override)."""
 
-    roi_size: Optional[List[int]] = None  # sliding-window inference in windows of this size; null: whole items
-    overlap: float = 0.25  # of the windows
+    roi_size: Optional[List[int]] = None  # a SlidingWindowInferer of windows of this size; null: the run's inferer
+    overlap: float = 0.25  # of roi_size's windows
     postprocess: str = "auto"  # auto (as the loss trains) | sigmoid (multi-label) | argmax (classes) | none (raw)
     threshold: float = 0.5  # sigmoid's
 
@@ -99,6 +107,9 @@ class TrainConf:
     evaluators: Dict[str, Any] = field(default_factory=dict)  # name -> evaluator component
     logger: Dict[str, Any] = field(default_factory=dict)  # name -> metric logger component
     predict: PredictConf = field(default_factory=PredictConf)
+    # how validation, the test set, `frame eval` and `frame predict` run the model on an input: a component
+    # called as inferer(inputs, network) (MONAI's SlidingWindowInferer, SimpleInferer, ...); null: model(inputs)
+    inferer: Any = None
 
 
 def register_configs() -> None:

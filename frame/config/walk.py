@@ -19,11 +19,14 @@ def components(cfg: DictConfig):
            ("lr_scheduler", cfg.lr_scheduler, 1), ("data.dataset", cfg.data.dataset, ())]
     top += [(f"data.{group}[{i}]", node, 1) for group in ("transforms", "sample_transforms", "label_transforms")
             for i, node in enumerate(cfg.data.get(group) or [])]
-    test = cfg.data.get("test")  # the held-out set: checked before training, not found wanting after it
-    if test is not None:
-        top += [("data.test.dataset", test.get("dataset"), ())]
-        top += [(f"data.test.{group}[{i}]", node, 1) for group in ("sample_transforms", "label_transforms")
-                for i, node in enumerate(test.get(group) or [])]
+    for held in ("val", "test"):  # held-out sets: checked before training, not found wanting after it
+        data = cfg.data.get(held)
+        if data is not None:
+            top += [(f"data.{held}.dataset", data.get("dataset"), ())]
+            top += [(f"data.{held}.{group}[{i}]", node, 1)
+                    for group in ("transforms", "sample_transforms", "label_transforms")
+                    for i, node in enumerate(data.get(group) or [])]
+    top += [("inferer", cfg.get("inferer"), ())]
     top += [(f"evaluators.{name}", node, ("labels", "key")) for name, node in cfg.evaluators.items()]
     top += [(f"logger.{name}", node, ()) for name, node in cfg.logger.items()]
     for key, node, runtime in top:

@@ -1,8 +1,10 @@
 """`frame eval`: a trained run's checkpoint scored on a data set.
 
-`evaluate_run` rebuilds a run's model from a checkpoint, scores it with the validation's own
-`frame.training.validation.score` on every item of the run's dataset (with overrides, e.g. `data.dataset.root=./data/test`) with the deterministic transforms only,
-and writes `<run_dir>/eval/<name>.json` (and `<name>.csv` per item).
+`evaluate_run` rebuilds a run's model from a checkpoint and scores it with the run's validation
+pipeline: `frame.training.validation.score` on every item of the data it validates on (`data.val`,
+else `data.dataset`; overrides point it elsewhere, e.g. `data.val.dataset.root=./data/test`), through
+the deterministic transforms, the run's inferer and the evaluators' post-processing as the loss
+trains. It writes `<run_dir>/eval/<name>.json` (and `<name>.csv` per item).
 """
 
 import csv
@@ -14,6 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from frame.core.atomic import confined, make_folder, write_file
+from frame.core.errors import FrameError
 from frame.training.validation import score
 
 EVAL_DIR = "eval"
@@ -26,21 +29,25 @@ def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), n
     Raises:
         FrameError: no such run or checkpoint, a bad override, a dataset or evaluator that fails to build.
     """
-    from frame.training.build import build_evaluators, build_loss, pick_device
+    from frame.training.build import build_evaluators, build_inferer, build_loss, has_data, pick_device, validation_data
     from frame.trained.load import rebuild, run_data
 
     run_dir = Path(run_dir)
     if name is not None:
         confined(run_dir / EVAL_DIR, name, "--name")  # before any work: eval/NAME.json stays in eval/
     model, cfg, saved = rebuild(run_dir, checkpoint, overrides, device, trust)
+    if has_data(cfg.data.get("val")) and any(o.lstrip("+~").startswith("data.dataset") for o in overrides):
+        raise FrameError("this run validates on data.val, which frame eval scores: point it at other data with "
+                         "data.val.dataset.<key>=... (data.dataset is the training set).", key="data.dataset")
     device = pick_device(device)
     loader, dataset = run_data(run_dir, cfg, device)
     labels = getattr(dataset, "labels", None)
+    loss_fn = build_loss(cfg)
     start = time.perf_counter()
-    metrics, rows = score(model, loader, build_evaluators(cfg, labels), device, build_loss(cfg),
-                          build_evaluators(cfg, labels) if per_item else None)
+    metrics, rows = score(model, loader, build_evaluators(cfg, labels, loss_fn), device, loss_fn,
+                          build_evaluators(cfg, labels, loss_fn) if per_item else None, inferer=build_inferer(cfg))
     elapsed = time.perf_counter() - start
-    name = name or dataset_name(cfg.data)
+    name = name or dataset_name(validation_data(cfg)[0])
     result = {
         "metrics": metrics,
         "items": len(loader.dataset),

@@ -186,13 +186,14 @@ def check_stored_config(cfg: DictConfig, path: Path) -> None:
 
 
 def run_data(run_dir, cfg: DictConfig, device):
-    """`build.eval_loader` on a trained run's data. Relative paths in its config are read from the
-    current directory; when one is not found and the run was started elsewhere, the message says
-    where (`frame eval` from another directory than the project's)."""
-    from frame.training.build import eval_loader
+    """`build.eval_loader` on the data a trained run validates on (`build.validation_data`). Relative paths in
+    its config are read from the current directory; when one is not found and the run was started elsewhere,
+    the message says where (`frame eval` from another directory than the project's)."""
+    from frame.training.build import eval_loader, validation_data
 
+    node, key = validation_data(cfg)
     try:
-        return eval_loader(cfg, cfg.data, device)
+        return eval_loader(cfg, node, device, key)
     except FrameError as error:
         started = OmegaConf.select(_hydra_yaml(run_dir), "hydra.runtime.cwd")
         missing = any(words in str(error).lower() for words in ("does not exist", "no such file", "not found"))

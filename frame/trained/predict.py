@@ -1,10 +1,11 @@
 """Predictions of a trained run on new data: `frame predict`.
 
 Inputs are files (NIfTI volumes or images, a file or a folder of them) read by MONAI's LoadImage
-channel-first, or, with no input given, every item of the run's dataset (as `frame eval` takes
-it). Each goes through the run's deterministic sample transforms and the model (whole, or in
-windows of `roi_size` with MONAI's `sliding_window_inference` for volumes larger than the
-training crops). A model whose output keeps the input's spatial shape is segmenting: its output
+channel-first, or, with no input given, every item of the run's validation data (as `frame eval` takes
+it). Each goes through the run's deterministic sample transforms and the model, called through
+the run's `inferer` as validation calls it (whole, or MONAI's SlidingWindowInferer for volumes
+larger than the training crops); `roi_size` is a spelling of a SlidingWindowInferer of windows
+of that size. A model whose output keeps the input's spatial shape is segmenting: its output
 becomes a label map written as NIfTI by MONAI's SaveImage on the input's grid (its shape, axis
 order and affine, so spacing and orientation), undoing what the transforms did to the geometry as
 far as the item's MetaTensor affine records it. Any other output (classes, regression values) goes
@@ -51,9 +52,8 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     Raises:
         FrameError: no such run, checkpoint or input; a file MONAI cannot read; a bad option.
     """
-    from frame.training.build import build_transforms, pick_device
-    from frame.data.loading import is_random
     from frame.trained.evaluate import csv_text
+    from frame.training.build import build_inferer, eval_transforms, pick_device, validation_data
     from frame.trained.load import rebuild, run_data
 
     files = input_files(Path(inputs)) if inputs is not None else None
@@ -72,8 +72,9 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     if not 0 <= overlap < 1:
         raise FrameError(f"--overlap (predict.overlap) {overlap}: expected a number >= 0 and < 1.")
     device = pick_device(device)
+    inferer = sliding_window(roi_size, overlap) if roi_size is not None else build_inferer(cfg)
     if files is not None:
-        transforms = [t for t in build_transforms(cfg.data)[0] if not is_random(t)]
+        transforms = eval_transforms(cfg, *validation_data(cfg))[1]  # the sample transforms validation uses
         items = ((str(path), _read(path, transforms)) for path in files)
         count, labels = len(files), None
     else:
@@ -90,7 +91,7 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     maps, rows = [], []
     start = time.perf_counter()
     for name, sample in _progress(items, count, progress):
-        prediction = _infer(model, sample, device, roi_size, overlap)
+        prediction = _infer(model, sample, device, inferer)
         if prediction.shape[1:] == sample.shape[1:] and sample.ndim >= 3:  # segmentation: a map per voxel
             if contradiction and not maps:  # said once, and only where label maps are made
                 print(f"frame predict: warning: label maps by {postprocess}, but the run's loss trains for {trained} "
@@ -131,17 +132,23 @@ def _read(path: Path, transforms):
     return image
 
 
-@torch.no_grad()
-def _infer(model, sample, device, roi_size, overlap):
-    batch = torch.as_tensor(sample).as_subclass(torch.Tensor)[None].float().to(device)  # no MetaTensor cost per op
-    if roi_size is None:
-        return model(batch)[0].float().cpu()
-    from monai.inferers import sliding_window_inference
+def sliding_window(roi_size, overlap: float):
+    """`predict.roi_size` (`--roi-size`): MONAI's SlidingWindowInferer in windows of that size."""
+    from monai.inferers import SlidingWindowInferer
 
-    if len(roi_size) != batch.ndim - 2:
-        raise FrameError(f"--roi-size (predict.roi_size) {','.join(map(str, roi_size))} has {len(roi_size)} sizes; "
-                         f"the input has {batch.ndim - 2} spatial dimensions {tuple(batch.shape[2:])}.")
-    return sliding_window_inference(batch, roi_size, 1, model, overlap=overlap)[0].float().cpu()
+    return SlidingWindowInferer(roi_size=roi_size, sw_batch_size=1, overlap=overlap)
+
+
+@torch.no_grad()
+def _infer(model, sample, device, inferer):
+    from frame.training.validation import infer
+
+    batch = torch.as_tensor(sample).as_subclass(torch.Tensor)[None].float().to(device)  # no MetaTensor cost per op
+    roi_size = getattr(inferer, "roi_size", None)
+    if roi_size is not None and len(roi_size) != batch.ndim - 2:
+        raise FrameError(f"the inferer's roi_size (predict.roi_size, --roi-size) {','.join(map(str, roi_size))} has "
+                         f"{len(roi_size)} sizes; the input has {batch.ndim - 2} spatial dimensions {tuple(batch.shape[2:])}.")
+    return infer(model, batch, inferer)[0].float().cpu()
 
 
 def _label_map(prediction, postprocess: str, threshold: float):

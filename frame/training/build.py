@@ -24,11 +24,13 @@ from frame.config.rundir import lost_history
 from frame.data.loading import EpochSampler, JobDataset, check_item, is_random, make_loader, split_indices
 from frame.training.distributed import World
 from frame.core.errors import FrameError
-from frame.training.metrics import as_evaluator
+from frame.training.losses import loss_activation
+from frame.training.metrics import LibraryMetric, as_evaluator
 from frame.training.monai_import import defer_optuna
 from frame.training.resume_guard import check_resume
 
 log = logging.getLogger("frame")
+VAL_SALT = 1  # validation items' seed stream (training's is 0): `frame eval` uses it too, so both see the same items
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Job:
     train_model: torch.nn.Module | None = None  # what the training step calls: DDP around `model`, or `model`
     memory_format: torch.memory_format = torch.preserve_format  # of training inputs (trainer.channels_last)
     test_loader: torch.utils.data.DataLoader | None = None  # data.test: best.pt is evaluated on it after training
+    inferer: object = None  # `inferer`: how validation and the test set call the model (None: model(inputs))
 
     def __post_init__(self):
         if self.train_model is None:
@@ -80,19 +83,31 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
     data = cfg.data
     dataset = build_dataset(data)
     labels = getattr(dataset, "labels", None)
-    train_idx, val_idx = split_indices(len(dataset), data.split_ratio, cfg.seed)
     overfit = cfg.trainer.overfit_batches
+    own_val = has_data(data.get("val")) and not overfit  # a validation set of its own
+    if has_data(data.get("val")):  # every item trains (data.split_ratio unused)
+        train_idx = val_idx = list(range(len(dataset)))
+    else:
+        train_idx, val_idx = split_indices(len(dataset), data.split_ratio, cfg.seed)
     if overfit:  # Lightning's overfit_batches: the same few training items, unshuffled, also validate
         train_idx = val_idx = train_idx[: overfit * data.batch_size]
     sample_tf, label_tf = build_transforms(data)
-    items = dict(item_transforms=build_item_transforms(data), keys=list(data["keys"]))
+    item_tf = build_item_transforms(data)
     check_item(dataset, train_idx[0], data["keys"])  # here: in a loader worker its error would come wrapped
-    preload = dict(preload=data.preload, preload_workers=data.num_workers, **items)
-    train_set = JobDataset(dataset, train_idx, sample_tf, label_tf, cfg.seed, salt=0, **preload)
-    val_set = JobDataset(dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=1, **preload)
+    preload = dict(preload=data.preload, preload_workers=data.num_workers, keys=list(data["keys"]))
+    train_set = JobDataset(dataset, train_idx, sample_tf, label_tf, cfg.seed, salt=0, item_transforms=item_tf, **preload)
     train_sampler = EpochSampler(len(train_set), shuffle=not overfit, seed=cfg.seed, batch_size=data.batch_size,
                                  rank=world.rank, world_size=world.size, limit_batches=cfg.trainer.limit_train_batches)
-    val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=data.batch_size,
+    if overfit:  # Lightning's rule: the training batches themselves, as trained on
+        val_set = JobDataset(dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=VAL_SALT, item_transforms=item_tf,
+                             **preload)
+    elif own_val:
+        val_set = eval_dataset(cfg, data.val, "data.val", preload=data.preload)[0]
+    else:  # the split's share, as `frame eval` would see it: the deterministic transforms only
+        val_set = JobDataset(dataset, val_idx, deterministic(sample_tf), deterministic(label_tf), cfg.seed,
+                             salt=VAL_SALT, item_transforms=deterministic(item_tf), **preload)
+    val_batch = (data.val.get("batch_size") if own_val else None) or data.batch_size
+    val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=val_batch,
                                limit_batches=cfg.trainer.limit_val_batches)
 
     model = build_model(cfg, device)
@@ -101,6 +116,7 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
         model.compile()  # in place: state_dict keys stay plain, so checkpoints resume with compile on or off
     optimizer = build_optimizer(cfg, model, device)
     scheduler = build_scheduler(cfg, optimizer)
+    loss_fn = build_loss(cfg)
     lost = lost_history(run_dir) if cfg.resume else None
     if lost:  # training from epoch 1 would erase that history: the user decides
         raise FrameError(f"{run_dir} cannot be resumed: {lost}. Restore the checkpoints, start over with "
@@ -116,42 +132,77 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
         model=model,
         train_model=world.wrap(model, device),
         memory_format=memory_format,
-        loss_fn=build_loss(cfg),
+        loss_fn=loss_fn,
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=torch.amp.GradScaler(device.type, enabled=cfg.trainer.precision.value == "fp16"),
         train_loader=make_loader(train_set, train_sampler, data.batch_size, data.num_workers, device, cfg.seed),
         train_sampler=train_sampler,
-        val_loader=make_loader(val_set, val_sampler, data.batch_size, data.num_workers, device, cfg.seed),
+        val_loader=make_loader(val_set, val_sampler, val_batch, data.num_workers, device, cfg.seed),
+        inferer=build_inferer(cfg),
         labels=labels,
-        evaluators=build_evaluators(cfg, labels),
+        evaluators=build_evaluators(cfg, labels, loss_fn),
         loggers=[_instantiate(node, f"logger.{name}") for name, node in cfg.logger.items()] if world.is_main else [],
         checkpoints=checkpoints if world.is_main else None,  # every rank resumes from them, rank 0 writes
         resume_state=resume_state,
         config_yaml=config_yaml,
         config_hash=hashlib.sha256(config_yaml.encode()).hexdigest()[:16],
-        test_loader=eval_loader(cfg, data.test, device, "data.test")[0] if _has_test_set(data) else None,
+        test_loader=eval_loader(cfg, data.test, device, "data.test")[0] if has_data(data.get("test")) else None,
     )
 
 
-def _has_test_set(data: DictConfig) -> bool:
-    """Whether `data.test` names a dataset (null, or a test node without a dataset, is none; older runs saved null)."""
-    return data.get("test") is not None and data.test.get("dataset") is not None
+def has_data(node) -> bool:
+    """Whether a held-out node (`data.val`, `data.test`) names a dataset (null, or a node without a dataset,
+    is none; older runs saved null)."""
+    return node is not None and node.get("dataset") is not None
+
+
+def validation_data(cfg: DictConfig) -> tuple[DictConfig, str]:
+    """(node, key) of the data a run validates on, scored whole: `data.val` when it has one, else `data`
+    (`frame eval` and `frame predict` take every item of it)."""
+    return (cfg.data.val, "data.val") if has_data(cfg.data.get("val")) else (cfg.data, "data")
+
+
+def deterministic(transforms: list) -> list:
+    """The transforms without the random ones (MONAI's Randomizable, torchvision's Random*): what validation,
+    the test set and `frame eval` see."""
+    return [t for t in transforms if not is_random(t)]
+
+
+def eval_dataset(cfg: DictConfig, node: DictConfig, prefix: str = "data", preload: bool = False):
+    """(JobDataset, dataset) over every item of `node`'s dataset (no split, in order) with the deterministic
+    transforms only: `node`'s own, or the training data's where it gives none (`data.val`, `data.test` may)."""
+    dataset = build_dataset(node, prefix)
+    item_tf, sample_tf, label_tf = eval_transforms(cfg, node, prefix)
+    items = JobDataset(dataset, range(len(dataset)), sample_tf, label_tf, cfg.seed, salt=VAL_SALT,
+                       item_transforms=item_tf, keys=list(cfg.data["keys"]), preload=preload,
+                       preload_workers=cfg.data.num_workers)
+    return items, dataset
+
+
+def eval_transforms(cfg: DictConfig, node: DictConfig, prefix: str = "data") -> tuple[list, list, list]:
+    """(item, sample, label) transforms of a held-out node, deterministic only: its own, or data's where it
+    gives none (sample and label transforms go together)."""
+    own = node.get("sample_transforms") is not None or node.get("label_transforms") is not None
+    sample_tf, label_tf = build_transforms(node if own else cfg.data, prefix if own else "data")
+    own_items = node.get("transforms") is not None
+    item_tf = build_item_transforms(node if own_items else cfg.data, prefix if own_items else "data")
+    return deterministic(item_tf), deterministic(sample_tf), deterministic(label_tf)
 
 
 def eval_loader(cfg: DictConfig, node: DictConfig, device: torch.device, prefix: str = "data"):
-    """(loader, dataset) over every item of `node`'s dataset (no split, in order) with the deterministic
-    transforms only: `node`'s own, or the training data's when it gives none (`data.test` may)."""
-    dataset = build_dataset(node, prefix)
-    own = node.get("sample_transforms") is not None or node.get("label_transforms") is not None
-    sample_tf, label_tf = build_transforms(node if own else cfg.data, prefix if own else "data")
-    sample_tf, label_tf = ([t for t in tfs if not is_random(t)] for tfs in (sample_tf, label_tf))
-    item_tf = [t for t in build_item_transforms(cfg.data) if not is_random(t)]
-    items = JobDataset(dataset, range(len(dataset)), sample_tf, label_tf, cfg.seed, item_transforms=item_tf,
-                       keys=list(cfg.data["keys"]))
+    """(loader, dataset): `eval_dataset` in order, in batches of the node's `batch_size` (else data.batch_size)."""
+    items, dataset = eval_dataset(cfg, node, prefix)
     batch_size = node.get("batch_size") or cfg.data.batch_size
     sampler = EpochSampler(len(items), shuffle=False, batch_size=batch_size)
     return make_loader(items, sampler, batch_size, cfg.data.num_workers, device, cfg.seed), dataset
+
+
+def build_inferer(cfg: DictConfig):
+    """`inferer`: called as inferer(inputs, network) wherever a model scores or predicts (MONAI's inferers
+    take these); None: the model is called on the inputs."""
+    node = cfg.get("inferer")
+    return None if node is None else _instantiate(node, "inferer")
 
 
 def build_loss(cfg: DictConfig):
@@ -172,15 +223,20 @@ def build_transforms(data: DictConfig, prefix: str = "data") -> tuple[list, list
                  for kind in ("sample_transforms", "label_transforms"))
 
 
-def build_item_transforms(data: DictConfig) -> list:
-    """`data.transforms`: applied to the whole item (MONAI's dictionary transforms)."""
-    return [_instantiate(t, f"data.transforms[{i}]") for i, t in enumerate(data.get("transforms") or [])]
+def build_item_transforms(data: DictConfig, prefix: str = "data") -> list:
+    """`data.transforms` (or a held-out node's): applied to the whole item (MONAI's dictionary transforms)."""
+    return [_instantiate(t, f"{prefix}.transforms[{i}]") for i, t in enumerate(data.get("transforms") or [])]
 
 
-def build_evaluators(cfg: DictConfig, labels: list | None) -> dict:
-    """Every evaluator by name; a torchmetrics or MONAI metric given directly is wrapped (frame.training.metrics)."""
-    return {name: as_evaluator(_instantiate(node, f"evaluators.{name}", labels=labels, key=name), name, labels)
-            for name, node in cfg.evaluators.items()}
+def build_evaluators(cfg: DictConfig, labels: list | None, loss_fn=None) -> dict:
+    """Every evaluator by name; a torchmetrics or MONAI metric given directly is wrapped (frame.training.metrics),
+    and a library metric's `activation: auto` follows the loss (`loss_activation`), as `frame predict` does."""
+    evaluators = {name: as_evaluator(_instantiate(node, f"evaluators.{name}", labels=labels, key=name), name, labels)
+                  for name, node in cfg.evaluators.items()}
+    for evaluator in evaluators.values():
+        if isinstance(evaluator, LibraryMetric):
+            evaluator.follow(loss_activation(loss_fn))
+    return evaluators
 
 
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:

@@ -13,7 +13,7 @@ The loop calls them on every validation batch and logs `val/<key>`.
 import torch
 
 from frame.core.errors import FrameError
-from frame.training.metrics import LibraryMetric
+from frame.training.metrics import LibraryMetric, local
 
 
 def described(tensor) -> str:
@@ -41,30 +41,36 @@ class Dice(LibraryMetric):
         activation: `softmax` (argmax; a class-index target, background included, as with
             `DiceCELoss(to_onehot_y=True, softmax=True)`), `sigmoid` (one channel per label,
             labels may overlap) or `auto`: softmax when the target is a class-index map, else
-            sigmoid. frame warns before the first epoch when this contradicts the loss.
+            sigmoid, or what the loss applies where it says (DiceCELoss(softmax=True): softmax). frame
+            warns before the first epoch when an explicit one contradicts the loss.
         threshold: probability above which a voxel counts as the label (sigmoid).
     """
+
+    KEY = "dice"  # the key it reports (`frame check` reads it without importing)
 
     def __init__(self, labels=None, activation: str = "auto", threshold: float = 0.5):
         from monai.metrics import DiceMetric
 
         metric = DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True)
-        super().__init__(metric, activation=activation, threshold=threshold, labels=labels, key="dice")
+        super().__init__(metric, activation=activation, threshold=threshold, labels=labels, key=self.KEY)
 
 
 class Accuracy(LibraryMetric):
     """Top-1 accuracy against class indices: torchmetrics' MulticlassAccuracy (micro average), with
     the number of classes taken from the output's channels on the first batch."""
 
+    KEY = "accuracy"
+
     def __init__(self):
-        super().__init__(None, key="accuracy")
+        super().__init__(None, key=self.KEY)
         self._monai = False
 
     def update(self, prediction, target):
         if self.metric is None:
             from torchmetrics.classification import MulticlassAccuracy
 
-            self.metric = MulticlassAccuracy(num_classes=prediction.shape[1], average="micro", sync_on_compute=False)
+            self.metric = MulticlassAccuracy(num_classes=prediction.shape[1], average="micro")
+            local(self.metric)
         super().update(prediction, target)
 
     def compute(self) -> dict[str, float]:

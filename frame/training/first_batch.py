@@ -3,9 +3,10 @@
 
 What a whole epoch (or a silent run) would otherwise find out: a loss that broadcasts output and
 target (MSE on `[16]` against `[16, 1]` trains on a `[16, 16]` grid, with only a torch warning on
-stderr), a class index the output has no channel for, dtypes the loss cannot take, two evaluators
-reporting the same key, and a `trainer.monitor` that no evaluator reports. A Dice whose activation
-contradicts the loss's gets a warning.
+stderr), a class index the output has no channel for, a softmax loss on one output channel or a
+sigmoid loss on a class-index map, dtypes the loss cannot take, a metric whose inputs break its
+library's contract, two evaluators reporting the same key, and a `trainer.monitor` that no
+evaluator reports. A Dice whose activation contradicts the loss's gets a warning.
 
 Nothing changes: no optimizer step, gradients back to None, buffers (BatchNorm's running
 statistics) and the mode of the model put back, evaluators reset, and every RNG restored.
@@ -23,6 +24,7 @@ from frame.core.errors import FrameError, did_you_mean
 from frame.training.evaluators import described, update
 from frame.training.losses import loss_activation
 from frame.training.metrics import is_label_map
+from frame.training.validation import infer
 
 log = logging.getLogger("frame")
 
@@ -84,11 +86,12 @@ def _first_batch(loader):
 def _through_loss(job, autocast, loader, stage, backward):
     sample, target = _first_batch(loader)
     sample, target = sample.to(job.device), target.to(job.device)
-    with autocast:
-        prediction = job.model(sample)
+    with autocast:  # validation and the test set run through the run's inferer (a sliding window), as they will
+        prediction = job.model(sample) if backward else infer(job.model, sample, getattr(job, "inferer", None))
     shapes = f"output {described(prediction)}, target {described(target)} (first {stage} batch)"
     loss_name = type(job.loss_fn).__name__
     _check_broadcast(prediction, target, loss_name, shapes)
+    check_loss_activation(job.loss_fn, prediction, target, shapes)
     check_class_indices(job.loss_fn, prediction, target, shapes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -123,6 +126,26 @@ def _check_broadcast(prediction, target, loss_name, shapes):
     if grid.numel() > max(prediction.numel(), target.numel()):
         raise FrameError(f"the loss ({loss_name}) would broadcast {shapes} to {list(grid)}; make the output "
                          f"and the target the same shape (a squeeze or unsqueeze in the model or a label transform).")
+
+
+def check_loss_activation(loss_fn, prediction, target, shapes):
+    """Outputs and targets the loss's activation cannot mean (MONAI only warns, then trains on nothing): a
+    softmax over one channel (always 1; `to_onehot_y` has no room for a second class), a sigmoid loss on a
+    class-index map (it wants 0 or 1 per channel)."""
+    used, name = loss_activation(loss_fn), type(loss_fn).__name__
+    if used == "softmax" and prediction.ndim >= 2 and prediction.shape[1] == 1:
+        raise FrameError(f"the loss ({name}) takes a softmax over the output's channels, but the output has one "
+                         f"channel: {shapes}. Give the model a channel per class, background included "
+                         f"(out_channels=2 for one foreground label), or train one channel with a sigmoid loss "
+                         f"(DiceLoss(sigmoid=True), BCEWithLogitsLoss).")
+    if used != "sigmoid" or target.numel() == 0 or not bool((target == target.round()).all()):
+        return
+    high = int(target.max())
+    if is_label_map(prediction, target) or high > 1:
+        raise FrameError(f"the loss ({name}) takes a sigmoid per channel and wants 0 or 1 in each, but the target "
+                         f"is a class-index map (values up to {high}): {shapes}. Train classes with a softmax loss "
+                         f"(DiceCELoss(to_onehot_y=True, softmax=True), CrossEntropyLoss), or one-hot the labels "
+                         f"(AsDiscreted(keys='label', to_onehot=N)) to the output's channels.")
 
 
 def check_class_indices(loss_fn, prediction, target, shapes):

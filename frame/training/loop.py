@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from frame.core import run_record
 from frame.training.checkpoint import CheckpointError, load_checkpoint
 from frame.core.errors import FrameError, did_you_mean
-from frame.training.validation import score
+from frame.training.validation import infer, score
 from frame.core.exits import EXIT_INTERRUPTED
 from frame.training.evaluators import described, update
 from frame.training.first_batch import check_class_indices, check_first_batches, collect
@@ -193,7 +193,7 @@ def validate(job, autocast, keep: int = 0) -> tuple[dict[str, float], Examples |
         sample = sample.to(job.device, non_blocking=True)
         target = target.to(job.device, non_blocking=True)
         with autocast:
-            prediction = job.model(sample)
+            prediction = infer(job.model, sample, job.inferer)
             total += _loss(job, prediction, target, batches).float()
         batches += 1
         if sum(len(k[0]) for k in kept) < keep:  # one copy to the host per kept batch, once per epoch
@@ -217,7 +217,8 @@ def _test(job, state, autocast):
         log.warning("no best.pt (%s was never a number): the test set is not scored", job.cfg.trainer.monitor)
         return
     job.model.load_state_dict(load_checkpoint(best)["model"])
-    metrics, _ = score(job.model, job.test_loader, job.evaluators, job.device, job.loss_fn, autocast=autocast)
+    metrics, _ = score(job.model, job.test_loader, job.evaluators, job.device, job.loss_fn, autocast=autocast,
+                       inferer=job.inferer)
     metrics = {f"test/{key}": value for key, value in metrics.items()}
     _log(job, metrics, state)
     run_record.update(job.run_dir, test={"checkpoint": str(best), "items": len(job.test_loader.dataset), **metrics})

@@ -8,9 +8,18 @@ does the post-processing MONAI's `AsDiscrete` does, chosen by `activation`:
     softmax   argmax over the channels; for MONAI metrics both prediction and a class-index
               target become one-hot with as many channels as the output has
     sigmoid   one channel per label, each thresholded after a sigmoid (`threshold`)
-    auto      softmax when the target is a class-index map (one channel, or none, where the
-              output has several), else sigmoid; decided on the first batch
+    auto      what the loss applies (`follow`: softmax for DiceCELoss(softmax=True) or
+              cross-entropy, sigmoid for BCE or DiceLoss(sigmoid=True): the rule `frame predict`
+              uses); where the loss does not say, softmax when the target is a class-index map
+              (one channel, or none, where the output has several), else sigmoid, decided on the
+              first batch. MONAI metrics given by name get it.
     None      the raw output (torchmetrics' classification metrics take logits themselves)
+
+MONAI's own spelling, the tutorials' `post_pred=AsDiscrete(argmax=True, to_onehot=N)` and
+`post_label=AsDiscrete(to_onehot=N)`, is taken instead of an activation: each item of the batch
+goes through them, as `decollate_batch` gives them. A MONAI metric that counts (Dice, IoU,
+distances, confusion matrices) then gets what its contract asks, or frame stops: prediction and
+target of the same shape, both binarized (0 or 1).
 
 Ranking metrics (ROC AUC, average precision) need scores, not decisions: for them (`discrete`
 false, the default for those) softmax and sigmoid give probabilities, and a class-index target
@@ -39,27 +48,46 @@ class LibraryMetric:
         key: the metric's key; frame passes the evaluator's name when unset.
         discrete: whether the activation ends in decisions (argmax, threshold) or keeps the
             probabilities; default: probabilities for ranking metrics (AUC, average precision).
+        post_pred / post_label: MONAI transforms (or lists of them) applied to each item's
+            prediction / target instead of an activation (`AsDiscrete(argmax=True, to_onehot=N)`).
     """
 
     def __init__(self, metric, activation: str | None = None, threshold: float = 0.5, labels=None,
-                 key: str | None = None, discrete: bool | None = None):
+                 key: str | None = None, discrete: bool | None = None, post_pred=None, post_label=None):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r}; expected one of softmax, sigmoid, auto or null.")
+        if (post_pred is not None or post_label is not None) and activation is not None:
+            raise ValueError(f"activation={activation} and post_pred/post_label both post-process the output; "
+                             "give one of them.")
         self.metric = metric
         self.activation = activation
+        self.post_pred, self.post_label = _listed(post_pred), _listed(post_label)
         self.threshold = threshold
         self.discrete = not _ranks(metric) if discrete is None else discrete
         self.labels = list(labels) if labels is not None else None
         self.key = key or snake(type(metric).__name__).removesuffix("_metric")
         self._monai = not hasattr(metric, "compute")  # MONAI's Cumulative: __call__ and aggregate
-        if not self._monai and hasattr(metric, "sync_on_compute"):
-            metric.sync_on_compute = False  # every rank validates the whole set: summing ranks would count it N times
+        self._unchecked = True  # MONAI's contract, checked on the first batch
+        if not self._monai and hasattr(metric, "distributed_available_fn"):
+            local(metric)
+
+    def follow(self, loss_activation: str | None) -> None:
+        """`activation: auto` becomes what the loss applies (softmax or sigmoid), when it says."""
+        if self.activation == "auto" and loss_activation is not None:
+            self.activation = loss_activation
 
     def update(self, prediction, target):
         if self.activation == "auto":
             self.activation = infer_activation(prediction, target)
-        prediction, target = self._post(prediction, target)
+        if self.post_pred or self.post_label:
+            prediction, target = _per_item(self.post_pred, prediction), _per_item(self.post_label, target)
+        else:
+            prediction, target = self._post(prediction, target)
         if self._monai:
+            if self._unchecked:  # the first batch (frame checks one before epoch 1): the same rule for the rest
+                self._unchecked = False
+                if _counts(self.metric):
+                    _check_contract(self.metric, prediction, target)
             self.metric(y_pred=prediction, y=target)
         else:
             if getattr(self.metric, "device", prediction.device) != prediction.device:
@@ -101,6 +129,60 @@ class LibraryMetric:
         if not self._monai and is_label_map(prediction, target):  # torchmetrics wants [B, ...] long, not MONAI's
             target = class_indices(prediction, target)  # [B, 1, ...] of floats that LoadImaged gives a label map
         return prediction, target
+
+
+def _listed(transforms) -> list:
+    return [] if transforms is None else list(transforms) if isinstance(transforms, (list, tuple)) else [transforms]
+
+
+def _per_item(transforms: list, batch):
+    """Each item of the batch (channel first, as MONAI's decollate_batch gives it) through `transforms`."""
+    if not transforms:
+        return batch
+    items = []
+    for item in batch:
+        for transform in transforms:
+            item = transform(item)
+        items.append(torch.as_tensor(item).as_subclass(torch.Tensor))
+    return torch.stack(items)
+
+
+# MONAI metrics that count voxels or items of each class: they need binarized one-hot inputs
+_COUNTING = ("DiceMetric", "MeanIoU", "GeneralizedDiceScore", "HausdorffDistanceMetric", "SurfaceDistanceMetric",
+             "SurfaceDiceMetric", "ConfusionMatrixMetric")
+
+
+def _counts(metric) -> bool:
+    return any(klass.__name__ in _COUNTING for klass in type(metric).__mro__)
+
+
+def _check_contract(metric, prediction, target) -> None:
+    """MONAI's contract for counting metrics: one-hot, binarized y_pred and y of one shape. MONAI itself
+    checks only part of it and otherwise returns a number (the same Dice every epoch from raw logits)."""
+    name = type(metric).__name__
+    fix = ("set the evaluator's activation (softmax for a softmax loss on a label map, sigmoid for one channel "
+           "per label) or its post_pred/post_label, e.g. AsDiscrete(argmax=True, to_onehot=N) and AsDiscrete(to_onehot=N)")
+    if prediction.shape != target.shape:
+        raise ValueError(f"{name} needs y_pred and y of one shape (one-hot, a channel per class); they are "
+                         f"{list(prediction.shape)} and {list(target.shape)}: {fix}.")
+    for what, tensor in (("y_pred", prediction), ("y", target)):
+        if not bool(((tensor == 0) | (tensor == 1)).all()):
+            low, high = float(tensor.min()), float(tensor.max())
+            raise ValueError(f"{name} needs binarized {what} (0 or 1); it holds values from {low:.3g} to {high:.3g}: "
+                             f"{fix}.")
+
+
+def local(metric) -> None:
+    """A torchmetrics metric that never syncs across ranks: every rank validates the whole set (summing
+    ranks would count it N times), and the test set is scored on rank 0 alone (a sync would wait at a
+    barrier for ranks that never come). `sync_on_compute=False` set after construction is not enough:
+    torchmetrics reads it into its `_to_sync` only in `forward`, and frame calls `update`."""
+    metric.sync_on_compute = False
+    metric.distributed_available_fn = _single_process
+
+
+def _single_process() -> bool:
+    return False
 
 
 def _ranks(metric) -> bool:
@@ -150,10 +232,12 @@ def _one_hot(indices, channels):
 
 
 def as_evaluator(obj, name: str, labels=None):
-    """`obj` when it keeps frame's contract; a library metric wrapped in `LibraryMetric` otherwise."""
+    """`obj` when it keeps frame's contract; a library metric wrapped in `LibraryMetric` otherwise: a MONAI
+    metric with `activation: auto` (it takes no logits), a torchmetrics one with the raw output (it takes them)."""
     if isinstance(obj, LibraryMetric) or not _is_library_metric(obj):
         return obj
-    return LibraryMetric(obj, labels=labels, key=name)
+    monai = type(obj).__module__.startswith("monai.")
+    return LibraryMetric(obj, activation="auto" if monai else None, labels=labels, key=name)
 
 
 def _is_library_metric(obj) -> bool:

@@ -80,11 +80,13 @@ def is_meaningful(key: str) -> bool:
 
 
 def diff(old: dict, new: dict) -> list[tuple[str, str]]:
-    """(key, 'key: old -> new') for every key path whose value differs, in a stable order."""
+    """(key, 'key: old -> new') for every key path whose value differs, in a stable order. A key absent on
+    one side and null on the other is no change: a key frame added since the checkpoint, at its null default
+    (`data.val.dataset`), leaves an older run resumable."""
     return [
         (key, f"{key}: {_show(old.get(key, _ABSENT))} -> {_show(new.get(key, _ABSENT))}")
         for key in sorted(set(old) | set(new))
-        if key not in IGNORED and old.get(key, _ABSENT) != new.get(key, _ABSENT)
+        if key not in IGNORED and old.get(key) != new.get(key)
     ]
 
 

@@ -1,5 +1,7 @@
-"""Scoring a model over a loader: validation each epoch, the test set after training and `frame eval`
-all call `score`, so the three report the same figures for the same model and data.
+"""Scoring a model over a loader: the test set after training and `frame eval` call `score`, and
+validation each epoch runs the same pipeline (the run's validation data through the deterministic
+transforms, `infer` with the run's inferer, the evaluators' post-processing), so all three report
+the same figures for the same model and data.
 
 `score` runs the model with the loss and the evaluators and, on request, every evaluator on each
 item alone (per-case Dice for segmentation).
@@ -12,7 +14,7 @@ from frame.training.evaluators import update
 
 @torch.no_grad()
 def score(model, loader, evaluators: dict, device, loss_fn=None, item_evaluators: dict | None = None,
-          autocast=None) -> tuple[dict[str, float], list[dict]]:
+          autocast=None, inferer=None) -> tuple[dict[str, float], list[dict]]:
     """(metrics over the whole loader, one row per item when `item_evaluators` are given).
 
     `item_evaluators` are separate instances of the evaluators (reset for every item), so the
@@ -29,7 +31,7 @@ def score(model, loader, evaluators: dict, device, loss_fn=None, item_evaluators
         sample = sample.to(device, non_blocking=True)
         target = target.to(device, non_blocking=True)
         with autocast:
-            prediction = model(sample)
+            prediction = infer(model, sample, inferer)
             if loss_fn is not None:
                 total += float(loss_fn(prediction, target))
         batches += 1
@@ -48,3 +50,9 @@ def score(model, loader, evaluators: dict, device, loss_fn=None, item_evaluators
     for evaluator in evaluators.values():
         metrics.update({key: float(value) for key, value in evaluator.compute().items()})
     return metrics, rows
+
+
+def infer(model, inputs, inferer=None):
+    """The model's output on a batch: through the run's `inferer` (MONAI's `inferer(inputs, network)`, a
+    sliding window over whole volumes), else the model called on it."""
+    return model(inputs) if inferer is None else inferer(inputs, model)

@@ -219,3 +219,27 @@ def test_the_checked_config_resolves_outside_a_run():
 
     cfg, _ = check_job(overrides=["experiment=classify"])
     assert "hydra" not in cfg and OmegaConf.to_container(cfg, resolve=True)["name"] == "classify"
+
+
+@pytest.mark.parametrize("overrides, key, message", [
+    (["+evaluators.overlap={_target_: frame.training.evaluators.Dice}"], "evaluators.overlap",
+     "evaluators.dice and evaluators.overlap both report 'dice'"),
+    (["+evaluators.f1={_target_: frame.training.metrics.LibraryMetric, metric: {_target_: monai.metrics.DiceMetric}, key: dice}"],
+     "evaluators.f1", "evaluators.dice and evaluators.f1 both report 'dice'"),
+    (["trainer.monitor=val/dcie"], "trainer.monitor", "val/dcie is not among the metrics the evaluators report: "
+     "train/epoch_time_s, val/dice, val/loss. Did you mean 'val/dice'?"),
+    (["lr_scheduler=plateau", "lr_scheduler.mode=min"], "lr_scheduler.mode", "min contradicts trainer.monitor_mode=max"),
+])
+def test_check_refuses_what_the_run_would_refuse_before_its_first_epoch(compose, overrides, key, message):
+    """`frame check` said ok to these, then `frame run` refused them (two evaluators on one key, ...)."""
+    with pytest.raises(CheckError) as error:
+        check_config(compose(overrides))
+    assert [(p.key, message in p.message) for p in error.value.problems] == [(key, True)], error.value.problems
+
+
+def test_check_passes_what_it_cannot_know(compose):
+    """A project evaluator's keys are what its compute() returns: no static verdict on it or the monitor."""
+    check_config(compose(["evaluators=[]", "+evaluators.mine={_target_: frame.training.evaluators.Accuracy}",
+                          "trainer.monitor=val/accuracy", "+evaluators.other={_target_: collections.OrderedDict}",
+                          "trainer.monitor=val/anything"]))
+    check_config(compose(["trainer.monitor=val/dice/liver"]))  # a per-label key of the dice

@@ -284,3 +284,26 @@ def test_convert_never_writes_onto_the_job_it_reads(tmp_path):
     (tmp_path / "taken").write_text("a file")
     result = run_frame(["convert", str(job), "-o", "taken/job.yaml"], cwd=tmp_path)
     assert result.returncode == 2 and "taken is not a folder" in result.stderr, result.stderr
+
+
+def test_a_validation_dataset_becomes_data_val_and_round_trips_through_convert(tmp_path):
+    """`training.validation_dataset` beside `training.dataset`: the run's `data.val`, and `frame convert`'s
+    experiment composes to the same config as `frame run` on the JSON."""
+    path = edit_job(make_project(tmp_path), lambda j: (j["training"].update(validation_dataset={
+        "root": "./data", "sample_transforms": [], "label_transforms": [{"name": "as_long"}]}),
+        j["evaluators"].extend([{"name": "DiceMetric"}, {"name": "MeanIoU", "post_pred": {"name": "AsDiscrete", "threshold": 0.5}}])))
+    out = convert(path).experiment
+    assert out["data"]["val"] == {
+        "dataset": {"_target_": "src.Datasets.Points.Points", "root": "${project}/data"}, "sample_transforms": [],
+        "label_transforms": [{"_target_": "src.Data.transforms.as_long", "_partial_": True}]}
+    assert out["evaluators"]["dice_metric"]["activation"] == "auto"  # a MONAI metric by name: as the loss trains
+    assert out["evaluators"]["mean_iou"]["post_pred"] == {"_target_": "monai.transforms.AsDiscrete", "threshold": 0.5}
+    assert "activation" not in out["evaluators"]["mean_iou"]
+    run_frame(["convert", str(path), "-o", "conf/experiment/job.yaml"], cwd=tmp_path, check=0)
+    train = run_frame(["train", "--config-dir", "conf", "experiment=job", "--cfg", "job"], cwd=tmp_path, check=0).stdout
+    run = run_frame(["run", str(path), "--cfg", "job"], cwd=tmp_path, check=0).stdout
+    assert OmegaConf.create(train) == OmegaConf.create(run)
+    assert OmegaConf.create(run).data.val.dataset.root == str(tmp_path / "data")
+    edit_job(path, lambda j: j["training"]["validation_dataset"].update(num_workers=2))
+    with pytest.raises(JobError, match=r"training\.validation_dataset\.num_workers: not for a val set"):
+        convert(path)

@@ -128,3 +128,28 @@ def test_a_relative_data_path_not_found_says_where_the_run_was_started(compose, 
     with pytest.raises(FrameError) as error:
         run_data(started / "run", cfg, torch.device("cpu"))
     assert "Relative paths" not in str(error.value)
+
+
+def test_eval_of_an_epoch_checkpoint_reproduces_the_validation_logged_for_it(tmp_path, capsys):
+    """A classifier with a validation set of its own and a training augmentation: `frame eval` scores with the
+    run's validation pipeline (data.val, the deterministic transforms), so epoch-N.pt gives epoch N's figures."""
+    from tests.conftest import metrics, run_frame
+
+    val = "data.val={dataset: {_target_: frame.data.synthetic.SyntheticClasses, num_samples: 30, seed: 5}}"
+    noise = "+data.sample_transforms=[{_target_: monai.transforms.RandGaussianNoise, prob: 1.0, std: 1.0}]"
+    run_frame(["train", "experiment=classify", "name=cls", "logger=[jsonl]", "data.dataset.num_samples=96",
+               "data.batch_size=16", "trainer.epochs=2", val, noise], cwd=tmp_path, check=0)
+    run = tmp_path / "outputs" / "cls"
+    logged = {r["epoch"]: r for r in metrics(run) if "val/accuracy" in r}
+    for epoch in (1, 2):
+        code, _, err = frame_main(["eval", str(run), "--checkpoint", f"epoch-{epoch:04d}", "--name", f"e{epoch}",
+                                   "--device", "cpu"], capsys)
+        assert code == 0, err
+        result = json.loads((run / "eval" / f"e{epoch}.json").read_text())
+        assert result["items"] == 30 and result["epoch"] == epoch
+        assert result["metrics"]["accuracy"] == pytest.approx(logged[epoch]["val/accuracy"], abs=1e-6)
+        assert result["metrics"]["loss"] == pytest.approx(logged[epoch]["val/loss"], abs=1e-5)
+    code, _, err = frame_main(["eval", str(run), "--name", "other", "--device", "cpu", "data.val.dataset.seed=9"], capsys)
+    assert code == 0 and json.loads((run / "eval" / "other.json").read_text())["data"]["val"]["dataset"]["seed"] == 9
+    code, _, err = frame_main(["eval", str(run), "data.dataset.num_samples=5"], capsys)
+    assert code == 2 and "this run validates on data.val" in err and "data.val.dataset.<key>=" in err

@@ -122,3 +122,19 @@ def test_under_torchrun_only_rank_0_claims_the_run_directory(tmp_path):
     log = (run / "train.log").read_text()
     assert "joined the process group (gloo, torchrun)" in log and "rank 1" not in log
     assert not (run / ".lock").exists()
+
+
+def test_a_torchmetrics_metric_and_a_test_set_finish_under_ddp(tmp_path):
+    """Was: torchmetrics synced on compute; rank 0 scored the test set alone and waited at a gloo barrier for
+    a rank that had finished (exit 1). Every rank validates the whole set, so nothing is summed across ranks:
+    the figures are those of one process."""
+    args = ["train", *BASE, "data.dataset.num_samples=64", "data.batch_size=8", "trainer.epochs=1", "name=tm",
+            "+evaluators.f1={_target_: torchmetrics.classification.MulticlassF1Score, num_classes: 4}",
+            "data.test={dataset: ${data.dataset}}"]
+    (tmp_path / "two").mkdir()
+    two = run_frame([*args, "trainer.devices=2"], cwd=tmp_path / "two", env=ONE)
+    assert two.returncode == 0, two.stderr[-3000:]
+    records = metrics(tmp_path / "two" / "outputs" / "tm")
+    test = [r for r in records if "test/f1" in r]
+    assert len(test) == 1 and 0 <= test[0]["test/f1"] <= 1
+    assert json.loads((tmp_path / "two" / "outputs" / "tm" / "run.json").read_text())["test"]["test/f1"] == test[0]["test/f1"]

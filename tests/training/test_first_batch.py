@@ -105,3 +105,57 @@ def test_train_loss_is_logged_every_epoch_with_fewer_steps_than_the_log_interval
     fit(build_job(cfg, tmp_path))
     logged = [(r["epoch"], r["step"]) for r in metrics(tmp_path) if "train/loss" in r]
     assert logged == [(0, 7), (1, 14)]
+
+
+ORGANS_TINY = ["data.dataset.num_samples=4", "data.dataset.size=[16,16,16]", "model.channels=[4,8]",
+               "model.strides=[2]", "data.split_ratio=0.5", "trainer.epochs=1"]
+SOFTMAX_LOSS = ["loss._target_=monai.losses.DiceCELoss", "+loss.to_onehot_y=true", "+loss.softmax=true"]
+LABEL_MAP = "+data.label_transforms=[{_target_: tests.training.test_first_batch.label_map, _partial_: true}]"
+
+
+def label_map(masks):
+    """One-hot organ masks `[L, ...]` -> a MONAI label map `[1, ...]` of floats (0 background, organ i -> i + 1)."""
+    return (masks * torch.arange(1, len(masks) + 1).view(-1, *[1] * (masks.ndim - 1))).amax(0, keepdim=True)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ([*SOFTMAX_LOSS, "model.out_channels=1",
+      LABEL_MAP, "evaluators=[]", "trainer.monitor=val/loss", "trainer.monitor_mode=min"],
+     r"the loss \(DiceCELoss\) takes a softmax over the output's channels, but the output has one channel: "
+     r"output \[2, 1, 16, 16, 16\] float32, target \[2, 1, 16, 16, 16\] float32 \(first training batch\)\. Give the model"),
+    (["loss._target_=monai.losses.DiceLoss", "+loss.sigmoid=true", "model.out_channels=1", LABEL_MAP,
+      "evaluators=[]", "trainer.monitor=val/loss", "trainer.monitor_mode=min"],
+     r"the loss \(DiceLoss\) takes a sigmoid per channel and wants 0 or 1 in each, but the target is a class-index "
+     r"map \(values up to [2-4]\)"),
+])
+def test_a_loss_whose_activation_cannot_mean_the_output_stops_before_training(compose, tmp_path, overrides, message):
+    """MONAI only warns ('single channel prediction, softmax=True ignored') and trains on a constant."""
+    with pytest.raises(FrameError, match=message):
+        fit(build_job(compose([*ORGANS_TINY, *overrides]), tmp_path))
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_a_dice_metric_by_name_on_a_label_map_follows_the_softmax_loss_and_scores_like_monai(compose, tmp_path):
+    """The spleen tutorial's pair, DiceCELoss(to_onehot_y, softmax) and DiceMetric given by name: figures as
+    MONAI's AsDiscrete(argmax=True, to_onehot=N) gives them (was: raw logits, a Dice whatever the model does)."""
+    import contextlib
+
+    from monai.metrics import DiceMetric
+    from monai.transforms import AsDiscrete
+
+    from frame.training.loop import validate
+
+    cfg = compose([*ORGANS_TINY, *SOFTMAX_LOSS,
+                   "model.out_channels=5", LABEL_MAP, "evaluators=[]",
+                   "+evaluators.dice={_target_: monai.metrics.DiceMetric, reduction: mean}", "trainer.monitor=val/dice"])
+    job = build_job(cfg, tmp_path)
+    check_first_batches(job, contextlib.nullcontext(), "val/dice")  # the label map passes the checks
+    reference = DiceMetric(reduction="mean")
+    job.model.eval()
+    with torch.no_grad():
+        for sample, target in job.val_loader:
+            output = job.model(sample)
+            reference(y_pred=[AsDiscrete(argmax=True, to_onehot=5)(o) for o in output],
+                      y=[AsDiscrete(to_onehot=5)(t) for t in target])
+    scored, _ = validate(job, contextlib.nullcontext())
+    assert scored["val/dice"] == pytest.approx(float(reference.aggregate()), abs=1e-6)

@@ -90,3 +90,16 @@ def test_refused_resume_exits_2_with_the_diff_and_force_resume_goes_on(tmp_path)
     assert "force_resume=true: resuming" in output and "optimizer._target_" in output
     assert "optimizer changed from torch.optim.adam.Adam to torch.optim.sgd.SGD: it starts fresh" in output
     assert [r["epoch"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "val/loss" in r] == [1, 2]
+
+
+def test_a_run_saved_before_data_val_and_inferer_existed_resumes(compose, caplog):
+    """Keys frame added since (here `data.val`, `inferer`, at their null defaults) are no change to the run."""
+    saved = _saved(compose)
+    older = OmegaConf.create(saved["config"])
+    del older.data["val"], older["inferer"]
+    saved["config"] = OmegaConf.to_yaml(older)
+    with caplog.at_level(logging.INFO):
+        check_resume(saved, _current(compose), world_size=1, force=False)
+    assert "data.val" not in caplog.text
+    with pytest.raises(ResumeRefused, match=r"data.val.dataset._target_: \(absent\) -> 'x.Y'"):
+        check_resume(saved, _current(compose, "data.val.dataset={_target_: x.Y}"), world_size=1, force=False)
