@@ -18,6 +18,7 @@ Status shown:
 import json
 from pathlib import Path
 
+from frame.config.rundir import result_overrides, run_suffix
 from frame.core import run_record
 from frame.tracking.console import format_duration
 from frame.tracking.jsonl import best, read_metrics
@@ -77,6 +78,7 @@ def summarize(run_dir: Path, root: Path, now: float | None = None) -> dict:
         "wall_time_s": round(run_record.wall_time(record, now), 1) if record else None,
         "attempts": len(record.get("attempts", [])),
         "wandb_id": record.get("wandb_id"),
+        "overrides": result_overrides(_hydra_yaml(run_dir, "overrides.yaml") or []),  # what makes it this run
         "test": record.get("test"),  # data.test scored with best.pt after training (frame.training.loop)
         "config_hash": record.get("config_hash"),
         "git": record.get("git"),
@@ -99,7 +101,7 @@ def unstarted(root: Path, found: list[Path]) -> list[dict]:
         rows.append({"run": run_name(run_dir, root), "dir": str(run_dir), "sweep_member": True,
                      "status": member["status"], "detail": member.get("error") or "", "epoch": 0, "epochs": None,
                      "monitor": "", "best": None, "best_epoch": None, "wall_time_s": None,
-                     "attempts": member.get("attempts", 0), "wandb_id": None, "test": None, "config_hash": None,
+                     "attempts": member.get("attempts", 0), "wandb_id": None, "overrides": [], "test": None, "config_hash": None,
                      "git": None})
     return rows
 
@@ -143,9 +145,12 @@ def runs_table(root: Path, as_json: bool = False) -> int:
     colours = {"running": "cyan", "complete": "green", "failed": "red", "preempted": "yellow", "unreadable": "red",
                "cancelled": "yellow"}
     table = Table(title=f"runs under {root}", title_justify="left")
+    hidden = {row["dir"]: _hidden_overrides(row) for row in rows}
+    with_overrides = any(hidden.values())  # the column only when a run's name does not show its overrides
     for column, justify in [("run", "left"), ("status", "left"), ("epoch", "right"), ("best", "right"),
-                            ("test", "right"), ("wall time", "right"), ("attempts", "right"), ("W&B id", "left")]:
-        table.add_column(column, justify=justify, no_wrap=column != "run", overflow="fold")  # a run name whole
+                            ("test", "right"), ("wall time", "right"), ("attempts", "right"), ("W&B id", "left"),
+                            *([("overrides", "left")] if with_overrides else [])]:
+        table.add_column(column, justify=justify, no_wrap=column not in ("run", "overrides"), overflow="fold")
     for row in rows:
         epoch = f"{row['epoch']}/{row['epochs']}" if row["epochs"] else str(row["epoch"])
         best_text = f"{row['monitor']}={row['best']:.4g}" if row["best"] is not None else "-"
@@ -153,9 +158,19 @@ def runs_table(root: Path, as_json: bool = False) -> int:
         test_key = "test/" + row["monitor"].removeprefix("val/")
         test = f"{row['test'][test_key]:.4g}" if row["test"] and test_key in row["test"] else "-"
         table.add_row(row["run"], f"[{colours.get(row['status'], 'white')}]{row['status']}[/]", epoch, best_text,
-                      test, wall, str(row["attempts"]), row["wandb_id"] or "-")
+                      test, wall, str(row["attempts"]), row["wandb_id"] or "-",
+                      *([hidden[row["dir"]] or "-"] if with_overrides else []))
     Console(width=max(100, Console().width)).print(table)
     return 0
+
+
+def _hidden_overrides(row: dict) -> str:
+    """The overrides a run carries that its name does not show (a run named with `name=`, a suffix cut short and
+    hashed); '' for the others (`outputs/<name>+<overrides>`, a sweep member named by its swept values)."""
+    suffix = run_suffix(row["overrides"])
+    if row["sweep_member"] or not row["overrides"] or (Path(row["dir"]).name.endswith(suffix) and "~" not in suffix):
+        return ""
+    return " ".join(row["overrides"])
 
 
 def swept_parameters(members: list[Path]) -> dict[str, list[str]]:

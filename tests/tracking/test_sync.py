@@ -10,8 +10,8 @@ WANDB = ["logger=[jsonl,wandb]", "logger.wandb.min_interval_s=0"]
 
 
 def test_sync_uploads_attempts_in_order_each_once(tmp_path):
-    run_frame(["train", *TINY, *WANDB, "trainer.epochs=1"], cwd=tmp_path, check=0)
-    run_frame(["train", *TINY, *WANDB, "trainer.epochs=2"], cwd=tmp_path, check=0)
+    run_frame(["train", *TINY, *WANDB, "trainer.epochs=1", "name=organs"], cwd=tmp_path, check=0)
+    run_frame(["train", *TINY, *WANDB, "trainer.epochs=2", "name=organs"], cwd=tmp_path, check=0)
     run_dir = tmp_path / "outputs" / "organs"
     run_id = json.loads((run_dir / "run.json").read_text())["wandb_id"]
 
@@ -33,7 +33,7 @@ def test_sync_uploads_attempts_in_order_each_once(tmp_path):
 
 
 def test_sync_without_a_key_says_how_to_give_one(tmp_path, monkeypatch):
-    run_frame(["train", *TINY, *WANDB, "trainer.epochs=1"], cwd=tmp_path, check=0)
+    run_frame(["train", *TINY, *WANDB, "trainer.epochs=1", "name=organs"], cwd=tmp_path, check=0)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     result = run_frame(["sync"], cwd=tmp_path)
     assert result.returncode == 2 and "WANDB_API_KEY" in result.stderr
