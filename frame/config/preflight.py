@@ -11,8 +11,8 @@ with its message, and so does any other failure, with what it was. The
 `${hydra:...}` resolver reads Hydra's config, which Hydra sets only when the job
 starts; it is set here first so such values resolve as they will in the job.
 A single run's directory is printed here, saying whether the command continues a run or
-starts one (`frame.config.rundir.run_suffix` names it). A single run's lock is taken here (`frame.core.run_lock.claim_early`): a second
-process must be refused before Hydra rewrites the live run's `.hydra/`.
+starts one (`frame.config.rundir.run_suffix` names it). A single run's lock is taken here
+(`frame.core.run_lock.claim_early`): a second process must be refused before Hydra rewrites the live run's `.hydra/`.
 Only rank 0 claims the run directory: under torchrun every rank runs this
 check, and the others would find rank 0's lock (refused) or move its run
 aside (fresh=true).

@@ -2,8 +2,8 @@
 
 A run's directory is named after its job and the overrides that change what it trains
 (`run_suffix`): the same command finds its run and continues it, a command that changes the
-result starts a run of its own beside it. `resume=true` continues a run found in the directory, `resume=false` refuses
-to touch it, `fresh=true` moves it aside (`<dir>.<timestamp>`) and starts over.
+result starts a run of its own beside it. `resume=true` continues a run found in the directory,
+`resume=false` refuses to touch it, `fresh=true` moves it aside (`<dir>.<timestamp>`) and starts over.
 A directory a live process trains in (its `.lock`, `frame.core.run_lock`) is refused
 whatever the flags say, and a sweep member's directory must stay inside its sweep's.
 """
@@ -21,12 +21,13 @@ from frame.core.errors import FrameError
 
 log = logging.getLogger("frame")
 
-# Overrides that say how, where or with what records to run, not what is trained: they keep the run's
-# directory (the resume guard lets a run continue with them changed). `name=` names the directory itself.
+# Overrides that say how, where or with what records to run, not what is trained (data.test is scored after
+# training): they keep the run's directory, and the resume guard lets a run continue with them changed.
+# `name=` names the directory itself, and so does an experiment, through the `name:` it sets.
 SAME_RUN = ("name", "resume", "fresh", "force_resume", "experiment", "hparams_search", "debug", "local", "project",
-            "hydra", "logger", "data.num_workers", "data.preload", "trainer.device", "trainer.log_every_n_steps",
-            "trainer.checkpoint_every_n_epochs", "trainer.checkpoint_every_n_steps", "trainer.keep_last_checkpoints",
-            "trainer.dist_timeout_s", "trainer.compile", "trainer.channels_last")
+            "hydra", "logger", "data.num_workers", "data.preload", "data.test", "trainer.device",
+            "trainer.log_every_n_steps", "trainer.checkpoint_every_n_epochs", "trainer.checkpoint_every_n_steps",
+            "trainer.keep_last_checkpoints", "trainer.dist_timeout_s", "trainer.compile", "trainer.channels_last")
 LONGEST_SUFFIX = 80  # bytes of overrides kept readable in a directory name; a longer suffix ends in a hash
 
 
