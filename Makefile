@@ -21,7 +21,7 @@ train: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup   # the inner loop: units only, no training runs and no cluster (CI runs `make test`)
+test-fast: setup   # the inner loop: all but the slow and SLURM tests (some still train tiny models); CI runs `make test`
 	$(BIN)/python -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
 bench: setup

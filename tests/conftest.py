@@ -242,3 +242,14 @@ def require_slurm(nodes: int = 1) -> None:
         if os.environ.get("FRAME_REQUIRE_SLURM") == "1":
             pytest.fail(problem)
         pytest.skip(problem)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line saying how to run the tests that skipped for want of the local SLURM cluster (`make test`
+    on a laptop skips them all; CI sets FRAME_REQUIRE_SLURM=1, where they fail instead)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "SLURM" in str(getattr(r, "longrepr", ""))]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} skipped for want of the local SLURM cluster: start it with "
+            "`scripts/slurm-local up` (`--nodes 2` for the multi-node ones), then run `make test` again.",
+            yellow=True)

@@ -72,12 +72,14 @@ def _sync(argv: list[str]) -> None:
     args = _parser("sync", "Upload offline W&B runs (needs WANDB_API_KEY or `wandb login`).", [
         (["dir"], dict(nargs="?", default="outputs", help="where to look for offline runs (default: outputs)")),
         (["--dry-run"], dict(action="store_true", help="list what would be uploaded")),
+        (["--timeout"], dict(type=float, default=3600.0, metavar="SECONDS",
+                             help="stop the upload after this long (default 3600); the rest stays offline")),
     ]).parse_args(argv)
     from frame.core.errors import FrameError, exit_with
     from frame.tracking.offline import sync
 
     try:
-        sys.exit(sync(_existing(args.dir), dry_run=args.dry_run))
+        sys.exit(sync(_existing(args.dir), dry_run=args.dry_run, timeout_s=args.timeout))
     except FrameError as error:
         exit_with(str(error))
 

@@ -14,7 +14,7 @@ import hydra._internal.utils as hydra_utils
 
 from frame.config.schema import register_configs
 from frame.config.speedups import faster_composition
-from frame.core.errors import FrameError, exit_with
+from frame.core.errors import FrameError, did_you_mean, exit_with
 
 CONFIG_MODULE = "pkg://frame.conf"
 
@@ -28,12 +28,16 @@ def parser(prog: str):
 
 def flags_first(argv: list[str]) -> tuple[list[str], list[str]]:
     """(Hydra flags with their values, overrides): Hydra's parser wants every override after its flags
-    (`frame train seed=1 -m` as any Hydra app takes it). `-sc install=bash` is a flag and its value."""
+    (`frame train seed=1 -m` as any Hydra app takes it). `-sc install=bash` is a flag and its value.
+    `local=other` is `local@_global_=other`, the name Hydra knows the group by (train.yaml)."""
     flags, overrides = [], []
     for i, arg in enumerate(argv):
         is_value = i > 0 and argv[i - 1] in ("-sc", "--shell-completion")
         is_override = not arg.startswith("-") and ("=" in arg or arg.startswith("~"))
-        (overrides if is_override and not is_value else flags).append(arg)
+        if is_override and not is_value:
+            overrides.append(re.sub(r"^(\+\+|\+|~)?local=", r"\1local@_global_=", arg))
+        else:
+            flags.append(arg)
     return flags, overrides
 
 
@@ -94,6 +98,9 @@ def composition_message(error: Exception) -> str:
 
     message = str(error).strip()
     cause = error.__cause__
+    if misspelt := _misspelt_key(message, cause):
+        return misspelt
+    message = message.split("\nConfig search path:")[0]  # after the options Hydra lists: its internals
     if isinstance(cause, (OmegaConfBaseException, FrameError)) and str(cause).strip() not in message:
         message += "\n" + str(cause).strip()
     if "Cannot merge DictConfig with ListConfig" in message and re.search(r"full_key: *$", message, re.MULTILINE):
@@ -101,3 +108,22 @@ def composition_message(error: Exception) -> str:
                     "(`- override /logger: [jsonl]`) or on the command line (`logger=[jsonl]`), not set as a "
                     "list in a file's body.")
     return message
+
+
+def _misspelt_key(message: str, cause) -> str | None:
+    """A did-you-mean for `trainer.epoch=3`, where Hydra advises `+trainer.epoch=3` (which a typed node refuses
+    too, and which would add a key nothing reads to a component); None for other errors."""
+    from omegaconf import DictConfig
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    if not (isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and "To append to your config use +" in message
+            and isinstance(cause.parent_node, DictConfig) and cause.full_key):
+        return None
+    key, parent = str(cause.full_key), cause.parent_node
+    node = key.rpartition(".")[0] or "the config"
+    keys = [str(k) for k in parent.keys() if k != "hydra"]
+    typed = cause.object_type is not None and cause.object_type.__module__ == "frame.config.schema"
+    add = "" if typed else (f" To add a key {node} lacks (a constructor argument of a component), "
+                            f"write +{message.split('use +', 1)[1].strip()}.")
+    return (f"{key} is not a key of {node}.{did_you_mean(str(cause.key), keys)} "
+            f"{node.capitalize() if node == 'the config' else node} has: {', '.join(keys)}.{add}")

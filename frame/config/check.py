@@ -137,11 +137,29 @@ def _merged_presets(problems: list[Problem], choices) -> list[Problem]:
     for key, group in (("model", "model"), ("loss", "loss"), ("optimizer", "optimizer"),
                        ("lr_scheduler", "lr_scheduler"), ("data.dataset", "data")):
         unknown = [p for p in problems if p.key.rpartition(".")[0] == key and "takes no parameter" in p.message]
-        if len(unknown) >= 2 and choices.get(group) not in (None, "null"):
+        preset = choices.get(group)
+        if unknown and preset not in (None, "null") and (
+                len(unknown) >= 2 or _preset_sets(group, preset, key, [p.key.rpartition(".")[2] for p in unknown])):
             hints.append(Problem(key, f"if these params come from the preset {group}={choices[group]} (an experiment's "
                                  f"`{group}:` merges into it), replace the preset: put `- override /{group}: null` in "
                                  "the experiment's defaults list."))
     return hints
+
+
+def _preset_sets(group: str, preset: str, key: str, names: list[str]) -> bool:
+    """Whether frame's preset `group=preset` sets every param in `names` of the component at `key`: then a
+    single unknown param (`labels` of synthetic_organs under a dataset of one's own) is a leftover, not a typo."""
+    import importlib.resources
+
+    import yaml
+
+    try:
+        node = yaml.safe_load((importlib.resources.files("frame.conf") / group / f"{preset}.yaml").read_text())
+    except (OSError, yaml.YAMLError):  # a preset of the user's own: two unknown params make the hint
+        return False
+    for part in key.split(".")[1:]:
+        node = node.get(part) if isinstance(node, dict) else None
+    return isinstance(node, dict) and all(name in node for name in names)
 
 
 def _unpickling(target, node: DictConfig) -> str:

@@ -10,8 +10,9 @@ overwriting a finished one). So nothing escapes here: a user mistake exits 2
 with its message, and so does any other failure, with what it was. The
 `${hydra:...}` resolver reads Hydra's config, which Hydra sets only when the job
 starts; it is set here first so such values resolve as they will in the job.
-A single run's lock is taken here (`frame.core.run_lock.claim_early`): a second
-process must be refused before Hydra rewrites the live run's `.hydra/`.
+A single run's directory is printed here, saying whether the command continues a run or
+starts one (`frame.config.rundir.run_suffix` names it). A single run's lock is taken here
+(`frame.core.run_lock.claim_early`): a second process must be refused before Hydra rewrites the live run's `.hydra/`.
 Only rank 0 claims the run directory: under torchrun every rank runs this
 check, and the others would find rank 0's lock (refused) or move its run
 aside (fresh=true).
@@ -25,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from frame.config.check import check_config
 from frame.config.compose import name_members_by_search
-from frame.config.rundir import claim
+from frame.config.rundir import claim, holds_run
 from frame.config.validate import check_device, validate
 from frame.core.errors import FrameError, exit_with
 from frame.core.ranks import global_rank
@@ -59,6 +60,7 @@ def _check(config: DictConfig, dir_key: str) -> None:
         claim(directory, resume=config.resume, fresh=config.fresh, sweep=dir_key == "hydra.sweep.dir")
         if dir_key == "hydra.run.dir":
             claim_early(directory)  # before Hydra writes .hydra/ into it
+            print(f"frame: {'continuing the run in' if holds_run(directory) else 'a new run in'} {directory}", flush=True)
     except FrameError as error:
         exit_with(str(error))
     except Exception as error:  # never a warning: the job must not run past an unapplied policy

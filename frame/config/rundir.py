@@ -1,12 +1,15 @@
 """The run-directory policy: never overwrite an earlier run by accident.
 
-`resume=true` continues a run found in the directory, `resume=false` refuses
-to touch it, `fresh=true` moves it aside (`<dir>.<timestamp>`) and starts over.
+A run's directory is named after its job and the overrides that change what it trains
+(`run_suffix`): the same command finds its run and continues it, a command that changes the
+result starts a run of its own beside it. `resume=true` continues a run found in the directory,
+`resume=false` refuses to touch it, `fresh=true` moves it aside (`<dir>.<timestamp>`) and starts over.
 A directory a live process trains in (its `.lock`, `frame.core.run_lock`) is refused
 whatever the flags say, and a sweep member's directory must stay inside its sweep's.
 """
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -17,6 +20,50 @@ from frame.core import run_lock
 from frame.core.errors import FrameError
 
 log = logging.getLogger("frame")
+
+# Overrides that say how, where or with what records to run, not what is trained (data.test is scored after
+# training): they keep the run's directory, and the resume guard lets a run continue with them changed.
+# `name=` names the directory itself, and so does an experiment, through the `name:` it sets.
+SAME_RUN = ("name", "resume", "fresh", "force_resume", "experiment", "hparams_search", "debug", "local", "project",
+            "hydra", "logger", "data.num_workers", "data.preload", "data.test", "trainer.device",
+            "trainer.log_every_n_steps", "trainer.checkpoint_every_n_epochs", "trainer.checkpoint_every_n_steps",
+            "trainer.keep_last_checkpoints", "trainer.dist_timeout_s", "trainer.compile", "trainer.channels_last")
+LONGEST_SUFFIX = 80  # bytes of overrides kept readable in a directory name; a longer suffix ends in a hash
+
+
+def run_suffix(overrides) -> str:
+    """What the command-line `overrides` add to `outputs/<name>`: `+key=value,key=value` for those that change
+    the result (sorted, so their order does not matter), '' for none or when `name=` is given.
+
+    The suffix is a pure function of the overrides, so running the same command again finds the same
+    directory. A '/' in a value becomes '_'; past LONGEST_SUFFIX bytes it is cut and a hash of the whole
+    keeps two long suffixes apart.
+    """
+    lines = [str(line) for line in overrides]
+    if any(_key(line) == "name" for line in lines):
+        return ""
+    kept = result_overrides(lines)
+    if not kept:
+        return ""
+    suffix = ",".join(kept).replace("/", "_")
+    if len(suffix.encode()) > LONGEST_SUFFIX:
+        digest = hashlib.sha1(",".join(kept).encode()).hexdigest()[:8]
+        suffix = suffix.encode()[:LONGEST_SUFFIX - 9].decode(errors="ignore") + "~" + digest
+    return "+" + suffix
+
+
+def result_overrides(overrides) -> list[str]:
+    """The overrides among `overrides` that change what is trained (not SAME_RUN's), sorted."""
+    return sorted(str(line) for line in overrides if not _same_run(_key(str(line))))
+
+
+def _key(line: str) -> str:
+    """`+model.dropout=0.2` -> model.dropout; `local@_global_=other` -> local; `~trainer.x` -> trainer.x."""
+    return line.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+
+
+def _same_run(key: str) -> bool:
+    return any(key == k or key.startswith((k + ".", k + "/")) for k in SAME_RUN)
 
 
 def holds_run(directory: Path) -> bool:

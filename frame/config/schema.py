@@ -119,3 +119,7 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="base_train", node=TrainConf)
     if not OmegaConf.has_resolver("len"):
         OmegaConf.register_new_resolver("len", lambda seq: len(seq))
+    if not OmegaConf.has_resolver("run_suffix"):  # hydra.run.dir: outputs/<name><the overrides that change the result>
+        from frame.config.rundir import run_suffix
+
+        OmegaConf.register_new_resolver("run_suffix", run_suffix)

@@ -156,7 +156,7 @@ class WandbLogger(MetricLogger):
         """The configured mode, else WANDB_MODE, else online with a key; online only if the server answers."""
         mode = self.mode or os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
         url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-        if mode == "online" and not _reachable(url, self.probe_timeout_s):
+        if mode == "online" and not reachable(url, self.probe_timeout_s):
             log.warning("W&B: %s is not reachable; logging offline to %s/wandb. Upload later with: frame sync %s",
                         url, self.run_dir, self.run_dir)
             return "offline"
@@ -240,7 +240,8 @@ def redact(config):
     return config
 
 
-def _reachable(url: str, timeout: float) -> bool:
+def reachable(url: str, timeout: float) -> bool:
+    """Whether a TCP connection to the server of `url` opens within `timeout` seconds (W&B retries for minutes)."""
     parsed = urlparse(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:

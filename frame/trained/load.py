@@ -108,8 +108,8 @@ def run_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
     for override in parsed:
         if override.key_or_group == "evaluators" and override.value_type is not None and not override.is_delete():
             names = override.value() if isinstance(override.value(), list) else [override.value()]
-            with open_dict(cfg):
-                cfg.evaluators = {name: _evaluator_config(name) for name in names}
+            with open_dict(cfg):  # each file is `<name>: {_target_: ...}`, as the evaluators group merges it
+                cfg.evaluators = OmegaConf.merge(*(_evaluator_config(name) for name in names))
         else:
             rest.append(override)
     try:

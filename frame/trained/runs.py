@@ -19,6 +19,7 @@ Status shown:
 import json
 from pathlib import Path
 
+from frame.config.rundir import result_overrides, run_suffix
 from frame.core import run_record
 from frame.core.state_files import DamagedFile, holds_run, read_bytes, read_object
 from frame.tracking.console import format_duration
@@ -101,6 +102,7 @@ def _summary(run_dir: Path, root: Path, now: float | None) -> dict:
         "wall_time_s": round(run_record.wall_time(record, now), 1) if record else None,
         "attempts": len(attempts),
         "wandb_id": str(record["wandb_id"]) if record.get("wandb_id") else None,
+        "overrides": result_overrides(_hydra_yaml(run_dir, "overrides.yaml") or []),  # what makes it this run
         "test": test,  # data.test scored with best.pt after training (frame.training.loop)
         "config_hash": record.get("config_hash"),
         "git": record.get("git"),
@@ -125,7 +127,7 @@ def unstarted(root: Path, found: list[Path]) -> list[dict]:
         rows.append({"run": run_name(run_dir, root), "dir": str(run_dir), "sweep_member": True,
                      "status": member["status"], "detail": member.get("error") or "", "epoch": 0, "epochs": None,
                      "monitor": "", "best": None, "best_epoch": None, "wall_time_s": None,
-                     "attempts": member.get("attempts", 0), "wandb_id": None, "test": None, "config_hash": None,
+                     "attempts": member.get("attempts", 0), "wandb_id": None, "overrides": [], "test": None, "config_hash": None,
                      "git": None})
     return rows
 
@@ -171,9 +173,12 @@ def runs_table(root: Path, as_json: bool = False) -> int:
     colours = {"running": "cyan", "complete": "green", "failed": "red", "preempted": "yellow", "unreadable": "red",
                "cancelled": "yellow", "refused": "magenta"}
     table = Table(title=f"runs under {root}", title_justify="left")
+    hidden = {row["dir"]: _hidden_overrides(row) for row in rows}
+    with_overrides = any(hidden.values())  # the column only when a run's name does not show its overrides
     for column, justify in [("run", "left"), ("status", "left"), ("epoch", "right"), ("best", "right"),
-                            ("test", "right"), ("wall time", "right"), ("attempts", "right"), ("W&B id", "left")]:
-        table.add_column(column, justify=justify, no_wrap=column != "run", overflow="fold")  # a run name whole
+                            ("test", "right"), ("wall time", "right"), ("attempts", "right"), ("W&B id", "left"),
+                            *([("overrides", "left")] if with_overrides else [])]:
+        table.add_column(column, justify=justify, no_wrap=column not in ("run", "overrides"), overflow="fold")
     for row in rows:
         epoch = f"{row['epoch']}/{row['epochs']}" if row["epochs"] else str(row["epoch"])
         best_text = f"{row['monitor']}={row['best']:.4g}" if row["best"] is not None else "-"
@@ -181,9 +186,19 @@ def runs_table(root: Path, as_json: bool = False) -> int:
         test_key = "test/" + row["monitor"].removeprefix("val/")
         test = f"{row['test'][test_key]:.4g}" if row["test"] and test_key in row["test"] else "-"
         table.add_row(row["run"], f"[{colours.get(row['status'], 'white')}]{row['status']}[/]", epoch, best_text,
-                      test, wall, str(row["attempts"]), row["wandb_id"] or "-")
+                      test, wall, str(row["attempts"]), row["wandb_id"] or "-",
+                      *([hidden[row["dir"]] or "-"] if with_overrides else []))
     Console(width=max(100, Console().width)).print(table)
     return 0
+
+
+def _hidden_overrides(row: dict) -> str:
+    """The overrides a run carries that its name does not show (a run named with `name=`, a suffix cut short and
+    hashed); '' for the others (`outputs/<name>+<overrides>`, a sweep member named by its swept values)."""
+    suffix = run_suffix(row["overrides"])
+    if row["sweep_member"] or not row["overrides"] or (Path(row["dir"]).name.endswith(suffix) and "~" not in suffix):
+        return ""
+    return " ".join(row["overrides"])
 
 
 def swept_parameters(members: list[Path]) -> dict[str, list[str]]:

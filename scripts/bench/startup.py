@@ -35,7 +35,7 @@ def main(cfg):
 main()
 """
 FIRST_STEP = ["trainer.epochs=1", "trainer.log_every_n_steps=1", "trainer.device=cpu",
-              "data.preload=false"]  # like the raw script: the first batch only, not all 40 volumes first
+              "data.preload=false", "name=organs"]  # like the raw script: the first batch only, not all 40 volumes first
 
 
 DEFERRED_MONAI = "from frame.training.monai_import import defer_optuna; defer_optuna(); import monai"

@@ -65,16 +65,16 @@ def test_unknown_command_suggests(tmp_path):
 
 
 def test_resume_false_refuses_existing_run_and_fresh_moves_it(tmp_path):
-    run_frame(["train", *TINY, "trainer.epochs=1"], cwd=tmp_path, check=0)
+    run_frame(["train", *TINY, "trainer.epochs=1", "name=organs"], cwd=tmp_path, check=0)
     run_dir = tmp_path / "outputs" / "organs"
     before = (run_dir / "checkpoints" / "last.pt").read_bytes()
 
-    refused = run_frame(["train", *TINY, "resume=false"], cwd=tmp_path)
+    refused = run_frame(["train", *TINY, "trainer.epochs=1", "name=organs", "resume=false"], cwd=tmp_path)
     assert refused.returncode == 2
     assert "fresh=true" in refused.stderr and "resume=true" in refused.stderr
     assert (run_dir / "checkpoints" / "last.pt").read_bytes() == before
 
-    run_frame(["train", *TINY, "trainer.epochs=1", "fresh=true"], cwd=tmp_path, check=0)
+    run_frame(["train", *TINY, "trainer.epochs=1", "name=organs", "fresh=true"], cwd=tmp_path, check=0)
     archived = [p for p in (tmp_path / "outputs").iterdir() if p.name.startswith("organs.")]
     assert len(archived) == 1
     assert (archived[0] / "checkpoints" / "last.pt").read_bytes() == before

@@ -32,3 +32,15 @@ def test_bash_completes_groups_options_and_keys_of_frame_train(tmp_path):
     assert _complete("frame train optim", tmp_path) == ["optimizer.", "optimizer="]
     assert _complete("frame train optimizer=", tmp_path) == ["optimizer=adam", "optimizer=adamw", "optimizer=sgd"]
     assert "optimizer.lr=" in _complete("frame train seed=1 optimizer.l", tmp_path)
+
+
+def test_install_typed_at_a_prompt_says_how_to_load_the_script(capsys, monkeypatch):
+    from frame.cli import main
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    for argv in (["train", "-sc", "install=bash"], ["-sc", "install=bash"]):
+        main(argv)
+        out = capsys.readouterr().out
+        assert 'eval "$(frame -sc install=bash)"' in out and "hydra_bash_completion" not in out
+    main(["-sc", "install=fish"])
+    assert "frame -sc install=fish | source" in capsys.readouterr().out

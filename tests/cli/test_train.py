@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import frame_env
 
 FRAME = Path(sys.executable).parent / "frame"  # the console script: its sys.path[0] is the venv's bin, not the cwd
@@ -52,3 +54,39 @@ def test_debug_overfit_trains_and_validates_on_the_same_batches(tmp_path):
 
     shown = run_frame(["train", "experiment=classify", "debug=overfit", "--cfg", "all"], cwd=tmp_path, check=0).stdout
     assert "overfit_batches: 2" in shown and "dir: outputs/debug/${name}" in shown
+
+
+@pytest.mark.slow
+def test_the_same_command_continues_its_run_and_a_changed_one_starts_its_own(tmp_path):
+    """Run identity: the README's rule, command by command."""
+    from tests.conftest import run_frame
+
+    base = ["train", "experiment=classify", "data.dataset.num_samples=64", "trainer.epochs=1", "logger=[jsonl]"]
+    first = run_frame(base, cwd=tmp_path, check=0)
+    own = "outputs/classify+data.dataset.num_samples=64,trainer.epochs=1"
+    assert f"frame: a new run in {own}\n" in first.stdout
+    assert json.loads((tmp_path / own / "run.json").read_text())["status"] == "complete"
+    trained = (tmp_path / own / "metrics.jsonl").read_text()
+
+    again = run_frame([*base, "data.num_workers=0", "logger=[jsonl,console]"], cwd=tmp_path, check=0)  # how, not what
+    assert f"frame: continuing the run in {own}\n" in again.stdout
+    assert (tmp_path / own / "metrics.jsonl").read_text() == trained  # finished: nothing trained again
+
+    other = run_frame([*base, "optimizer.lr=0.01"], cwd=tmp_path, check=0)
+    changed = "outputs/classify+data.dataset.num_samples=64,optimizer.lr=0.01,trainer.epochs=1"
+    assert f"frame: a new run in {changed}\n" in other.stdout
+    assert (tmp_path / changed / "checkpoints" / "last.pt").is_file()
+
+    table = run_frame(["runs", "--json"], cwd=tmp_path, check=0)
+    carried = {row["run"]: row["overrides"] for row in json.loads(table.stdout)}
+    assert carried[changed.removeprefix("outputs/")] == ["data.dataset.num_samples=64", "optimizer.lr=0.01",
+                                                         "trainer.epochs=1"]
+
+    # name= picks the directory: the way to continue a run for more epochs; the resume guard still protects it
+    pinned = [*base[:3], "logger=[jsonl]", "name=pinned"]
+    run_frame([*pinned, "trainer.epochs=1"], cwd=tmp_path, check=0)
+    longer = run_frame([*pinned, "trainer.epochs=2"], cwd=tmp_path, check=0)
+    assert "frame: continuing the run in outputs/pinned\n" in longer.stdout
+    assert json.loads((tmp_path / "outputs/pinned/run.json").read_text())["epochs"] == 2
+    refused = run_frame([*pinned, "trainer.epochs=3", "model.hidden=[8]"], cwd=tmp_path)
+    assert refused.returncode == 2 and "model.hidden" in refused.stderr and "Traceback" not in refused.stderr

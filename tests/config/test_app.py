@@ -50,5 +50,42 @@ def test_config_name_picks_a_primary_config_with_frames_hydra_settings(tmp_path)
     args = ["train", "--config-dir", "configs", "--config-name", "mine"]
     assert _job(run_frame([*args, "--cfg", "job"], cwd=tmp_path, check=0))["name"] == "other"
     hydra = _job(run_frame([*args, "--cfg", "hydra"], cwd=tmp_path, check=0))["hydra"]
-    assert hydra["run"]["dir"] == "outputs/${name}" and "preflight" in hydra["callbacks"]
+    assert hydra["run"]["dir"].startswith("outputs/${name}") and "preflight" in hydra["callbacks"]
     assert hydra["launcher"]["_target_"].endswith("FrameSequentialLauncher")
+
+
+def _frame(argv, capsys, monkeypatch, cwd) -> tuple[int, str, str]:
+    """`frame ARGV` in this process: (exit code, stdout, stderr)."""
+    from frame.cli import main
+
+    monkeypatch.chdir(cwd)
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit:
+        code = exit.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_local_other_picks_local_other_yaml(tmp_path, capsys, monkeypatch):
+    (tmp_path / "cd" / "local").mkdir(parents=True)
+    (tmp_path / "cd" / "local" / "other.yaml").write_text("data: {num_workers: 3}\n")
+    code, out, err = _frame(["train", "--config-dir", "cd", "local=other", "--cfg", "job"], capsys, monkeypatch, tmp_path)
+    assert code == 0, err
+    assert yaml.safe_load(out)["data"]["num_workers"] == 3
+
+
+def test_a_misspelt_key_gets_a_did_you_mean_not_hydras_plus_advice(tmp_path, capsys, monkeypatch):
+    code, _, err = _frame(["train", "trainer.epoch=3", "--cfg", "job"], capsys, monkeypatch, tmp_path)
+    assert code == 2 and "Traceback" not in err
+    assert "trainer.epoch is not a key of trainer. Did you mean 'epochs'?" in err and "+trainer" not in err
+    code, _, err = _frame(["train", "model.chanels=[4]", "--cfg", "job"], capsys, monkeypatch, tmp_path)
+    assert code == 2 and "Did you mean 'channels'?" in err
+    assert "+model.chanels=[4]" in err  # a component takes new constructor arguments with +
+
+
+def test_an_unknown_preset_lists_the_options_without_hydras_search_path(tmp_path, capsys, monkeypatch):
+    code, _, err = _frame(["train", "model=nonexistent", "--cfg", "job"], capsys, monkeypatch, tmp_path)
+    assert code == 2 and "Could not find 'model/nonexistent'" in err
+    assert "unet3d" in err and "mlp" in err and "search path" not in err and "provider=" not in err

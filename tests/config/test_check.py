@@ -243,3 +243,17 @@ def test_check_passes_what_it_cannot_know(compose):
                           "trainer.monitor=val/accuracy", "+evaluators.other={_target_: collections.OrderedDict}",
                           "trainer.monitor=val/anything"]))
     check_config(compose(["trainer.monitor=val/dice/liver"]))  # a per-label key of the dice
+
+
+def test_a_dataset_of_ones_own_with_one_leftover_preset_param_says_how_to_replace_the_preset(tmp_path, monkeypatch):
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "blobs.py").write_text(
+        "class Blobs:\n    def __init__(self, num_samples=8, size=(8, 8, 8)):\n        self.n = num_samples\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    merged = _experiment(tmp_path / "conf", "data: {dataset: {_target_: mypkg.blobs.Blobs, num_samples: 4}}\n")
+    with pytest.raises(CheckError) as error:  # synthetic_organs' labels stay behind (size is a Blobs param too)
+        check_job(overrides=["experiment=mine"], config_dir=merged)
+    assert "Blobs takes no parameter 'labels'" in str(error.value)
+    assert "preset data=synthetic_organs" in str(error.value) and "`- override /data: null`" in str(error.value)

@@ -103,3 +103,27 @@ def test_a_single_run_and_a_sweep_never_share_a_directory(tmp_path, sweep, found
         with pytest.raises(FrameError, match="holds a (sweep|single run)"):
             claim(tmp_path, resume=True, fresh=fresh, sweep=sweep)
     assert (tmp_path / found).is_file()
+
+
+def test_overrides_that_change_the_result_name_the_run_and_others_keep_it():
+    from frame.config.rundir import run_suffix
+
+    assert run_suffix([]) == ""
+    assert run_suffix(["resume=true", "fresh=true", "logger=[jsonl]", "data.num_workers=4", "trainer.device=cpu",
+                       "local@_global_=other", "hydra.job.chdir=false", "logger.wandb.project=x"]) == ""
+    assert run_suffix(["trainer.epochs=5"]) == "+trainer.epochs=5"
+    # the order of the overrides does not matter; how-to-run keys among them do not count
+    assert run_suffix(["trainer.epochs=10", "optimizer.lr=1e-4", "resume=true"]) == \
+        run_suffix(["optimizer.lr=1e-4", "trainer.epochs=10"]) == "+optimizer.lr=1e-4,trainer.epochs=10"
+    assert run_suffix(["+model.dropout=0.2"]) == "++model.dropout=0.2"
+    assert run_suffix(["name=mine", "optimizer.lr=1e-4"]) == ""  # name= names the directory itself
+
+
+def test_a_long_or_slashed_suffix_is_one_safe_name_and_two_stay_apart():
+    from frame.config.rundir import LONGEST_SUFFIX, run_suffix
+
+    assert "/" not in run_suffix(["data.dataset.root=/data/ct"])
+    long_a = run_suffix([f"model.channels=[{','.join(['16'] * 40)}]", "seed=1"])
+    long_b = run_suffix([f"model.channels=[{','.join(['16'] * 40)}]", "seed=2"])
+    assert long_a != long_b and len(long_a.encode()) <= LONGEST_SUFFIX + 1
+    assert long_a == run_suffix([f"model.channels=[{','.join(['16'] * 40)}]", "seed=1"])

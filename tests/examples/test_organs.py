@@ -117,7 +117,7 @@ def test_a_label_map_of_the_transformed_item_is_written_onto_the_ct_grid(organs,
 
 @pytest.mark.slow
 def test_frame_run_trains_the_organs_job(organs):
-    run_frame(["run", "config/job_01.json", "trainer.epochs=2"], cwd=organs, check=0, timeout=600)
+    run_frame(["run", "config/job_01.json", "trainer.epochs=2", "name=organs_job_01"], cwd=organs, check=0, timeout=600)
     run_dir = organs / "outputs" / "organs_job_01"
     rows = (run_dir / "validation.csv").read_text().splitlines()  # the project's CSVLogger
     assert len(rows) == 3 and rows[0].startswith("epoch,step,val/loss")
@@ -130,7 +130,7 @@ def test_frame_run_trains_the_organs_job(organs):
 @pytest.mark.slow
 def test_python_main_py_trains(organs):
     job = organs / "config" / "job_01.json"
-    job.write_text(job.read_text().replace('"epochs": 12', '"epochs": 2'))
+    job.write_text(job.read_text().replace('"epochs": 30', '"epochs": 2'))
     result = subprocess.run([sys.executable, "main.py"], cwd=organs, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (organs / "outputs" / "organs_job_01" / "checkpoints" / "last.pt").is_file()
@@ -143,7 +143,7 @@ def test_eval_predict_and_load_model_after_training(organs):
     each CT's grid, and `frame.load_model` in a fresh interpreter giving back best.pt's figure."""
     held_out = organs / "data" / "test"
     _make_data().write(held_out, patients=2, size=(48, 48, 16), seed=1)
-    run_frame(["run", "config/job_01.json", "trainer.epochs=2"], cwd=organs, check=0, timeout=600)
+    run_frame(["run", "config/job_01.json", "trainer.epochs=2", "name=organs_job_01"], cwd=organs, check=0, timeout=600)
     run = organs / "outputs" / "organs_job_01"
     shown = run_frame(["eval", str(run), "--per-item", "--name", "held", "--device", "cpu", "data.dataset.root=data/test"],
                       cwd=organs, check=0).stdout

@@ -51,7 +51,7 @@ def test_rerun_skips_complete_members_and_reports_their_results(tmp_path):
 
 
 def test_a_sweep_and_a_single_run_of_the_same_name_keep_apart(tmp_path):
-    run_frame(["train", *SMALL], cwd=tmp_path, check=0)
+    run_frame(["train", *SMALL, "name=classify"], cwd=tmp_path, check=0)
     run_frame(["train", "-m", *SMALL, "optimizer.lr=0.01,0.001"], cwd=tmp_path, check=0)
     single = json.loads(run_frame(["runs", "outputs/classify", "--json"], cwd=tmp_path, check=0).stdout)
     swept = json.loads(run_frame(["runs", "outputs/classify-sweep", "--json"], cwd=tmp_path, check=0).stdout)

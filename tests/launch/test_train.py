@@ -24,10 +24,10 @@ def test_train_writes_the_run_directory_and_loss_falls(tmp_path):
 
 
 def test_rerun_with_resume_continues_instead_of_retraining(tmp_path):
-    run_frame(["train", *TINY], cwd=tmp_path, check=0)
-    again = run_frame(["train", *TINY], cwd=tmp_path, check=0)
+    run_frame(["train", *TINY, "name=organs"], cwd=tmp_path, check=0)
+    again = run_frame(["train", *TINY, "name=organs"], cwd=tmp_path, check=0)
     assert "already finished" in again.stdout + again.stderr
-    more = run_frame(["train", *TINY, "trainer.epochs=3"], cwd=tmp_path, check=0)
+    more = run_frame(["train", *TINY, "trainer.epochs=3", "name=organs"], cwd=tmp_path, check=0)
     assert "resuming from" in more.stdout + more.stderr
     records = metrics(tmp_path / "outputs/organs")
     assert [r["epoch"] for r in records if "val/loss" in r] == [1, 2, 3]

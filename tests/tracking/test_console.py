@@ -9,7 +9,7 @@ from tests.conftest import TINY, run_frame, start_frame
 
 
 def test_without_a_tty_progress_is_plain_log_lines(tmp_path):
-    result = run_frame(["train", *TINY, "logger.console.interval_s=0"], cwd=tmp_path, check=0)
+    result = run_frame(["train", *TINY, "name=organs", "logger.console.interval_s=0"], cwd=tmp_path, check=0)
     out = result.stdout
     assert "└── " in out and "_target_: 'monai.networks.nets.UNet'" in out  # the config tree
     lines = [line for line in out.splitlines() if "samples/s" in line]

@@ -46,8 +46,8 @@ def _same_metrics(wandb_row, record):
 def resumed(tmp_path_factory):
     """A run trained for 1 epoch, then resumed to 3 (two processes, two offline attempts)."""
     cwd = tmp_path_factory.mktemp("resumed")
-    first = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1"], cwd=cwd, check=0)
-    second = run_frame(["train", *TINY, *WANDB, "trainer.epochs=3"], cwd=cwd, check=0)
+    first = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1", "name=organs"], cwd=cwd, check=0)
+    second = run_frame(["train", *TINY, *WANDB, "trainer.epochs=3", "name=organs"], cwd=cwd, check=0)
     return cwd / "outputs" / "organs", first, second
 
 
@@ -80,7 +80,7 @@ def test_resumed_run_keeps_its_id_and_continues_its_steps(resumed):
 
 def test_unreachable_server_falls_back_offline_quickly(tmp_path):
     start = time.monotonic()
-    result = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1"], cwd=tmp_path,
+    result = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1", "name=organs"], cwd=tmp_path,
                        env={"WANDB_API_KEY": KEY, "WANDB_BASE_URL": "http://127.0.0.1:9"}, timeout=120, check=0)
     assert time.monotonic() - start < 100  # the whole run, start-up included, on a loaded 2-core machine
     warnings = _wandb_warnings(result.stdout + result.stderr)
@@ -97,7 +97,7 @@ def test_silent_server_is_given_up_after_init_timeout(tmp_path):
         silent.listen(64)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         start = time.monotonic()
-        result = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1", "logger.wandb.init_timeout_s=5"],
+        result = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1", "name=organs", "logger.wandb.init_timeout_s=5"],
                            cwd=tmp_path, env={"WANDB_API_KEY": KEY, "WANDB_BASE_URL": url}, timeout=120, check=0)
     assert time.monotonic() - start < 110  # wandb's own default would wait 90 s for the server alone
     run_dir = tmp_path / "outputs" / "organs"

@@ -74,7 +74,7 @@ def _not_blank(path):
 
 
 def test_plot_runs_and_a_sweep(tmp_path):
-    run_frame(["train", *TINY, "trainer.epochs=3"], cwd=tmp_path, check=0)
+    run_frame(["train", *TINY, "trainer.epochs=3", "name=organs"], cwd=tmp_path, check=0)
     run_frame(["train", "-m", *TINY, "name=sweep", "optimizer.lr=1e-3,1e-2,3e-2"], cwd=tmp_path, check=0)
     single = run_frame(["plot", "outputs/organs"], cwd=tmp_path, check=0)
     assert single.stdout.strip() == "outputs/organs/plot.png" and _not_blank(tmp_path / single.stdout.strip())
@@ -136,3 +136,22 @@ def test_a_fifo_garbage_or_odd_types_mark_one_run_unreadable_and_never_hang_the_
     assert "wrong type" in rows["odd_types"]["detail"] and "metrics.jsonl is a FIFO" in rows["fifo_metrics"]["detail"]
     table = run_frame(["runs"], cwd=tmp_path, check=0, timeout=120)
     assert "good" in table.stdout and "Traceback" not in table.stderr
+
+
+def test_the_table_shows_the_overrides_a_runs_name_does_not(tmp_path, capsys, monkeypatch):
+    from frame.trained.runs import runs_table
+
+    monkeypatch.setenv("COLUMNS", "200")  # every cell on one line
+
+    outputs = tmp_path / "outputs"
+    for name, overrides in [("organs+optimizer.lr=0.01", ["optimizer.lr=0.01", "logger=[jsonl]"]),
+                            ("pinned", ["name=pinned", "trainer.epochs=80", "data.num_workers=2"])]:
+        (outputs / name / ".hydra").mkdir(parents=True)
+        (outputs / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        (outputs / name / "metrics.jsonl").write_text('{"step": 1, "epoch": 1, "val/loss": 0.5}\n')
+    runs_table(outputs, as_json=True)
+    carried = {row["run"]: row["overrides"] for row in json.loads(capsys.readouterr().out)}
+    assert carried == {"organs+optimizer.lr=0.01": ["optimizer.lr=0.01"], "pinned": ["trainer.epochs=80"]}
+    runs_table(outputs)
+    table = capsys.readouterr().out
+    assert "overrides" in table and "trainer.epochs=80" in table and table.count("optimizer.lr=0.01") == 1
