@@ -102,7 +102,7 @@ def _summary(run_dir: Path, root: Path, now: float | None) -> dict:
         "wall_time_s": round(run_record.wall_time(record, now), 1) if record else None,
         "attempts": len(attempts),
         "wandb_id": str(record["wandb_id"]) if record.get("wandb_id") else None,
-        "overrides": result_overrides(_hydra_yaml(run_dir, "overrides.yaml") or []),  # what makes it this run
+        "overrides": result_overrides(_listed(_hydra_yaml(run_dir, "overrides.yaml"))),  # what makes it this run
         "test": test,  # data.test scored with best.pt after training (frame.training.loop)
         "config_hash": record.get("config_hash"),
         "git": record.get("git"),
@@ -213,6 +213,11 @@ def swept_parameters(members: list[Path]) -> dict[str, list[str]]:
     keys = sorted({k for pairs in overrides for k in pairs})
     varied = {k: [pairs.get(k, "") for pairs in overrides] for k in keys}
     return {k: values for k, values in varied.items() if len(set(values)) > 1}
+
+
+def _listed(value) -> list[str]:
+    """A .hydra list as strings; a damaged one (a mapping, a number) as none."""
+    return [str(item) for item in value] if isinstance(value, list) else []
 
 
 def _hydra_yaml(run_dir: Path, name: str):
