@@ -20,8 +20,9 @@ EVAL_DIR = "eval"
 
 
 def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), name: str | None = None,
-                 per_item: bool = False, device: str = "auto") -> dict:
+                 per_item: bool = False, device: str = "auto", ema: bool = True) -> dict:
     """Score the run's checkpoint on every item of its (overridden) dataset; write and return the result.
+    The weights are their moving average when the run kept one (as validation scored them) unless `ema=False`.
 
     Raises:
         FrameError: no such run or checkpoint, a bad override, a dataset or evaluator that fails to build.
@@ -30,7 +31,7 @@ def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), n
     from frame.trained.load import rebuild, run_data
 
     run_dir = Path(run_dir)
-    model, cfg, saved = rebuild(run_dir, checkpoint, overrides, device)
+    model, cfg, saved = rebuild(run_dir, checkpoint, overrides, device, ema)
     device = pick_device(device)
     loader, dataset = run_data(run_dir, cfg, device)
     labels = getattr(dataset, "labels", None)
@@ -45,6 +46,7 @@ def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), n
         "checkpoint": saved["_path"],
         "epoch": saved["state"]["epoch"],
         "step": saved["state"]["step"],
+        "weights": "ema" if ema and saved.get("ema") is not None else "trained",
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "evaluators": OmegaConf.to_container(cfg.evaluators, resolve=True),
         "overrides": list(overrides),
