@@ -47,7 +47,7 @@ def pattern(kind: str, rng: np.random.Generator) -> np.ndarray:
     fg, bg = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
     while np.abs(fg - bg).sum() < 150:  # enough contrast to see the pattern
         fg, bg = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    image = np.where(mask[..., None], fg, bg) + rng.normal(0, 40, (SIZE, SIZE, 3))
+    image = np.where(mask[..., None], fg, bg) + rng.normal(0, 25, (SIZE, SIZE, 3))
     return np.clip(image, 0, 255).astype(np.uint8)
 
 

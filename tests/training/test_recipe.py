@@ -172,6 +172,13 @@ def test_ema_is_the_average_of_every_step_validated_checkpointed_and_loaded(comp
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert best["state"]["best"] == max(r["val/accuracy"] for r in records)  # picked on the average's metric
 
+    from frame.trained.evaluate import evaluate_run
+
+    averaged = evaluate_run(tmp_path, "last", device="cpu")  # frame eval: the average unless --raw-weights
+    trained = evaluate_run(tmp_path, "last", name="raw", device="cpu", ema=False)
+    assert (averaged["weights"], trained["weights"]) == ("ema", "trained")
+    assert averaged["metrics"]["loss"] != trained["metrics"]["loss"]
+
 
 def test_ema_settings_out_of_range_are_refused(compose):
     from frame.config.validate import validate
