@@ -199,12 +199,13 @@ def build_evaluators(cfg: DictConfig, labels: list | None) -> dict:
 
 
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    """The optimizer over the trainable parameters (in groups: frame.training.param_groups); on CUDA the fused implementation where the class
-    has one and the job sets neither `fused` nor `foreach`: one kernel per step, and it takes the
-    loop's non-finite flag as `found_inf`, so skipping a bad step needs no host sync (frame.training.loop)."""
+    """The optimizer over the trainable parameters, in groups where the node asks (frame.training.param_groups);
+    on CUDA the fused implementation where the class has one and the job sets neither `fused` nor `foreach`:
+    one kernel per step, and it takes the loop's non-finite flag as `found_inf`, so skipping a bad step needs
+    no host sync (frame.training.loop)."""
     node = cfg.optimizer
     fused = device.type == "cuda" and node.get("foreach") is None and not node.get("differentiable")
-    groups = parameter_groups(model, node)  # frame's keys (param_groups.KEYS) shape the groups, the class never sees them
+    groups = parameter_groups(model, node)  # frame's keys (FRAME_KEYS["optimizer"]) shape them; the class never sees those
     own = OmegaConf.create({k: v for k, v in node.items() if k not in FRAME_KEYS["optimizer"]})
     optimizer = _instantiate(own, "optimizer", **({"fused": True} if fused else {}))(groups)
     check_options(optimizer, node)

@@ -96,10 +96,10 @@ def restore(job, state: TrainState, saved: dict, counters: dict) -> None:
                             name, saved[f"{name}_class"], _class_path(part))
             continue
         part.load_state_dict(saved[name])
-    if job.ema is not None and saved.get("ema") is not None:
-        job.ema.load_state_dict(saved["ema"])
-    elif job.ema is not None:
-        log.warning("%s has no EMA of the weights: trainer.ema starts from the resumed weights", saved.get("_path"))
+    if job.ema is not None:  # a checkpoint written without trainer.ema: the average starts from the resumed weights
+        if saved.get("ema") is None:
+            log.warning("%s has no EMA of the weights: trainer.ema starts from the resumed ones", saved.get("_path"))
+        job.ema.load_state_dict(saved.get("ema") or {"weights": saved["model"], "n_averaged": 0})
     if saved["scaler"]:  # empty when saved disabled (fp32, bf16): a now-enabled scaler (fp16) starts fresh
         job.scaler.load_state_dict(saved["scaler"])
     for name, part in counters.items():

@@ -180,6 +180,23 @@ def test_ema_is_the_average_of_every_step_validated_checkpointed_and_loaded(comp
     assert averaged["metrics"]["loss"] != trained["metrics"]["loss"]
 
 
+def test_ema_switched_on_at_a_resume_starts_from_the_resumed_weights(compose, project, tmp_path, caplog):
+    fit(build_job(_images(compose, project, "trainer.epochs=1"), tmp_path))
+    job = build_job(_images(compose, project, "trainer.ema.decay=0.5"), tmp_path)
+    resumed, before_first_step = job.resume_state["model"], {}
+
+    def snapshot(optimizer, args, kwargs):
+        if not before_first_step:
+            before_first_step.update({k: v.clone() for k, v in job.ema.model.state_dict().items()})
+
+    job.optimizer.register_step_pre_hook(snapshot)
+    with caplog.at_level("WARNING", logger="frame"):
+        fit(job)
+    assert "has no EMA of the weights: trainer.ema starts from the resumed ones" in caplog.text
+    for name, value in resumed.items():
+        torch.testing.assert_close(before_first_step[name], value, msg=name)
+
+
 def test_ema_settings_out_of_range_are_refused(compose):
     from frame.config.validate import validate
 
