@@ -16,6 +16,8 @@ _CHECKPOINT = (["--checkpoint"], dict(default="best", metavar="best|last|NAME|PA
 _DEVICE = (["--device"], dict(default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N"))
 _TRUST = (["--trust"], dict(action="store_true", help="build the checkpoint's stored config without refusing "
                                                         "targets that load pickles or run commands (your own runs only)"))
+_RAW = (["--raw-weights"], dict(action="store_true", help="the trained weights, not their moving average "
+                                                           "(runs with trainer.ema; what validation scored)"))
 _OVERRIDES = (["overrides"], dict(nargs="*", default=[], metavar="KEY=VALUE",  # a default: argparse calls it optional
                                   help="changes to the run's config, e.g. data.dataset.root=./data/test"))
 
@@ -24,7 +26,7 @@ def eval(argv: list[str]) -> None:
     args = _parse("eval", "Score a trained run's checkpoint on a data set (every item, no split); "
                   "a sweep directory evaluates each member's checkpoint.", argv, [
         (["run_dir"], dict(metavar="RUN_DIR", help="a run directory, or a sweep directory")),
-        _CHECKPOINT, _DEVICE, _TRUST,
+        _CHECKPOINT, _DEVICE, _TRUST, _RAW,
         (["--name"], dict(help="names the result: RUN_DIR/eval/NAME.json (default: the dataset root's folder)")),
         (["--per-item"], dict(action="store_true", help="also write RUN_DIR/eval/NAME.csv, one row per item")),
         _OVERRIDES,
@@ -40,7 +42,7 @@ def eval(argv: list[str]) -> None:
     for member in members:
         try:
             result = evaluate_run(member, args.checkpoint, args.overrides, args.name, args.per_item, args.device,
-                                  args.trust)
+                                  trust=args.trust, ema=not args.raw_weights)
         except FrameError as error:
             if len(members) == 1:
                 exit_with(str(error))
@@ -108,7 +110,7 @@ def predict(argv: list[str]) -> None:
         (["--input"], dict(metavar="PATH", help="a file or a folder of files; default: every item of the run's "
                                                 "dataset (change it with data.dataset.root=...)")),
         (["--output"], dict(required=True, metavar="DIR", help="where the predictions go")),
-        _CHECKPOINT, _DEVICE, _TRUST,
+        _CHECKPOINT, _DEVICE, _TRUST, _RAW,
         (["--roi-size"], dict(metavar="D,H,W", help="sliding-window inference in windows of this size "
                                                     "(for volumes larger than the training crops); default: "
                                                     "the run's predict.roi_size")),
@@ -129,7 +131,8 @@ def predict(argv: list[str]) -> None:
             exit_with(f"--roi-size {args.roi_size}: expected sizes like 64,64,32.")
     try:
         result = predict_run(_existing(args.run_dir), args.output, args.input, args.checkpoint, args.overrides,
-                             args.device, roi, args.overlap, args.postprocess, args.threshold, sys.stderr.isatty(), args.trust)
+                             args.device, roi, args.overlap, args.postprocess, args.threshold, sys.stderr.isatty(),
+                             trust=args.trust, ema=not args.raw_weights)
     except FrameError as error:
         exit_with(str(error))
     per_item = result["time_s"] / max(result["items"], 1)

@@ -18,12 +18,13 @@ key name. The mapping (also in the README):
     training.optimizer {name, learning_rate, ...}
                                   -> optimizer {_target_, _partial_: true, lr, ...}
     training.lr_scheduler {name, ...}
-                                  -> lr_scheduler {_target_, _partial_: true, ...}
+                                  -> lr_scheduler {_target_, _partial_: true, ...}; a chained one's
+                                     `schedulers: [{name, ...}]` -> [{_target_, _partial_: true, ...}]
     training.dataset {name, root, labels, num_workers, transforms, keys, sample_transforms,
-                      label_transforms, ...}
+                      label_transforms, batch_transforms, ...}
                                   -> data.dataset {_target_, root, labels, ...}, data.num_workers,
                                      data.transforms, data.keys, data.sample_transforms,
-                                     data.label_transforms
+                                     data.label_transforms, data.batch_transforms
     training.validation_dataset {name, root, ..., transforms, sample_transforms, label_transforms}
                                   -> data.val {dataset: {_target_, root, ...}, transforms,
                                      sample_transforms, label_transforms} (name: the training
@@ -65,7 +66,7 @@ WANDB_TARGET = "frame.tracking.wandb.WandbLogger"
 _CALLED_LATER = ("transform", "loss")  # kinds that may be plain functions
 _RESERVED_SLOTS = ("wandb", "jsonl", "console")  # logger names frame's presets use
 _SUFFIXES = (".json", ".json5", ".jsonc")
-_DATA_KEYS = ("num_workers", "transforms", "keys", "sample_transforms", "label_transforms")  # data.*, not the dataset's
+_DATA_KEYS = ("num_workers", "transforms", "keys", "sample_transforms", "label_transforms", "batch_transforms")  # data.*, not the dataset's
 _LIBRARY_METRICS = ("monai.metrics.", "torchmetrics.")
 LIBRARY_METRIC = "frame.training.metrics.LibraryMetric"
 # LibraryMetric's own params, the rest are the metric's
@@ -305,7 +306,8 @@ class _Converter:
                 self.resolver.resolve(value["name"], guess)
             except ResolveError:
                 continue
-            return self.component(value, guess, json_key, hydra_key)
+            # a scheduler inside a scheduler (SequentialLR's `schedulers`) gets the optimizer, as the outer one does
+            return self.component(value, guess, json_key, hydra_key, partial=guess == "lr_scheduler")
         return self.component(value, first, json_key, hydra_key)  # fails, naming the key and a did-you-mean
 
     def optimizer(self, spec) -> dict:
@@ -325,7 +327,7 @@ class _Converter:
         own = {k: v for k, v in spec.items() if k not in _DATA_KEYS}  # the dataset's constructor params
         data["dataset"] = self.dataset(own, "training.dataset", "data.dataset",
                                        self.default_dataset() if "name" not in spec else None)
-        for key in ("transforms", "sample_transforms", "label_transforms"):
+        for key in ("transforms", "sample_transforms", "label_transforms", "batch_transforms"):
             items = spec.get(key) or []
             if not isinstance(items, list):
                 self.fail(f"training.dataset.{key}", f"expected a list of transforms, got {type(items).__name__}.")

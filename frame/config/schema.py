@@ -24,6 +24,21 @@ class Mode(str, Enum):
     max = "max"
 
 
+class EmaValidate(str, Enum):
+    ema = "ema"
+    both = "both"
+
+
+@dataclass
+class EmaConf:
+    """`trainer.ema`: an exponential moving average of the weights (frame.training.ema)."""
+
+    decay: Optional[float] = None  # e.g. 0.999: ema = decay * ema + (1 - decay) * weights; null = no EMA
+    every_n_steps: int = 1  # update after every N optimizer steps
+    warmup_steps: int = 0  # copy the weights (no averaging) for the first N optimizer steps
+    validate: EmaValidate = EmaValidate.ema  # ema: val/... of the average | both: also val_raw/... of the weights
+
+
 @dataclass
 class TrainerConf:
     epochs: int = 10
@@ -47,6 +62,7 @@ class TrainerConf:
     limit_train_batches: Optional[int] = None  # train on at most this many batches an epoch (debug=fast); null = all
     limit_val_batches: Optional[int] = None  # validate on at most this many batches; null = all
     overfit_batches: int = 0  # > 0: train and validate on the same first N training batches, unshuffled (debug=overfit)
+    ema: EmaConf = field(default_factory=EmaConf)  # moving average of the weights: validated, checkpointed, loaded
 
 
 @dataclass
@@ -68,6 +84,7 @@ class DataConf:
     keys: List[str] = field(default_factory=lambda: ["image", "label"])  # sample and target keys of mapping items
     sample_transforms: List[Any] = field(default_factory=list)  # applied to the sample only
     label_transforms: List[Any] = field(default_factory=list)  # applied to the label only
+    batch_transforms: List[Any] = field(default_factory=list)  # to each collated training batch (MixUp, CutMix)
     split_ratio: float = 0.8  # share of items for training, the rest validates
     batch_size: int = 2
     num_workers: int = 0
@@ -123,3 +140,5 @@ def register_configs() -> None:
         from frame.config.rundir import run_suffix
 
         OmegaConf.register_new_resolver("run_suffix", run_suffix)
+    if not OmegaConf.has_resolver("sub"):  # conf/lr_scheduler/warmup_cosine.yaml: the epochs after the warm-up
+        OmegaConf.register_new_resolver("sub", lambda a, b: a - b)

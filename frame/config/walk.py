@@ -4,7 +4,10 @@
 from omegaconf import DictConfig, ListConfig
 
 # keys frame reads from a component node itself and never passes to its constructor
-FRAME_KEYS = {"lr_scheduler": ("interval",)}  # epoch | step: when the loop calls lr_scheduler.step()
+FRAME_KEYS = {
+    "lr_scheduler": ("interval",),  # epoch | step: when the loop calls lr_scheduler.step()
+    "optimizer": ("norm_weight_decay", "bias_weight_decay", "param_groups"),  # frame.training.param_groups
+}
 
 
 def components(cfg: DictConfig):
@@ -17,7 +20,8 @@ def components(cfg: DictConfig):
     """
     top = [("model", cfg.model, ()), ("loss", cfg.loss, 2), ("optimizer", cfg.optimizer, 1),
            ("lr_scheduler", cfg.lr_scheduler, 1), ("data.dataset", cfg.data.dataset, ())]
-    top += [(f"data.{group}[{i}]", node, 1) for group in ("transforms", "sample_transforms", "label_transforms")
+    top += [(f"data.{group}[{i}]", node, 1)
+            for group in ("transforms", "sample_transforms", "label_transforms", "batch_transforms")
             for i, node in enumerate(cfg.data.get(group) or [])]
     for held in ("val", "test"):  # held-out sets: checked before training, not found wanting after it
         data = cfg.data.get(held)

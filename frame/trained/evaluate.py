@@ -23,8 +23,9 @@ EVAL_DIR = "eval"
 
 
 def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), name: str | None = None,
-                 per_item: bool = False, device: str = "auto", trust: bool = False) -> dict:
+                 per_item: bool = False, device: str = "auto", trust: bool = False, ema: bool = True) -> dict:
     """Score the run's checkpoint on every item of its (overridden) dataset; write and return the result.
+    The weights are their moving average when the run kept one (as validation scored them) unless `ema=False`.
 
     Raises:
         FrameError: no such run or checkpoint, a bad override, a dataset or evaluator that fails to build.
@@ -35,7 +36,7 @@ def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), n
     run_dir = Path(run_dir)
     if name is not None:
         confined(run_dir / EVAL_DIR, name, "--name")  # before any work: eval/NAME.json stays in eval/
-    model, cfg, saved = rebuild(run_dir, checkpoint, overrides, device, trust)
+    model, cfg, saved = rebuild(run_dir, checkpoint, overrides, device, trust=trust, ema=ema)
     if has_data(cfg.data.get("val")) and any(o.lstrip("+~").startswith("data.dataset") for o in overrides):
         raise FrameError("this run validates on data.val, which frame eval scores: point it at other data with "
                          "data.val.dataset.<key>=... (data.dataset is the training set).", key="data.dataset")
@@ -54,6 +55,7 @@ def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), n
         "checkpoint": saved["_path"],
         "epoch": saved["state"]["epoch"],
         "step": saved["state"]["step"],
+        "weights": "ema" if ema and saved.get("ema") is not None else "trained",
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "evaluators": OmegaConf.to_container(cfg.evaluators, resolve=True),
         "overrides": list(overrides),

@@ -132,8 +132,10 @@ def _evaluator_config(name: str) -> DictConfig:
     return OmegaConf.create((configs / f"{name}.yaml").read_text())
 
 
-def load_model(run_dir, checkpoint: str = "best", device: str = "cpu", trust: bool = False) -> torch.nn.Module:
-    """The run's model with the checkpoint's weights, in eval mode on `device`.
+def load_model(run_dir, checkpoint: str = "best", device: str = "cpu", trust: bool = False,
+               ema: bool = True) -> torch.nn.Module:
+    """The run's model with the checkpoint's weights, in eval mode on `device`: their moving average when
+    the run kept one (`trainer.ema`; what its validation scored), the trained weights with `ema=False`.
 
     The model is rebuilt from the config stored in the checkpoint (a project's `src.*` model
     imports from the project recorded there), so it matches the weights even when the run's
@@ -145,13 +147,16 @@ def load_model(run_dir, checkpoint: str = "best", device: str = "cpu", trust: bo
         FrameError: no such run or checkpoint, an unreadable checkpoint, a refused target in its
             config, or weights that do not fit.
     """
-    model, _, _ = rebuild(run_dir, checkpoint, device=device, trust=trust)
+    model, _, _ = rebuild(run_dir, checkpoint, device=device, trust=trust, ema=ema)
     return model
 
 
-def rebuild(run_dir, checkpoint: str = "best", overrides: list[str] = (), device: str = "cpu", trust: bool = False):
-    """(model in eval mode with its weights, config with overrides, the loaded checkpoint)."""
+def rebuild(run_dir, checkpoint: str = "best", overrides: list[str] = (), device: str = "cpu", trust: bool = False,
+            ema: bool = True):
+    """(model in eval mode with its weights, config with overrides, the loaded checkpoint); the weights are
+    the EMA's when the checkpoint has one and `ema` (frame.training.ema.trained_weights)."""
     from frame.training.build import build_model, pick_device
+    from frame.training.ema import trained_weights
     from frame.config.project import use_project
 
     path = checkpoint_path(run_dir, checkpoint)
@@ -163,7 +168,7 @@ def rebuild(run_dir, checkpoint: str = "best", overrides: list[str] = (), device
     use_project(cfg.get("project"))
     model = build_model(cfg, pick_device(device))
     try:
-        model.load_state_dict(saved["model"])
+        model.load_state_dict(trained_weights(saved, ema))
     except RuntimeError as error:
         raise FrameError(f"the weights in {path} do not fit the model of its config: {str(error).splitlines()[0]}") from error
     return model.eval(), cfg, saved

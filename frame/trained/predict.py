@@ -43,9 +43,10 @@ def input_files(path: Path) -> list[Path]:
 
 def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", overrides=(), device: str = "auto",
                 roi_size=None, overlap: float | None = None, postprocess: str | None = None,
-                threshold: float | None = None, progress: bool = True, trust: bool = False) -> dict:
+                threshold: float | None = None, progress: bool = True, trust: bool = False, ema: bool = True) -> dict:
     """Write the predictions of the run's checkpoint on `inputs` (a path) or on its dataset into `output`.
-    Settings left None come from the run's `predict.*` (after `overrides`).
+    Settings left None come from the run's `predict.*` (after `overrides`). The weights are their moving
+    average when the run kept one (`trainer.ema`) unless `ema=False`.
 
     Returns {"files": written files, "items": count, "time_s": seconds of reading, inference and writing}.
 
@@ -57,7 +58,7 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
     from frame.trained.load import rebuild, run_data
 
     files = input_files(Path(inputs)) if inputs is not None else None
-    model, cfg, _ = rebuild(run_dir, checkpoint, overrides, device, trust)
+    model, cfg, _ = rebuild(run_dir, checkpoint, overrides, device, trust=trust, ema=ema)
     settings = cfg.get("predict") or {}
     roi_size = roi_size if roi_size is not None else settings.get("roi_size")
     roi_size = None if roi_size is None else [int(size) for size in roi_size]

@@ -16,6 +16,7 @@ import torch
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from frame.training.batch_transforms import BatchTransforms
 from frame.training.checkpoint import Checkpoints
 from frame.config.source import inspect_signature
 from frame.config.walk import FRAME_KEYS, components
@@ -23,11 +24,14 @@ from frame.config.project import use_project
 from frame.config.rundir import lost_history
 from frame.data.loading import EpochSampler, JobDataset, check_item, is_random, make_loader, split_indices
 from frame.training.distributed import World
+from frame.training.ema import WeightAverage, build_ema
 from frame.core.errors import FrameError
 from frame.training.losses import loss_activation
 from frame.training.metrics import LibraryMetric, as_evaluator
 from frame.training.monai_import import defer_optuna
+from frame.training.param_groups import check_options, parameter_groups
 from frame.training.resume_guard import check_resume
+from frame.training.transform_args import torchvision_args
 
 log = logging.getLogger("frame")
 VAL_SALT = 1  # validation items' seed stream (training's is 0): `frame eval` uses it too, so both see the same items
@@ -57,6 +61,8 @@ class Job:
     memory_format: torch.memory_format = torch.preserve_format  # of training inputs (trainer.channels_last)
     test_loader: torch.utils.data.DataLoader | None = None  # data.test: best.pt is evaluated on it after training
     inferer: object = None  # `inferer`: how validation and the test set call the model (None: model(inputs))
+    ema: WeightAverage | None = None  # trainer.ema: the averaged weights, what validation scores
+    batch_transforms: BatchTransforms | None = None  # data.batch_transforms: on each collated training batch
 
     def __post_init__(self):
         if self.train_model is None:
@@ -112,6 +118,7 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
 
     model = build_model(cfg, device)
     memory_format = channels_last(model) if cfg.trainer.channels_last else torch.preserve_format
+    ema = build_ema(cfg.trainer.get("ema"), model)  # a copy of the plain module, before compiling it
     if cfg.trainer.compile:
         model.compile()  # in place: state_dict keys stay plain, so checkpoints resume with compile on or off
     optimizer = build_optimizer(cfg, model, device)
@@ -148,6 +155,8 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
         config_yaml=config_yaml,
         config_hash=hashlib.sha256(config_yaml.encode()).hexdigest()[:16],
         test_loader=eval_loader(cfg, data.test, device, "data.test")[0] if has_data(data.get("test")) else None,
+        ema=ema,
+        batch_transforms=build_batch_transforms(data, cfg.seed, world.rank),
     )
 
 
@@ -228,6 +237,12 @@ def build_item_transforms(data: DictConfig, prefix: str = "data") -> list:
     return [_instantiate(t, f"{prefix}.transforms[{i}]") for i, t in enumerate(data.get("transforms") or [])]
 
 
+def build_batch_transforms(data: DictConfig, seed: int, rank: int = 0) -> BatchTransforms | None:
+    """`data.batch_transforms` (MixUp, CutMix): None when there are none."""
+    built = [_instantiate(t, f"data.batch_transforms[{i}]") for i, t in enumerate(data.get("batch_transforms") or [])]
+    return BatchTransforms(built, seed, rank) if built else None
+
+
 def build_evaluators(cfg: DictConfig, labels: list | None, loss_fn=None) -> dict:
     """Every evaluator by name; a torchmetrics or MONAI metric given directly is wrapped (frame.training.metrics),
     and a library metric's `activation: auto` follows the loss (`loss_activation`), as `frame predict` does."""
@@ -240,13 +255,16 @@ def build_evaluators(cfg: DictConfig, labels: list | None, loss_fn=None) -> dict
 
 
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    """The optimizer over the trainable parameters; on CUDA the fused implementation where the class
-    has one and the job sets neither `fused` nor `foreach`: one kernel per step, and it takes the
-    loop's non-finite flag as `found_inf`, so skipping a bad step needs no host sync (frame.training.loop)."""
+    """The optimizer over the trainable parameters, in groups where the node asks (frame.training.param_groups);
+    on CUDA the fused implementation where the class has one and the job sets neither `fused` nor `foreach`:
+    one kernel per step, and it takes the loop's non-finite flag as `found_inf`, so skipping a bad step needs
+    no host sync (frame.training.loop)."""
     node = cfg.optimizer
     fused = device.type == "cuda" and node.get("foreach") is None and not node.get("differentiable")
-    optimizer = _instantiate(node, "optimizer", **({"fused": True} if fused else {}))(
-        [p for p in model.parameters() if p.requires_grad])
+    groups = parameter_groups(model, node)  # frame's keys (FRAME_KEYS["optimizer"]) shape them; the class never sees those
+    own = OmegaConf.create({k: v for k, v in node.items() if k not in FRAME_KEYS["optimizer"]})
+    optimizer = _instantiate(own, "optimizer", **({"fused": True} if fused else {}))(groups)
+    check_options(optimizer, node)
     if "fused" in optimizer.defaults:  # this machine's choice, not the checkpoint's (a CPU run may resume on a GPU)
         chosen = [group["fused"] for group in optimizer.param_groups]
 
@@ -274,14 +292,13 @@ def channels_last(model: torch.nn.Module) -> torch.memory_format:
 
 def build_scheduler(cfg: DictConfig, optimizer):
     """The scheduler; ReduceLROnPlateau's `mode` follows `trainer.monitor_mode` unless the job gives it,
-    and a job that gives the other one is refused (it would cut the rate while the metric improves)."""
+    and a job that gives the other one is refused (it would cut the rate while the metric improves).
+    A chained one (`SequentialLR`, `ChainedScheduler`) gets its `schedulers` built first, each with the optimizer."""
     node = cfg.lr_scheduler
     if node is None:
         return None
-    if any(key in node for key in FRAME_KEYS["lr_scheduler"]):  # frame's keys, not the constructor's
-        params = OmegaConf.to_container(node, resolve=True)  # resolved here: a detached copy has no ${trainer...}
-        node = OmegaConf.create({k: v for k, v in params.items() if k not in FRAME_KEYS["lr_scheduler"]})
-    scheduler = _instantiate(node, "lr_scheduler")
+    params = OmegaConf.to_container(node, resolve=True)  # resolved here: a detached copy has no ${trainer...}
+    node = OmegaConf.create({k: v for k, v in params.items() if k not in FRAME_KEYS["lr_scheduler"]})
     target = get_object(node._target_)
     if isinstance(target, type) and issubclass(target, torch.optim.lr_scheduler.ReduceLROnPlateau):
         wanted = cfg.trainer.monitor_mode.value
@@ -292,8 +309,28 @@ def build_scheduler(cfg: DictConfig, optimizer):
                              f"(trainer.monitor={cfg.trainer.monitor}): ReduceLROnPlateau would cut the rate while "
                              f"{cfg.trainer.monitor} improves. Drop lr_scheduler.mode (it follows monitor_mode) "
                              f"or set both alike.")
-        return scheduler(optimizer, mode=wanted)
-    return scheduler(optimizer)
+        return _instantiate(node, "lr_scheduler")(optimizer, mode=wanted)
+    return _scheduler(node, optimizer, "lr_scheduler")
+
+
+def _scheduler(node: DictConfig, optimizer, key: str):
+    """One scheduler over `optimizer`; the inner `schedulers` of a chained one are built the same way first
+    (torch wants them built, each with the optimizer, where Hydra would hand it configs or partials)."""
+    inner = node.get("schedulers")
+    if inner is None:
+        return _instantiate(node, key)(optimizer)
+    built = [_scheduler(OmegaConf.merge(part, {"_partial_": True}), optimizer, f"{key}.schedulers[{i}]")
+             for i, part in enumerate(inner)]
+    # plain lists: SequentialLR keeps `milestones` as given, and its state_dict goes into the checkpoint
+    outer = OmegaConf.create({"_convert_": "all", **{k: v for k, v in node.items() if k != "schedulers"}})
+    takes = inspect_signature(get_object(node._target_))
+    first = takes.params[0].name if takes is not None and takes.params else "optimizer"
+    try:  # ChainedScheduler(schedulers, optimizer=None), SequentialLR(optimizer, schedulers, milestones)
+        if first == "schedulers":
+            return _instantiate(outer, key)(built, optimizer=optimizer)
+        return _instantiate(outer, key)(optimizer, schedulers=built)
+    except (TypeError, ValueError) as error:  # e.g. milestones that do not match the schedulers
+        raise FrameError(f"could not build {key} ({node._target_}): {error}") from error
 
 
 def import_components(cfg: DictConfig) -> None:
@@ -328,6 +365,7 @@ def pick_device(name: str, local_rank: int | None = None) -> torch.device:
 
 def _instantiate(node, key: str, /, **runtime):
     """Instantiate `node`, passing each runtime kwarg only where the constructor takes it and the config leaves it unset."""
+    node = torchvision_args(node, key)  # `dtype: float32`, `interpolation: bilinear` as the objects they name
     target = get_object(node._target_) if "_target_" in node else None  # a class, or a function transform or loss
     if runtime and target is not None:
         signature = inspect_signature(target)

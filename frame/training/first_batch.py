@@ -25,6 +25,7 @@ from frame.training.evaluators import described, update
 from frame.training.losses import loss_activation
 from frame.training.metrics import is_label_map
 from frame.training.validation import infer
+from frame.training.transform_args import untensored
 
 log = logging.getLogger("frame")
 
@@ -79,13 +80,21 @@ def _first_batch(loader):
     """The loader's first batch, made here in the main process. Iterating the loader itself would
     start its persistent workers (with batches prefetched for an epoch that has not begun) and draw
     its iterator's seed: the first epoch must find both as if nothing had run (exact resume)."""
-    items = itertools.islice(iter(loader.sampler), loader.batch_size)
-    return loader.collate_fn([loader.dataset[item] for item in items])
+    items = [loader.dataset[item] for item in itertools.islice(iter(loader.sampler), loader.batch_size)]
+    try:
+        return loader.collate_fn(items)
+    except TypeError:  # e.g. PIL images: a pipeline without ToImage/ToTensor
+        problem = untensored(items, loader.dataset)
+        if problem is None:
+            raise
+        raise problem from None
 
 
 def _through_loss(job, autocast, loader, stage, backward):
     sample, target = _first_batch(loader)
     sample, target = sample.to(job.device), target.to(job.device)
+    if stage == "training" and getattr(job, "batch_transforms", None) is not None:  # what the loss trains on
+        sample, target = job.batch_transforms(sample, target, 0, 0)
     with autocast:  # validation and the test set run through the run's inferer (a sliding window), as they will
         prediction = job.model(sample) if backward else infer(job.model, sample, getattr(job, "inferer", None))
     shapes = f"output {described(prediction)}, target {described(target)} (first {stage} batch)"

@@ -23,6 +23,7 @@ from frame.training.checkpoint import CheckpointError, load_checkpoint
 from frame.core.errors import FrameError, did_you_mean
 from frame.training.validation import infer, score
 from frame.core.exits import EXIT_INTERRUPTED
+from frame.training.ema import trained_weights
 from frame.training.evaluators import described, update
 from frame.training.first_batch import check_class_indices, check_first_batches, collect
 from frame.core.signals import StopFlag
@@ -80,6 +81,8 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
             for sample, target in job.train_loader:
                 sample = sample.to(device, non_blocking=True, memory_format=job.memory_format)
                 target = target.to(device, non_blocking=True)
+                if job.batch_transforms is not None:  # MixUp, CutMix: seeded per (epoch, batch), so resumes replay them
+                    sample, target = job.batch_transforms(sample, target, epoch, state.batch_in_epoch)
                 # accumulate_grad_batches: `group` batches make one optimizer step, each loss scaled by 1 / group
                 # (the mean loss of the larger batch); at a ragged epoch end the last step averages what is left
                 micro = (state.batch_in_epoch - start) % accumulate
@@ -112,6 +115,8 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                     scheduler.step()
 
                 state.step += 1
+                if job.ema is not None:
+                    job.ema.update(job.model, state.step)
                 window.add(step_loss, ok)
                 if state.step % cfg.log_every_n_steps == 0:
                     guard.check(state.step)
@@ -128,7 +133,10 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
             guard.check(state.step)
             if epoch_batches and state.step % cfg.log_every_n_steps:  # the epoch's last steps: every epoch logs train/loss
                 _log(job, window.read(optimizer, time.perf_counter() - epoch_start, epoch_batches, sample.shape[0]), state)
-            metrics, examples = validate(job, autocast, keep)
+            metrics, examples = validate(job, autocast, keep, job.ema.model if job.ema is not None else None)
+            if job.ema is not None and job.ema.both:  # the raw weights beside their average
+                raw, _ = validate(job, autocast)
+                metrics.update({key.replace("val/", "val_raw/", 1): value for key, value in raw.items()})
             metrics["train/epoch_time_s"] = time.perf_counter() - epoch_start
             monitored = metrics.get(cfg.monitor)
             if monitored is None:
@@ -182,9 +190,11 @@ def _loss(job, prediction, target, batch: int, epoch: int | None = None):
 
 
 @torch.no_grad()
-def validate(job, autocast, keep: int = 0) -> tuple[dict[str, float], Examples | None]:
-    """Loss and every evaluator over the validation set (keys `val/...`), and the first `keep` items as Examples."""
-    job.model.eval()
+def validate(job, autocast, keep: int = 0, model=None) -> tuple[dict[str, float], Examples | None]:
+    """Loss and every evaluator over the validation set (keys `val/...`), and the first `keep` items as Examples;
+    of `model` when given (the EMA of the weights), else of the job's model."""
+    model = model if model is not None else job.model
+    model.eval()
     for evaluator in job.evaluators.values():
         evaluator.reset()
     total, batches = torch.zeros((), device=job.device), 0
@@ -193,7 +203,7 @@ def validate(job, autocast, keep: int = 0) -> tuple[dict[str, float], Examples |
         sample = sample.to(job.device, non_blocking=True)
         target = target.to(job.device, non_blocking=True)
         with autocast:
-            prediction = infer(job.model, sample, job.inferer)
+            prediction = infer(model, sample, job.inferer)
             total += _loss(job, prediction, target, batches).float()
         batches += 1
         if sum(len(k[0]) for k in kept) < keep:  # one copy to the host per kept batch, once per epoch
@@ -216,7 +226,7 @@ def _test(job, state, autocast):
     if not best.is_file():  # the monitored value was never a number (NaN every epoch): nothing to test
         log.warning("no best.pt (%s was never a number): the test set is not scored", job.cfg.trainer.monitor)
         return
-    job.model.load_state_dict(load_checkpoint(best)["model"])
+    job.model.load_state_dict(trained_weights(load_checkpoint(best)))  # its EMA when the run keeps one
     metrics, _ = score(job.model, job.test_loader, job.evaluators, job.device, job.loss_fn, autocast=autocast,
                        inferer=job.inferer)
     metrics = {f"test/{key}": value for key, value in metrics.items()}

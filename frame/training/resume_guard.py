@@ -21,11 +21,12 @@ from frame.core.errors import FrameError
 log = logging.getLogger("frame")
 
 # A change to one of these key paths, or to anything under them, makes a checkpoint meaningless...
-MEANINGFUL_TREES = ("model", "data", "seed", "world_size")
+MEANINGFUL_TREES = ("model", "data", "seed", "world_size", "optimizer.param_groups")  # groups: the saved state's layout
 # ...except to these, which change how items are loaded, not what they are.
 HARMLESS = ("data.num_workers", "data.preload", "data.test")  # data.test: evaluated after training only
 # The kind of optimizer and scheduler (or having a scheduler at all); their settings are allowed to change.
-MEANINGFUL_KEYS = ("optimizer._target_", "lr_scheduler", "lr_scheduler._target_")
+MEANINGFUL_KEYS = ("optimizer._target_", "lr_scheduler", "lr_scheduler._target_",
+                   "optimizer.norm_weight_decay", "optimizer.bias_weight_decay")  # these two split the groups
 # Keys that say how to run the command, not what the run is.
 IGNORED = ("name", "resume", "fresh", "force_resume")
 _ABSENT = "(absent)"
@@ -76,7 +77,8 @@ def is_meaningful(key: str) -> bool:
     def under(trees):
         return any(key == tree or key.startswith((tree + ".", tree + "[")) for tree in trees)
 
-    return key in MEANINGFUL_KEYS or (under(MEANINGFUL_TREES) and not under(HARMLESS))
+    inner_kind = key.startswith("lr_scheduler.schedulers[") and key.endswith("._target_")  # a chained scheduler's part
+    return key in MEANINGFUL_KEYS or inner_kind or (under(MEANINGFUL_TREES) and not under(HARMLESS))
 
 
 def diff(old: dict, new: dict) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ Everything is plain data (tensors, numbers, strings, lists, dicts) so that
     counters                     the loop's running sums (logged loss window, bad-step counts)
     data                         what fixes the batch order: seed, length, batch size, world size
     model, optimizer, scheduler, scaler   their state_dicts (+ the optimizer's and scheduler's class)
+    ema                          trainer.ema's averaged weights and update count (None without EMA)
     rng                          python, numpy, torch CPU and CUDA generator states
     config, config_hash          the resolved config as YAML, and its hash
 
@@ -61,6 +62,7 @@ def capture(job, state: TrainState, counters: dict) -> dict:
         "scheduler": job.scheduler.state_dict() if job.scheduler is not None else None,
         "scheduler_class": _class_path(job.scheduler),
         "scaler": job.scaler.state_dict(),
+        "ema": job.ema.state_dict() if job.ema is not None else None,
         "rng": _rng_states(),
         "config": job.config_yaml,
         "config_hash": job.config_hash,
@@ -94,6 +96,10 @@ def restore(job, state: TrainState, saved: dict, counters: dict) -> None:
                             name, saved[f"{name}_class"], _class_path(part))
             continue
         part.load_state_dict(saved[name])
+    if job.ema is not None:  # a checkpoint written without trainer.ema: the average starts from the resumed weights
+        if saved.get("ema") is None:
+            log.warning("%s has no EMA of the weights: trainer.ema starts from the resumed ones", saved.get("_path"))
+        job.ema.load_state_dict(saved.get("ema") or {"weights": saved["model"], "n_averaged": 0})
     if saved["scaler"]:  # empty when saved disabled (fp32, bf16): a now-enabled scaler (fp16) starts fresh
         job.scaler.load_state_dict(saved["scaler"])
     for name, part in counters.items():

@@ -307,3 +307,32 @@ def test_a_validation_dataset_becomes_data_val_and_round_trips_through_convert(t
     edit_job(path, lambda j: j["training"]["validation_dataset"].update(num_workers=2))
     with pytest.raises(JobError, match=r"training\.validation_dataset\.num_workers: not for a val set"):
         convert(path)
+
+
+def test_a_chained_scheduler_and_batch_transforms_convert_and_build(tmp_path):
+    """`SequentialLR` with inner `schedulers` (each `_partial_`: frame passes them the optimizer) and
+    `training.dataset.batch_transforms` -> `data.batch_transforms`; the YAML reads back as the experiment."""
+    from frame.config.check import check_job
+    from frame.training.build import build_scheduler
+
+    warmup = {"name": "torch.optim.lr_scheduler.LinearLR", "start_factor": 0.1, "total_iters": 2}
+    path = edit_job(make_project(tmp_path), lambda j: (
+        j["training"].update(lr_scheduler={"name": "SequentialLR", "milestones": [2], "schedulers": [
+            warmup, {"name": "CosineAnnealingLR", "T_max": 3}]}),
+        j["training"]["dataset"].update(batch_transforms=[{"name": "torchvision.transforms.v2.MixUp", "num_classes": 4}])))
+    job = convert(path)
+    scheduler = job.experiment["lr_scheduler"]
+    assert scheduler == {"_target_": "torch.optim.lr_scheduler.SequentialLR", "_partial_": True, "milestones": [2],
+                         "schedulers": [{"_target_": "torch.optim.lr_scheduler.LinearLR", "_partial_": True,
+                                         "start_factor": 0.1, "total_iters": 2},
+                                        {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "_partial_": True,
+                                         "T_max": 3}]}
+    assert job.experiment["data"]["batch_transforms"] == [{"_target_": "torchvision.transforms.v2.MixUp", "num_classes": 4}]
+    assert OmegaConf.to_container(OmegaConf.create(job.to_yaml())) == job.experiment  # frame convert's file
+    cfg, _ = check_job(job)
+    import torch
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    built = build_scheduler(cfg, optimizer)
+    assert [type(s).__name__ for s in built._schedulers] == ["LinearLR", "CosineAnnealingLR"]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
