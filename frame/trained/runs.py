@@ -123,6 +123,9 @@ def _status(record: dict, now: float | None) -> tuple[str, str]:
         return "preempted", "stopped by a signal (exit 75); the same command continues"
     if status == "failed":
         return "failed", f"exit code {record.get('exit_code')}; see train.log"
+    if status == "pruned":
+        pruned = record.get("pruned") or {}
+        return "pruned", f"stopped by the sweep's pruner after epoch {pruned.get('epoch')}"
     return status, ""
 
 
@@ -140,7 +143,7 @@ def runs_table(root: Path, as_json: bool = False) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    colours = {"running": "cyan", "complete": "green", "failed": "red", "preempted": "yellow", "unreadable": "red",
+    colours = {"running": "cyan", "complete": "green", "pruned": "blue", "failed": "red", "preempted": "yellow", "unreadable": "red",
                "cancelled": "yellow"}
     table = Table(title=f"runs under {root}", title_justify="left")
     for column, justify in [("run", "left"), ("status", "left"), ("epoch", "right"), ("best", "right"),

@@ -151,9 +151,14 @@ def test_optuna_search_space_from_hparams_search(tmp_path):
 
 
 def _trials(sweep_dir):
+    """The study's trials, wherever the launcher put it (SQLite in-process, a journal file otherwise)."""
     import optuna
 
-    return optuna.load_study(study_name="classify", storage=f"sqlite:///{sweep_dir / 'optuna.db'}").trials
+    from frame.config.optuna_study import open_storage
+
+    journal = sweep_dir / "optuna.journal"
+    storage = f"journal:{journal}" if journal.is_file() else f"sqlite:///{sweep_dir / 'optuna.db'}"
+    return optuna.load_study(study_name="classify", storage=open_storage(storage)).trials
 
 
 def test_an_interrupted_optuna_search_goes_on_from_its_study(tmp_path):
