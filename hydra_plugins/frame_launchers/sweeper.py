@@ -22,6 +22,7 @@ from frame.core.errors import FrameError
 @dataclass
 class FrameSweeperConf:
     _target_: str = "hydra_plugins.frame_launchers.sweeper.FrameSweeper"
+    _recursive_: bool = False  # a pruner's _target_ is refused in setup, not imported
     max_batch_size: Optional[int] = None  # members per launch; None: all at once
     params: Optional[dict[str, str]] = None  # key: sweep values, as on the command line
     pruner: Optional[Any] = None  # refused: pruning needs a study (hydra/sweeper=frame_optuna)

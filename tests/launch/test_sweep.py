@@ -342,3 +342,79 @@ def test_a_sweep_dir_is_named_once_unless_a_member_value_may_change_it(key, depe
                                "by_number": "${hydra:job.num}", "timestamped": "${now:%H}/${name}",
                                "hydra": {"sweep": {"dir": "out/${name}"}, "job": {"num": 0}}})
     assert depends_on(config, key, {"seed", "hydra.job.num"}) is depends
+
+
+# A project's own pruner (hydra.sweeper.pruner._target_): odd trials stop after their first epoch, so
+# which members are pruned does not depend on what they learn.
+ODD_TRIALS = '''
+import optuna
+
+
+class OddTrials(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return trial.number % 2 == 1 and trial.last_step is not None
+'''
+PRUNED = [*OPTUNA, "hydra.sweeper.pruner={_target_: odd_trials.OddTrials}", "trainer.epochs=3"]
+
+
+def pruned_search(tmp_path, launcher, n_trials):
+    """Run the search with the pruner importable in every process (the sweeper's, members' and SLURM jobs')."""
+    (tmp_path / "odd_trials.py").write_text(ODD_TRIALS)
+    return run_frame(["train", "-m", *SMALL[:2], "logger=[jsonl]", *PRUNED, *launcher, f"hydra.sweeper.n_trials={n_trials}"],
+                     cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}, check=0, timeout=600)
+
+
+def check_pruned_search(sweep_dir, n_trials):
+    """Odd trials pruned after epoch 1 with a checkpoint, even ones complete, everywhere alike."""
+    from frame.core import run_record
+
+    members = {m["member"]: m for m in json.loads((sweep_dir / "sweep.json").read_text())["members"]}
+    assert sorted(members) == list(range(n_trials))
+    assert {n: m["status"] for n, m in members.items()} == {n: "pruned" if n % 2 else "complete" for n in members}
+    states = {t.number: t.state.name for t in _trials(sweep_dir)}
+    assert states == {n: "PRUNED" if n % 2 else "COMPLETE" for n in members}
+    for n, member in members.items():
+        run_dir = sweep_dir / member["run_dir"]
+        record = run_record.read(run_dir)
+        epochs = {json.loads(line).get("epoch") for line in (run_dir / "metrics.jsonl").open()} - {None}
+        assert (run_dir / "checkpoints" / "last.pt").is_file() and isinstance(member["result"], float)
+        if n % 2:
+            assert record["status"] == "pruned" and record["exit_code"] == 0 and record["pruned"]["epoch"] == 1
+            assert max(epochs) == 1  # stopped at the end of its first epoch
+        else:
+            assert record["status"] == "complete" and max(epochs) == 3 and "pruned" not in record
+    return members
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local", "hydra.launcher.parallel=2"]],
+                         ids=["frame_sequential", "frame_local"])
+def test_a_pruned_search_stops_members_early_and_never_reruns_them(tmp_path, launcher):
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
+    pruned_search(tmp_path, launcher, n_trials=4)
+    # members in this process keep the study in SQLite, members elsewhere in a journal file
+    assert (sweep_dir / ("optuna.journal" if launcher else "optuna.db")).is_file()
+    first = check_pruned_search(sweep_dir, 4)
+    runs = {r["run"]: r["status"] for r in json.loads(run_frame(["runs", str(sweep_dir), "--json"], cwd=tmp_path,
+                                                                  check=0).stdout)}
+    assert runs == {m["run_dir"]: m["status"] for m in first.values()}
+
+    again = pruned_search(tmp_path, launcher, n_trials=6)
+    assert "4 of 6 trials finished (2 pruned)" in again.stdout + again.stderr
+    members = check_pruned_search(sweep_dir, 6)
+    for n in range(4):  # neither the complete nor the pruned trials ran again
+        record = json.loads((sweep_dir / members[n]["run_dir"] / "run.json").read_text())
+        assert len(record["attempts"]) == 1 and members[n]["result"] == first[n]["result"]
+
+
+def test_a_pruner_on_a_grid_sweep_exits_2(tmp_path):
+    result = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.1,0.01", "hydra.sweeper.pruner={_target_: x.Y}"],
+                       cwd=tmp_path, check=2)
+    assert "hydra.sweeper.pruner" in result.stderr and "frame_optuna" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "outputs").exists()
+
+
+def test_a_pruner_that_is_not_one_exits_2(tmp_path):
+    result = run_frame(["train", "-m", *SMALL, *OPTUNA, "hydra.sweeper.pruner={_target_: collections.OrderedDict}"],
+                       cwd=tmp_path, check=2)
+    assert "hydra.sweeper.pruner._target_=collections.OrderedDict" in result.stderr and "BasePruner" in result.stderr
+    assert "Traceback" not in result.stderr
