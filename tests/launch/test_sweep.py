@@ -418,3 +418,41 @@ def test_a_pruner_that_is_not_one_exits_2(tmp_path):
                        cwd=tmp_path, check=2)
     assert "hydra.sweeper.pruner._target_=collections.OrderedDict" in result.stderr and "BasePruner" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_pruned_search_stopped_by_sigterm_goes_on_without_rerunning_finished_trials(tmp_path):
+    """SIGTERM while the second batch trains: the same command again resumes the stopped trials from
+    their checkpoints and runs none of the complete or pruned ones again."""
+    (tmp_path / "odd_trials.py").write_text(ODD_TRIALS)
+    args = ["train", "-m", "experiment=classify", "logger=[jsonl]", "data.dataset.num_samples=6000", *PRUNED,
+            "hydra.sweeper.n_trials=4", "hydra/launcher=local", "hydra.launcher.parallel=2"]
+    env = {"PYTHONPATH": str(tmp_path)}
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
+    process = start_frame(args, tmp_path, env=env)
+
+    def second_batch_checkpointed():
+        members = json.loads((sweep_dir / "sweep.json").read_text())["members"] if (sweep_dir / "sweep.json").is_file() else []
+        return [m for m in members if m["member"] >= 2 and (sweep_dir / m["run_dir"] / "checkpoints" / "last.pt").is_file()]
+
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and not second_batch_checkpointed():
+        time.sleep(0.2)
+    finished = {t.number: t.params for t in _trials(sweep_dir) if t.state.name in ("COMPLETE", "PRUNED")}
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 75 and {0, 1} <= set(finished), output
+
+    again = run_frame(args, cwd=tmp_path, env=env, check=0, timeout=600)
+    assert "stopped ones asked again" in again.stdout + again.stderr
+    trials = _trials(sweep_dir)
+    done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(done) == 4 and {t.state.name for t in done} <= {"COMPLETE", "PRUNED"}
+    members = {tuple(m["overrides"]): m for m in json.loads((sweep_dir / "sweep.json").read_text())["members"]}
+    assert len({m["run_dir"] for m in members.values()}) == 4  # no trial proposed twice
+    for member in members.values():
+        record = json.loads((sweep_dir / member["run_dir"] / "run.json").read_text())
+        assert member["status"] == record["status"] and record["status"] in ("complete", "pruned")
+        if member["member"] in finished:  # finished before the signal: reported, not trained again
+            assert len(record["attempts"]) == 1
+    assert any(len(json.loads((sweep_dir / m["run_dir"] / "run.json").read_text())["attempts"]) == 2
+               for m in members.values())  # a stopped member resumed from its checkpoint
