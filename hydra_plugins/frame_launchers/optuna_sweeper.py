@@ -30,6 +30,7 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from frame.config.optuna_study import build_pruner, instantiated, open_storage
+from frame.compat.extras import require
 from frame.core.errors import FrameError
 
 log = logging.getLogger("frame")
@@ -68,6 +69,7 @@ class FrameOptunaSweeper(Sweeper):
         self.params = dotted(params or {})
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        require("optuna", "hydra/sweeper=frame_optuna")
         check_direction(self.direction, OmegaConf.select(config, "trainer.monitor_mode"),
                         OmegaConf.select(config, "trainer.monitor"))
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()

@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 
 from frame.config.compose import member_config
+from frame.compat.hydra import basic_sweeper_class
 from frame.config.members import check_values
 from frame.core.errors import FrameError
 
@@ -34,10 +35,8 @@ class FrameSweeper(Sweeper):
 
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[dict[str, str]] = None,
                  pruner: Any = None) -> None:
-        from hydra._internal.core_plugins import basic_sweeper  # the module's class as it is now
-
         self.pruner = pruner
-        self.basic = basic_sweeper.BasicSweeper(max_batch_size=max_batch_size, params=params)
+        self.basic = basic_sweeper_class()(max_batch_size=max_batch_size, params=params)
         self.basic.validate_batch_is_legal = self.validate_batch_is_legal
 
     def setup(self, **kwargs: Any) -> None:
