@@ -29,7 +29,7 @@ def search(root: Path, seed: int, pruned: bool, args) -> dict:
     sweep_dir = root / f"{'pruned' if pruned else 'full'}-seed{seed}"
     command = [sys.executable, "-m", "frame", "train", "-m", "experiment=classify", "logger=[jsonl]",
                "hparams_search=classify_optuna", f"data.dataset.num_samples={args.samples}",
-               f"data.dataset.spread={args.spread}",
+               f"+data.dataset.spread={args.spread}",
                f"trainer.epochs={args.epochs}", "trainer.monitor=val/loss", "trainer.monitor_mode=min",
                "hydra.sweeper.direction=minimize", f"hydra.sweeper.n_trials={args.trials}", "hydra.sweeper.n_jobs=1",
                f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweep.dir={sweep_dir}", *([PRUNER] if pruned else [])]

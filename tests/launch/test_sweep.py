@@ -150,7 +150,7 @@ def test_optuna_search_space_from_hparams_search(tmp_path):
     assert (sweep_dir / "optuna.db").is_file()  # the study, for the next command
 
 
-def _trials(sweep_dir):
+def _trials(sweep_dir, study_name="classify"):
     """The study's trials, wherever the launcher put it (SQLite in-process, a journal file otherwise)."""
     import optuna
 
@@ -158,7 +158,7 @@ def _trials(sweep_dir):
 
     journal = sweep_dir / "optuna.journal"
     storage = f"journal:{journal}" if journal.is_file() else f"sqlite:///{sweep_dir / 'optuna.db'}"
-    return optuna.load_study(study_name="classify", storage=open_storage(storage)).trials
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
 
 
 def test_an_interrupted_optuna_search_goes_on_from_its_study(tmp_path):
@@ -456,3 +456,44 @@ def test_a_pruned_search_stopped_by_sigterm_goes_on_without_rerunning_finished_t
             assert len(record["attempts"]) == 1
     assert any(len(json.loads((sweep_dir / m["run_dir"] / "run.json").read_text())["attempts"]) == 2
                for m in members.values())  # a stopped member resumed from its checkpoint
+
+
+LHT_SEARCH = """# @package _global_
+defaults:
+  - override /hydra/sweeper: frame_optuna
+hydra:
+  mode: "MULTIRUN"
+  sweeper:
+    storage: null
+    study_name: null
+    n_jobs: 1
+    direction: maximize
+    n_trials: 2
+    sampler:
+      _target_: optuna.samplers.TPESampler
+      seed: 1234
+      n_startup_trials: 10
+    params:
+      optimizer.lr: interval(0.0001, 0.1)
+      data.batch_size: choice(32, 64, 128, 256)
+      model.dropout: tag(log, interval(0.001, 0.5))
+      trainer.epochs: range(1, 3)
+"""
+
+
+def test_a_lightning_hydra_template_search_file_runs_on_current_optuna(tmp_path):
+    """lightning-hydra-template's hparams_search file, as written there (its mode: MULTIRUN, no -m),
+    in the user's config dir: every params form becomes a distribution of Optuna >= 4."""
+    import optuna
+
+    (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
+    (tmp_path / "conf" / "hparams_search" / "lht.yaml").write_text(LHT_SEARCH)
+    run_frame(["train", "--config-dir", "conf", *SMALL[:2], "logger=[jsonl]", "hparams_search=lht"], cwd=tmp_path, check=0)
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
+    trials = _trials(sweep_dir, "classify-sweep")  # study_name: null names it after the sweep directory
+    assert int(optuna.__version__.split(".")[0]) >= 4 and [t.state.name for t in trials] == ["COMPLETE"] * 2
+    for trial in trials:
+        assert 1e-4 <= trial.params["optimizer.lr"] <= 0.1 and trial.params["data.batch_size"] in (32, 64, 128, 256)
+        assert trial.params["trainer.epochs"] in (1, 2) and 0.001 <= trial.params["model.dropout"] <= 0.5
+    assert type(trials[0].distributions["model.dropout"]).__name__ == "FloatDistribution"
+    assert trials[0].distributions["model.dropout"].log and trials[0].distributions["trainer.epochs"].step == 1
