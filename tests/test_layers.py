@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # lowest first: each package of frame/ is one layer's room (a module belongs to the longest prefix it matches)
 LAYERS = {
-    "base": ["frame.core"],
+    "base": ["frame.core", "frame.compat"],
     "config": ["frame.config"],
     "runtime": ["frame.data", "frame.tracking", "frame.training"],
     "after training": ["frame.trained"],

@@ -10,7 +10,7 @@ for our FrameError; we route both through `_report_user_errors`.
 import os
 import re
 
-import hydra._internal.utils as hydra_utils
+from frame.compat.hydra import internal_utils as hydra_utils
 
 from frame.config.schema import register_configs
 from frame.config.speedups import faster_composition

@@ -9,9 +9,6 @@ values' types). Both lean on Hydra internals (hydra-core is pinned below 1.4 for
 import copy
 from pathlib import Path
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
-from hydra._internal.hydra import Hydra
-from hydra._internal.utils import create_config_search_path
 from hydra.core.config_search_path import SearchPathQuery
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -19,6 +16,7 @@ from hydra.core.override_parser.types import OverrideType
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from frame.compat.hydra import ConfigLoaderImpl, Hydra, create_config_search_path
 from frame.config.app import CONFIG_MODULE
 from frame.config.members import name as member_name
 from frame.config.schema import register_configs

@@ -20,9 +20,10 @@ pinned below 1.4 for such internals.
 import copy
 
 import yaml
-from hydra._internal import config_repository, defaults_list
 from hydra.core.config_store import ConfigStore
 from omegaconf import _utils as omegaconf_utils
+
+from frame.compat.hydra import config_repository, defaults_list
 
 _hydra_interpolation_map = defaults_list._create_interpolation_map
 _omegaconf_loader = omegaconf_utils.get_yaml_loader()  # a new class on every call: one is enough

@@ -10,7 +10,7 @@ EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped by a signal after writing a checkp
 EXIT_ABORTED = 128 + signal.SIGINT  # a second SIGINT: stopped at once, no new checkpoint (the shell's 130)
 
 _STATUS = {EXIT_OK: "complete", EXIT_INTERRUPTED: "interrupted"}
-_CODE = {"complete": EXIT_OK, "interrupted": EXIT_INTERRUPTED, "failed": EXIT_FAILED}
+_CODE = {"complete": EXIT_OK, "pruned": EXIT_OK, "interrupted": EXIT_INTERRUPTED, "failed": EXIT_FAILED}
 _MEANING = {EXIT_OK: "finished", EXIT_INTERRUPTED: "stopped (exit 75: run again to continue)",
             EXIT_USER_ERROR: "rejected (exit 2)"}
 

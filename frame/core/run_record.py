@@ -14,7 +14,8 @@ One file per run directory, rewritten atomically:
 attempt's at the top level: a requeued multi-node job may land on other nodes).
     }
 
-`status` is `running`, `complete`, `interrupted` (exit code 75: a signal, a
+`status` is `running`, `complete`, `pruned` (an Optuna sweep's pruner stopped it after an epoch,
+with a checkpoint: exit 0, see frame.training.trial), `interrupted` (exit code 75: a signal, a
 preemption or a time limit; the same command continues) or `failed`. An attempt
 refused before it trained (a user error, exit 2: a refused resume, a bad value)
 is recorded as `refused` and leaves the run's status as it was. A process
@@ -131,6 +132,7 @@ class RunRecord:
                 host=attempt["host"], hosts=attempt["hosts"], pid=attempt["pid"], proc_start=process_start(os.getpid()), heartbeat=now,
             )
             record["attempts"] = [*record.get("attempts", []), attempt]
+            record.pop("pruned", None)  # an earlier attempt's verdict (frame.training.trial): this one is its own
             try:
                 _write(self.run_dir, record)
             except OSError as error:  # the run directory cannot be made (a file in its place, read-only)
@@ -158,6 +160,8 @@ class RunRecord:
         with _lock:
             record = read(self.run_dir)  # damaged since __enter__: the outcome goes into a new record
             now = time.time()
+            if status == "complete" and record.get("pruned"):  # an Optuna sweep's pruner stopped it after an epoch
+                status = "pruned"
             if record.get("attempts"):
                 record["attempts"][-1].update(ended=now, status=status, exit_code=exit_code)
             record.update(self._before if refused else {"status": status, "exit_code": exit_code}, heartbeat=now)

@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 
 from frame.training import distributed
 
+from frame.compat.submitit import requeue_handler
 from frame.core import run_record
 from frame.core.errors import FrameError
 from frame.core.exits import EXIT_INTERRUPTED
@@ -317,9 +318,8 @@ def _requeue_on_slurm() -> None:
     runs `scontrol requeue` and exits; on ranks other than 0 it only logs. Outside a
     submitit SLURM job nothing happens and the run exits 75 as usual.
     """
-    handler = signal.getsignal(signal.SIGUSR2)
-    owner = getattr(handler, "__self__", None)
-    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm" or not type(owner).__module__.startswith("submitit"):
+    handler = requeue_handler()
+    if handler is None:
         return
     log.warning("SIGUSR2 on SLURM: checkpoint written, asking submitit to requeue this job")
     handler(signal.SIGUSR2, None)

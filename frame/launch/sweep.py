@@ -4,8 +4,8 @@ A sweep member is one Hydra job of a multirun. Its run directory is a pure funct
 its swept values (`outputs/<name>-sweep/<override_dirname>/`), so running the same sweep command
 again finds every member where it was:
 
-- a member whose `run.json` says `complete` (and holds its `result`) is not started
-  again: the launcher reports the stored result;
+- a member whose `run.json` says `complete` or `pruned` (and holds its `result`) is not
+  started again: the launcher reports the stored result;
 - every other member starts, and resumes from its checkpoints when it has some.
 
 Each member runs through the same corridor as a single run (`frame.launch.corridor`), which records
@@ -18,7 +18,8 @@ they skip complete members and keep `<sweep dir>/sweep.json` up to date:
        "status": "complete", "slurm_job_id": "41_0", "attempts": 2, "result": 0.94,
        "exit_code": 0, "skipped": false, "error": null}, ...]}
 
-`status` is pending, running, complete, failed, refused (a user error, exit 2, before it
+`status` is pending, running, complete, pruned (stopped early by an Optuna sweep's pruner, with a
+checkpoint; not run again), failed, refused (a user error, exit 2, before it
 trained: the word run.json and `frame runs` use too), interrupted or cancelled (by `scancel`
 before it started: no run directory); `skipped` marks a member that was complete before
 this invocation and only reported its stored result. `attempts` counts the starts run.json
@@ -47,6 +48,7 @@ from frame.core.state_files import DamagedFile, keep_aside, read_object, read_or
 log = logging.getLogger("frame")
 
 SUMMARY = "sweep.json"
+FINISHED = ("complete", "pruned")  # a member in either state is reported again, not run again
 
 
 @dataclass
@@ -73,7 +75,8 @@ class Member:
         from hydra.core.utils import JobStatus
 
         if ret.status == JobStatus.COMPLETED:
-            self.status, self.exit_code, self.result = "complete", 0, ret._return_value
+            status = "pruned" if self.record.get("status") == "pruned" else "complete"  # pruned: frame.training.trial
+            self.status, self.exit_code, self.result = status, 0, ret._return_value
             return
         error = ret._return_value
         self.error = f"{type(error).__name__}: {error}"
@@ -119,15 +122,15 @@ def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int)
                     f"hydra.sweep.subdir={config.hydra.sweep.subdir!r} names member directories by position, not "
                     f"by overrides. Sweep in the same order as before, start over with fresh=true, or name member "
                     f"directories by their overrides (hydra.sweep.subdir=${{hydra:job.override_dirname}}).")
-            if (record and config.get("resume", True) and record.get("status") == "complete" and "result" in record
+            if (record and config.get("resume", True) and record.get("status") in FINISHED and "result" in record
                     and _same_overrides(run_dir, overrides)):
-                member.skipped, member.status, member.result, member.exit_code = True, "complete", record["result"], 0
+                member.skipped, member.status, member.result, member.exit_code = True, record["status"], record["result"], 0
             members.append(member)
     finally:
         hydra_config.cfg = saved
     done = sum(m.skipped for m in members)
     if done:
-        log.info("%d of %d members already complete: reporting their stored results, not running them again",
+        log.info("%d of %d members already complete or pruned: reporting their stored results, not running them again",
                  done, len(members))
     return members
 

@@ -29,4 +29,4 @@ class MetricLogger:
         """
 
     def finish(self, status: str) -> None:
-        """Called once at the end: status is 'complete', 'interrupted' or 'failed'."""
+        """Called once at the end: status is 'complete', 'pruned', 'interrupted' or 'failed'."""

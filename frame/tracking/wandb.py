@@ -139,6 +139,9 @@ class WandbLogger(MetricLogger):
         if self._pending is not None:
             self._send(*self._pending)
             self._pending = None
+        self._safe(self.run.summary.update, {"status": status})  # a pruned run is only "finished" to W&B
+        if self.run is None:  # that failed: _safe closed the run
+            return
         run, self.run = self.run, None
         offline = run.settings.mode == "offline"
         closer = threading.Thread(target=_quiet_finish, args=(run, code_of(status), True), daemon=True)

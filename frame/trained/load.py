@@ -80,7 +80,7 @@ def run_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
     Raises:
         FrameError: an override that does not parse or names no key.
     """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from frame.compat.hydra import ConfigLoaderImpl
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf import open_dict

@@ -14,13 +14,13 @@ from frame.core import run_record
 from frame.core.atomic import Outputs, make_folder, write_file
 from frame.core.errors import FrameError
 from frame.trained.runs import find_runs, monitor_of, run_name, swept_parameters
+from frame.compat.extras import require
 from frame.tracking.jsonl import best, read_metrics
 
 
 def plot(paths: list[Path], output: Path | None = None) -> Path:
     """Draw the figure for `paths` into `output` (default: plot.png in the first path); returns the file."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "frame plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

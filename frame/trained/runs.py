@@ -153,6 +153,9 @@ def _status(record: dict, now: float | None) -> tuple[str, str]:
         return "failed", f"exit code {record.get('exit_code')}; see train.log"
     if status == "refused":
         return "refused", "a user error (exit 2) before it trained; see train.log"
+    if status == "pruned":
+        pruned = record.get("pruned") or {}
+        return "pruned", f"stopped by the sweep's pruner after epoch {pruned.get('epoch')}"
     return status, ""
 
 
@@ -170,8 +173,8 @@ def runs_table(root: Path, as_json: bool = False) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    colours = {"running": "cyan", "complete": "green", "failed": "red", "preempted": "yellow", "unreadable": "red",
-               "cancelled": "yellow", "refused": "magenta"}
+    colours = {"running": "cyan", "complete": "green", "pruned": "blue", "failed": "red", "preempted": "yellow",
+               "unreadable": "red", "cancelled": "yellow", "refused": "magenta"}
     table = Table(title=f"runs under {root}", title_justify="left")
     hidden = {row["dir"]: _hidden_overrides(row) for row in rows}
     with_overrides = any(hidden.values())  # the column only when a run's name does not show its overrides

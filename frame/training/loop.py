@@ -28,6 +28,7 @@ from frame.training.evaluators import described, update
 from frame.training.first_batch import check_class_indices, check_first_batches, collect
 from frame.core.signals import StopFlag
 from frame.training.state import TrainState, capture, restore, restore_rng
+from frame.training.trial import sweep_trial
 from frame.tracking.examples import Examples
 
 log = logging.getLogger("frame")
@@ -68,6 +69,7 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
     accumulate = cfg.accumulate_grad_batches
     no_sync = getattr(model, "no_sync", contextlib.nullcontext)  # DDP: all-reduce gradients on the final micro-batch only
     keep = max((logger.prediction_examples for logger in job.loggers), default=0)
+    trial = sweep_trial(job)  # an Optuna sweep member's trial: its pruner may stop the run after an epoch
     status = "failed"
     try:
         for epoch in range(state.epoch, cfg.epochs):
@@ -159,6 +161,9 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
             if stop.requested and state.epoch < cfg.epochs:
                 status = "interrupted"
                 raise _stopped(stop, state)
+            if trial is not None and state.epoch < cfg.epochs and trial.pruned(state.epoch, monitored):
+                status = "pruned"  # this epoch's checkpoint is the run's last; no test set for a pruned trial
+                return state.best
         if job.test_loader is not None and job.checkpoints is not None:  # rank 0 tests on its own
             _test(job, state, autocast)
         status = "complete"

@@ -181,9 +181,25 @@ def _collect(member: sweep.Member, code: int, path: Path) -> JobReturn:
         member.returned(ret)
         member.exit_code = code
         return ret
+    record = member.record
+    if record.get("status") in sweep.FINISHED and "result" in record:
+        return _finished_return(member, record)  # a stop signal came after its outcome was recorded
     member.status, member.exit_code = "interrupted" if code == EXIT_INTERRUPTED else "failed", code
     member.error = f"member process exited with {code} without a result; see {path.with_suffix('.out')}"
     return sweep.failed_return(member, sweep.MemberFailed(member.error))
+
+
+def _finished_return(member: sweep.Member, record: dict) -> JobReturn:
+    """The JobReturn of a member that recorded its outcome (complete, or pruned by an Optuna sweep's pruner)
+    in run.json and was then killed on its way out, before it wrote its result file."""
+    from hydra.core.utils import JobStatus
+    from omegaconf import OmegaConf
+
+    member.status, member.exit_code, member.result = record["status"], 0, record["result"]
+    ret = JobReturn(overrides=member.overrides, working_dir=str(member.run_dir), status=JobStatus.COMPLETED,
+                    hydra_cfg=OmegaConf.create({"hydra": {"runtime": {"output_dir": str(member.run_dir)}}}))
+    ret.return_value = record["result"]
+    return ret
 
 
 def run_pickled(path: str) -> int:

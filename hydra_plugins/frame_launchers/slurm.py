@@ -1,7 +1,9 @@
 """`hydra/launcher=slurm`: SLURM job arrays through submitit (hydra-submitit-launcher's
 SlurmLauncher, with frame's submitting, waiting and sweep bookkeeping)."""
 
+import itertools
 import logging
+import pickle
 import re
 import subprocess
 import time
@@ -17,6 +19,7 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from omegaconf import OmegaConf
 
+from frame.compat.submitit import attach, read_result, result_paths, stderr_path
 from frame.launch import sweep
 from frame.core.exits import EXIT_INTERRUPTED
 from frame.launch.corridor import ERROR_FILE
@@ -137,8 +140,6 @@ class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
         """Jobs an earlier invocation submitted for these members that SLURM still runs or queues:
         waiting for them (submitit's paths follow from the folder and the job id) instead of
         training the same run directory twice."""
-        from submitit.slurm.slurm import SlurmJob
-
         earlier = sweep.earlier_job_ids(sweep_dir, todo)
         states = squeue_states(sorted({job_id.split("_")[0] for job_id in earlier.values()})) if earlier else {}
         tasks = list(range(self.params["nodes"] * self.params["tasks_per_node"]))
@@ -147,7 +148,7 @@ class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
             job_id = earlier.get(member.num)
             if states and job_id in states and states[job_id] not in ENDED:
                 member.job_id, member.status = job_id, "pending"
-                attached[member.num] = SlurmJob(folder=self.params["submitit_folder"], job_id=job_id, tasks=tasks)
+                attached[member.num] = attach(self.params["submitit_folder"], job_id, tasks)
         if attached:
             log.info("%d members are still queued or running from an earlier run of this sweep (%s): waiting for "
                      "them instead of submitting them again", len(attached),
@@ -170,7 +171,7 @@ class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
                     changed |= status != member.status
                     member.status = status
                     continue
-                elif _task_paths(job)[0].result_pickle.exists():  # ended; a rank other than 0 left no result
+                elif result_paths(job)[0].exists():  # ended; a rank other than 0 left no result
                     returns[member.num] = _slurm_return(member, job)
                 elif state == "CANCELLED" and sweep.last_job_id(member.record) != job_id:  # before it started
                     returns[member.num] = _cancelled_return(member)
@@ -197,18 +198,18 @@ class MemberCall:
 
     @classmethod
     def write(cls, launcher: FrameSlurmLauncher, folder) -> "MemberCall":
-        from submitit.core.utils import JobPaths, cloudpickle_dump
+        import cloudpickle
 
-        shared = JobPaths.get_first_id_independent_folder(folder)  # the part of the folder before %j
+        shared = Path(*itertools.takewhile(lambda part: "%" not in part, Path(folder).parts))  # before %j
         shared.mkdir(parents=True, exist_ok=True)
         path = shared / f"launcher-{uuid.uuid4().hex}.pkl"
-        cloudpickle_dump((launcher, Singleton.get_state()), path)
+        with open(path, "wb") as file:
+            cloudpickle.dump((launcher, Singleton.get_state()), file)
         return cls(path)
 
     def __call__(self, overrides, job_num: int) -> JobReturn:
-        from submitit.core.utils import pickle_load
-
-        launcher, state = pickle_load(self.path)
+        with open(self.path, "rb") as file:
+            launcher, state = pickle.load(file)
         return launcher(overrides, "hydra.sweep.dir", job_num, f"job_id_for_{job_num}", state)
 
     def checkpoint(self, *args):
@@ -252,19 +253,13 @@ def _tasks(job_id: str) -> list[str]:
     return [f"{array}_{index}" for index in indices]
 
 
-def _task_paths(job):
-    return [job.task(k).paths for k in range(job.num_tasks)] if job.num_tasks > 1 else [job.paths]
-
-
 def _results_written(job) -> bool:
-    return all(paths.result_pickle.exists() for paths in _task_paths(job))
+    return all(path.exists() for path in result_paths(job))
 
 
 def _slurm_return(member: sweep.Member, job) -> JobReturn:
     """Rank 0's JobReturn of a job whose result files exist (submitit writes ("success"|"error", value))."""
-    from submitit.core.utils import pickle_load
-
-    outcome, value = pickle_load(_task_paths(job)[0].result_pickle)
+    outcome, value = read_result(result_paths(job)[0])
     if outcome == "success":
         member.returned(value)
         return value
@@ -272,7 +267,7 @@ def _slurm_return(member: sweep.Member, job) -> JobReturn:
     member.status, member.exit_code, member.error = "failed", 1, last
     return sweep.failed_return(member, sweep.MemberFailed(
         f"member {member.num} (SLURM job {member.job_id}) failed: {last}\n"
-        f"traceback: {member.run_dir / ERROR_FILE}; SLURM log: {_task_paths(job)[0].stderr}"))
+        f"traceback: {member.run_dir / ERROR_FILE}; SLURM log: {stderr_path(job)}"))
 
 
 def _cancelled_return(member: sweep.Member) -> JobReturn:
@@ -289,7 +284,7 @@ def _lost_return(member: sweep.Member, job) -> JobReturn:
     else:
         member.status, member.exit_code = "failed", record.get("exit_code")
         member.error = (f"SLURM job {member.job_id} ended without a result (killed, cancelled, out of memory "
-                        f"or a lost node); see {_task_paths(job)[0].stderr}")
+                        f"or a lost node); see {stderr_path(job)}")
     return sweep.failed_return(member, sweep.MemberFailed(member.error))
 
 

@@ -32,6 +32,7 @@ BENCHMARKS = [
     ("preload.py", ["--epochs", "3", "--rounds", "2", "--data-only", "--patients", "32"],
      ["--epochs", "2", "--data-only", "--patients", "4"]),
     ("sweep.py", ["--members", "64,256,1000,4000", "--run-members", "16"], ["--members", "4,8", "--run-members", "2"]),
+    ("pruning.py", [], ["--quick"]),  # the same Optuna search with and without pruning
     ("gpu.py", [], ["--quick"]),  # without CUDA always a quick CPU round
     ("gpu.py", ["--case", "unet128", "--rounds", "5", "--variants", "fp32,bf16"], ["--quick", "--case", "unet128"]),
 ]

@@ -285,3 +285,22 @@ def test_ddp_with_two_tasks_per_node_matches_one_process(cluster, tmp_path):
     run_frame(["train", *exact, "data.batch_size=32", "name=one"], cwd=single, env={"OMP_NUM_THREADS": "1"}, check=0)
     for name, tensor in _weights(single / "outputs" / "one").items():
         torch.testing.assert_close(_weights(run_dir)[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slurm
+def test_a_pruned_search_on_slurm_reports_through_the_journal_file(cluster, tmp_path):
+    """Members in SLURM jobs report to the study in the sweep directory's journal file; odd trials are
+    pruned after their first epoch (a project's own pruner), and a resumed search runs none again."""
+    from tests.launch.test_sweep import check_pruned_search, pruned_search
+
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
+    slurm = [*SLURM, "hydra.launcher.timeout_min=10", "hydra.launcher.signal_delay_s=60"]
+    pruned_search(tmp_path, slurm, n_trials=4)
+    members = check_pruned_search(sweep_dir, 4)
+    cluster.extend(m["slurm_job_id"] for m in members.values())
+    assert (sweep_dir / "optuna.journal").is_file() and not (sweep_dir / "optuna.db").exists()
+    assert all(m["slurm_job_id"] for m in members.values())
+
+    again = pruned_search(tmp_path, slurm, n_trials=4)
+    assert "4 of 4 trials finished (2 pruned)" in again.stdout + again.stderr
+    assert "submitted" not in again.stdout + again.stderr  # nothing left to run

@@ -150,10 +150,15 @@ def test_optuna_search_space_from_hparams_search(tmp_path):
     assert (sweep_dir / "optuna.db").is_file()  # the study, for the next command
 
 
-def _trials(sweep_dir):
+def _trials(sweep_dir, study_name="classify"):
+    """The study's trials, wherever the launcher put it (SQLite in-process, a journal file otherwise)."""
     import optuna
 
-    return optuna.load_study(study_name="classify", storage=f"sqlite:///{sweep_dir / 'optuna.db'}").trials
+    from frame.config.optuna_study import open_storage
+
+    journal = sweep_dir / "optuna.journal"
+    storage = f"journal:{journal}" if journal.is_file() else f"sqlite:///{sweep_dir / 'optuna.db'}"
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
 
 
 def test_an_interrupted_optuna_search_goes_on_from_its_study(tmp_path):
@@ -371,3 +376,158 @@ def test_a_member_refused_by_a_user_error_is_refused_in_sweep_json_and_frame_run
     assert good["status"] == "complete" and (bad["status"], bad["exit_code"]) == ("refused", 2), bad
     rows = {row["run"]: row for row in json.loads(run_frame(["runs", "--json"], cwd=tmp_path, check=0).stdout)}
     assert rows[f"vocab-sweep/{bad['run_dir']}"]["status"] == "refused"
+
+
+# A project's own pruner (hydra.sweeper.pruner._target_): odd trials stop after their first epoch, so
+# which members are pruned does not depend on what they learn.
+ODD_TRIALS = '''
+import optuna
+
+
+class OddTrials(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return trial.number % 2 == 1 and trial.last_step is not None
+'''
+PRUNED = [*OPTUNA, "hydra.sweeper.pruner={_target_: odd_trials.OddTrials}", "trainer.epochs=3"]
+
+
+def pruned_search(tmp_path, launcher, n_trials):
+    """Run the search with the pruner importable in every process (the sweeper's, members' and SLURM jobs')."""
+    (tmp_path / "odd_trials.py").write_text(ODD_TRIALS)
+    return run_frame(["train", "-m", *SMALL[:2], "logger=[jsonl]", *PRUNED, *launcher, f"hydra.sweeper.n_trials={n_trials}"],
+                     cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}, check=0, timeout=600)
+
+
+def check_pruned_search(sweep_dir, n_trials):
+    """Odd trials pruned after epoch 1 with a checkpoint, even ones complete, everywhere alike."""
+    from frame.core import run_record
+
+    members = {m["member"]: m for m in json.loads((sweep_dir / "sweep.json").read_text())["members"]}
+    assert sorted(members) == list(range(n_trials))
+    assert {n: m["status"] for n, m in members.items()} == {n: "pruned" if n % 2 else "complete" for n in members}
+    states = {t.number: t.state.name for t in _trials(sweep_dir)}
+    assert states == {n: "PRUNED" if n % 2 else "COMPLETE" for n in members}
+    for n, member in members.items():
+        run_dir = sweep_dir / member["run_dir"]
+        record = run_record.read(run_dir)
+        epochs = {json.loads(line).get("epoch") for line in (run_dir / "metrics.jsonl").open()} - {None}
+        assert (run_dir / "checkpoints" / "last.pt").is_file() and isinstance(member["result"], float)
+        if n % 2:
+            assert record["status"] == "pruned" and record["exit_code"] == 0 and record["pruned"]["epoch"] == 1
+            assert max(epochs) == 1  # stopped at the end of its first epoch
+        else:
+            assert record["status"] == "complete" and max(epochs) == 3 and "pruned" not in record
+    return members
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local", "hydra.launcher.parallel=2"]],
+                         ids=["frame_sequential", "frame_local"])
+def test_a_pruned_search_stops_members_early_and_never_reruns_them(tmp_path, launcher):
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
+    pruned_search(tmp_path, launcher, n_trials=4)
+    # members in this process keep the study in SQLite, members elsewhere in a journal file
+    assert (sweep_dir / ("optuna.journal" if launcher else "optuna.db")).is_file()
+    first = check_pruned_search(sweep_dir, 4)
+    runs = {r["run"]: r["status"] for r in json.loads(run_frame(["runs", str(sweep_dir), "--json"], cwd=tmp_path,
+                                                                  check=0).stdout)}
+    assert runs == {m["run_dir"]: m["status"] for m in first.values()}
+
+    again = pruned_search(tmp_path, launcher, n_trials=6)
+    assert "4 of 6 trials finished (2 pruned)" in again.stdout + again.stderr
+    members = check_pruned_search(sweep_dir, 6)
+    for n in range(4):  # neither the complete nor the pruned trials ran again
+        record = json.loads((sweep_dir / members[n]["run_dir"] / "run.json").read_text())
+        assert len(record["attempts"]) == 1 and members[n]["result"] == first[n]["result"]
+
+
+def test_a_pruner_on_a_grid_sweep_exits_2(tmp_path):
+    result = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.1,0.01", "hydra.sweeper.pruner={_target_: x.Y}"],
+                       cwd=tmp_path, check=2)
+    assert "hydra.sweeper.pruner" in result.stderr and "frame_optuna" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "outputs").exists()
+
+
+def test_a_pruner_that_is_not_one_exits_2(tmp_path):
+    result = run_frame(["train", "-m", *SMALL, *OPTUNA, "hydra.sweeper.pruner={_target_: collections.OrderedDict}"],
+                       cwd=tmp_path, check=2)
+    assert "hydra.sweeper.pruner._target_=collections.OrderedDict" in result.stderr and "BasePruner" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_pruned_search_stopped_by_sigterm_goes_on_without_rerunning_finished_trials(tmp_path):
+    """SIGTERM while the second batch trains: the same command again resumes the stopped trials from
+    their checkpoints and runs none of the complete or pruned ones again."""
+    (tmp_path / "odd_trials.py").write_text(ODD_TRIALS)
+    args = ["train", "-m", "experiment=classify", "logger=[jsonl]", "data.dataset.num_samples=6000", *PRUNED,
+            "hydra.sweeper.n_trials=4", "hydra/launcher=local", "hydra.launcher.parallel=2"]
+    env = {"PYTHONPATH": str(tmp_path)}
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
+    process = start_frame(args, tmp_path, env=env)
+
+    def second_batch_checkpointed():
+        members = json.loads((sweep_dir / "sweep.json").read_text())["members"] if (sweep_dir / "sweep.json").is_file() else []
+        return [m for m in members if m["member"] >= 2 and (sweep_dir / m["run_dir"] / "checkpoints" / "last.pt").is_file()]
+
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and not second_batch_checkpointed():
+        time.sleep(0.2)
+    finished = {t.number: t.params for t in _trials(sweep_dir) if t.state.name in ("COMPLETE", "PRUNED")}
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 75 and {0, 1} <= set(finished), output
+
+    again = run_frame(args, cwd=tmp_path, env=env, check=0, timeout=600)
+    assert "stopped ones asked again" in again.stdout + again.stderr
+    trials = _trials(sweep_dir)
+    done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(done) == 4 and {t.state.name for t in done} <= {"COMPLETE", "PRUNED"}
+    members = {tuple(m["overrides"]): m for m in json.loads((sweep_dir / "sweep.json").read_text())["members"]}
+    assert len({m["run_dir"] for m in members.values()}) == 4  # no trial proposed twice
+    for member in members.values():
+        record = json.loads((sweep_dir / member["run_dir"] / "run.json").read_text())
+        assert member["status"] == record["status"] and record["status"] in ("complete", "pruned")
+        if member["member"] in finished:  # finished before the signal: reported, not trained again
+            assert len(record["attempts"]) == 1
+    assert any(len(json.loads((sweep_dir / m["run_dir"] / "run.json").read_text())["attempts"]) == 2
+               for m in members.values())  # a stopped member resumed from its checkpoint
+
+
+LHT_SEARCH = """# @package _global_
+defaults:
+  - override /hydra/sweeper: frame_optuna
+hydra:
+  mode: "MULTIRUN"
+  sweeper:
+    storage: null
+    study_name: null
+    n_jobs: 1
+    direction: maximize
+    n_trials: 2
+    sampler:
+      _target_: optuna.samplers.TPESampler
+      seed: 1234
+      n_startup_trials: 10
+    params:
+      optimizer.lr: interval(0.0001, 0.1)
+      data.batch_size: choice(32, 64, 128, 256)
+      model.dropout: tag(log, interval(0.001, 0.5))
+      trainer.epochs: range(1, 3)
+"""
+
+
+def test_a_lightning_hydra_template_search_file_runs_on_current_optuna(tmp_path):
+    """lightning-hydra-template's hparams_search file, as written there (its mode: MULTIRUN, no -m),
+    in the user's config dir: every params form becomes a distribution of Optuna >= 4."""
+    import optuna
+
+    (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
+    (tmp_path / "conf" / "hparams_search" / "lht.yaml").write_text(LHT_SEARCH)
+    run_frame(["train", "--config-dir", "conf", *SMALL[:2], "logger=[jsonl]", "hparams_search=lht"], cwd=tmp_path, check=0)
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
+    trials = _trials(sweep_dir, "classify-sweep")  # study_name: null names it after the sweep directory
+    assert int(optuna.__version__.split(".")[0]) >= 4 and [t.state.name for t in trials] == ["COMPLETE"] * 2
+    for trial in trials:
+        assert 1e-4 <= trial.params["optimizer.lr"] <= 0.1 and trial.params["data.batch_size"] in (32, 64, 128, 256)
+        assert trial.params["trainer.epochs"] in (1, 2) and 0.001 <= trial.params["model.dropout"] <= 0.5
+    assert type(trials[0].distributions["model.dropout"]).__name__ == "FloatDistribution"
+    assert trials[0].distributions["model.dropout"].log and trials[0].distributions["trainer.epochs"].step == 1

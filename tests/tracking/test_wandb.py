@@ -177,3 +177,13 @@ def test_test_set_figures_land_in_the_summary(compose, tmp_path):
     figures = {key: value for key, value in test.items() if key.startswith("test/")}
     assert {"test/loss", "test/dice", "test/dice/liver"} <= set(figures)
     assert {key: summary.get(key) for key in figures} == pytest.approx(figures)
+
+
+def test_the_runs_status_lands_in_the_summary(compose, tmp_path):
+    """W&B calls every run that exits 0 finished; a pruned sweep member says `pruned` in its summary."""
+    job = build_job(compose([*TINY, "logger=[wandb]", "logger.wandb.mode=offline"]), tmp_path)
+    (logger,) = job.loggers
+    logger.start(job.run_dir, job.config_dict, None)
+    logger.finish("pruned")
+    (attempt,) = offline_runs(tmp_path)
+    assert _summary(attempt.file)["status"] == "pruned"
