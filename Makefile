@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup train test test-fast bench bench-quick clean-venv
+.PHONY: setup train lint test test-fast bench bench-quick clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ setup: $(BIN)/.installed
 train: setup
 	$(BIN)/frame train $(ARGS)
 
-test: setup
+lint: setup   # ruff (pyflakes, bugbear, isort, pyupgrade), ruff's formatter, pyright on frame/ and the plugins
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pyright
+
+test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup   # the inner loop: all but the slow and SLURM tests (some still train tiny models); CI runs `make test`

@@ -37,7 +37,8 @@ print(json.dumps({"logged": logged, "again": again, "checkpoints": sorted(info.c
 def reproduce_best(run_dir, cwd, key: str) -> dict:
     """{"logged": `key` at best.pt's epoch, "again": `key` recomputed with `frame.load_model`,
     "checkpoints": the run's checkpoint names}; run with `cwd` as the working directory."""
-    done = subprocess.run([sys.executable, "-c", _SCRIPT, str(run_dir), key], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(run_dir), key], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -40,8 +40,9 @@ def run_frame(args, cwd, env=None, timeout=300, check=None, process=False, **pop
     where the process boundary is what is under test (signals, exit of the interpreter, imports).
     """
     if process or popen or _needs_a_process(args, env):
-        result = subprocess.run(frame_command(args), cwd=cwd, env=frame_env(env), capture_output=True, text=True,
-                                timeout=timeout, **popen)
+        result = subprocess.run(
+            frame_command(args), cwd=cwd, env=frame_env(env), capture_output=True, text=True, timeout=timeout, **popen
+        )
     else:
         result = _in_process(args, cwd, env)
     if check is not None and result.returncode != check:
@@ -60,7 +61,8 @@ def _needs_a_process(args, env) -> bool:
     if all(folder in sys.path for folder in env.get("PYTHONPATH", "").split(os.pathsep) if folder):
         env.pop("PYTHONPATH", None)
     return bool(_PROCESS_ENV & set(env)) or any(
-        str(arg).startswith("trainer.devices=") and str(arg) != "trainer.devices=1" for arg in args)
+        str(arg).startswith("trainer.devices=") and str(arg) != "trainer.devices=1" for arg in args
+    )
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
@@ -89,7 +91,7 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
     saved_logging = (list(root.handlers), root.level, logging.root.manager.disable)
     deterministic = _torch_deterministic()
     out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # file descriptors: the command's children
-    saved_fds = [os.dup(1), os.dup(2)]                                # (JSON jobs, launchers) write there too
+    saved_fds = [os.dup(1), os.dup(2)]  # (JSON jobs, launchers) write there too
     code = 0
     os.chdir(cwd)
     os.environ.update({"PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})})
@@ -179,8 +181,13 @@ def _torch_deterministic(value=None):
 def start_frame(args, cwd, env=None, **popen) -> subprocess.Popen:
     """Start the real `frame` command in the background (output merged into one text pipe unless
     `popen` redirects it): for tests that signal, watch or race a running process."""
-    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True,
-             "preexec_fn": _default_sigint, **popen}
+    popen = {
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.STDOUT,
+        "text": True,
+        "preexec_fn": _default_sigint,
+        **popen,
+    }
     return subprocess.Popen(frame_command(args), cwd=cwd, env=frame_env(env), **popen)
 
 
@@ -252,4 +259,5 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"{len(skipped)} skipped for want of the local SLURM cluster: start it with "
             "`scripts/slurm-local up` (`--nodes 2` for the multi-node ones), then run `make test` again.",
-            yellow=True)
+            yellow=True,
+        )

@@ -14,7 +14,7 @@ import numpy as np
 CLASSES = ["red", "green", "blue", "yellow"]
 
 FILES = {
-    "src/Models/TinyClassifier.py": '''
+    "src/Models/TinyClassifier.py": """
         from torch import nn
 
 
@@ -25,8 +25,8 @@ FILES = {
 
             def forward(self, x):
                 return self.net(x)
-    ''',
-    "src/losses.py": '''
+    """,
+    "src/losses.py": """
         from torch import nn
 
 
@@ -37,8 +37,8 @@ FILES = {
 
             def forward(self, prediction, target):
                 return self.loss(prediction, target)
-    ''',
-    "src/Datasets/Points.py": '''
+    """,
+    "src/Datasets/Points.py": """
         import csv
         from pathlib import Path
 
@@ -61,8 +61,8 @@ FILES = {
 
             def __getitem__(self, i):
                 return self.x[i], self.y[i]
-    ''',
-    "src/Data/transforms.py": '''
+    """,
+    "src/Data/transforms.py": """
         import torch
 
 
@@ -76,7 +76,7 @@ FILES = {
 
         def as_long(label):
             return torch.as_tensor(label, dtype=torch.long)
-    ''',
+    """,
     "src/Evaluators/Accuracy.py": '''
         class Accuracy:
             """Shadows frame.training.evaluators.Accuracy: reports `acc`, not `accuracy`."""
@@ -95,7 +95,7 @@ FILES = {
             def compute(self):
                 return {"acc": self.right / max(self.total, 1)}
     ''',
-    "src/MetricLoggers/Summary.py": '''
+    "src/MetricLoggers/Summary.py": """
         import json
         import os
         from pathlib import Path
@@ -117,7 +117,7 @@ FILES = {
                 key = os.environ.get("WANDB_API_KEY")
                 self.path.write_text(json.dumps({"status": status, "metrics": self.last,
                                                  "wandb_key_length": len(key) if key else 0}))
-    ''',
+    """,
 }
 
 JOB = """

@@ -33,8 +33,12 @@ def modules() -> dict[str, Path]:
 def layer_of(module: str) -> str:
     if module == PACKAGE:
         return "entry"
-    matches = [(len(prefix), layer) for layer, prefixes in LAYERS.items() for prefix in prefixes
-               if module == prefix or module.startswith(prefix + ".")]
+    matches = [
+        (len(prefix), layer)
+        for layer, prefixes in LAYERS.items()
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
     assert matches, f"{module} is in no layer: add it to LAYERS"
     return max(matches)[1]
 
@@ -71,16 +75,23 @@ def internal_edges() -> dict[str, set[str]]:
 
 
 def test_every_import_points_down_or_sideways():
-    wrong = [f"{source} ({layer_of(source)}) imports {target} ({layer_of(target)})"
-             for source, targets in internal_edges().items() for target in targets
-             if RANK[layer_of(target)] > RANK[layer_of(source)]]
+    wrong = [
+        f"{source} ({layer_of(source)}) imports {target} ({layer_of(target)})"
+        for source, targets in internal_edges().items()
+        for target in targets
+        if RANK[layer_of(target)] > RANK[layer_of(source)]
+    ]
     assert not wrong, "imports that point up a layer:\n" + "\n".join(sorted(wrong))
 
 
 def test_the_config_layer_imports_no_torch():
-    wrong = [f"{path.relative_to(REPO)}:{line} imports {imported}"
-             for name, path in modules().items() if layer_of(name) in ("base", "config")
-             for imported, line in imports(name, path) if imported.split(".")[0] in HEAVY]
+    wrong = [
+        f"{path.relative_to(REPO)}:{line} imports {imported}"
+        for name, path in modules().items()
+        if layer_of(name) in ("base", "config")
+        for imported, line in imports(name, path)
+        if imported.split(".")[0] in HEAVY
+    ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -90,24 +101,35 @@ def test_no_modules_import_each_other_in_a_circle():
     assert not knots, "import cycles: " + "; ".join(" <-> ".join(sorted(k)) for k in knots)
 
 
-@pytest.mark.parametrize("edges, knot", [
-    ({"a": {"b"}, "b": {"a"}, "c": {"a"}}, {"a", "b"}),
-    ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, {"a", "b", "c"}),
-])
+@pytest.mark.parametrize(
+    "edges, knot",
+    [
+        ({"a": {"b"}, "b": {"a"}, "c": {"a"}}, {"a", "b"}),
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, {"a", "b", "c"}),
+    ],
+)
 def test_the_cycle_finder_finds_cycles(edges, knot):
     assert knot in [set(k) for k in _strongly_connected(edges)]
 
 
 def test_an_upward_import_would_be_caught():
-    assert RANK[layer_of("frame.cli.json_jobs")] > RANK[layer_of("frame.config.check")]  # check importing the CLI is wrong
+    assert (
+        RANK[layer_of("frame.cli.json_jobs")] > RANK[layer_of("frame.config.check")]
+    )  # check importing the CLI is wrong
     assert layer_of("frame.config.check") == "config" and layer_of("frame.launch.corridor") == "orchestration"
     assert layer_of("frame.launch.json_jobs") == "orchestration" and layer_of("frame") == "entry"
 
 
 def test_every_module_lives_in_its_layers_folder():
     """No module of frame sits loose beside the packages: the folder tree is the layer table."""
-    loose = [name for name in modules() if name.count(".") == 1 and name.startswith("frame.")
-             and name not in ("frame.__main__",) and not (REPO / name.replace(".", "/")).is_dir()]
+    loose = [
+        name
+        for name in modules()
+        if name.count(".") == 1
+        and name.startswith("frame.")
+        and name not in ("frame.__main__",)
+        and not (REPO / name.replace(".", "/")).is_dir()
+    ]
     assert not loose, f"modules outside the layer packages: {loose}"
 
 

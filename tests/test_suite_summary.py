@@ -12,9 +12,23 @@ def test_skipped_slurm_tests_end_with_how_to_run_them(tmp_path):
     bin_only = tmp_path / "bin"  # a PATH without sinfo: this machine as a laptop sees it
     bin_only.mkdir()
     env = {**os.environ, "PATH": str(bin_only), "FRAME_REQUIRE_SLURM": "0"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "bt"),
-                             "tests/launch/test_secrets.py::test_slurm_member_writes_no_key"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--basetemp",
+            str(tmp_path / "bt"),
+            "tests/launch/test_secrets.py::test_slurm_member_writes_no_key",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:]
     assert "1 skipped" in result.stdout
     assert "1 skipped for want of the local SLURM cluster: start it with `scripts/slurm-local up`" in result.stdout

@@ -32,8 +32,17 @@ ORGANS = {
     "Chiasm": ((0.50, 0.44, 0.76), (0.08, 0.03, 0.05), 85.0),
 }
 MANDIBLE = ((0.50, 0.46, 0.24), (0.30, 0.26, 0.10), 900.0)  # an arc: outer ellipsoid minus inner, front half
-LABELS = ["BrainStem", "Chiasm", "Mandible", "OpticNerve_L", "OpticNerve_R", "Parotid_L", "Parotid_R",
-          "Submandibular_L", "Submandibular_R"]
+LABELS = [
+    "BrainStem",
+    "Chiasm",
+    "Mandible",
+    "OpticNerve_L",
+    "OpticNerve_R",
+    "Parotid_L",
+    "Parotid_R",
+    "Submandibular_L",
+    "Submandibular_R",
+]
 SPACING = (1.0, 1.0, 2.5)  # mm per voxel (x, y, z), written into the affine
 
 
@@ -48,8 +57,9 @@ def patient(seed: int, index: int, size) -> tuple[np.ndarray, dict[str, np.ndarr
     ct = np.where(head & ~inner & (grid[2] > 0.45), 700.0, ct)  # skull around the brain
     owner = np.full(size, "", dtype=object)  # which organ a voxel shows: later organs paint over earlier ones
     for name, (centre, radii, hu) in ORGANS.items():
-        inside = _ellipsoid(grid, np.add(centre, shift + rng.uniform(-0.02, 0.02, 3)),
-                            np.multiply(radii, rng.uniform(0.85, 1.15, 3)))
+        inside = _ellipsoid(
+            grid, np.add(centre, shift + rng.uniform(-0.02, 0.02, 3)), np.multiply(radii, rng.uniform(0.85, 1.15, 3))
+        )
         ct = np.where(inside, hu + rng.normal(0, 5), ct)
         owner[inside] = name
     centre, radii, hu = MANDIBLE

@@ -45,20 +45,28 @@ def _train(argv: list[str]) -> None:
 
 
 def _runs(argv: list[str]) -> None:
-    args = _parser("runs", "Table of the runs under DIR.", [
-        (["dir"], dict(nargs="?", default="outputs", help="a run, a sweep or a folder of runs (default: outputs)")),
-        (["--json"], dict(action="store_true", help="print JSON (one object per run) for scripts")),
-    ]).parse_args(argv)
+    args = _parser(
+        "runs",
+        "Table of the runs under DIR.",
+        [
+            (["dir"], dict(nargs="?", default="outputs", help="a run, a sweep or a folder of runs (default: outputs)")),
+            (["--json"], dict(action="store_true", help="print JSON (one object per run) for scripts")),
+        ],
+    ).parse_args(argv)
     from frame.trained.runs import runs_table
 
     sys.exit(runs_table(_existing(args.dir), as_json=args.json))
 
 
 def _plot(argv: list[str]) -> None:
-    args = _parser("plot", "Training and validation curves of one or more runs (PNG).", [
-        (["run_dirs"], dict(nargs="+", metavar="RUN_DIR", help="run directories or sweep directories")),
-        (["-o", "--output"], dict(metavar="FILE.png", help="where to write (default: RUN_DIR/plot.png)")),
-    ]).parse_args(argv)
+    args = _parser(
+        "plot",
+        "Training and validation curves of one or more runs (PNG).",
+        [
+            (["run_dirs"], dict(nargs="+", metavar="RUN_DIR", help="run directories or sweep directories")),
+            (["-o", "--output"], dict(metavar="FILE.png", help="where to write (default: RUN_DIR/plot.png)")),
+        ],
+    ).parse_args(argv)
     from frame.core.errors import FrameError, exit_with
     from frame.trained.plots import plot
 
@@ -69,12 +77,23 @@ def _plot(argv: list[str]) -> None:
 
 
 def _sync(argv: list[str]) -> None:
-    args = _parser("sync", "Upload offline W&B runs (needs WANDB_API_KEY or `wandb login`).", [
-        (["dir"], dict(nargs="?", default="outputs", help="where to look for offline runs (default: outputs)")),
-        (["--dry-run"], dict(action="store_true", help="list what would be uploaded")),
-        (["--timeout"], dict(type=float, default=3600.0, metavar="SECONDS",
-                             help="stop the upload after this long (default 3600); the rest stays offline")),
-    ]).parse_args(argv)
+    args = _parser(
+        "sync",
+        "Upload offline W&B runs (needs WANDB_API_KEY or `wandb login`).",
+        [
+            (["dir"], dict(nargs="?", default="outputs", help="where to look for offline runs (default: outputs)")),
+            (["--dry-run"], dict(action="store_true", help="list what would be uploaded")),
+            (
+                ["--timeout"],
+                dict(
+                    type=float,
+                    default=3600.0,
+                    metavar="SECONDS",
+                    help="stop the upload after this long (default 3600); the rest stays offline",
+                ),
+            ),
+        ],
+    ).parse_args(argv)
     from frame.core.errors import FrameError, exit_with
     from frame.tracking.offline import sync
 
@@ -106,15 +125,26 @@ def _existing(directory: str):
 
 def _lazy(module: str, command: str):
     """The command's function, imported only when that command runs (`frame --help` stays light)."""
+
     def run(argv: list[str]) -> None:
         getattr(importlib.import_module(f"frame.cli.{module}"), command)(argv)
 
     return run
 
 
-COMMANDS = {"train": _train, "run": _lazy("json_jobs", "run"), "convert": _lazy("json_jobs", "convert"), "check": _lazy("json_jobs", "check"),
-            "which": _lazy("json_jobs", "which"), "runs": _runs, "plot": _plot, "sync": _sync,
-            "eval": _lazy("trained", "eval"), "predict": _lazy("trained", "predict"), "export": _lazy("trained", "export")}
+COMMANDS = {
+    "train": _train,
+    "run": _lazy("json_jobs", "run"),
+    "convert": _lazy("json_jobs", "convert"),
+    "check": _lazy("json_jobs", "check"),
+    "which": _lazy("json_jobs", "which"),
+    "runs": _runs,
+    "plot": _plot,
+    "sync": _sync,
+    "eval": _lazy("trained", "eval"),
+    "predict": _lazy("trained", "predict"),
+    "export": _lazy("trained", "export"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -104,8 +104,10 @@ def convert(argv: list[str]) -> None:
     """`frame convert JOB.json [-o FILE.yaml] [--project DIR]`."""
     from frame.config import json_job
 
-    parser = argparse.ArgumentParser(prog="frame convert", description=(
-        "Write the Hydra experiment equivalent to a seed JSON job (to stdout without -o)."))
+    parser = argparse.ArgumentParser(
+        prog="frame convert",
+        description=("Write the Hydra experiment equivalent to a seed JSON job (to stdout without -o)."),
+    )
     parser.add_argument("job", help="the JSON job file")
     parser.add_argument("-o", "--output", help="where to write, e.g. conf/experiment/job_01.yaml")
     parser.add_argument("--project", help="the project root (default: the folder holding the job's config/)")
@@ -176,9 +178,13 @@ def which(argv: list[str]) -> None:
             mark = "->" if match in winners else "  "
             print(f"  {mark} {match.target:<52} {match.tier:<12} {match.where}")
         if len(winners) > 1:
-            print(f"     ambiguous: {len(winners)} definitions in {tier_label(winners[0].tier)}; "
-                  f"a job must name one by its dotted path")
+            print(
+                f"     ambiguous: {len(winners)} definitions in {tier_label(winners[0].tier)}; "
+                f"a job must name one by its dotted path"
+            )
     if not shown:
         candidates = set().union(*(resolver.candidates(k) for k in kinds))
-        exit_with(f"'{args.name}' is not a {' or '.join(kinds) if args.kind else 'component'} in any tier "
-                  f"({', '.join(TIER_ORDER)}).{did_you_mean(args.name, candidates)}")
+        exit_with(
+            f"'{args.name}' is not a {' or '.join(kinds) if args.kind else 'component'} in any tier "
+            f"({', '.join(TIER_ORDER)}).{did_you_mean(args.name, candidates)}"
+        )

@@ -8,8 +8,11 @@ from frame.core.errors import exit_with
 from frame.core.ranks import global_rank
 
 # torchrun's other ranks: rank 0 alone writes .hydra/ and train.log (they log to the console)
-NO_SIDE_EFFECTS = ["hydra.output_subdir=null", "~hydra.job_logging.handlers.file",
-                   "hydra.job_logging.root.handlers=[console]"]
+NO_SIDE_EFFECTS = [
+    "hydra.output_subdir=null",
+    "~hydra.job_logging.handlers.file",
+    "hydra.job_logging.root.handlers=[console]",
+]
 
 
 def train(argv: list[str], prog: str) -> None:
@@ -17,8 +20,17 @@ def train(argv: list[str], prog: str) -> None:
     hydra_parser = parser(prog)
     flags, overrides = flags_first(argv)
     args = hydra_parser.parse_args([*flags, *overrides])
-    modes = [flag for flag, given in (("--run", args.run), ("-m", args.multirun), ("--cfg", args.cfg is not None),
-                                      ("--info", args.info is not None), ("-sc", args.shell_completion)) if given]
+    modes = [
+        flag
+        for flag, given in (
+            ("--run", args.run),
+            ("-m", args.multirun),
+            ("--cfg", args.cfg is not None),
+            ("--info", args.info is not None),
+            ("-sc", args.shell_completion),
+        )
+        if given
+    ]
     if len(modes) > 1:  # Hydra raises a ValueError (a traceback) for it
         exit_with(f"{' and '.join(modes)} do not go together: pick one of --run, -m, --cfg, --info, -sc.")
     if args.shell_completion and sys.stdout.isatty() and (hint := _completion_hint(args.overrides)):
@@ -35,8 +47,10 @@ def _completion_hint(overrides: list[str]) -> str | None:
     if shell is None:
         return None
     load = f"frame -sc install={shell} | source" if shell == "fish" else f'eval "$(frame -sc install={shell})"'
-    return (f"-sc install={shell} prints a script for your shell to read. Turn completion on with\n  {load}\n"
-            f"(add that line to your shell's startup file to keep it).")
+    return (
+        f"-sc install={shell} prints a script for your shell to read. Turn completion on with\n  {load}\n"
+        f"(add that line to your shell's startup file to keep it)."
+    )
 
 
 def task(cfg):

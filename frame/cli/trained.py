@@ -11,38 +11,80 @@ from pathlib import Path
 
 from frame.core.errors import FrameError, exit_with
 
-_CHECKPOINT = (["--checkpoint"], dict(default="best", metavar="best|last|NAME|PATH",
-                                      help="which checkpoint: best (default), last, epoch-NNNN or a .pt file"))
+_CHECKPOINT = (
+    ["--checkpoint"],
+    dict(
+        default="best",
+        metavar="best|last|NAME|PATH",
+        help="which checkpoint: best (default), last, epoch-NNNN or a .pt file",
+    ),
+)
 _DEVICE = (["--device"], dict(default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N"))
-_TRUST = (["--trust"], dict(action="store_true", help="build the checkpoint's stored config without refusing "
-                                                        "targets that load pickles or run commands (your own runs only)"))
-_RAW = (["--raw-weights"], dict(action="store_true", help="the trained weights, not their moving average "
-                                                           "(runs with trainer.ema; what validation scored)"))
-_OVERRIDES = (["overrides"], dict(nargs="*", default=[], metavar="KEY=VALUE",  # a default: argparse calls it optional
-                                  help="changes to the run's config, e.g. data.dataset.root=./data/test"))
+_TRUST = (
+    ["--trust"],
+    dict(
+        action="store_true",
+        help="build the checkpoint's stored config without refusing "
+        "targets that load pickles or run commands (your own runs only)",
+    ),
+)
+_RAW = (
+    ["--raw-weights"],
+    dict(
+        action="store_true",
+        help="the trained weights, not their moving average (runs with trainer.ema; what validation scored)",
+    ),
+)
+_OVERRIDES = (
+    ["overrides"],
+    dict(
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",  # a default: argparse calls it optional
+        help="changes to the run's config, e.g. data.dataset.root=./data/test",
+    ),
+)
 
 
 def eval(argv: list[str]) -> None:
-    args = _parse("eval", "Score a trained run's checkpoint on a data set (every item, no split); "
-                  "a sweep directory evaluates each member's checkpoint.", argv, [
-        (["run_dir"], dict(metavar="RUN_DIR", help="a run directory, or a sweep directory")),
-        _CHECKPOINT, _DEVICE, _TRUST, _RAW,
-        (["--name"], dict(help="names the result: RUN_DIR/eval/NAME.json (default: the dataset root's folder)")),
-        (["--per-item"], dict(action="store_true", help="also write RUN_DIR/eval/NAME.csv, one row per item")),
-        _OVERRIDES,
-    ])
+    args = _parse(
+        "eval",
+        "Score a trained run's checkpoint on a data set (every item, no split); "
+        "a sweep directory evaluates each member's checkpoint.",
+        argv,
+        [
+            (["run_dir"], dict(metavar="RUN_DIR", help="a run directory, or a sweep directory")),
+            _CHECKPOINT,
+            _DEVICE,
+            _TRUST,
+            _RAW,
+            (["--name"], dict(help="names the result: RUN_DIR/eval/NAME.json (default: the dataset root's folder)")),
+            (["--per-item"], dict(action="store_true", help="also write RUN_DIR/eval/NAME.csv, one row per item")),
+            _OVERRIDES,
+        ],
+    )
     from frame.trained.evaluate import evaluate_run
     from frame.trained.runs import find_runs, run_name
 
     root = _existing(args.run_dir)
-    members = [root] if (root / "checkpoints").is_dir() else [d for d in find_runs(root) if (d / "checkpoints").is_dir()]
+    members = (
+        [root] if (root / "checkpoints").is_dir() else [d for d in find_runs(root) if (d / "checkpoints").is_dir()]
+    )
     if not members:
         exit_with(f"{root} holds no trained run (no checkpoints/ in it or below it).")
     rows = []
     for member in members:
         try:
-            result = evaluate_run(member, args.checkpoint, args.overrides, args.name, args.per_item, args.device,
-                                  trust=args.trust, ema=not args.raw_weights)
+            result = evaluate_run(
+                member,
+                args.checkpoint,
+                args.overrides,
+                args.name,
+                args.per_item,
+                args.device,
+                trust=args.trust,
+                ema=not args.raw_weights,
+            )
         except FrameError as error:
             if len(members) == 1:
                 exit_with(str(error))
@@ -64,8 +106,14 @@ def _table(rows) -> None:
     first = rows[0][1]
     table = Table(title=f"{first['items']} items, checkpoint {Path(first['checkpoint']).name}", title_justify="left")
     names = list(dict.fromkeys(k for _, result in rows for k in result["metrics"]))
-    cells = {run: {**{k: f"{result['metrics'][k]:.4g}" if k in result["metrics"] else "-" for k in names},
-                   "epoch": str(result["epoch"]), "s/item": f"{result['time_per_item_s']:.3g}"} for run, result in rows}
+    cells = {
+        run: {
+            **{k: f"{result['metrics'][k]:.4g}" if k in result["metrics"] else "-" for k in names},
+            "epoch": str(result["epoch"]),
+            "s/item": f"{result['time_per_item_s']:.3g}",
+        }
+        for run, result in rows
+    }
     names += ["epoch", "s/item"]
     console = Console(width=max(100, Console().width))
     if sum(max(len(name), 7) + 3 for name in names) + max(len(run) for run in cells) + 4 <= console.width:
@@ -104,23 +152,48 @@ def _existing(directory: str) -> Path:
 
 
 def predict(argv: list[str]) -> None:
-    args = _parse("predict", "Run a trained model on files (NIfTI volumes, images) or on a dataset's items: label "
-                  "maps as NIfTI with the input's affine, or a CSV of predictions.", argv, [
-        (["run_dir"], dict(metavar="RUN_DIR", help="a run directory")),
-        (["--input"], dict(metavar="PATH", help="a file or a folder of files; default: every item of the run's "
-                                                "dataset (change it with data.dataset.root=...)")),
-        (["--output"], dict(required=True, metavar="DIR", help="where the predictions go")),
-        _CHECKPOINT, _DEVICE, _TRUST, _RAW,
-        (["--roi-size"], dict(metavar="D,H,W", help="sliding-window inference in windows of this size "
-                                                    "(for volumes larger than the training crops); default: "
-                                                    "the run's predict.roi_size")),
-        (["--overlap"], dict(type=float, help="overlap of the windows (default: predict.overlap, 0.25)")),
-        (["--postprocess"], dict(help="auto (argmax when the run's loss trains with softmax, else sigmoid), sigmoid "
-                                      "(multi-label: 1 + the most probable channel above --threshold, else 0), argmax "
-                                      "(classes) or none (raw); default: predict.postprocess, auto")),
-        (["--threshold"], dict(type=float, help="sigmoid threshold (default: predict.threshold, 0.5)")),
-        _OVERRIDES,
-    ])
+    args = _parse(
+        "predict",
+        "Run a trained model on files (NIfTI volumes, images) or on a dataset's items: label "
+        "maps as NIfTI with the input's affine, or a CSV of predictions.",
+        argv,
+        [
+            (["run_dir"], dict(metavar="RUN_DIR", help="a run directory")),
+            (
+                ["--input"],
+                dict(
+                    metavar="PATH",
+                    help="a file or a folder of files; default: every item of the run's "
+                    "dataset (change it with data.dataset.root=...)",
+                ),
+            ),
+            (["--output"], dict(required=True, metavar="DIR", help="where the predictions go")),
+            _CHECKPOINT,
+            _DEVICE,
+            _TRUST,
+            _RAW,
+            (
+                ["--roi-size"],
+                dict(
+                    metavar="D,H,W",
+                    help="sliding-window inference in windows of this size "
+                    "(for volumes larger than the training crops); default: "
+                    "the run's predict.roi_size",
+                ),
+            ),
+            (["--overlap"], dict(type=float, help="overlap of the windows (default: predict.overlap, 0.25)")),
+            (
+                ["--postprocess"],
+                dict(
+                    help="auto (argmax when the run's loss trains with softmax, else sigmoid), sigmoid "
+                    "(multi-label: 1 + the most probable channel above --threshold, else 0), argmax "
+                    "(classes) or none (raw); default: predict.postprocess, auto"
+                ),
+            ),
+            (["--threshold"], dict(type=float, help="sigmoid threshold (default: predict.threshold, 0.5)")),
+            _OVERRIDES,
+        ],
+    )
     from frame.trained.predict import predict_run
 
     roi = None
@@ -130,24 +203,44 @@ def predict(argv: list[str]) -> None:
         except ValueError:
             exit_with(f"--roi-size {args.roi_size}: expected sizes like 64,64,32.")
     try:
-        result = predict_run(_existing(args.run_dir), args.output, args.input, args.checkpoint, args.overrides,
-                             args.device, roi, args.overlap, args.postprocess, args.threshold, sys.stderr.isatty(),
-                             trust=args.trust, ema=not args.raw_weights)
+        result = predict_run(
+            _existing(args.run_dir),
+            args.output,
+            args.input,
+            args.checkpoint,
+            args.overrides,
+            args.device,
+            roi,
+            args.overlap,
+            args.postprocess,
+            args.threshold,
+            sys.stderr.isatty(),
+            trust=args.trust,
+            ema=not args.raw_weights,
+        )
     except FrameError as error:
         exit_with(str(error))
     per_item = result["time_s"] / max(result["items"], 1)
-    print(f"{result['items']} items in {result['time_s']:.1f} s ({per_item:.3g} s each): "
-          f"{len(result['files'])} files in {args.output}" + (f" (label maps: {result['postprocess']})"
-                                                              if result["postprocess"] else ""))
+    print(
+        f"{result['items']} items in {result['time_s']:.1f} s ({per_item:.3g} s each): "
+        f"{len(result['files'])} files in {args.output}"
+        + (f" (label maps: {result['postprocess']})" if result["postprocess"] else "")
+    )
 
 
 def export(argv: list[str]) -> None:
-    args = _parse("export", "Write a run's weights as safetensors, with the resolved model config beside them.", argv, [
-        (["run_dir"], dict(metavar="RUN_DIR", help="a run directory")),
-        (["--format"], dict(default="safetensors", help="safetensors (the only one so far)")),
-        (["-o", "--output"], dict(metavar="DIR", help="where to write (default: RUN_DIR/export)")),
-        _CHECKPOINT, _TRUST,
-    ])
+    args = _parse(
+        "export",
+        "Write a run's weights as safetensors, with the resolved model config beside them.",
+        argv,
+        [
+            (["run_dir"], dict(metavar="RUN_DIR", help="a run directory")),
+            (["--format"], dict(default="safetensors", help="safetensors (the only one so far)")),
+            (["-o", "--output"], dict(metavar="DIR", help="where to write (default: RUN_DIR/export)")),
+            _CHECKPOINT,
+            _TRUST,
+        ],
+    )
     from frame.trained.export import export_run
 
     try:

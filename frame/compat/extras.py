@@ -7,8 +7,13 @@ from types import ModuleType
 from frame.core.errors import FrameError
 
 # module -> (extra, the package pip installs)
-EXTRAS = {"optuna": ("optuna", "optuna"), "matplotlib": ("plot", "matplotlib"), "nibabel": ("nifti", "nibabel"),
-          "safetensors": ("export", "safetensors"), "tensorboard": ("tensorboard", "tensorboard")}
+EXTRAS = {
+    "optuna": ("optuna", "optuna"),
+    "matplotlib": ("plot", "matplotlib"),
+    "nibabel": ("nifti", "nibabel"),
+    "safetensors": ("export", "safetensors"),
+    "tensorboard": ("tensorboard", "tensorboard"),
+}
 
 
 def require(module: str, feature: str) -> ModuleType:
@@ -17,5 +22,7 @@ def require(module: str, feature: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as error:
         extra, package = EXTRAS[module.split(".")[0]]
-        raise FrameError(f"{feature} needs {package}, which is not installed: pip install 'frame[{extra}]' "
-                         f"(or pip install {package}).") from error
+        raise FrameError(
+            f"{feature} needs {package}, which is not installed: pip install 'frame[{extra}]' "
+            f"(or pip install {package})."
+        ) from error

@@ -23,8 +23,16 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_d
 from hydra._internal.hydra import Hydra
 from hydra._internal.utils import create_config_search_path
 
-__all__ = ["internal_utils", "config_repository", "defaults_list", "ConfigLoaderImpl", "get_overrides_dirname",
-           "Hydra", "create_config_search_path", "basic_sweeper_class"]
+__all__ = [
+    "internal_utils",
+    "config_repository",
+    "defaults_list",
+    "ConfigLoaderImpl",
+    "get_overrides_dirname",
+    "Hydra",
+    "create_config_search_path",
+    "basic_sweeper_class",
+]
 
 
 def basic_sweeper_class() -> type:

@@ -11,7 +11,6 @@ import os
 import re
 
 from frame.compat.hydra import internal_utils as hydra_utils
-
 from frame.config.schema import register_configs
 from frame.config.speedups import faster_composition
 from frame.core.errors import FrameError, did_you_mean, exit_with
@@ -104,9 +103,11 @@ def composition_message(error: Exception) -> str:
     if isinstance(cause, (OmegaConfBaseException, FrameError)) and str(cause).strip() not in message:
         message += "\n" + str(cause).strip()
     if "Cannot merge DictConfig with ListConfig" in message and re.search(r"full_key: *$", message, re.MULTILINE):
-        message += ("\nA config group (`logger`, `evaluators`, `model`, ...) is picked in a defaults list "
-                    "(`- override /logger: [jsonl]`) or on the command line (`logger=[jsonl]`), not set as a "
-                    "list in a file's body.")
+        message += (
+            "\nA config group (`logger`, `evaluators`, `model`, ...) is picked in a defaults list "
+            "(`- override /logger: [jsonl]`) or on the command line (`logger=[jsonl]`), not set as a "
+            "list in a file's body."
+        )
     return message
 
 
@@ -116,14 +117,26 @@ def _misspelt_key(message: str, cause) -> str | None:
     from omegaconf import DictConfig
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-    if not (isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and "To append to your config use +" in message
-            and isinstance(cause.parent_node, DictConfig) and cause.full_key):
+    if not (
+        isinstance(cause, (ConfigAttributeError, ConfigKeyError))
+        and "To append to your config use +" in message
+        and isinstance(cause.parent_node, DictConfig)
+        and cause.full_key
+    ):
         return None
     key, parent = str(cause.full_key), cause.parent_node
     node = key.rpartition(".")[0] or "the config"
     keys = [str(k) for k in parent.keys() if k != "hydra"]
     typed = cause.object_type is not None and cause.object_type.__module__ == "frame.config.schema"
-    add = "" if typed else (f" To add a key {node} lacks (a constructor argument of a component), "
-                            f"write +{message.split('use +', 1)[1].strip()}.")
-    return (f"{key} is not a key of {node}.{did_you_mean(str(cause.key), keys)} "
-            f"{node.capitalize() if node == 'the config' else node} has: {', '.join(keys)}.{add}")
+    add = (
+        ""
+        if typed
+        else (
+            f" To add a key {node} lacks (a constructor argument of a component), "
+            f"write +{message.split('use +', 1)[1].strip()}."
+        )
+    )
+    return (
+        f"{key} is not a key of {node}.{did_you_mean(str(cause.key), keys)} "
+        f"{node.capitalize() if node == 'the config' else node} has: {', '.join(keys)}.{add}"
+    )

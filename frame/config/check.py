@@ -37,18 +37,48 @@ _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # config (frame.trained.load) refuse the same; a target is compared by what it resolves to
 # (`refused_as`), so a re-export or an alias of one of these is refused too.
 UNPICKLING = {
-    "torch.load": ("weights_only", True, None), "torch.serialization.load": ("weights_only", True, None),
-    "numpy.load": ("allow_pickle", False, False), "numpy.lib.npyio.load": ("allow_pickle", False, False),
-    "torch.hub.load": None, "torch.hub.load_state_dict_from_url": None, "torch.package.PackageImporter": None,
-    "pickle.load": None, "pickle.loads": None, "pickle.Unpickler": None, "_pickle.load": None, "_pickle.loads": None,
-    "dill.load": None, "dill.loads": None, "cloudpickle.load": None, "cloudpickle.loads": None,
-    "joblib.load": None, "pandas.read_pickle": None, "shelve.open": None,
+    "torch.load": ("weights_only", True, None),
+    "torch.serialization.load": ("weights_only", True, None),
+    "numpy.load": ("allow_pickle", False, False),
+    "numpy.lib.npyio.load": ("allow_pickle", False, False),
+    "torch.hub.load": None,
+    "torch.hub.load_state_dict_from_url": None,
+    "torch.package.PackageImporter": None,
+    "pickle.load": None,
+    "pickle.loads": None,
+    "pickle.Unpickler": None,
+    "_pickle.load": None,
+    "_pickle.loads": None,
+    "dill.load": None,
+    "dill.loads": None,
+    "cloudpickle.load": None,
+    "cloudpickle.loads": None,
+    "joblib.load": None,
+    "pandas.read_pickle": None,
+    "shelve.open": None,
 }
 # Targets that run a command or source code they are given: never a component.
-CODE_RUNNING = ("os.system", "os.popen", "os.execv", "os.execvp", "os.spawnv", "subprocess.run", "subprocess.Popen",
-                "subprocess.call", "subprocess.check_call", "subprocess.check_output", "subprocess.getoutput",
-                "builtins.eval", "builtins.exec", "builtins.compile", "builtins.__import__", "runpy.run_path",
-                "runpy.run_module", "code.InteractiveInterpreter", "pty.spawn")
+CODE_RUNNING = (
+    "os.system",
+    "os.popen",
+    "os.execv",
+    "os.execvp",
+    "os.spawnv",
+    "subprocess.run",
+    "subprocess.Popen",
+    "subprocess.call",
+    "subprocess.check_call",
+    "subprocess.check_output",
+    "subprocess.getoutput",
+    "builtins.eval",
+    "builtins.exec",
+    "builtins.compile",
+    "builtins.__import__",
+    "runpy.run_path",
+    "runpy.run_module",
+    "code.InteractiveInterpreter",
+    "pty.spawn",
+)
 _REFUSED = {**UNPICKLING, **dict.fromkeys(CODE_RUNNING)}
 _FOLLOW_DEPTH = 12
 
@@ -116,8 +146,13 @@ def _check_component(key: str, node: DictConfig, runtime, problems: list[Problem
     if not sig.var_keyword:
         for name in given:
             if name not in names:
-                problems.append(Problem(f"{key}.{name}", f"{short} takes no parameter '{name}'."
-                                        f"{did_you_mean(name, names)} It takes: {', '.join(names) or 'none'}."))
+                problems.append(
+                    Problem(
+                        f"{key}.{name}",
+                        f"{short} takes no parameter '{name}'."
+                        f"{did_you_mean(name, names)} It takes: {', '.join(names) or 'none'}.",
+                    )
+                )
     partial = bool(node.get("_partial_", False))
     if partial and not isinstance(runtime, int):
         return Checked(key, target, where, "missing params not checked (_partial_: filled in by the caller)")
@@ -134,15 +169,28 @@ def _merged_presets(problems: list[Problem], choices) -> list[Problem]:
     that names another `_target_` for `model:` merges into the preset's node (Hydra's rule), keeping its
     params, which is the first thing a project that brings its own model runs into."""
     hints = []
-    for key, group in (("model", "model"), ("loss", "loss"), ("optimizer", "optimizer"),
-                       ("lr_scheduler", "lr_scheduler"), ("data.dataset", "data")):
+    for key, group in (
+        ("model", "model"),
+        ("loss", "loss"),
+        ("optimizer", "optimizer"),
+        ("lr_scheduler", "lr_scheduler"),
+        ("data.dataset", "data"),
+    ):
         unknown = [p for p in problems if p.key.rpartition(".")[0] == key and "takes no parameter" in p.message]
         preset = choices.get(group)
-        if unknown and preset not in (None, "null") and (
-                len(unknown) >= 2 or _preset_sets(group, preset, key, [p.key.rpartition(".")[2] for p in unknown])):
-            hints.append(Problem(key, f"if these params come from the preset {group}={choices[group]} (an experiment's "
-                                 f"`{group}:` merges into it), replace the preset: put `- override /{group}: null` in "
-                                 "the experiment's defaults list."))
+        if (
+            unknown
+            and preset not in (None, "null")
+            and (len(unknown) >= 2 or _preset_sets(group, preset, key, [p.key.rpartition(".")[2] for p in unknown]))
+        ):
+            hints.append(
+                Problem(
+                    key,
+                    f"if these params come from the preset {group}={choices[group]} (an experiment's "
+                    f"`{group}:` merges into it), replace the preset: put `- override /{group}: null` in "
+                    "the experiment's defaults list.",
+                )
+            )
     return hints
 
 
@@ -185,7 +233,7 @@ def refused_targets(config) -> list[Problem]:
 
     def walk(node, key: str) -> None:
         if isinstance(node, dict):
-            if (why := _unpickling(node.get("_target_"), node)):
+            if why := _unpickling(node.get("_target_"), node):
                 found.append(Problem(f"{key}._target_" if key else "_target_", why))
             for name, value in node.items():
                 walk(value, f"{key}.{name}" if key else str(name))
@@ -307,22 +355,37 @@ def _check_metrics(cfg: DictConfig) -> list[Problem]:
         if key is None:
             known = False  # a project's evaluator: its keys are what its compute() returns
         elif key in owner:
-            found.append(Problem(f"evaluators.{name}", f"evaluators.{owner[key]} and evaluators.{name} both report "
-                                 f"'{key}'; give one of them another name (a library metric's key is its `key` param)."))
+            found.append(
+                Problem(
+                    f"evaluators.{name}",
+                    f"evaluators.{owner[key]} and evaluators.{name} both report "
+                    f"'{key}'; give one of them another name (a library metric's key is its `key` param).",
+                )
+            )
         else:
             owner[key] = name
     monitor = str(cfg.trainer.monitor)
     metrics = {"val/loss", "train/epoch_time_s", *(f"val/{key}" for key in owner)}
     if known and monitor not in metrics and not any(monitor.startswith(f"{m}/") for m in metrics):
-        found.append(Problem("trainer.monitor", f"{monitor} is not among the metrics the evaluators report: "
-                             f"{', '.join(sorted(metrics))}.{did_you_mean(monitor, metrics)}"))
+        found.append(
+            Problem(
+                "trainer.monitor",
+                f"{monitor} is not among the metrics the evaluators report: "
+                f"{', '.join(sorted(metrics))}.{did_you_mean(monitor, metrics)}",
+            )
+        )
     scheduler = cfg.get("lr_scheduler")
     if isinstance(scheduler, DictConfig) and str(scheduler.get("_target_", "")).endswith("ReduceLROnPlateau"):
         mode, wanted = scheduler.get("mode"), getattr(cfg.trainer.monitor_mode, "value", cfg.trainer.monitor_mode)
         if mode is not None and str(getattr(mode, "value", mode)) != str(wanted):
-            found.append(Problem("lr_scheduler.mode", f"{mode} contradicts trainer.monitor_mode={wanted}: "
-                                 f"ReduceLROnPlateau would cut the rate while {monitor} improves. Drop it (it follows "
-                                 f"monitor_mode) or set both alike."))
+            found.append(
+                Problem(
+                    "lr_scheduler.mode",
+                    f"{mode} contradicts trainer.monitor_mode={wanted}: "
+                    f"ReduceLROnPlateau would cut the rate while {monitor} improves. Drop it (it follows "
+                    f"monitor_mode) or set both alike.",
+                )
+            )
     return found
 
 
@@ -353,8 +416,13 @@ def _check_dataset(cfg: DictConfig, problems: list[Problem]) -> list[Problem]:
         if provided is not None:
             missing = [str(label) for label in labels if label not in provided]
             for label in missing:
-                found.append(Problem("data.dataset.labels", f"{node._target_.rsplit('.', 1)[-1]} cannot provide "
-                                     f"'{label}'.{did_you_mean(label, provided)} It provides: {', '.join(provided)}."))
+                found.append(
+                    Problem(
+                        "data.dataset.labels",
+                        f"{node._target_.rsplit('.', 1)[-1]} cannot provide "
+                        f"'{label}'.{did_you_mean(label, provided)} It provides: {', '.join(provided)}.",
+                    )
+                )
     return found
 
 

@@ -68,8 +68,13 @@ def member_config(launcher, overrides: list[str]):
     parsed = OverridesParser.create().parse_overrides(overrides)
     shared = set(launcher.config.hydra.overrides.task)
     own = [o for o in parsed if o.input_line not in shared]
-    if any(o.type != OverrideType.CHANGE or o.package is not None or o.is_hydra_override()
-           or loader.repository.group_exists(o.key_or_group) for o in own):
+    if any(
+        o.type != OverrideType.CHANGE
+        or o.package is not None
+        or o.is_hydra_override()
+        or loader.repository.group_exists(o.key_or_group)
+        for o in own
+    ):
         return loader.load_sweep_config(launcher.config, overrides)
     config = copy.deepcopy(launcher.config)
     with read_write(config), read_write(config.hydra), open_dict(config.hydra):
@@ -93,14 +98,19 @@ def name_members_by_search(config) -> None:
     if not any(o.is_sweep_override() for o in parsed) and not OmegaConf.select(config, "hydra.sweeper.params"):
         return
     naming = config.hydra.job.config.override_dirname
-    swept = {o.key_or_group for o in parsed if o.is_sweep_override()} | set(OmegaConf.select(
-        config, "hydra.sweeper.params", default=None) or {})  # a key both fixed and swept names its members
-    fixed = [o.key_or_group for o in parsed if not o.is_sweep_override() and o.key_or_group not in swept
-             and o.key_or_group not in naming.exclude_keys]
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()} | set(
+        OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    )  # a key both fixed and swept names its members
+    fixed = [
+        o.key_or_group
+        for o in parsed
+        if not o.is_sweep_override() and o.key_or_group not in swept and o.key_or_group not in naming.exclude_keys
+    ]
     if not fixed:
         return
     keys = [*naming.exclude_keys, *fixed]
     with read_write(config.hydra), open_dict(config.hydra):
         naming.exclude_keys = keys
         config.hydra.overrides.hydra.append(
-            "hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in keys) + "]")
+            "hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in keys) + "]"
+        )

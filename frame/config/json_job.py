@@ -51,22 +51,48 @@ from pathlib import Path
 from typing import Any
 
 from frame.config.project import display, find_root
-from frame.config.resolver import KINDS, ResolveError, Resolution, Resolver
+from frame.config.resolver import KINDS, Resolution, ResolveError, Resolver
 from frame.config.schema import TrainerConf
 from frame.core.errors import FrameError, did_you_mean
 
 # Component groups of train.yaml that a JSON job sets in full: their presets must not merge into it.
 _REPLACED_GROUPS = ("model", "loss", "optimizer", "lr_scheduler", "data", "trainer", "evaluators")
-_TOP_KEYS = ("name", "resume", "preload", "seed", "wandb_project_name", "wandb_prediction_examples",
-             "wandb_api_key", "model", "training", "evaluators", "metric_loggers")
+_TOP_KEYS = (
+    "name",
+    "resume",
+    "preload",
+    "seed",
+    "wandb_project_name",
+    "wandb_prediction_examples",
+    "wandb_api_key",
+    "model",
+    "training",
+    "evaluators",
+    "metric_loggers",
+)
 _TRAINER_KEYS = tuple(f.name for f in fields(TrainerConf))
-_TRAINING_KEYS = _TRAINER_KEYS + ("split_ratio", "batch_size", "loss", "optimizer", "lr_scheduler", "dataset",
-                                  "validation_dataset", "test_dataset")
+_TRAINING_KEYS = _TRAINER_KEYS + (
+    "split_ratio",
+    "batch_size",
+    "loss",
+    "optimizer",
+    "lr_scheduler",
+    "dataset",
+    "validation_dataset",
+    "test_dataset",
+)
 WANDB_TARGET = "frame.tracking.wandb.WandbLogger"
 _CALLED_LATER = ("transform", "loss")  # kinds that may be plain functions
 _RESERVED_SLOTS = ("wandb", "jsonl", "console")  # logger names frame's presets use
 _SUFFIXES = (".json", ".json5", ".jsonc")
-_DATA_KEYS = ("num_workers", "transforms", "keys", "sample_transforms", "label_transforms", "batch_transforms")  # data.*, not the dataset's
+_DATA_KEYS = (
+    "num_workers",
+    "transforms",
+    "keys",
+    "sample_transforms",
+    "label_transforms",
+    "batch_transforms",
+)  # data.*, not the dataset's
 _LIBRARY_METRICS = ("monai.metrics.", "torchmetrics.")
 LIBRARY_METRIC = "frame.training.metrics.LibraryMetric"
 # LibraryMetric's own params, the rest are the metric's
@@ -107,7 +133,7 @@ class JsonJob:
             return None
         for prefix in sorted(self.keys, key=len, reverse=True):
             if hydra_key == prefix or hydra_key.startswith(prefix + ".") or hydra_key.startswith(prefix + "["):
-                return self.keys[prefix] + hydra_key[len(prefix):]
+                return self.keys[prefix] + hydra_key[len(prefix) :]
         return None
 
     def error(self, message: str, hydra_key: str | None = None) -> str:
@@ -116,7 +142,7 @@ class JsonJob:
         if json_key is None:
             return message
         if hydra_key and message.startswith(hydra_key):
-            message = message[len(hydra_key):].lstrip(":= ")
+            message = message[len(hydra_key) :].lstrip(":= ")
         hint = self._hint(hydra_key)
         return f"{display(self.path)}: {json_key}: {message}{hint}"
 
@@ -164,7 +190,7 @@ def load(path: str | Path) -> dict:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
+        line = data[: error.start].count(b"\n") + 1
         raise JobError(f"{display(path)}:{line}: invalid UTF-8 (byte {error.start}); save the job as UTF-8.") from None
     try:
         job = json5.loads(text, allow_duplicate_keys=False)
@@ -233,8 +259,9 @@ class _Converter:
         out["loss"] = self.component(training["loss"], "loss", "training.loss", "loss")
         out["optimizer"] = self.optimizer(training["optimizer"])
         if training.get("lr_scheduler") is not None:
-            out["lr_scheduler"] = self.component(training["lr_scheduler"], "lr_scheduler", "training.lr_scheduler",
-                                                 "lr_scheduler", partial=True)
+            out["lr_scheduler"] = self.component(
+                training["lr_scheduler"], "lr_scheduler", "training.lr_scheduler", "lr_scheduler", partial=True
+            )
         out["data"] = self.data(raw, training)
         trainer = {k: self.value(training, k, f"trainer.{k}", "training.") for k in _TRAINER_KEYS if k in training}
         # the schema's monitor unless the job names one, not train.yaml's (the default experiment's Dice)
@@ -254,7 +281,7 @@ class _Converter:
                 continue
             hint = did_you_mean(key, allowed)
             if not hint and elsewhere and key in elsewhere[1]:
-                hint = f' It belongs {"under " + repr(elsewhere[0]) if elsewhere[0] else "at the top level"}.'
+                hint = f" It belongs {'under ' + repr(elsewhere[0]) if elsewhere[0] else 'at the top level'}."
             self.fail(f"{prefix}{key}", f"unknown key.{hint} Known here: {', '.join(allowed)}.")
 
     def value(self, obj: dict, key: str, hydra_key: str, prefix: str = "", default: Any = None):
@@ -264,8 +291,9 @@ class _Converter:
             self.fail(f"{prefix}{key}", f"expected a single value, got {type(value).__name__}.")
         return value
 
-    def component(self, spec, kind: str, json_key: str, hydra_key: str, partial: bool = False,
-                  default_name: str | None = None) -> dict:
+    def component(
+        self, spec, kind: str, json_key: str, hydra_key: str, partial: bool = False, default_name: str | None = None
+    ) -> dict:
         if isinstance(spec, str):
             spec = {"name": spec}  # shorthand: "loss": "CrossEntropyLoss"
         if not isinstance(spec, dict):
@@ -275,7 +303,7 @@ class _Converter:
             self.fail(f"{json_key}.name", f"missing: which {kind.replace('_', ' ')} to use.")
         for key in spec:
             if key.startswith("_") and key.endswith("_"):
-                self.fail(f"{json_key}.{key}", "Hydra keys are not part of a JSON job; give the class with \"name\".")
+                self.fail(f"{json_key}.{key}", 'Hydra keys are not part of a JSON job; give the class with "name".')
         try:
             resolution = self.resolver.resolve(name, kind)
         except ResolveError as error:
@@ -325,14 +353,17 @@ class _Converter:
             self.fail("training.dataset", f'expected {{"root": ..., "labels": [...], ...}}, got {type(spec).__name__}.')
         data = {}
         own = {k: v for k, v in spec.items() if k not in _DATA_KEYS}  # the dataset's constructor params
-        data["dataset"] = self.dataset(own, "training.dataset", "data.dataset",
-                                       self.default_dataset() if "name" not in spec else None)
+        data["dataset"] = self.dataset(
+            own, "training.dataset", "data.dataset", self.default_dataset() if "name" not in spec else None
+        )
         for key in ("transforms", "sample_transforms", "label_transforms", "batch_transforms"):
             items = spec.get(key) or []
             if not isinstance(items, list):
                 self.fail(f"training.dataset.{key}", f"expected a list of transforms, got {type(items).__name__}.")
-            data[key] = [self.component(t, "transform", f"training.dataset.{key}[{i}]", f"data.{key}[{i}]")
-                         for i, t in enumerate(items)]
+            data[key] = [
+                self.component(t, "transform", f"training.dataset.{key}[{i}]", f"data.{key}[{i}]")
+                for i, t in enumerate(items)
+            ]
             self.job.keys[f"data.{key}"] = f"training.dataset.{key}"
         if "num_workers" in spec:
             data["num_workers"] = self.value(spec, "num_workers", "data.num_workers", "training.dataset.")
@@ -367,16 +398,27 @@ class _Converter:
         own_transforms = ("transforms", "sample_transforms", "label_transforms")
         for key in _DATA_KEYS:
             if key in spec and key not in own_transforms:
-                self.fail(f"{json_key}.{key}", f"not for a {node} set: it uses training.dataset's {key}. "
-                          f"A {node} set may give: {', '.join(own_transforms)}.")
-        held = {"dataset": self.dataset({k: v for k, v in spec.items() if k not in own_transforms},
-                                        json_key, f"{hydra_key}.dataset", training_name)}
+                self.fail(
+                    f"{json_key}.{key}",
+                    f"not for a {node} set: it uses training.dataset's {key}. "
+                    f"A {node} set may give: {', '.join(own_transforms)}.",
+                )
+        held = {
+            "dataset": self.dataset(
+                {k: v for k, v in spec.items() if k not in own_transforms},
+                json_key,
+                f"{hydra_key}.dataset",
+                training_name,
+            )
+        }
         for key in own_transforms:
             if spec.get(key) is not None:
                 if not isinstance(spec[key], list):
                     self.fail(f"{json_key}.{key}", f"expected a list of transforms, got {type(spec[key]).__name__}.")
-                held[key] = [self.component(t, "transform", f"{json_key}.{key}[{i}]", f"{hydra_key}.{key}[{i}]")
-                             for i, t in enumerate(spec[key])]
+                held[key] = [
+                    self.component(t, "transform", f"{json_key}.{key}[{i}]", f"{hydra_key}.{key}[{i}]")
+                    for i, t in enumerate(spec[key])
+                ]
                 self.job.keys[f"{hydra_key}.{key}"] = f"{json_key}.{key}"
         return held
 
@@ -414,7 +456,9 @@ class _Converter:
         if "wandb_project_name" in raw:
             node["project"] = self.value(raw, "wandb_project_name", "logger.wandb.project")
         if "wandb_prediction_examples" in raw:
-            node["prediction_examples"] = self.value(raw, "wandb_prediction_examples", "logger.wandb.prediction_examples")
+            node["prediction_examples"] = self.value(
+                raw, "wandb_prediction_examples", "logger.wandb.prediction_examples"
+            )
         return {"_target_": WANDB_TARGET, **node} if node else {}
 
 
@@ -463,6 +507,7 @@ def store(job: JsonJob) -> str:
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    ConfigStore.instance().store(group="experiment", name=job.path.name, node=OmegaConf.create(job.to_yaml()),
-                                 package="_global_")
+    ConfigStore.instance().store(
+        group="experiment", name=job.path.name, node=OmegaConf.create(job.to_yaml()), package="_global_"
+    )
     return job.path.name

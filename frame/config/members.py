@@ -20,16 +20,16 @@ import copy
 import functools
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from frame.compat.hydra import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from omegaconf import DictConfig, OmegaConf, ValueNode
 from omegaconf.errors import OmegaConfBaseException
 
+from frame.compat.hydra import ConfigLoaderImpl, get_overrides_dirname
 from frame.config.validate import check_value
 
 PRIMITIVE = (str, int, float, bool, type(None))
@@ -39,8 +39,10 @@ BY_NAME = ("${hydra:job.override_dirname}", "${hydra.job.override_dirname}")  # 
 # `key=number` as Hydra's grammar reads it (INT and FLOAT without `_` separators, no inf/nan)
 _UNSIGNED = r"(?:0|[1-9][0-9]*)"
 _POINT = rf"(?:{_UNSIGNED}\.[0-9]*|\.[0-9]+)"
-_NUMBER = re.compile(rf"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)="
-                     rf"(?:([+-]?{_UNSIGNED})|([+-]?(?:{_POINT}|{_UNSIGNED})(?:[eE][+-]?[0-9]+)?))")
+_NUMBER = re.compile(
+    rf"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)="
+    rf"(?:([+-]?{_UNSIGNED})|([+-]?(?:{_POINT}|{_UNSIGNED})(?:[eE][+-]?[0-9]+)?))"
+)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -51,8 +53,9 @@ def parse(line: str) -> Override:
     if number is None:
         return _parser().parse_override(line)
     value = int(number[2]) if number[2] is not None else float(number[3])
-    return Override(type=OverrideType.CHANGE, key_or_group=number[1], value_type=ValueType.ELEMENT, _value=value,
-                    input_line=line)
+    return Override(
+        type=OverrideType.CHANGE, key_or_group=number[1], value_type=ValueType.ELEMENT, _value=value, input_line=line
+    )
 
 
 @functools.cache
@@ -63,8 +66,12 @@ def _parser() -> OverridesParser:
 def name(overrides: Iterable[str], config) -> str:
     """`overrides` as `config` names a member (hydra.job.override_dirname: less its exclude_keys)."""
     naming = config.hydra.job.config.override_dirname
-    return get_overrides_dirname(overrides=[parse(str(line)) for line in overrides], kv_sep=naming.kv_sep,
-                                 item_sep=naming.item_sep, exclude_keys=naming.exclude_keys)
+    return get_overrides_dirname(
+        overrides=[parse(str(line)) for line in overrides],
+        kv_sep=naming.kv_sep,
+        item_sep=naming.item_sep,
+        exclude_keys=naming.exclude_keys,
+    )
 
 
 class Members:
@@ -88,8 +95,9 @@ class Members:
             return False
         if o.key_or_group not in self._leaf:
             groups = self.launcher.hydra_context.config_loader.repository
-            self._leaf[o.key_or_group] = (not groups.group_exists(o.key_or_group)
-                                          and isinstance(_node(self.base, o.key_or_group), ValueNode))
+            self._leaf[o.key_or_group] = not groups.group_exists(o.key_or_group) and isinstance(
+                _node(self.base, o.key_or_group), ValueNode
+            )
         return self._leaf[o.key_or_group] and isinstance(o.value(), PRIMITIVE)
 
 
@@ -181,8 +189,9 @@ class DirPlanner:
                 _set(work, override)
             self.job["num"]._set_value(num)
             self.job["id"]._set_value(num)
-            self.job["override_dirname"]._set_value(get_overrides_dirname(
-                overrides=[parse(str(line)) for line in overrides], **self.naming))
+            self.job["override_dirname"]._set_value(
+                get_overrides_dirname(overrides=[parse(str(line)) for line in overrides], **self.naming)
+            )
             sweep_dir = fixed_dir or self.sweep_dir()
             return Path(os.path.abspath(Path(sweep_dir) / self.subdir())), Path(sweep_dir)
         finally:
@@ -235,5 +244,8 @@ def _resolver(config, key: str):
     if not node._is_interpolation():
         return lambda: str(node._value())
     tree = parse_interpolation(node._value())
-    return lambda: str(parent._resolve_interpolation_from_parse_tree(
-        parent=parent, value=node, key=last, parse_tree=tree, throw_on_resolution_failure=True, memo=set())._value())
+    return lambda: str(
+        parent._resolve_interpolation_from_parse_tree(
+            parent=parent, value=node, key=last, parse_tree=tree, throw_on_resolution_failure=True, memo=set()
+        )._value()
+    )

@@ -27,13 +27,15 @@ def open_storage(spec: str):
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
     if spec.startswith("sqlite:///"):
-        Path(spec[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)  # SQLite makes the file, not its folder
+        Path(spec[len("sqlite:///") :]).parent.mkdir(
+            parents=True, exist_ok=True
+        )  # SQLite makes the file, not its folder
     return optuna.storages.RDBStorage(spec)
 
 
 def journal_path(spec: str) -> Path:
     """`journal:/a/b.journal` or `journal:///a/b.journal` -> /a/b.journal."""
-    path = spec[len(JOURNAL):]
+    path = spec[len(JOURNAL) :]
     return Path(path[2:] if path.startswith("///") else path)
 
 

@@ -60,7 +60,9 @@ def _check(config: DictConfig, dir_key: str) -> None:
         claim(directory, resume=config.resume, fresh=config.fresh, sweep=dir_key == "hydra.sweep.dir")
         if dir_key == "hydra.run.dir":
             claim_early(directory)  # before Hydra writes .hydra/ into it
-            print(f"frame: {'continuing the run in' if holds_run(directory) else 'a new run in'} {directory}", flush=True)
+            print(
+                f"frame: {'continuing the run in' if holds_run(directory) else 'a new run in'} {directory}", flush=True
+            )
     except FrameError as error:
         exit_with(str(error))
     except Exception as error:  # never a warning: the job must not run past an unapplied policy

@@ -78,8 +78,12 @@ TIERS = {
         "optimizer": ["torch.optim"],
         "lr_scheduler": ["torch.optim.lr_scheduler"],
         "dataset": ["torch.utils.data"],
-        "evaluator": ["torchmetrics", "torchmetrics.classification", "torchmetrics.regression",
-                      "torchmetrics.segmentation"],
+        "evaluator": [
+            "torchmetrics",
+            "torchmetrics.classification",
+            "torchmetrics.regression",
+            "torchmetrics.segmentation",
+        ],
     },
 }
 TIER_ORDER = ("project", "frame", "torchvision", "MONAI", "torch")
@@ -135,7 +139,7 @@ class Resolver:
                 listed = " and ".join(f"{m.target} ({m.where})" for m in found)
                 raise ResolveError(
                     f"'{name}' is defined more than once in {tier_label(tier)}: {listed}. "
-                    f"Write the dotted path of the one you mean, e.g. \"{found[0].target}\"."
+                    f'Write the dotted path of the one you mean, e.g. "{found[0].target}".'
                 )
             if winner is None and found:
                 winner = Resolution(name, kind, found[0].target)
@@ -143,8 +147,10 @@ class Resolver:
                 winner.matches += found  # later tiers too, for `frame which` and hints
         if winner is not None:
             return winner
-        raise ResolveError(f"'{name}' is not a {kind.replace('_', ' ')} in {self.places(kind)}."
-                           f"{did_you_mean(name, self.candidates(kind))}")
+        raise ResolveError(
+            f"'{name}' is not a {kind.replace('_', ' ')} in {self.places(kind)}."
+            f"{did_you_mean(name, self.candidates(kind))}"
+        )
 
     def matches(self, name: str, kind: str) -> list[Match]:
         """Every definition of `name` for `kind`, in tier order (what `frame which` prints)."""
@@ -186,7 +192,8 @@ class Resolver:
             else:  # an imported module
                 node, where = None, dotted
             function = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or (
-                node is None and inspect.isfunction(getattr(module, name, None)))
+                node is None and inspect.isfunction(getattr(module, name, None))
+            )
             found.setdefault(where, Match(tier, f"{dotted}.{name}", where, function))
         return list(found.values())
 

@@ -24,10 +24,30 @@ log = logging.getLogger("frame")
 # Overrides that say how, where or with what records to run, not what is trained (data.test is scored after
 # training): they keep the run's directory, and the resume guard lets a run continue with them changed.
 # `name=` names the directory itself, and so does an experiment, through the `name:` it sets.
-SAME_RUN = ("name", "resume", "fresh", "force_resume", "experiment", "hparams_search", "debug", "local", "project",
-            "hydra", "logger", "data.num_workers", "data.preload", "data.test", "trainer.device",
-            "trainer.log_every_n_steps", "trainer.checkpoint_every_n_epochs", "trainer.checkpoint_every_n_steps",
-            "trainer.keep_last_checkpoints", "trainer.dist_timeout_s", "trainer.compile", "trainer.channels_last")
+SAME_RUN = (
+    "name",
+    "resume",
+    "fresh",
+    "force_resume",
+    "experiment",
+    "hparams_search",
+    "debug",
+    "local",
+    "project",
+    "hydra",
+    "logger",
+    "data.num_workers",
+    "data.preload",
+    "data.test",
+    "trainer.device",
+    "trainer.log_every_n_steps",
+    "trainer.checkpoint_every_n_epochs",
+    "trainer.checkpoint_every_n_steps",
+    "trainer.keep_last_checkpoints",
+    "trainer.dist_timeout_s",
+    "trainer.compile",
+    "trainer.channels_last",
+)
 LONGEST_SUFFIX = 80  # bytes of overrides kept readable in a directory name; a longer suffix ends in a hash
 
 
@@ -48,7 +68,7 @@ def run_suffix(overrides) -> str:
     suffix = ",".join(kept).replace("/", "_")
     if len(suffix.encode()) > LONGEST_SUFFIX:
         digest = hashlib.sha1(",".join(kept).encode()).hexdigest()[:8]
-        suffix = suffix.encode()[:LONGEST_SUFFIX - 9].decode(errors="ignore") + "~" + digest
+        suffix = suffix.encode()[: LONGEST_SUFFIX - 9].decode(errors="ignore") + "~" + digest
     return "+" + suffix
 
 
@@ -71,9 +91,13 @@ def holds_run(directory: Path) -> bool:
     (frame.launch.sweep) or a member with either."""
     if not directory.is_dir():
         return False
-    return any(directory.glob("checkpoints/*.pt")) or any(directory.glob("metrics.jsonl")) or any(
-        directory.glob("*/checkpoints/*.pt")
-    ) or any(directory.glob("*/metrics.jsonl")) or (directory / "sweep.json").is_file()
+    return (
+        any(directory.glob("checkpoints/*.pt"))
+        or any(directory.glob("metrics.jsonl"))
+        or any(directory.glob("*/checkpoints/*.pt"))
+        or any(directory.glob("*/metrics.jsonl"))
+        or (directory / "sweep.json").is_file()
+    )
 
 
 def claim(directory: Path, *, resume: bool, fresh: bool, sweep: bool = False) -> None:
@@ -88,12 +112,16 @@ def claim(directory: Path, *, resume: bool, fresh: bool, sweep: bool = False) ->
     other = [f for f in (("run.json",) if sweep else ("sweep.json", "multirun.yaml")) if (directory / f).is_file()]
     if other:
         kind, this = ("a single run", "this sweep") if sweep else ("a sweep", "this single run")
-        raise FrameError(f"{directory} holds {kind} ({other[0]}), but {this} would run there; nothing was changed. "
-                         f"Pick another name with name=<new>.")
+        raise FrameError(
+            f"{directory} holds {kind} ({other[0]}), but {this} would run there; nothing was changed. "
+            f"Pick another name with name=<new>."
+        )
     holder = run_lock.read(directory / run_lock.FILENAME) if (directory / run_lock.FILENAME).exists() else None
     if holder is not None and run_lock.why_gone(holder, directory / run_lock.FILENAME) is None:
-        raise run_lock.RunLocked(f"{directory} is in use by {run_lock.describe(holder)}. Wait for it to end, "
-                                f"stop it, or pick another name with name=<new>.")
+        raise run_lock.RunLocked(
+            f"{directory} is in use by {run_lock.describe(holder)}. Wait for it to end, "
+            f"stop it, or pick another name with name=<new>."
+        )
     check_writable(directory)
     if not holds_run(directory):
         return
@@ -102,9 +130,11 @@ def claim(directory: Path, *, resume: bool, fresh: bool, sweep: bool = False) ->
         try:
             directory.rename(archive)
         except OSError as error:
-            raise FrameError(f"fresh=true: cannot move the earlier run {directory} aside to {archive} "
-                             f"({error.strerror}); nothing was changed. Fix that, or pick another name with "
-                             f"name=<new>.") from None
+            raise FrameError(
+                f"fresh=true: cannot move the earlier run {directory} aside to {archive} "
+                f"({error.strerror}); nothing was changed. Fix that, or pick another name with "
+                f"name=<new>."
+            ) from None
         log.warning("fresh=true: moved the earlier run to %s", archive)
         print(f"frame: fresh=true: moved the earlier run to {archive}")
     elif not resume:
@@ -124,10 +154,12 @@ def check_member_dir(member_dir: Path, sweep_dir: Path, overrides) -> None:
     """
     member, root = os.path.abspath(member_dir), os.path.abspath(sweep_dir)
     if os.path.commonpath([member, root]) != root or member == root:
-        raise FrameError(f"the sweep member {' '.join(overrides)} would run in {member}, outside its sweep's "
-                         f"directory {root}: its directory is named after its override values, so a value with "
-                         f"'..' or '/' cannot be one; exclude the key with hydra.job.config.override_dirname."
-                         f"exclude_keys or change the value.")
+        raise FrameError(
+            f"the sweep member {' '.join(overrides)} would run in {member}, outside its sweep's "
+            f"directory {root}: its directory is named after its override values, so a value with "
+            f"'..' or '/' cannot be one; exclude the key with hydra.job.config.override_dirname."
+            f"exclude_keys or change the value."
+        )
     check_name_lengths(Path(member))
 
 
@@ -140,9 +172,11 @@ def check_writable(directory: Path) -> None:
     for path in (existing, existing / "checkpoints", existing / ".hydra"):
         if path.exists() and not os.access(path, os.W_OK):
             read_only = os.statvfs(path).f_flag & os.ST_RDONLY
-            raise FrameError(f"{path} is not writable ({'a read-only file system' if read_only else 'permission denied'})"
-                             f": this run cannot record or checkpoint there; nothing was changed. Make it writable, "
-                             f"or copy the run elsewhere and run there.")
+            raise FrameError(
+                f"{path} is not writable ({'a read-only file system' if read_only else 'permission denied'})"
+                f": this run cannot record or checkpoint there; nothing was changed. Make it writable, "
+                f"or copy the run elsewhere and run there."
+            )
 
 
 def check_name_lengths(directory: Path) -> None:
@@ -151,9 +185,11 @@ def check_name_lengths(directory: Path) -> None:
     limit = _name_max(os.path.dirname(os.path.abspath(directory)))
     for part in Path(directory).parts:
         if len(part.encode()) > limit:
-            raise FrameError(f"the directory name '{part[:40]}...' is {len(part.encode())} bytes long; this "
-                             f"filesystem allows {limit}. Choose a shorter name (a sweep member's is made of its "
-                             f"override values).")
+            raise FrameError(
+                f"the directory name '{part[:40]}...' is {len(part.encode())} bytes long; this "
+                f"filesystem allows {limit}. Choose a shorter name (a sweep member's is made of its "
+                f"override values)."
+            )
 
 
 @functools.lru_cache(maxsize=64)
@@ -191,7 +227,9 @@ def lost_history(directory: Path) -> str | None:
         found.append("run.json records a completed attempt")
     if not found:
         return None
-    where = f"{checkpoints} is a file, not a directory" if checkpoints.is_file() else f"{checkpoints} holds no checkpoint"
+    where = (
+        f"{checkpoints} is a file, not a directory" if checkpoints.is_file() else f"{checkpoints} holds no checkpoint"
+    )
     return f"{where}, but {' and '.join(found)}"
 
 

@@ -56,7 +56,9 @@ class TrainerConf:
     deterministic: bool = False  # torch.use_deterministic_algorithms
     devices: int = 1  # processes (GPUs) per node training one job with DDP; data.batch_size is per process
     dist_timeout_s: int = 600  # a collective waiting longer fails the job (a dead or hung rank); > a checkpoint write
-    accumulate_grad_batches: int = 1  # batches per optimizer step (loss / k); steps, logging and checkpoints count optimizer steps
+    accumulate_grad_batches: int = (
+        1  # batches per optimizer step (loss / k); steps, logging and checkpoints count optimizer steps
+    )
     compile: bool = False  # torch.compile the model (in place: checkpoints hold the plain module's weights)
     channels_last: bool = False  # channels-last memory format for a conv model (2D or 3D) and its inputs
     limit_train_batches: Optional[int] = None  # train on at most this many batches an epoch (debug=fast); null = all

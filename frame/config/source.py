@@ -128,7 +128,9 @@ def file_module(path: Path, name: str) -> ModuleFile:
 class _Namespace:
     """Top-level bindings of one module, in the order a reader would see them."""
 
-    bindings: dict[str, tuple] = field(default_factory=dict)  # name -> ("def", node) | ("from", mod, attr) | ("alias", name) | ("value", node) | ("module", mod)
+    bindings: dict[str, tuple] = field(
+        default_factory=dict
+    )  # name -> ("def", node) | ("from", mod, attr) | ("alias", name) | ("value", node) | ("module", mod)
     stars: list[str] = field(default_factory=list)  # modules imported with *
     all: list[str] | None = None  # a literal __all__
 
@@ -478,13 +480,20 @@ def _read_by_name(use: ast.AST, name: ast.Name, parents: dict) -> list[ast.AST] 
 def _strings(nodes) -> list[str]:
     """The identifiers among string literals (`nodes`, or everything under one node)."""
     nodes = ast.walk(nodes) if isinstance(nodes, ast.AST) else nodes
-    return [n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier()]
+    return [
+        n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier()
+    ]
 
 
 def _callee(found: Found, func: ast.AST, owner: Found | None, depth: int) -> Signature | None:
     """The signature of what a call inside `found` calls: `super().__init__` (in `owner`), or a name."""
-    if (owner is not None and isinstance(func, ast.Attribute) and func.attr == "__init__"
-            and isinstance(func.value, ast.Call) and _dotted(func.value.func) == "super"):
+    if (
+        owner is not None
+        and isinstance(func, ast.Attribute)
+        and func.attr == "__init__"
+        and isinstance(func.value, ast.Call)
+        and _dotted(func.value.func) == "super"
+    ):
         return _inherited(owner, depth + 1)
     target = resolve_expression(found.module, func)
     return signature(target, depth + 1) if target is not None else None
@@ -534,4 +543,3 @@ def class_literal(found: Found, attribute: str):
                 except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                     return None
     return None
-

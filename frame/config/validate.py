@@ -35,7 +35,10 @@ _RULES = {
     "trainer.limit_train_batches": (lambda v: v is None or v >= 1, "an integer >= 1, or null for every batch"),
     "trainer.limit_val_batches": (lambda v: v is None or v >= 1, "an integer >= 1, or null for every batch"),
     "trainer.overfit_batches": (lambda v: v >= 0, "an integer >= 0 (0 = off)"),
-    "trainer.ema.decay": (lambda v: v is None or 0 < v < 1, "a number strictly between 0 and 1 (e.g. 0.999), or null for no EMA"),
+    "trainer.ema.decay": (
+        lambda v: v is None or 0 < v < 1,
+        "a number strictly between 0 and 1 (e.g. 0.999), or null for no EMA",
+    ),
     "trainer.ema.every_n_steps": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.ema.warmup_steps": (lambda v: v >= 0, "an integer >= 0"),
     "lr_scheduler.interval": (lambda v: v in ("epoch", "step"), "epoch or step (when lr_scheduler.step() runs)"),
@@ -44,10 +47,19 @@ _RULES = {
     "data.split_ratio": (lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
     "data.batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "data.num_workers": (lambda v: v >= 0, "an integer >= 0"),
-    "name": (lambda v: bool(_NAME.match(v)) and v not in (".", ".."), "a plain directory name (letters, digits, _ . - + = ,)"),
+    "name": (
+        lambda v: bool(_NAME.match(v)) and v not in (".", ".."),
+        "a plain directory name (letters, digits, _ . - + = ,)",
+    ),
     "seed": (lambda v: 0 <= v < 2**32, "an integer >= 0 and < 2**32 (what numpy and torch seed with)"),
-    "optimizer.lr": (lambda v: not isinstance(v, (int, float)) or (math.isfinite(v) and v >= 0), "a finite number >= 0"),
-    "predict.roi_size": (lambda v: v is None or (len(v) > 0 and all(s >= 1 for s in v)), "null or sizes >= 1 like [64,64,32]"),
+    "optimizer.lr": (
+        lambda v: not isinstance(v, (int, float)) or (math.isfinite(v) and v >= 0),
+        "a finite number >= 0",
+    ),
+    "predict.roi_size": (
+        lambda v: v is None or (len(v) > 0 and all(s >= 1 for s in v)),
+        "null or sizes >= 1 like [64,64,32]",
+    ),
     "predict.overlap": (lambda v: 0 <= v < 1, "a number >= 0 and < 1"),
     "predict.postprocess": (lambda v: v in ("auto", "sigmoid", "argmax", "none"), "auto, sigmoid, argmax or none"),
 }
@@ -69,24 +81,30 @@ def validate(cfg: DictConfig) -> None:
     for key in _COMPONENTS:
         node = _select(cfg, key)
         if not isinstance(node, DictConfig) or "_target_" not in node:
-            raise FrameError(f"{key} must be a component with a _target_ (a dotted class path), got {node!r}."
-                             + _preset_hint(key, node), key=key)
+            raise FrameError(
+                f"{key} must be a component with a _target_ (a dotted class path), got {node!r}."
+                + _preset_hint(key, node),
+                key=key,
+            )
 
 
 def _preset_hint(key: str, value) -> str:
     """`model: mlp` in a file's body sets a value; picking the preset `mlp` is a defaults-list entry."""
     if "." in key or not isinstance(value, str) or "." in value:
         return ""
-    return (f" To pick the preset {value!r}, put `- override /{key}: {value}` in the file's defaults list, "
-            f"or pass {key}={value} on the command line.")
+    return (
+        f" To pick the preset {value!r}, put `- override /{key}: {value}` in the file's defaults list, "
+        f"or pass {key}={value} on the command line."
+    )
 
 
 def check_value(key: str, value) -> None:
     """A sweep member's value against the range rule of its key, if it has one (the sweep's own config
     was validated as a whole; each member's values are checked here before anything runs)."""
     if expected := unmet_rule(key, value):
-        raise FrameError(f"the sweep value {key}={value!r} is invalid: expected {expected}; nothing was started.",
-                         key=key)
+        raise FrameError(
+            f"the sweep value {key}={value!r} is invalid: expected {expected}; nothing was started.", key=key
+        )
 
 
 def unmet_rule(key: str, value) -> str:
@@ -106,11 +124,17 @@ def check_device(cfg: DictConfig) -> None:
     """
     device = cfg.trainer.device
     if device == "mps" and sys.platform != "darwin":
-        raise FrameError("trainer.device=mps but this machine has no Apple GPU (MPS is macOS only); "
-                         "use trainer.device=cpu, cuda or auto.", key="trainer.device")
+        raise FrameError(
+            "trainer.device=mps but this machine has no Apple GPU (MPS is macOS only); "
+            "use trainer.device=cpu, cuda or auto.",
+            key="trainer.device",
+        )
     if device.startswith("cuda") and not glob("/dev/nvidia[0-9]*"):
-        raise FrameError(f"trainer.device={device} but this machine has no NVIDIA GPU (no /dev/nvidia0); "
-                         "use trainer.device=cpu or auto.", key="trainer.device")
+        raise FrameError(
+            f"trainer.device={device} but this machine has no NVIDIA GPU (no /dev/nvidia0); "
+            "use trainer.device=cpu or auto.",
+            key="trainer.device",
+        )
 
 
 def _resolve(cfg: DictConfig, key: str) -> None:
@@ -120,12 +144,14 @@ def _resolve(cfg: DictConfig, key: str) -> None:
             OmegaConf.to_container(value, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as error:
         where = error.full_key or key
-        raise FrameError(f"{where} has no value (??? in the config, or deleted with ~{where}): set it.",
-                         key=where) from None
+        raise FrameError(
+            f"{where} has no value (??? in the config, or deleted with ~{where}): set it.", key=where
+        ) from None
     except OmegaConfBaseException as error:
         if "HydraConfig was not set" not in str(error):  # `${hydra:...}`: resolves in the run, checked there
-            raise FrameError(f"{error.full_key or key}: cannot resolve its value: {_first_line(error)}",
-                             key=error.full_key or key) from None
+            raise FrameError(
+                f"{error.full_key or key}: cannot resolve its value: {_first_line(error)}", key=error.full_key or key
+            ) from None
 
 
 def _known_keys(node, prefix: str) -> None:
@@ -144,9 +170,11 @@ def _known_keys(node, prefix: str) -> None:
         if not prefix and key == "hydra":
             continue
         if fields is not None and key not in fields:
-            raise FrameError(f"{prefix}{key} is not a setting of {prefix.rstrip('.') or 'the config'}."
-                             f"{did_you_mean(str(key), fields)} Settings there: {', '.join(fields)}.",
-                             key=f"{prefix}{key}")
+            raise FrameError(
+                f"{prefix}{key} is not a setting of {prefix.rstrip('.') or 'the config'}."
+                f"{did_you_mean(str(key), fields)} Settings there: {', '.join(fields)}.",
+                key=f"{prefix}{key}",
+            )
         _known_keys(node._get_node(key), f"{prefix}{key}.")
 
 

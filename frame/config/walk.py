@@ -18,18 +18,27 @@ def components(cfg: DictConfig):
     optimizer to the scheduler, the item to a function transform, prediction and
     target to a function loss); a tuple names keywords it fills when unset.
     """
-    top = [("model", cfg.model, ()), ("loss", cfg.loss, 2), ("optimizer", cfg.optimizer, 1),
-           ("lr_scheduler", cfg.lr_scheduler, 1), ("data.dataset", cfg.data.dataset, ())]
-    top += [(f"data.{group}[{i}]", node, 1)
-            for group in ("transforms", "sample_transforms", "label_transforms", "batch_transforms")
-            for i, node in enumerate(cfg.data.get(group) or [])]
+    top = [
+        ("model", cfg.model, ()),
+        ("loss", cfg.loss, 2),
+        ("optimizer", cfg.optimizer, 1),
+        ("lr_scheduler", cfg.lr_scheduler, 1),
+        ("data.dataset", cfg.data.dataset, ()),
+    ]
+    top += [
+        (f"data.{group}[{i}]", node, 1)
+        for group in ("transforms", "sample_transforms", "label_transforms", "batch_transforms")
+        for i, node in enumerate(cfg.data.get(group) or [])
+    ]
     for held in ("val", "test"):  # held-out sets: checked before training, not found wanting after it
         data = cfg.data.get(held)
         if data is not None:
             top += [(f"data.{held}.dataset", data.get("dataset"), ())]
-            top += [(f"data.{held}.{group}[{i}]", node, 1)
-                    for group in ("transforms", "sample_transforms", "label_transforms")
-                    for i, node in enumerate(data.get(group) or [])]
+            top += [
+                (f"data.{held}.{group}[{i}]", node, 1)
+                for group in ("transforms", "sample_transforms", "label_transforms")
+                for i, node in enumerate(data.get(group) or [])
+            ]
     top += [("inferer", cfg.get("inferer"), ())]
     top += [(f"evaluators.{name}", node, ("labels", "key")) for name, node in cfg.evaluators.items()]
     top += [(f"logger.{name}", node, ()) for name, node in cfg.logger.items()]

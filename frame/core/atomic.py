@@ -10,8 +10,8 @@ Stays free of torch so that the sweep launchers and `frame convert` can use it.
 
 import os
 import shutil
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from frame.core.errors import FrameError
 
@@ -24,8 +24,10 @@ class WriteError(FrameError):
     """A file could not be written (full disk, read-only folder, no permission); nothing was replaced."""
 
     def __init__(self, path: Path, reason: str):
-        super().__init__(f"cannot write {path}: {reason}. Nothing was replaced (an earlier file there is intact); "
-                         "free some space or make the folder writable, then run the same command again.")
+        super().__init__(
+            f"cannot write {path}: {reason}. Nothing was replaced (an earlier file there is intact); "
+            "free some space or make the folder writable, then run the same command again."
+        )
         self.path, self.reason = path, reason
 
 
@@ -130,12 +132,15 @@ class Outputs:
         path = Path(path)
         key = _key(path)
         if key in self.inputs:
-            raise FrameError(f"{path} is an input of this command; writing it would replace what it reads. "
-                             "Give another output path.")
+            raise FrameError(
+                f"{path} is an input of this command; writing it would replace what it reads. Give another output path."
+            )
         if key in self.paths:
             first = self.paths[key][1]
-            raise FrameError(f"{first} and {source} would both be written to {path}; nothing was written. "
-                             "Rename one of them, or give them in separate runs.")
+            raise FrameError(
+                f"{first} and {source} would both be written to {path}; nothing was written. "
+                "Rename one of them, or give them in separate runs."
+            )
         self.paths[key] = (path, source)
         return path
 

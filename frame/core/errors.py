@@ -5,7 +5,7 @@ exits with code 2. Everything else is a bug or a crash and keeps its traceback.
 """
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 from frame.core.exits import EXIT_USER_ERROR
 

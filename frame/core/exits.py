@@ -11,8 +11,11 @@ EXIT_ABORTED = 128 + signal.SIGINT  # a second SIGINT: stopped at once, no new c
 
 _STATUS = {EXIT_OK: "complete", EXIT_INTERRUPTED: "interrupted"}
 _CODE = {"complete": EXIT_OK, "pruned": EXIT_OK, "interrupted": EXIT_INTERRUPTED, "failed": EXIT_FAILED}
-_MEANING = {EXIT_OK: "finished", EXIT_INTERRUPTED: "stopped (exit 75: run again to continue)",
-            EXIT_USER_ERROR: "rejected (exit 2)"}
+_MEANING = {
+    EXIT_OK: "finished",
+    EXIT_INTERRUPTED: "stopped (exit 75: run again to continue)",
+    EXIT_USER_ERROR: "rejected (exit 2)",
+}
 
 
 def status_of(code: int | None) -> str:

@@ -27,9 +27,14 @@ def rank_env() -> RankEnv | None:
     """The multi-process job this process belongs to, or None when it runs alone."""
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env and int(env["WORLD_SIZE"]) > 1:
-        return RankEnv(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)),
-                       env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", 29500)),
-                       env.get("FRAME_RANK_SOURCE", "torchrun"))
+        return RankEnv(
+            int(env["RANK"]),
+            int(env["WORLD_SIZE"]),
+            int(env.get("LOCAL_RANK", 0)),
+            env.get("MASTER_ADDR", "127.0.0.1"),
+            int(env.get("MASTER_PORT", 29500)),
+            env.get("FRAME_RANK_SOURCE", "torchrun"),
+        )
     # inside `srun` (a job step, not the batch script), with more than one task
     if "SLURM_STEP_ID" in env and int(env.get("SLURM_NTASKS", 1)) > 1 and "SLURM_PROCID" in env:
         # submitit's reading of the task (SLURM's node list, node[1-4,7], parsed as SLURM writes it), also
@@ -39,8 +44,9 @@ def rank_env() -> RankEnv | None:
         job = SlurmJobEnvironment()
         # the port submitit's TorchDistributedEnvironment draws: the same on every rank and every attempt
         port = int(env.get("MASTER_PORT") or random.Random(job.job_id).randint(20000, 60000))
-        return RankEnv(job.global_rank, job.num_tasks, job.local_rank, env.get("MASTER_ADDR") or job.hostnames[0],
-                       port, "slurm")
+        return RankEnv(
+            job.global_rank, job.num_tasks, job.local_rank, env.get("MASTER_ADDR") or job.hostnames[0], port, "slurm"
+        )
     return None
 
 

@@ -28,8 +28,8 @@ import threading
 import time
 from pathlib import Path
 
-from frame.core.errors import FrameError
 from frame.core.atomic import write_file
+from frame.core.errors import FrameError
 from frame.core.signals import install_early
 from frame.core.state_files import DamagedFile, read_object
 
@@ -111,17 +111,25 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(_TRIES):
             now = time.time()
-            me = {"host": socket.gethostname(), "pid": os.getpid(), "proc_start": process_start(os.getpid()),
-                  "since": now, "heartbeat": now, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+            me = {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "proc_start": process_start(os.getpid()),
+                "since": now,
+                "heartbeat": now,
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            }
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = read(self.path)
                 gone = why_gone(holder, self.path)
                 if gone is None:
-                    raise RunLocked(f"{self.path.parent} is in use by {describe(holder)}. "
-                                    f"Wait for it to end, stop it, or pick another name with name=<new>. "
-                                    f"If that process is gone, delete {self.path}.") from None
+                    raise RunLocked(
+                        f"{self.path.parent} is in use by {describe(holder)}. "
+                        f"Wait for it to end, stop it, or pick another name with name=<new>. "
+                        f"If that process is gone, delete {self.path}."
+                    ) from None
                 if self._take_over(holder):
                     log.warning("taking over the run directory's lock from %s: %s", describe(holder), gone)
                 continue

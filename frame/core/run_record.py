@@ -38,12 +38,12 @@ import threading
 import time
 from pathlib import Path
 
-from frame.core.ranks import global_rank
+from frame.core.atomic import WriteError, write_file
 from frame.core.errors import FrameError
 from frame.core.exits import EXIT_USER_ERROR, code_of_exception, status_of
-from frame.core.atomic import WriteError, write_file
-from frame.core.state_files import DamagedFile, read_object, read_or_keep_aside
+from frame.core.ranks import global_rank
 from frame.core.run_lock import HEARTBEAT_S, STALE_AFTER_S, every, process_start
+from frame.core.state_files import DamagedFile, read_object, read_or_keep_aside
 from frame.core.version import __version__
 
 log = logging.getLogger("frame")
@@ -104,8 +104,14 @@ class RunRecord:
             (what `frame runs` shows).
     """
 
-    def __init__(self, run_dir: Path, heartbeat_s: float = HEARTBEAT_S, enabled: bool | None = None,
-                 hosts: list[str] | None = None, **fields):
+    def __init__(
+        self,
+        run_dir: Path,
+        heartbeat_s: float = HEARTBEAT_S,
+        enabled: bool | None = None,
+        hosts: list[str] | None = None,
+        **fields,
+    ):
         self.run_dir = Path(run_dir)
         self.hosts = hosts
         self.fields = fields
@@ -119,25 +125,45 @@ class RunRecord:
         if not self.enabled:
             return self
         now = time.time()
-        attempt = {"started": now, "ended": None, "status": "running", "exit_code": None,
-                   "host": socket.gethostname(), "hosts": self.hosts or [socket.gethostname()], "pid": os.getpid()}
+        attempt = {
+            "started": now,
+            "ended": None,
+            "status": "running",
+            "exit_code": None,
+            "host": socket.gethostname(),
+            "hosts": self.hosts or [socket.gethostname()],
+            "pid": os.getpid(),
+        }
         slurm = {key: os.environ[var] for key, var in _SLURM_VARS.items() if var in os.environ}
         if slurm:
             attempt["slurm"] = slurm
         with _lock:
             record = read_or_keep_aside(self.run_dir / FILENAME)  # DamagedFile (a FIFO, a directory): exit 2
-            self._before = {"status": record.get("status", "refused"), "exit_code": record.get("exit_code", EXIT_USER_ERROR)}
+            self._before = {
+                "status": record.get("status", "refused"),
+                "exit_code": record.get("exit_code", EXIT_USER_ERROR),
+            }
             record.update(
-                **self.fields, status="running", exit_code=None, frame_version=__version__, git=git_state(Path.cwd()),
-                host=attempt["host"], hosts=attempt["hosts"], pid=attempt["pid"], proc_start=process_start(os.getpid()), heartbeat=now,
+                **self.fields,
+                status="running",
+                exit_code=None,
+                frame_version=__version__,
+                git=git_state(Path.cwd()),
+                host=attempt["host"],
+                hosts=attempt["hosts"],
+                pid=attempt["pid"],
+                proc_start=process_start(os.getpid()),
+                heartbeat=now,
             )
             record["attempts"] = [*record.get("attempts", []), attempt]
             record.pop("pruned", None)  # an earlier attempt's verdict (frame.training.trial): this one is its own
             try:
                 _write(self.run_dir, record)
             except OSError as error:  # the run directory cannot be made (a file in its place, read-only)
-                raise FrameError(f"cannot write {self.run_dir / FILENAME}: {error.strerror}. Nothing was changed; "
-                                 "free space (or make the directory writable) and run the same command.") from None
+                raise FrameError(
+                    f"cannot write {self.run_dir / FILENAME}: {error.strerror}. Nothing was changed; "
+                    "free space (or make the directory writable) and run the same command."
+                ) from None
         if self.heartbeat_s > 0:
             self._stop = every(self.heartbeat_s, lambda: update(self.run_dir, heartbeat=time.time()), "frame-heartbeat")
         return self
@@ -168,8 +194,12 @@ class RunRecord:
             try:
                 _write(self.run_dir, record)
             except (OSError, WriteError) as error:  # reported once; the error that ended the attempt stays the message
-                log.warning("could not record the outcome (%s) in %s: %s", status, self.run_dir / FILENAME,
-                            getattr(error, "reason", None) or error.strerror)
+                log.warning(
+                    "could not record the outcome (%s) in %s: %s",
+                    status,
+                    self.run_dir / FILENAME,
+                    getattr(error, "reason", None) or error.strerror,
+                )
 
 
 def status_of_attempt(record: dict, default: str) -> str:
@@ -209,12 +239,17 @@ def wall_time(record: dict, now: float | None = None) -> float:
 def git_state(directory: Path) -> dict | None:
     """{"commit", "dirty"} of the git work tree holding `directory` (the user's project), None outside one."""
     try:
-        commit = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
+        commit = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if commit.returncode != 0:
             return None
-        status = subprocess.run(["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}

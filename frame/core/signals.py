@@ -21,7 +21,7 @@ to stop, and shuts its workers down itself.
 import os
 import signal
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from frame.core.exits import EXIT_ABORTED, EXIT_INTERRUPTED
 
@@ -74,13 +74,19 @@ class StopFlag:
             os._exit(EXIT_ABORTED)
         if not self.requested:
             self.signal = signum
-            os.write(2, f"\nframe: {name} received: stopping after this step with a checkpoint "
-                        f"(SIGINT again to exit at once)\n".encode())
+            os.write(
+                2,
+                f"\nframe: {name} received: stopping after this step with a checkpoint "
+                f"(SIGINT again to exit at once)\n".encode(),
+            )
 
 
 def _exit_after_stop(signum, frame):
-    os.write(2, f"\nframe: {signal.Signals(signum).name} again while exiting: exiting now; "
-                f"the run had stopped already\n".encode())
+    os.write(
+        2,
+        f"\nframe: {signal.Signals(signum).name} again while exiting: exiting now; "
+        f"the run had stopped already\n".encode(),
+    )
     os._exit(EXIT_INTERRUPTED)
 
 

@@ -50,7 +50,13 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes | None:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else "not a regular file"
+            kind = (
+                "a directory"
+                if stat.S_ISDIR(info.st_mode)
+                else "a FIFO"
+                if stat.S_ISFIFO(info.st_mode)
+                else "not a regular file"
+            )
             raise DamagedFile(f"{path} is {kind} where frame keeps a file; move it away.")
         if limit is not None and info.st_size > limit:
             raise DamagedFile(f"{path} is {info.st_size} bytes, not a file frame wrote; move it away.")

@@ -15,8 +15,7 @@ import math
 import random
 import sys
 import weakref
-from collections.abc import Mapping
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -39,8 +38,20 @@ def split_indices(length: int, split_ratio: float, seed: int) -> tuple[list[int]
 
 
 # torchvision transforms that draw random numbers without `Random` in their name
-_TORCHVISION_RANDOM = {"ColorJitter", "GaussianBlur", "GaussianNoise", "ElasticTransform", "AutoAugment", "RandAugment",
-                       "TrivialAugmentWide", "AugMix", "ScaleJitter", "MixUp", "CutMix", "JPEG"}
+_TORCHVISION_RANDOM = {
+    "ColorJitter",
+    "GaussianBlur",
+    "GaussianNoise",
+    "ElasticTransform",
+    "AutoAugment",
+    "RandAugment",
+    "TrivialAugmentWide",
+    "AugMix",
+    "ScaleJitter",
+    "MixUp",
+    "CutMix",
+    "JPEG",
+}
 
 
 def is_random(transform) -> bool:
@@ -59,8 +70,9 @@ def is_random(transform) -> bool:
     return name.startswith("Random") or name in _TORCHVISION_RANDOM
 
 
-ITEM_CONTRACT = ("an item is a (sample, target, *extra) tuple, or a mapping holding the sample and target "
-                 "under data.keys")
+ITEM_CONTRACT = (
+    "an item is a (sample, target, *extra) tuple, or a mapping holding the sample and target under data.keys"
+)
 
 
 class JobDataset(Dataset):
@@ -84,8 +96,19 @@ class JobDataset(Dataset):
         keys: the mapping keys of the sample and the target.
     """
 
-    def __init__(self, dataset, indices, sample_transforms=(), label_transforms=(), seed=0, salt=0, preload=False,
-                 preload_workers=0, item_transforms=(), keys=("image", "label")):
+    def __init__(
+        self,
+        dataset,
+        indices,
+        sample_transforms=(),
+        label_transforms=(),
+        seed=0,
+        salt=0,
+        preload=False,
+        preload_workers=0,
+        item_transforms=(),
+        keys=("image", "label"),
+    ):
         self.dataset = dataset
         self.indices = list(indices)
         self.seed, self.salt = seed, salt
@@ -99,8 +122,14 @@ class JobDataset(Dataset):
         self._fixed_item, self._random_item = list(item_transforms[:item_split]), list(item_transforms[item_split:])
         sample_split = _leading_deterministic(sample_transforms) if preload and not self._random_item else 0
         label_split = _leading_deterministic(label_transforms) if preload and not self._random_item else 0
-        self._fixed_sample, self._random_sample = list(sample_transforms[:sample_split]), list(sample_transforms[sample_split:])
-        self._fixed_label, self._random_label = list(label_transforms[:label_split]), list(label_transforms[label_split:])
+        self._fixed_sample, self._random_sample = (
+            list(sample_transforms[:sample_split]),
+            list(sample_transforms[sample_split:]),
+        )
+        self._fixed_label, self._random_label = (
+            list(label_transforms[:label_split]),
+            list(label_transforms[label_split:]),
+        )
         self._random = self._random_item + self._random_sample + self._random_label
         self._generators = _own_generators(self._random)
         self._cache = self._fill(preload_workers) if preload else None
@@ -135,8 +164,9 @@ class JobDataset(Dataset):
     def _fill(self, workers: int) -> list:
         if workers == 0:
             return [self._deterministic_item(i) for i in range(len(self.indices))]
-        loader = DataLoader(_Deterministic(self), batch_size=None, num_workers=workers, collate_fn=_as_is,
-                            worker_init_fn=_seed_worker)
+        loader = DataLoader(
+            _Deterministic(self), batch_size=None, num_workers=workers, collate_fn=_as_is, worker_init_fn=_seed_worker
+        )
         return [_own_copy(item) for item in loader]
 
     def _deterministic_item(self, position):
@@ -159,8 +189,10 @@ class JobDataset(Dataset):
             return [self._pair(part, sample_transforms, label_transforms) for part in item]
         else:
             sample, target = (item[self.keys[0]], item[self.keys[1]]) if isinstance(item, Mapping) else item[:2]
-        return (_apply(sample_transforms, sample) if sample_transforms else sample,
-                _apply(label_transforms, target) if label_transforms else target)
+        return (
+            _apply(sample_transforms, sample) if sample_transforms else sample,
+            _apply(label_transforms, target) if label_transforms else target,
+        )
 
 
 def check_item(dataset, index: int, keys):
@@ -172,8 +204,10 @@ def check_item(dataset, index: int, keys):
     if isinstance(item, Mapping):
         missing = [k for k in keys if k not in item]
         if missing:
-            raise FrameError(f"data.dataset ({name}) returned a mapping with keys {sorted(map(str, item))}, without "
-                             f"{', '.join(map(repr, missing))} (data.keys={list(keys)}); {ITEM_CONTRACT}.")
+            raise FrameError(
+                f"data.dataset ({name}) returned a mapping with keys {sorted(map(str, item))}, without "
+                f"{', '.join(map(repr, missing))} (data.keys={list(keys)}); {ITEM_CONTRACT}."
+            )
         return item
     if not isinstance(item, (tuple, list)) or len(item) < 2:
         what = f"a {type(item).__name__}" + (f" of {len(item)}" if isinstance(item, (tuple, list)) else "")
@@ -221,7 +255,11 @@ def collate(items: list):
 
 
 def _plain(value):
-    return value.as_subclass(torch.Tensor) if type(value) is not torch.Tensor and isinstance(value, torch.Tensor) else value
+    return (
+        value.as_subclass(torch.Tensor)
+        if type(value) is not torch.Tensor and isinstance(value, torch.Tensor)
+        else value
+    )
 
 
 def _apply(transforms: Sequence[Callable], value):
@@ -248,8 +286,12 @@ def item_seed(seed: int, salt: int, epoch: int, position: int) -> int:
     """A 32-bit seed for one item: the four numbers weighted by odd 64-bit constants, then splitmix64's
     finaliser (a bijection on 64 bits). A pure function, the same on every platform and Python, well
     under a microsecond where numpy's SeedSequence took ~70 us."""
-    mixed = (seed * 0x9E3779B97F4A7C15 + salt * 0xC2B2AE3D27D4EB4F + epoch * 0x165667B19E3779F9
-             + position * 0xD6E8FEB86659FD93) & _MASK64
+    mixed = (
+        seed * 0x9E3779B97F4A7C15
+        + salt * 0xC2B2AE3D27D4EB4F
+        + epoch * 0x165667B19E3779F9
+        + position * 0xD6E8FEB86659FD93
+    ) & _MASK64
     mixed = ((mixed ^ (mixed >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & _MASK64
     return (mixed ^ (mixed >> 31)) >> 32

@@ -28,22 +28,26 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from frame.training import distributed
-
 from frame.compat.submitit import requeue_handler
 from frame.core import run_record
 from frame.core.errors import FrameError
 from frame.core.exits import EXIT_INTERRUPTED
 from frame.core.ranks import RankEnv, global_rank, rank_env
 from frame.core.run_lock import RunLock, entries_at_claim, put_back_hydra_files
-from frame.core.state_files import holds_run
 from frame.core.signals import StopFlag, adopt_early, forward
+from frame.core.state_files import holds_run
+from frame.training import distributed
 
 log = logging.getLogger("frame")
 
 ERROR_FILE = "error.txt"
 KILL_GRACE_S = 30.0  # after one spawned rank failed, the others get this long to fail by themselves
-_FORWARDED = (signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP, signal.SIGUSR1)  # SIGINT reaches the ranks from the terminal itself
+_FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGUSR2,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+)  # SIGINT reaches the ranks from the terminal itself
 
 
 def task(cfg: DictConfig) -> float | None:
@@ -66,10 +70,19 @@ def run(cfg: DictConfig, run_dir: Path, take_back: bool = False) -> Any:
     """
     is_main = global_rank() == 0
     if is_main:
-        log.info("pid %d on %s, cpus %s%s", os.getpid(), os.uname().nodename, _ranges(os.sched_getaffinity(0)),
-                 f", CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in os.environ else "")
+        log.info(
+            "pid %d on %s, cpus %s%s",
+            os.getpid(),
+            os.uname().nodename,
+            _ranges(os.sched_getaffinity(0)),
+            f", CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}"
+            if "CUDA_VISIBLE_DEVICES" in os.environ
+            else "",
+        )
     with RunLock(run_dir) if is_main else nullcontext():  # a live run in it: exit 2 before writing anything
-        stop = adopt_early()  # a stop since the claim, or during start-up (imports, building), is honoured at the first safe point
+        stop = (
+            adopt_early()
+        )  # a stop since the claim, or during start-up (imports, building), is honoured at the first safe point
         new = _new_run(run_dir) if is_main and take_back else None
         try:
             result = processes(cfg, run_dir, stop)
@@ -100,9 +113,15 @@ def train_process(cfg: DictConfig, run_dir: Path, world=None, stop=None) -> floa
         from frame.training.loop import fit
 
         trainer = cfg.trainer
-        with run_record.RunRecord(run_dir, enabled=None if world is None else world.is_main, hosts=world and world.hosts,
-                       name=cfg.name, epochs=trainer.epochs, monitor=trainer.monitor,
-                       monitor_mode=trainer.monitor_mode.value) as record:
+        with run_record.RunRecord(
+            run_dir,
+            enabled=None if world is None else world.is_main,
+            hosts=world and world.hosts,
+            name=cfg.name,
+            epochs=trainer.epochs,
+            monitor=trainer.monitor,
+            monitor_mode=trainer.monitor_mode.value,
+        ) as record:
             job = build_job(cfg, run_dir, world)
             record.update(config_hash=job.config_hash)
             _stop_if_requested(stop, "while building the job")
@@ -116,8 +135,11 @@ def train_process(cfg: DictConfig, run_dir: Path, world=None, stop=None) -> floa
 def _stop_if_requested(stop, during: str) -> None:
     """A stop signal that came during start-up ends the run here: exit 75, nothing trained, nothing lost."""
     if stop is not None and stop.requested:
-        log.warning("stopped by %s %s; nothing trained yet. Run the same command again to start it.",
-                    signal.Signals(stop.signal).name, during)
+        log.warning(
+            "stopped by %s %s; nothing trained yet. Run the same command again to start it.",
+            signal.Signals(stop.signal).name,
+            during,
+        )
         raise SystemExit(EXIT_INTERRUPTED)
 
 
@@ -158,14 +180,20 @@ def processes(cfg: DictConfig, run_dir: Path, stop: StopFlag):
     if env is None:
         return train_process(cfg, run_dir, distributed.World(), stop)
     if devices > 1 and devices != env.world_size:
-        log.info("trainer.devices=%d, but %s started %d processes: training on %d", devices, env.source,
-                 env.world_size, env.world_size)
+        log.info(
+            "trainer.devices=%d, but %s started %d processes: training on %d",
+            devices,
+            env.source,
+            env.world_size,
+            env.world_size,
+        )
     return _train_rank(cfg, run_dir, env, stop)
 
 
 def _train_rank(cfg: DictConfig, run_dir: Path, env: RankEnv, stop: StopFlag):
-    with distributed.process_group(env, distributed.device_type(cfg.trainer.device),
-                                   cfg.trainer.dist_timeout_s) as world:
+    with distributed.process_group(
+        env, distributed.device_type(cfg.trainer.device), cfg.trainer.dist_timeout_s
+    ) as world:
         world.same_on_all_ranks(str(run_dir), "run directory")
         return train_process(cfg, run_dir, world, world.shared(stop))
 
@@ -191,12 +219,22 @@ def spawn(cfg: DictConfig, run_dir: Path, nprocs: int, stop: StopFlag):
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, len(os.sched_getaffinity(0)) // nprocs))
     ranks = []
     for rank in range(nprocs):
-        env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nprocs), "LOCAL_WORLD_SIZE": str(nprocs),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "FRAME_RANK_SOURCE": "spawn",
-               "OMP_NUM_THREADS": threads}
+        env = {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(nprocs),
+            "LOCAL_WORLD_SIZE": str(nprocs),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "FRAME_RANK_SOURCE": "spawn",
+            "OMP_NUM_THREADS": threads,
+        }
         with _environ(env):  # the child's environment at exec: what torchrun would have set
-            process = context.Process(target=_rank_main, name=f"frame-rank{rank}",
-                                      args=(cfg, str(run_dir), hydra_config, sender if rank == 0 else None))
+            process = context.Process(
+                target=_rank_main,
+                name=f"frame-rank{rank}",
+                args=(cfg, str(run_dir), hydra_config, sender if rank == 0 else None),
+            )
             process.start()
         ranks.append(process)
     sender.close()
@@ -213,8 +251,12 @@ def spawn(cfg: DictConfig, run_dir: Path, nprocs: int, stop: StopFlag):
             for rank, p in enumerate(ranks):
                 if first_failure is None and p.exitcode not in (None, 0, EXIT_INTERRUPTED):
                     first_failure, failed_at = rank, time.monotonic()
-                    log.error("rank %d exited with %s; the other ranks are killed if they do not fail within %.0f s",
-                              rank, _describe(p.exitcode), KILL_GRACE_S)
+                    log.error(
+                        "rank %d exited with %s; the other ranks are killed if they do not fail within %.0f s",
+                        rank,
+                        _describe(p.exitcode),
+                        KILL_GRACE_S,
+                    )
             if failed_at is not None and time.monotonic() - failed_at > KILL_GRACE_S:
                 for p in ranks:
                     if p.exitcode is None:
@@ -226,9 +268,11 @@ def spawn(cfg: DictConfig, run_dir: Path, nprocs: int, stop: StopFlag):
                 p.kill()
             p.join()
     if first_failure is not None:
-        raise RankFailed(f"rank {first_failure} of {nprocs} exited with {_describe(ranks[first_failure].exitcode)}; "
-                         f"the job failed (exit codes: {', '.join(_describe(p.exitcode) for p in ranks)}). "
-                         f"Its traceback, if any, is above.")
+        raise RankFailed(
+            f"rank {first_failure} of {nprocs} exited with {_describe(ranks[first_failure].exitcode)}; "
+            f"the job failed (exit codes: {', '.join(_describe(p.exitcode) for p in ranks)}). "
+            f"Its traceback, if any, is above."
+        )
     if any(p.exitcode == EXIT_INTERRUPTED for p in ranks):
         raise SystemExit(EXIT_INTERRUPTED)
     return receiver.recv() if receiver.poll() else None
@@ -266,7 +310,9 @@ def _configure_logging(hydra_config, rank: int) -> None:
     if hydra_config is not None and rank == 0:
         logging.config.dictConfig(OmegaConf.to_container(hydra_config.hydra.job_logging, resolve=True))
     else:  # the other ranks: warnings and errors to the console, tagged with the rank
-        logging.basicConfig(level=logging.WARNING, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s", force=True)
+        logging.basicConfig(
+            level=logging.WARNING, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s", force=True
+        )
 
 
 @contextmanager
@@ -340,8 +386,11 @@ def _new_run(run_dir: Path) -> set[str] | None:
 def _refused(run_dir: Path) -> bool:
     """Whether this attempt was refused before it trained (run.json's last attempt; none recorded: refused)."""
     attempts = run_record.read(run_dir).get("attempts") or [{}]
-    return not isinstance(attempts, list) or not isinstance(attempts[-1], dict) or \
-        attempts[-1].get("status", "refused") == "refused"
+    return (
+        not isinstance(attempts, list)
+        or not isinstance(attempts[-1], dict)
+        or attempts[-1].get("status", "refused") == "refused"
+    )
 
 
 def _take_back(run_dir: Path, before: set[str]) -> bool:
@@ -368,7 +417,9 @@ def _take_back(run_dir: Path, before: set[str]) -> bool:
 def _empty_run_files(run_dir: Path) -> bool:
     """Whether the run files an attempt made hold nothing yet: no checkpoint, no metric."""
     checkpoints, metrics = run_dir / "checkpoints", run_dir / "metrics.jsonl"
-    return not (checkpoints.is_dir() and any(checkpoints.iterdir())) and not (metrics.exists() and metrics.stat().st_size)
+    return not (checkpoints.is_dir() and any(checkpoints.iterdir())) and not (
+        metrics.exists() and metrics.stat().st_size
+    )
 
 
 def _append_error(run_dir: Path, text: str) -> None:
@@ -376,6 +427,8 @@ def _append_error(run_dir: Path, text: str) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / ERROR_FILE, "a") as file:
-            file.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} host {os.uname().nodename}\n{text}\n")
+            file.write(
+                f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} host {os.uname().nodename}\n{text}\n"
+            )
     except OSError as error:
         log.warning("could not append the error to %s: %s", run_dir / ERROR_FILE, error.strerror)

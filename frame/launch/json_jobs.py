@@ -143,7 +143,9 @@ class Runner:
 def _report(jobs: list[Path], results: dict[int, Result]) -> None:
     if len(jobs) == 1 and all(r.returncode == 0 for r in results.values()):
         return
-    lines = [f"  {job}: {meaning(results[i].returncode) if i in results else 'not started'}" for i, job in enumerate(jobs)]
+    lines = [
+        f"  {job}: {meaning(results[i].returncode) if i in results else 'not started'}" for i, job in enumerate(jobs)
+    ]
     done = sum(r.returncode == 0 for r in results.values())
     sys.stderr.write(f"frame run: {done} of {len(jobs)} jobs finished\n" + "\n".join(lines) + "\n")
 

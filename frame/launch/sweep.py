@@ -32,17 +32,19 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from frame.core import run_record
 from frame.config.compose import member_config
-from frame.config.members import DirPlanner, name as member_name
+from frame.config.members import DirPlanner
+from frame.config.members import name as member_name
 from frame.config.rundir import check_member_dir
+from frame.core import run_record
+from frame.core.atomic import write_file
 from frame.core.errors import FrameError
 from frame.core.exits import EXIT_USER_ERROR
-from frame.core.atomic import write_file
 from frame.core.state_files import DamagedFile, keep_aside, read_object, read_or_keep_aside
 
 log = logging.getLogger("frame")
@@ -121,17 +123,31 @@ def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int)
                     f"this sweep puts member {num} ({' '.join(overrides) or 'no overrides'}) there: "
                     f"hydra.sweep.subdir={config.hydra.sweep.subdir!r} names member directories by position, not "
                     f"by overrides. Sweep in the same order as before, start over with fresh=true, or name member "
-                    f"directories by their overrides (hydra.sweep.subdir=${{hydra:job.override_dirname}}).")
-            if (record and config.get("resume", True) and record.get("status") in FINISHED and "result" in record
-                    and _same_overrides(run_dir, overrides)):
-                member.skipped, member.status, member.result, member.exit_code = True, record["status"], record["result"], 0
+                    f"directories by their overrides (hydra.sweep.subdir=${{hydra:job.override_dirname}})."
+                )
+            if (
+                record
+                and config.get("resume", True)
+                and record.get("status") in FINISHED
+                and "result" in record
+                and _same_overrides(run_dir, overrides)
+            ):
+                member.skipped, member.status, member.result, member.exit_code = (
+                    True,
+                    record["status"],
+                    record["result"],
+                    0,
+                )
             members.append(member)
     finally:
         hydra_config.cfg = saved
     done = sum(m.skipped for m in members)
     if done:
-        log.info("%d of %d members already complete or pruned: reporting their stored results, not running them again",
-                 done, len(members))
+        log.info(
+            "%d of %d members already complete or pruned: reporting their stored results, not running them again",
+            done,
+            len(members),
+        )
     return members
 
 
@@ -202,8 +218,14 @@ def skipped_return(member: Member):
 
         chdir = not version.base_at_least("1.2")
     working_dir = str(member.run_dir) if chdir else os.getcwd()
-    ret = JobReturn(overrides=member.overrides, cfg=task_cfg, hydra_cfg=OmegaConf.masked_copy(member.config, "hydra"),
-                    working_dir=working_dir, task_name=str(member.config.hydra.job.name), status=JobStatus.COMPLETED)
+    ret = JobReturn(
+        overrides=member.overrides,
+        cfg=task_cfg,
+        hydra_cfg=OmegaConf.masked_copy(member.config, "hydra"),
+        working_dir=working_dir,
+        task_name=str(member.config.hydra.job.name),
+        status=JobStatus.COMPLETED,
+    )
     ret.return_value = member.result
     return ret
 
@@ -228,9 +250,18 @@ def summary_entry(member: Member, sweep_dir: Path) -> dict:
     status = member.status or record.get("status") or "pending"
     result = member.result if member.result is not None else record.get("result")
     exit_code = member.exit_code if member.exit_code is not None else record.get("exit_code")
-    return {"member": member.num, "overrides": member.overrides, "run_dir": relative_dir(member, sweep_dir), "status": status,
-            "slurm_job_id": slurm_id, "attempts": attempts, "result": result, "exit_code": exit_code,
-            "skipped": member.skipped, "error": member.error}
+    return {
+        "member": member.num,
+        "overrides": member.overrides,
+        "run_dir": relative_dir(member, sweep_dir),
+        "status": status,
+        "slurm_job_id": slurm_id,
+        "attempts": attempts,
+        "result": result,
+        "exit_code": exit_code,
+        "skipped": member.skipped,
+        "error": member.error,
+    }
 
 
 def last_job_id(record: dict) -> str | None:
@@ -271,8 +302,13 @@ def write_summary(sweep_dir: Path, members: Sequence[Member]) -> list[dict]:
     entries.update((entry["run_dir"], entry) for entry in current)
     ordered = sorted(entries.values(), key=lambda e: e["member"])
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_file(path, json.dumps({"sweep_dir": os.path.abspath(sweep_dir), "updated": round(time.time(), 3),
-                                   "members": ordered}, indent=2) + "\n")
+    write_file(
+        path,
+        json.dumps(
+            {"sweep_dir": os.path.abspath(sweep_dir), "updated": round(time.time(), 3), "members": ordered}, indent=2
+        )
+        + "\n",
+    )
     return current
 
 
@@ -292,8 +328,11 @@ def _entries(summary: dict, path: Path, keep_aside_if_bad: bool = False) -> list
     if isinstance(members, list) and all(isinstance(m, dict) and isinstance(m.get("run_dir"), str) for m in members):
         return members
     if keep_aside_if_bad:
-        log.warning("%s is damaged (its members are not objects with a run_dir); kept it as %s and started a new one",
-                    path, keep_aside(path).name)
+        log.warning(
+            "%s is damaged (its members are not objects with a run_dir); kept it as %s and started a new one",
+            path,
+            keep_aside(path).name,
+        )
         return []
     raise DamagedFile(f"{path} is damaged: its members are not objects with a run_dir.")
 
@@ -305,8 +344,16 @@ def format_summary(entries: Sequence[dict]) -> str:
         result = e["result"] if not isinstance(e["result"], float) else f"{e['result']:.6g}"
         status = e["status"] + (" (earlier)" if e["skipped"] else "")
         attempts = "-" if e["attempts"] is None else str(e["attempts"])
-        rows.append((str(e["member"]), status, attempts, e["slurm_job_id"] or "-",
-                     "-" if result is None else str(result), " ".join(e["overrides"]) or "(none)"))
+        rows.append(
+            (
+                str(e["member"]),
+                status,
+                attempts,
+                e["slurm_job_id"] or "-",
+                "-" if result is None else str(result),
+                " ".join(e["overrides"]) or "(none)",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
 

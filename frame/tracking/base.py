@@ -5,8 +5,9 @@ run directory. Subclass `MetricLogger` and override what you need; every
 method has a no-op default. Only rank 0 gets loggers under DDP.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 class MetricLogger:

@@ -61,8 +61,9 @@ class ConsoleLogger(MetricLogger):
         if self._progress is not None:
             if self._task is not None:
                 self._progress.remove_task(self._task)
-            self._task = self._progress.add_task(f"epoch {epoch + 1}/{self.epochs}", total=batches,
-                                                 loss=float("nan"), lr=float("nan"), rate=0.0)
+            self._task = self._progress.add_task(
+                f"epoch {epoch + 1}/{self.epochs}", total=batches, loss=float("nan"), lr=float("nan"), rate=0.0
+            )
 
     def log_metrics(self, metrics, step, epoch):
         self.step = step
@@ -73,14 +74,26 @@ class ConsoleLogger(MetricLogger):
         if "train/loss" not in metrics:
             return
         done = step - self.epoch_base
-        loss, lr, rate = metrics["train/loss"], metrics.get("train/lr", float("nan")), metrics.get(
-            "train/samples_per_s", 0.0)
+        loss, lr, rate = (
+            metrics["train/loss"],
+            metrics.get("train/lr", float("nan")),
+            metrics.get("train/samples_per_s", 0.0),
+        )
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=done, loss=loss, lr=lr, rate=rate)
         elif self.progress_mode != "off" and time.monotonic() - self.last_line >= self.interval_s:
             self.last_line = time.monotonic()
-            log.info("epoch %d/%s  batch %d/%d  step %d  loss %.4g  lr %.3g  %.1f samples/s",
-                     epoch + 1, self.epochs, done, self.batches, step, loss, lr, rate)
+            log.info(
+                "epoch %d/%s  batch %d/%d  step %d  loss %.4g  lr %.3g  %.1f samples/s",
+                epoch + 1,
+                self.epochs,
+                done,
+                self.batches,
+                step,
+                loss,
+                lr,
+                rate,
+            )
 
     def finish(self, status):
         self._stop_bar()
@@ -121,9 +134,13 @@ class ConsoleLogger(MetricLogger):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4g}  lr {task.fields[lr]:.3g}  {task.fields[rate]:.1f} samples/s"),
-            TimeRemainingColumn(), console=self.console, transient=True,
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
             refresh_per_second=4,  # rich's default 10 Hz redraw costs CPU the training threads could use
         )
         self._progress.start()
@@ -155,7 +172,9 @@ def config_tree(config, title: str = "config"):
                 add(node.add(f"[bold]{escape(str(key))}[/]"), child)
             else:
                 child = getattr(child, "value", child)  # enums (precision, monitor_mode) by their value
-                node.add(f"[bold]{escape(str(key))}[/]: {escape(repr(child) if isinstance(child, str) else str(child))}")
+                node.add(
+                    f"[bold]{escape(str(key))}[/]: {escape(repr(child) if isinstance(child, str) else str(child))}"
+                )
 
     tree = Tree(title)
     add(tree, config)

@@ -36,8 +36,10 @@ class Panel:
     def caption(self) -> str:
         if self.segmentation:
             return ""
-        return f"true: {self.class_names.get(self.truth, self.truth)}, predicted: " \
-               f"{self.class_names.get(self.prediction, self.prediction)}"
+        return (
+            f"true: {self.class_names.get(self.truth, self.truth)}, predicted: "
+            f"{self.class_names.get(self.prediction, self.prediction)}"
+        )
 
 
 @dataclass
@@ -77,8 +79,9 @@ def _segmentation_panels(samples, targets, predictions, labels) -> list[Panel]:
     panels = []
     for i in range(len(samples)):
         image = _middle(samples[i, 0])
-        panels.append(Panel(_normalise(image), _middle(truth[i]).astype(np.int64),
-                            _middle(prediction[i]).astype(np.int64), names))
+        panels.append(
+            Panel(_normalise(image), _middle(truth[i]).astype(np.int64), _middle(prediction[i]).astype(np.int64), names)
+        )
     return panels
 
 
@@ -130,8 +133,21 @@ def _names(labels, count: int, offset: int) -> dict[int, str]:
 
 # ---- pictures ---------------------------------------------------------------------------------
 
-_PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-                     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], dtype=np.float32)
+_PALETTE = np.array(
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [250, 190, 212],
+    ],
+    dtype=np.float32,
+)
 
 
 def overlay(image: np.ndarray, label_map: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -149,8 +165,11 @@ def render(panels: list[Panel], min_size: int = 128):
     rows = []
     for panel in panels:
         base = overlay(panel.image, np.zeros(panel.image.shape[:2], dtype=np.int64))
-        tiles = [base, overlay(panel.image, panel.truth), overlay(panel.image, panel.prediction)] \
-            if panel.segmentation else [base]
+        tiles = (
+            [base, overlay(panel.image, panel.truth), overlay(panel.image, panel.prediction)]
+            if panel.segmentation
+            else [base]
+        )
         scale = max(1, -(-min_size // max(1, min(base.shape[:2]))))
         if not panel.segmentation and base.shape[0] == 1:  # a feature strip: make it a visible band
             scale = max(1, -(-min_size * 4 // base.shape[1]))
@@ -189,5 +208,5 @@ class PngExamples(MetricLogger):
 
     def log_examples(self, examples, step, epoch):
         self.dir.mkdir(parents=True, exist_ok=True)
-        image = render(examples.panels()[:self.prediction_examples])
+        image = render(examples.panels()[: self.prediction_examples])
         write_file(self.dir / f"epoch-{epoch:04d}.png", lambda tmp: image.save(tmp, format="PNG"))

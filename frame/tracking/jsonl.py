@@ -6,8 +6,8 @@ best.pt, the console's summary, `frame runs`).
 """
 
 import json
-import math
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -66,8 +66,12 @@ def _rows(path: Path) -> list[dict]:
         elif line.strip() and number < len(lines):
             damaged.append(number)
     if damaged:
-        log.warning("%s: dropped %d damaged line(s) (line %s): not an object with an integer step", path,
-                    len(damaged), ", ".join(map(str, damaged[:5])))
+        log.warning(
+            "%s: dropped %d damaged line(s) (line %s): not an object with an integer step",
+            path,
+            len(damaged),
+            ", ".join(map(str, damaged[:5])),
+        )
     return rows
 
 

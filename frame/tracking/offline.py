@@ -77,9 +77,11 @@ def sync(root: Path, dry_run: bool = False, timeout_s: float = 3600.0) -> int:
         _check_credentials()
         url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
         if not reachable(url, PROBE_TIMEOUT_S):
-            raise FrameError(f"cannot reach W&B at {url} (no answer within {PROBE_TIMEOUT_S:g} s); nothing was "
-                             f"uploaded and the {len(pending)} offline run(s) stay as they are. Run frame sync again "
-                             f"when this machine is online (or from one that is, with a copy of {root}).")
+            raise FrameError(
+                f"cannot reach W&B at {url} (no answer within {PROBE_TIMEOUT_S:g} s); nothing was "
+                f"uploaded and the {len(pending)} offline run(s) stay as they are. Run frame sync again "
+                f"when this machine is online (or from one that is, with a copy of {root})."
+            )
     for run in runs:
         print(f"{'already uploaded' if run.synced else 'would upload' if dry_run else 'uploading':<18}{run.folder}")
     if dry_run:
@@ -95,23 +97,38 @@ def sync(root: Path, dry_run: bool = False, timeout_s: float = 3600.0) -> int:
         for run in failed:
             print(f"failed            {run.folder}", file=sys.stderr)
         if returncode is None:
-            print(f"wandb sync did not finish within {timeout_s:g} s (the network?) and was stopped; what it "
-                  "uploaded is marked, the rest stays offline: run frame sync again.", file=sys.stderr)
+            print(
+                f"wandb sync did not finish within {timeout_s:g} s (the network?) and was stopped; what it "
+                "uploaded is marked, the rest stays offline: run frame sync again.",
+                file=sys.stderr,
+            )
             failed = failed or pending
         elif failed or returncode != 0:
             tail = output.strip().splitlines()[-5:]
-            print("wandb sync said:\n  " + "\n  ".join(tail) + "\nA folder wandb cannot read stops the whole "
-                  "upload: move it out of the way, then run frame sync again.", file=sys.stderr)
+            print(
+                "wandb sync said:\n  " + "\n  ".join(tail) + "\nA folder wandb cannot read stops the whole "
+                "upload: move it out of the way, then run frame sync again.",
+                file=sys.stderr,
+            )
             failed = failed or pending
-    print(f"uploaded {len(pending) - len(failed)} of {len(pending)} pending; {len(runs) - len(pending)} already uploaded")
+    print(
+        f"uploaded {len(pending) - len(failed)} of {len(pending)} pending; {len(runs) - len(pending)} already uploaded"
+    )
     return 1 if failed else 0
 
 
 def _wandb_sync(folders: list[str], root: Path, timeout_s: float) -> tuple[int | None, str]:
     """(exit code, output) of `wandb sync FOLDERS` in `root`; (None, output) when it ran past `timeout_s` and was
     stopped with the processes it started (its own session: a child left holding the pipe would block us)."""
-    with subprocess.Popen([sys.executable, "-m", "wandb", "sync", *folders], cwd=root, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True) as process:
+    with subprocess.Popen(
+        [sys.executable, "-m", "wandb", "sync", *folders],
+        cwd=root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    ) as process:
         try:
             output = process.communicate(timeout=timeout_s)[0]
         except subprocess.TimeoutExpired:
@@ -134,5 +151,7 @@ def _check_credentials() -> None:
             return
     except OSError:
         pass
-    raise FrameError("frame sync needs a W&B key: export WANDB_API_KEY=<key> (or run `wandb login` once on "
-                     "this machine) and run it again.")
+    raise FrameError(
+        "frame sync needs a W&B key: export WANDB_API_KEY=<key> (or run `wandb login` once on "
+        "this machine) and run it again."
+    )

@@ -17,16 +17,18 @@ from frame.tracking.examples import render
 
 class TensorBoardLogger(MetricLogger):
     """Args:
-        dirname: folder inside the run directory (`tensorboard --logdir outputs` finds every run).
-        prediction_examples: validation examples per epoch, as an image (0 = none).
+    dirname: folder inside the run directory (`tensorboard --logdir outputs` finds every run).
+    prediction_examples: validation examples per epoch, as an image (0 = none).
     """
 
     def __init__(self, dirname: str = "tensorboard", prediction_examples: int = 0):
         try:
             from torch.utils.tensorboard import SummaryWriter  # noqa: F401 (fails without the tensorboard package)
         except ImportError as error:
-            raise FrameError("logger tensorboard needs the tensorboard package: pip install 'frame[tensorboard]' "
-                             "(or tensorboard), or leave tensorboard out of logger=[...].") from error
+            raise FrameError(
+                "logger tensorboard needs the tensorboard package: pip install 'frame[tensorboard]' "
+                "(or tensorboard), or leave tensorboard out of logger=[...]."
+            ) from error
         self.dirname = dirname
         self.prediction_examples = int(prediction_examples)
         self.writer = None

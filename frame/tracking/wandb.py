@@ -63,10 +63,21 @@ class WandbLogger(MetricLogger):
         ValueError: an unknown `mode`.
     """
 
-    def __init__(self, project: str = "frame", entity: str | None = None, group: str | None = None,
-                 job_type: str = "train", tags: list[str] | None = None, name: str | None = None,
-                 mode: str | None = None, prediction_examples: int = 0, min_interval_s: float = 0.5,
-                 init_timeout_s: float = 30.0, probe_timeout_s: float = 3.0, finish_timeout_s: float = 120.0):
+    def __init__(
+        self,
+        project: str = "frame",
+        entity: str | None = None,
+        group: str | None = None,
+        job_type: str = "train",
+        tags: list[str] | None = None,
+        name: str | None = None,
+        mode: str | None = None,
+        prediction_examples: int = 0,
+        min_interval_s: float = 0.5,
+        init_timeout_s: float = 30.0,
+        probe_timeout_s: float = 3.0,
+        finish_timeout_s: float = 120.0,
+    ):
         if mode not in (None, "online", "offline", "disabled"):
             raise ValueError(f"mode={mode!r}: expected online, offline, disabled or null (online when a key is set)")
         self.project, self.entity, self.group, self.job_type = project, entity, group, job_type
@@ -91,9 +102,16 @@ class WandbLogger(MetricLogger):
         identity = {key: record.get(key) for key in ("config_hash", "git", "frame_version")}
         trainer = dict(config.get("trainer") or {})
         kwargs = dict(
-            project=self.project, entity=self.entity, group=self.group or config.get("name"),
-            job_type=self.job_type, tags=self.tags, name=self.name or _display_name(self.run_dir),
-            config={**redact(config), "frame": identity}, id=run_id, resume="allow", dir=str(self.run_dir),
+            project=self.project,
+            entity=self.entity,
+            group=self.group or config.get("name"),
+            job_type=self.job_type,
+            tags=self.tags,
+            name=self.name or _display_name(self.run_dir),
+            config={**redact(config), "frame": identity},
+            id=run_id,
+            resume="allow",
+            dir=str(self.run_dir),
         )
         mode = self._choose_mode()
         try:
@@ -102,8 +120,12 @@ class WandbLogger(MetricLogger):
             if mode != "online":
                 self._give_up("could not start", error)
                 return
-            log.warning("W&B: could not reach the server (%s); logging offline to %s/wandb. "
-                        "Upload later with: frame sync %s", _first_line(error), self.run_dir, self.run_dir)
+            log.warning(
+                "W&B: could not reach the server (%s); logging offline to %s/wandb. Upload later with: frame sync %s",
+                _first_line(error),
+                self.run_dir,
+                self.run_dir,
+            )
             self.run = self._init_offline(wandb, kwargs)
             if self.run is None:
                 return
@@ -148,10 +170,16 @@ class WandbLogger(MetricLogger):
         closer.start()
         closer.join(self.finish_timeout_s)
         if closer.is_alive():
-            log.warning("W&B did not close within %.0f s; its files are in %s/wandb (upload with: frame sync %s)",
-                        self.finish_timeout_s, self.run_dir, self.run_dir)
+            log.warning(
+                "W&B did not close within %.0f s; its files are in %s/wandb (upload with: frame sync %s)",
+                self.finish_timeout_s,
+                self.run_dir,
+                self.run_dir,
+            )
         elif offline:
-            log.info("W&B run %s is offline in %s/wandb; upload with: frame sync %s", run.id, self.run_dir, self.run_dir)
+            log.info(
+                "W&B run %s is offline in %s/wandb; upload with: frame sync %s", run.id, self.run_dir, self.run_dir
+            )
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -160,8 +188,12 @@ class WandbLogger(MetricLogger):
         mode = self.mode or os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
         url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
         if mode == "online" and not reachable(url, self.probe_timeout_s):
-            log.warning("W&B: %s is not reachable; logging offline to %s/wandb. Upload later with: frame sync %s",
-                        url, self.run_dir, self.run_dir)
+            log.warning(
+                "W&B: %s is not reachable; logging offline to %s/wandb. Upload later with: frame sync %s",
+                url,
+                self.run_dir,
+                self.run_dir,
+            )
             return "offline"
         return mode
 
@@ -192,9 +224,9 @@ class WandbLogger(MetricLogger):
             return None
 
     def _settings(self, wandb):
-        return wandb.Settings(init_timeout=self.init_timeout_s, console="off", silent=True,
-                              save_code=False,
-                              disable_git=True)  # run.json has the commit; a git remote URL may carry a token
+        return wandb.Settings(
+            init_timeout=self.init_timeout_s, console="off", silent=True, save_code=False, disable_git=True
+        )  # run.json has the commit; a git remote URL may carry a token
 
     def _define_metrics(self, monitor, monitor_mode):
         self.run.define_metric("epoch", hidden=True)
@@ -208,10 +240,12 @@ class WandbLogger(MetricLogger):
         import wandb
 
         images = []
-        for panel in examples.panels()[:self.prediction_examples]:
+        for panel in examples.panels()[: self.prediction_examples]:
             if panel.segmentation:
-                masks = {"ground_truth": {"mask_data": panel.truth, "class_labels": panel.class_names},
-                         "prediction": {"mask_data": panel.prediction, "class_labels": panel.class_names}}
+                masks = {
+                    "ground_truth": {"mask_data": panel.truth, "class_labels": panel.class_names},
+                    "prediction": {"mask_data": panel.prediction, "class_labels": panel.class_names},
+                }
                 images.append(wandb.Image(_uint8(panel.image), masks=masks))
             else:
                 images.append(wandb.Image(_uint8(panel.image), caption=panel.caption()))
@@ -224,8 +258,12 @@ class WandbLogger(MetricLogger):
         try:
             call(*args, **kwargs)
         except Exception as error:
-            log.warning("W&B failed (%s); switching W&B off for the rest of this run, training goes on. "
-                        "Files so far are in %s/wandb.", _first_line(error), self.run_dir)
+            log.warning(
+                "W&B failed (%s); switching W&B off for the rest of this run, training goes on. "
+                "Files so far are in %s/wandb.",
+                _first_line(error),
+                self.run_dir,
+            )
             run, self.run = self.run, None
             threading.Thread(target=_quiet_finish, args=(run, 1), daemon=True).start()
 
@@ -261,7 +299,7 @@ def _new_id() -> str:
 
 def _display_name(run_dir: Path) -> str:
     parts = run_dir.resolve().parts
-    return "/".join(parts[parts.index("outputs") + 1:]) if "outputs" in parts[:-1] else run_dir.name
+    return "/".join(parts[parts.index("outputs") + 1 :]) if "outputs" in parts[:-1] else run_dir.name
 
 
 def _uint8(image):

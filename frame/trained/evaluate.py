@@ -22,31 +22,49 @@ from frame.training.validation import score
 EVAL_DIR = "eval"
 
 
-def evaluate_run(run_dir, checkpoint: str = "best", overrides: list[str] = (), name: str | None = None,
-                 per_item: bool = False, device: str = "auto", trust: bool = False, ema: bool = True) -> dict:
+def evaluate_run(
+    run_dir,
+    checkpoint: str = "best",
+    overrides: list[str] = (),
+    name: str | None = None,
+    per_item: bool = False,
+    device: str = "auto",
+    trust: bool = False,
+    ema: bool = True,
+) -> dict:
     """Score the run's checkpoint on every item of its (overridden) dataset; write and return the result.
     The weights are their moving average when the run kept one (as validation scored them) unless `ema=False`.
 
     Raises:
         FrameError: no such run or checkpoint, a bad override, a dataset or evaluator that fails to build.
     """
-    from frame.training.build import build_evaluators, build_inferer, build_loss, has_data, pick_device, validation_data
     from frame.trained.load import rebuild, run_data
+    from frame.training.build import build_evaluators, build_inferer, build_loss, has_data, pick_device, validation_data
 
     run_dir = Path(run_dir)
     if name is not None:
         confined(run_dir / EVAL_DIR, name, "--name")  # before any work: eval/NAME.json stays in eval/
     model, cfg, saved = rebuild(run_dir, checkpoint, overrides, device, trust=trust, ema=ema)
     if has_data(cfg.data.get("val")) and any(o.lstrip("+~").startswith("data.dataset") for o in overrides):
-        raise FrameError("this run validates on data.val, which frame eval scores: point it at other data with "
-                         "data.val.dataset.<key>=... (data.dataset is the training set).", key="data.dataset")
+        raise FrameError(
+            "this run validates on data.val, which frame eval scores: point it at other data with "
+            "data.val.dataset.<key>=... (data.dataset is the training set).",
+            key="data.dataset",
+        )
     device = pick_device(device)
     loader, dataset = run_data(run_dir, cfg, device)
     labels = getattr(dataset, "labels", None)
     loss_fn = build_loss(cfg)
     start = time.perf_counter()
-    metrics, rows = score(model, loader, build_evaluators(cfg, labels, loss_fn), device, loss_fn,
-                          build_evaluators(cfg, labels, loss_fn) if per_item else None, inferer=build_inferer(cfg))
+    metrics, rows = score(
+        model,
+        loader,
+        build_evaluators(cfg, labels, loss_fn),
+        device,
+        loss_fn,
+        build_evaluators(cfg, labels, loss_fn) if per_item else None,
+        inferer=build_inferer(cfg),
+    )
     elapsed = time.perf_counter() - start
     name = name or dataset_name(validation_data(cfg)[0])
     result = {

@@ -16,7 +16,9 @@ from frame.core.errors import FrameError
 FORMATS = ("safetensors",)
 
 
-def export_run(run_dir, output=None, checkpoint: str = "best", fmt: str = "safetensors", trust: bool = False) -> list[Path]:
+def export_run(
+    run_dir, output=None, checkpoint: str = "best", fmt: str = "safetensors", trust: bool = False
+) -> list[Path]:
     """Write `model.safetensors` and `model.yaml` into `output` (default `<run_dir>/export/`); returns the files.
 
     Raises:
@@ -35,9 +37,14 @@ def export_run(run_dir, output=None, checkpoint: str = "best", fmt: str = "safet
     weights, config = output / "model.safetensors", output / "model.yaml"
     # contiguous copies: safetensors refuses views and tensors that share memory (tied weights)
     tensors = {key: value.detach().contiguous().clone() for key, value in model.state_dict().items()}
-    metadata = {"checkpoint": saved["_path"], "epoch": str(saved["state"]["epoch"]),
-                "frame_version": str(saved.get("frame_version"))}
-    write_file(weights, save(tensors, metadata=metadata))  # bytes: the writer owns the file (a full disk is its WriteError)
+    metadata = {
+        "checkpoint": saved["_path"],
+        "epoch": str(saved["state"]["epoch"]),
+        "frame_version": str(saved.get("frame_version")),
+    }
+    write_file(
+        weights, save(tensors, metadata=metadata)
+    )  # bytes: the writer owns the file (a full disk is its WriteError)
     header = f"# {saved['_path']} (epoch {saved['state']['epoch']}); project: {cfg.get('project')}\n"
     write_file(config, header + OmegaConf.to_yaml(cfg.model, resolve=True))
     return [weights, config]

@@ -14,9 +14,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from frame.core import run_record
-from frame.training.checkpoint import load_checkpoint
 from frame.core.errors import FrameError, did_you_mean
 from frame.tracking.jsonl import read_metrics
+from frame.training.checkpoint import load_checkpoint
+
 
 @dataclass
 class Run:
@@ -44,11 +45,18 @@ def load_run(run_dir) -> Run:
         raise FrameError(f"{run_dir} is not a directory; give a run directory such as outputs/<name>.")
     config_file = run_dir / ".hydra" / "config.yaml"
     folder = run_dir / "checkpoints"
-    checkpoints = {p.stem: p for p in sorted(folder.glob("*.pt")) if not p.name.startswith(".")} if folder.is_dir() else {}
+    checkpoints = (
+        {p.stem: p for p in sorted(folder.glob("*.pt")) if not p.name.startswith(".")} if folder.is_dir() else {}
+    )
     if not config_file.is_file() and not checkpoints:
         raise FrameError(f"{run_dir} is not a run directory: it has neither .hydra/config.yaml nor checkpoints/*.pt.")
-    return Run(dir=run_dir, config=OmegaConf.load(config_file) if config_file.is_file() else None,
-               record=run_record.read(run_dir), metrics=read_metrics(run_dir), checkpoints=checkpoints)
+    return Run(
+        dir=run_dir,
+        config=OmegaConf.load(config_file) if config_file.is_file() else None,
+        record=run_record.read(run_dir),
+        metrics=read_metrics(run_dir),
+        checkpoints=checkpoints,
+    )
 
 
 def checkpoint_path(run_dir, checkpoint: str = "best") -> Path:
@@ -67,8 +75,14 @@ def checkpoint_path(run_dir, checkpoint: str = "best") -> Path:
         return given
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     if not path.is_file():
-        there = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
-        hint = f"it has {', '.join(there)}.{did_you_mean(checkpoint, there)}" if there else "it has none (not trained yet?)."
+        there = (
+            sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
+        )
+        hint = (
+            f"it has {', '.join(there)}.{did_you_mean(checkpoint, there)}"
+            if there
+            else "it has none (not trained yet?)."
+        )
         raise FrameError(f"{run_dir} has no checkpoint '{checkpoint}' (checkpoints/{checkpoint}.pt); {hint}")
     return path
 
@@ -80,11 +94,11 @@ def run_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
     Raises:
         FrameError: an override that does not parse or names no key.
     """
-    from frame.compat.hydra import ConfigLoaderImpl
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf import open_dict
 
+    from frame.compat.hydra import ConfigLoaderImpl
     from frame.config.schema import TrainConf, register_configs
     from frame.config.validate import unmet_rule
 
@@ -92,8 +106,10 @@ def run_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
     try:
         cfg = OmegaConf.create(saved["config"])
     except Exception as error:  # YAML or OmegaConf's errors on damaged text
-        raise FrameError(f"{saved.get('_path', 'the checkpoint')}: its stored config is damaged: "
-                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        raise FrameError(
+            f"{saved.get('_path', 'the checkpoint')}: its stored config is damaged: "
+            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        ) from None
     if not isinstance(cfg, DictConfig):
         raise FrameError(f"{saved.get('_path', 'the checkpoint')}: its stored config is damaged: not a mapping.")
     try:  # onto the schema: keys added to frame since the run trained get their defaults, types are checked
@@ -127,13 +143,16 @@ def _evaluator_config(name: str) -> DictConfig:
     configs = importlib.resources.files("frame.conf") / "evaluators"
     known = sorted(p.name.removesuffix(".yaml") for p in configs.iterdir() if p.name.endswith(".yaml"))
     if name not in known:
-        raise FrameError(f"evaluators: no evaluator config '{name}'; frame has {', '.join(known)}.{did_you_mean(name, known)} "
-                         f"Give another as evaluators.<name>._target_=<class>.")
+        raise FrameError(
+            f"evaluators: no evaluator config '{name}'; frame has {', '.join(known)}.{did_you_mean(name, known)} "
+            f"Give another as evaluators.<name>._target_=<class>."
+        )
     return OmegaConf.create((configs / f"{name}.yaml").read_text())
 
 
-def load_model(run_dir, checkpoint: str = "best", device: str = "cpu", trust: bool = False,
-               ema: bool = True) -> torch.nn.Module:
+def load_model(
+    run_dir, checkpoint: str = "best", device: str = "cpu", trust: bool = False, ema: bool = True
+) -> torch.nn.Module:
     """The run's model with the checkpoint's weights, in eval mode on `device`: their moving average when
     the run kept one (`trainer.ema`; what its validation scored), the trained weights with `ema=False`.
 
@@ -151,13 +170,19 @@ def load_model(run_dir, checkpoint: str = "best", device: str = "cpu", trust: bo
     return model
 
 
-def rebuild(run_dir, checkpoint: str = "best", overrides: list[str] = (), device: str = "cpu", trust: bool = False,
-            ema: bool = True):
+def rebuild(
+    run_dir,
+    checkpoint: str = "best",
+    overrides: list[str] = (),
+    device: str = "cpu",
+    trust: bool = False,
+    ema: bool = True,
+):
     """(model in eval mode with its weights, config with overrides, the loaded checkpoint); the weights are
     the EMA's when the checkpoint has one and `ema` (frame.training.ema.trained_weights)."""
+    from frame.config.project import use_project
     from frame.training.build import build_model, pick_device
     from frame.training.ema import trained_weights
-    from frame.config.project import use_project
 
     path = checkpoint_path(run_dir, checkpoint)
     saved = load_checkpoint(path)
@@ -170,7 +195,9 @@ def rebuild(run_dir, checkpoint: str = "best", overrides: list[str] = (), device
     try:
         model.load_state_dict(trained_weights(saved, ema))
     except RuntimeError as error:
-        raise FrameError(f"the weights in {path} do not fit the model of its config: {str(error).splitlines()[0]}") from error
+        raise FrameError(
+            f"the weights in {path} do not fit the model of its config: {str(error).splitlines()[0]}"
+        ) from error
     return model.eval(), cfg, saved
 
 
@@ -186,8 +213,10 @@ def check_stored_config(cfg: DictConfig, path: Path) -> None:
 
     if problems := refused_targets(cfg):
         found = "\n".join(f"  {p.key}: {p.message}" for p in problems)
-        raise FrameError(f"{path}: the config stored in this checkpoint is refused; nothing was built:\n{found}\n"
-                         "If this is your own run and you trust its config, pass --trust (Python: trust=True).")
+        raise FrameError(
+            f"{path}: the config stored in this checkpoint is refused; nothing was built:\n{found}\n"
+            "If this is your own run and you trust its config, pass --trust (Python: trust=True)."
+        )
 
 
 def run_data(run_dir, cfg: DictConfig, device):
@@ -204,9 +233,11 @@ def run_data(run_dir, cfg: DictConfig, device):
         missing = any(words in str(error).lower() for words in ("does not exist", "no such file", "not found"))
         if not missing or started is None or Path(started) == Path.cwd():
             raise
-        raise FrameError(f"{error} Relative paths in the run's config are read from the current directory, "
-                         f"{Path.cwd()}; the run was started in {started}: run the command from there, or give "
-                         f"the path, e.g. data.dataset.root=<path>.") from None
+        raise FrameError(
+            f"{error} Relative paths in the run's config are read from the current directory, "
+            f"{Path.cwd()}; the run was started in {started}: run the command from there, or give "
+            f"the path, e.g. data.dataset.root=<path>."
+        ) from None
 
 
 def _hydra_yaml(run_dir):

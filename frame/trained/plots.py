@@ -10,12 +10,12 @@ against each swept parameter.
 
 from pathlib import Path
 
+from frame.compat.extras import require
 from frame.core import run_record
 from frame.core.atomic import Outputs, make_folder, write_file
 from frame.core.errors import FrameError
-from frame.trained.runs import find_runs, monitor_of, run_name, swept_parameters
-from frame.compat.extras import require
 from frame.tracking.jsonl import best, read_metrics
+from frame.trained.runs import find_runs, monitor_of, run_name, swept_parameters
 
 
 def plot(paths: list[Path], output: Path | None = None) -> Path:
@@ -45,8 +45,7 @@ def plot(paths: list[Path], output: Path | None = None) -> Path:
             points = [(r[x_key], r[key]) for r in metrics[run] if isinstance(r.get(key), (int, float))]
             if points:
                 xs, ys = zip(*points)
-                axis.plot(xs, ys, marker="o" if x_key == "epoch" and len(xs) < 30 else None, markersize=3,
-                          label=label)
+                axis.plot(xs, ys, marker="o" if x_key == "epoch" and len(xs) < 30 else None, markersize=3, label=label)
         axis.set_title(key)
         axis.set_xlabel(x_key)
         if key == "train/lr":
@@ -108,4 +107,3 @@ def _sweep_panel(axis, key, values, scores):
         axis.set_xticks(range(len(labels)), labels, rotation=20, fontsize="small")
     axis.set_xlabel(key)
     axis.grid(alpha=0.3)
-

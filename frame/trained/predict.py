@@ -41,9 +41,21 @@ def input_files(path: Path) -> list[Path]:
     raise FrameError(f"--input {path}: no such file or folder.")
 
 
-def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", overrides=(), device: str = "auto",
-                roi_size=None, overlap: float | None = None, postprocess: str | None = None,
-                threshold: float | None = None, progress: bool = True, trust: bool = False, ema: bool = True) -> dict:
+def predict_run(
+    run_dir,
+    output,
+    inputs=None,
+    checkpoint: str = "best",
+    overrides=(),
+    device: str = "auto",
+    roi_size=None,
+    overlap: float | None = None,
+    postprocess: str | None = None,
+    threshold: float | None = None,
+    progress: bool = True,
+    trust: bool = False,
+    ema: bool = True,
+) -> dict:
     """Write the predictions of the run's checkpoint on `inputs` (a path) or on its dataset into `output`.
     Settings left None come from the run's `predict.*` (after `overrides`). The weights are their moving
     average when the run kept one (`trainer.ema`) unless `ema=False`.
@@ -54,8 +66,8 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
         FrameError: no such run, checkpoint or input; a file MONAI cannot read; a bad option.
     """
     from frame.trained.evaluate import csv_text
-    from frame.training.build import build_inferer, eval_transforms, pick_device, validation_data
     from frame.trained.load import rebuild, run_data
+    from frame.training.build import build_inferer, eval_transforms, pick_device, validation_data
 
     files = input_files(Path(inputs)) if inputs is not None else None
     model, cfg, _ = rebuild(run_dir, checkpoint, overrides, device, trust=trust, ema=ema)
@@ -95,15 +107,22 @@ def predict_run(run_dir, output, inputs=None, checkpoint: str = "best", override
         prediction = _infer(model, sample, device, inferer)
         if prediction.shape[1:] == sample.shape[1:] and sample.ndim >= 3:  # segmentation: a map per voxel
             if contradiction and not maps:  # said once, and only where label maps are made
-                print(f"frame predict: warning: label maps by {postprocess}, but the run's loss trains for {trained} "
-                      f"({'a softmax over classes, channel 0 the background' if trained == 'argmax' else 'a sigmoid per channel'})"
-                      f": --postprocess {trained} (or auto) reads its output as trained.", file=sys.stderr)
+                print(
+                    f"frame predict: warning: label maps by {postprocess}, but the run's loss trains for {trained} "
+                    f"({'a softmax over classes, channel 0 the background' if trained == 'argmax' else 'a sigmoid per channel'})"
+                    f": --postprocess {trained} (or auto) reads its output as trained.",
+                    file=sys.stderr,
+                )
             maps.append(save_map(_label_map(prediction, postprocess, threshold), sample, name, output))
         else:
             rows.append(_row(name, prediction, labels))
     written = [*maps, *([write_file(output / "predictions.csv", csv_text(rows))] if rows else [])]
-    return {"files": [str(p) for p in written], "items": count, "time_s": round(time.perf_counter() - start, 3),
-            "postprocess": postprocess if maps else None}
+    return {
+        "files": [str(p) for p in written],
+        "items": count,
+        "time_s": round(time.perf_counter() - start, 3),
+        "postprocess": postprocess if maps else None,
+    }
 
 
 def as_trained(cfg) -> str | None:
@@ -127,9 +146,11 @@ def _read(path: Path, transforms):
         try:
             image = transform(image)
         except Exception as error:  # a transform that needs what the run's dataset gives its items
-            raise FrameError(f"the run's transform {type(transform).__name__} fails on {path} ({type(error).__name__}: "
-                             f"{error}); it may need what the run's dataset adds to its items. Predict on a dataset "
-                             f"instead: no --input, and data.dataset.root=<folder> as the dataset expects it.") from None
+            raise FrameError(
+                f"the run's transform {type(transform).__name__} fails on {path} ({type(error).__name__}: "
+                f"{error}); it may need what the run's dataset adds to its items. Predict on a dataset "
+                f"instead: no --input, and data.dataset.root=<folder> as the dataset expects it."
+            ) from None
     return image
 
 
@@ -147,8 +168,10 @@ def _infer(model, sample, device, inferer):
     batch = torch.as_tensor(sample).as_subclass(torch.Tensor)[None].float().to(device)  # no MetaTensor cost per op
     roi_size = getattr(inferer, "roi_size", None)
     if roi_size is not None and len(roi_size) != batch.ndim - 2:
-        raise FrameError(f"the inferer's roi_size (predict.roi_size, --roi-size) {','.join(map(str, roi_size))} has "
-                         f"{len(roi_size)} sizes; the input has {batch.ndim - 2} spatial dimensions {tuple(batch.shape[2:])}.")
+        raise FrameError(
+            f"the inferer's roi_size (predict.roi_size, --roi-size) {','.join(map(str, roi_size))} has "
+            f"{len(roi_size)} sizes; the input has {batch.ndim - 2} spatial dimensions {tuple(batch.shape[2:])}."
+        )
     return infer(model, batch, inferer)[0].float().cpu()
 
 
@@ -183,8 +206,9 @@ def save_map(label_map, sample, name: str, output: Path) -> Path:
     labels = label_map.dtype == torch.uint8
     writer = NibabelWriter(output_dtype=np.uint8 if labels else np.float32)
     writer.set_data_array(label_map, channel_dim=0, squeeze_end_dims=True)
-    writer.set_metadata(meta, resample=True, mode="nearest" if labels else "bilinear", padding_mode="zeros",
-                        dtype=np.float64)
+    writer.set_metadata(
+        meta, resample=True, mode="nearest" if labels else "bilinear", padding_mode="zeros", dtype=np.float64
+    )
     return write_file(map_path(output, name), lambda tmp: writer.write(str(tmp), verbose=False))
 
 

@@ -63,16 +63,38 @@ def summarize(run_dir: Path, root: Path, now: float | None = None) -> dict:
     try:
         return _summary(run_dir, root, now)
     except DamagedFile as error:  # metrics.jsonl a FIFO or a directory
-        return {**_EMPTY, "run": run_name(run_dir, root), "dir": str(run_dir), "status": "unreadable",
-                "detail": str(error)}
+        return {
+            **_EMPTY,
+            "run": run_name(run_dir, root),
+            "dir": str(run_dir),
+            "status": "unreadable",
+            "detail": str(error),
+        }
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as error:
-        return {**_EMPTY, "run": run_name(run_dir, root), "dir": str(run_dir), "status": "unreadable",
-                "detail": f"{Path(run_dir) / run_record.FILENAME} has a field of the wrong type "
-                          f"({type(error).__name__}: {error}); the other runs are listed"}
+        return {
+            **_EMPTY,
+            "run": run_name(run_dir, root),
+            "dir": str(run_dir),
+            "status": "unreadable",
+            "detail": f"{Path(run_dir) / run_record.FILENAME} has a field of the wrong type "
+            f"({type(error).__name__}: {error}); the other runs are listed",
+        }
 
 
-_EMPTY = {"sweep_member": False, "epoch": 0, "epochs": None, "monitor": "", "best": None, "best_epoch": None,
-          "wall_time_s": None, "attempts": 0, "wandb_id": None, "test": None, "config_hash": None, "git": None}
+_EMPTY = {
+    "sweep_member": False,
+    "epoch": 0,
+    "epochs": None,
+    "monitor": "",
+    "best": None,
+    "best_epoch": None,
+    "wall_time_s": None,
+    "attempts": 0,
+    "wandb_id": None,
+    "test": None,
+    "config_hash": None,
+    "git": None,
+}
 
 
 def _summary(run_dir: Path, root: Path, now: float | None) -> dict:
@@ -85,8 +107,11 @@ def _summary(run_dir: Path, root: Path, now: float | None) -> dict:
         status, detail = "unreadable", problem
     epochs_done = max((r.get("epoch", 0) for r in records if any(k.startswith("val/") for k in r)), default=0)
     epochs, attempts, test = record.get("epochs"), record.get("attempts", []), record.get("test")
-    if not (epochs is None or isinstance(epochs, int)) or not isinstance(attempts, list) or not (
-            test is None or isinstance(test, dict) and all(isinstance(v, (int, float)) for v in test.values())):
+    if (
+        not (epochs is None or isinstance(epochs, int))
+        or not isinstance(attempts, list)
+        or not (test is None or isinstance(test, dict) and all(isinstance(v, (int, float)) for v in test.values()))
+    ):
         raise TypeError("epochs, attempts or test")
     return {
         "run": run_name(run_dir, root),
@@ -119,16 +144,36 @@ def unstarted(root: Path, found: list[Path]) -> list[dict]:
     have = {Path(run_dir).resolve() for run_dir in found}
     rows = []
     for member in members if isinstance(members, list) else []:
-        if not (isinstance(member, dict) and isinstance(member.get("run_dir"), str) and isinstance(member.get("status"), str)):
+        if not (
+            isinstance(member, dict)
+            and isinstance(member.get("run_dir"), str)
+            and isinstance(member.get("status"), str)
+        ):
             continue
         run_dir = Path(root) / member["run_dir"]
         if run_dir.resolve() in have:
             continue
-        rows.append({"run": run_name(run_dir, root), "dir": str(run_dir), "sweep_member": True,
-                     "status": member["status"], "detail": member.get("error") or "", "epoch": 0, "epochs": None,
-                     "monitor": "", "best": None, "best_epoch": None, "wall_time_s": None,
-                     "attempts": member.get("attempts", 0), "wandb_id": None, "overrides": [], "test": None, "config_hash": None,
-                     "git": None})
+        rows.append(
+            {
+                "run": run_name(run_dir, root),
+                "dir": str(run_dir),
+                "sweep_member": True,
+                "status": member["status"],
+                "detail": member.get("error") or "",
+                "epoch": 0,
+                "epochs": None,
+                "monitor": "",
+                "best": None,
+                "best_epoch": None,
+                "wall_time_s": None,
+                "attempts": member.get("attempts", 0),
+                "wandb_id": None,
+                "overrides": [],
+                "test": None,
+                "config_hash": None,
+                "git": None,
+            }
+        )
     return rows
 
 
@@ -173,14 +218,30 @@ def runs_table(root: Path, as_json: bool = False) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    colours = {"running": "cyan", "complete": "green", "pruned": "blue", "failed": "red", "preempted": "yellow",
-               "unreadable": "red", "cancelled": "yellow", "refused": "magenta"}
+    colours = {
+        "running": "cyan",
+        "complete": "green",
+        "pruned": "blue",
+        "failed": "red",
+        "preempted": "yellow",
+        "unreadable": "red",
+        "cancelled": "yellow",
+        "refused": "magenta",
+    }
     table = Table(title=f"runs under {root}", title_justify="left")
     hidden = {row["dir"]: _hidden_overrides(row) for row in rows}
     with_overrides = any(hidden.values())  # the column only when a run's name does not show its overrides
-    for column, justify in [("run", "left"), ("status", "left"), ("epoch", "right"), ("best", "right"),
-                            ("test", "right"), ("wall time", "right"), ("attempts", "right"), ("W&B id", "left"),
-                            *([("overrides", "left")] if with_overrides else [])]:
+    for column, justify in [
+        ("run", "left"),
+        ("status", "left"),
+        ("epoch", "right"),
+        ("best", "right"),
+        ("test", "right"),
+        ("wall time", "right"),
+        ("attempts", "right"),
+        ("W&B id", "left"),
+        *([("overrides", "left")] if with_overrides else []),
+    ]:
         table.add_column(column, justify=justify, no_wrap=column not in ("run", "overrides"), overflow="fold")
     for row in rows:
         epoch = f"{row['epoch']}/{row['epochs']}" if row["epochs"] else str(row["epoch"])
@@ -188,9 +249,17 @@ def runs_table(root: Path, as_json: bool = False) -> int:
         wall = format_duration(row["wall_time_s"]) if row["wall_time_s"] is not None else "-"
         test_key = "test/" + row["monitor"].removeprefix("val/")
         test = f"{row['test'][test_key]:.4g}" if row["test"] and test_key in row["test"] else "-"
-        table.add_row(row["run"], f"[{colours.get(row['status'], 'white')}]{row['status']}[/]", epoch, best_text,
-                      test, wall, str(row["attempts"]), row["wandb_id"] or "-",
-                      *([hidden[row["dir"]] or "-"] if with_overrides else []))
+        table.add_row(
+            row["run"],
+            f"[{colours.get(row['status'], 'white')}]{row['status']}[/]",
+            epoch,
+            best_text,
+            test,
+            wall,
+            str(row["attempts"]),
+            row["wandb_id"] or "-",
+            *([hidden[row["dir"]] or "-"] if with_overrides else []),
+        )
     Console(width=max(100, Console().width)).print(table)
     return 0
 

@@ -35,8 +35,10 @@ class BatchTransforms:
                 try:
                     sample, target = transform(sample, target)
                 except (TypeError, ValueError, RuntimeError, IndexError) as error:
-                    raise FrameError(f"data.batch_transforms[{index}] ({type(transform).__name__}) fails on the "
-                                     f"training batch ({given}): {str(error).strip().splitlines()[0]} It gets the "
-                                     f"collated batch and class indices, e.g. images [B, C, H, W] and a target "
-                                     f"[B].") from None
+                    raise FrameError(
+                        f"data.batch_transforms[{index}] ({type(transform).__name__}) fails on the "
+                        f"training batch ({given}): {str(error).strip().splitlines()[0]} It gets the "
+                        f"collated batch and class indices, e.g. images [B, C, H, W] and a target "
+                        f"[B]."
+                    ) from None
         return sample, target

@@ -16,16 +16,16 @@ import torch
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from frame.training.batch_transforms import BatchTransforms
-from frame.training.checkpoint import Checkpoints
-from frame.config.source import inspect_signature
-from frame.config.walk import FRAME_KEYS, components
 from frame.config.project import use_project
 from frame.config.rundir import lost_history
+from frame.config.source import inspect_signature
+from frame.config.walk import FRAME_KEYS, components
+from frame.core.errors import FrameError
 from frame.data.loading import EpochSampler, JobDataset, check_item, is_random, make_loader, split_indices
+from frame.training.batch_transforms import BatchTransforms
+from frame.training.checkpoint import Checkpoints
 from frame.training.distributed import World
 from frame.training.ema import WeightAverage, build_ema
-from frame.core.errors import FrameError
 from frame.training.losses import loss_activation
 from frame.training.metrics import LibraryMetric, as_evaluator
 from frame.training.monai_import import defer_optuna
@@ -101,20 +101,39 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
     item_tf = build_item_transforms(data)
     check_item(dataset, train_idx[0], data["keys"])  # here: in a loader worker its error would come wrapped
     preload = dict(preload=data.preload, preload_workers=data.num_workers, keys=list(data["keys"]))
-    train_set = JobDataset(dataset, train_idx, sample_tf, label_tf, cfg.seed, salt=0, item_transforms=item_tf, **preload)
-    train_sampler = EpochSampler(len(train_set), shuffle=not overfit, seed=cfg.seed, batch_size=data.batch_size,
-                                 rank=world.rank, world_size=world.size, limit_batches=cfg.trainer.limit_train_batches)
+    train_set = JobDataset(
+        dataset, train_idx, sample_tf, label_tf, cfg.seed, salt=0, item_transforms=item_tf, **preload
+    )
+    train_sampler = EpochSampler(
+        len(train_set),
+        shuffle=not overfit,
+        seed=cfg.seed,
+        batch_size=data.batch_size,
+        rank=world.rank,
+        world_size=world.size,
+        limit_batches=cfg.trainer.limit_train_batches,
+    )
     if overfit:  # Lightning's rule: the training batches themselves, as trained on
-        val_set = JobDataset(dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=VAL_SALT, item_transforms=item_tf,
-                             **preload)
+        val_set = JobDataset(
+            dataset, val_idx, sample_tf, label_tf, cfg.seed, salt=VAL_SALT, item_transforms=item_tf, **preload
+        )
     elif own_val:
         val_set = eval_dataset(cfg, data.val, "data.val", preload=data.preload)[0]
     else:  # the split's share, as `frame eval` would see it: the deterministic transforms only
-        val_set = JobDataset(dataset, val_idx, deterministic(sample_tf), deterministic(label_tf), cfg.seed,
-                             salt=VAL_SALT, item_transforms=deterministic(item_tf), **preload)
+        val_set = JobDataset(
+            dataset,
+            val_idx,
+            deterministic(sample_tf),
+            deterministic(label_tf),
+            cfg.seed,
+            salt=VAL_SALT,
+            item_transforms=deterministic(item_tf),
+            **preload,
+        )
     val_batch = (data.val.get("batch_size") if own_val else None) or data.batch_size
-    val_sampler = EpochSampler(len(val_set), shuffle=False, batch_size=val_batch,
-                               limit_batches=cfg.trainer.limit_val_batches)
+    val_sampler = EpochSampler(
+        len(val_set), shuffle=False, batch_size=val_batch, limit_batches=cfg.trainer.limit_val_batches
+    )
 
     model = build_model(cfg, device)
     memory_format = channels_last(model) if cfg.trainer.channels_last else torch.preserve_format
@@ -126,8 +145,10 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
     loss_fn = build_loss(cfg)
     lost = lost_history(run_dir) if cfg.resume else None
     if lost:  # training from epoch 1 would erase that history: the user decides
-        raise FrameError(f"{run_dir} cannot be resumed: {lost}. Restore the checkpoints, start over with "
-                         f"fresh=true (moves the old run aside, deletes nothing), or pick another name with name=<new>.")
+        raise FrameError(
+            f"{run_dir} cannot be resumed: {lost}. Restore the checkpoints, start over with "
+            f"fresh=true (moves the old run aside, deletes nothing), or pick another name with name=<new>."
+        )
     checkpoints = Checkpoints(run_dir, cfg.trainer.checkpoint_every_n_epochs, cfg.trainer.keep_last_checkpoints)
     resume_state = checkpoints.load_latest() if cfg.resume else None
     if resume_state is not None:
@@ -183,9 +204,18 @@ def eval_dataset(cfg: DictConfig, node: DictConfig, prefix: str = "data", preloa
     transforms only: `node`'s own, or the training data's where it gives none (`data.val`, `data.test` may)."""
     dataset = build_dataset(node, prefix)
     item_tf, sample_tf, label_tf = eval_transforms(cfg, node, prefix)
-    items = JobDataset(dataset, range(len(dataset)), sample_tf, label_tf, cfg.seed, salt=VAL_SALT,
-                       item_transforms=item_tf, keys=list(cfg.data["keys"]), preload=preload,
-                       preload_workers=cfg.data.num_workers)
+    items = JobDataset(
+        dataset,
+        range(len(dataset)),
+        sample_tf,
+        label_tf,
+        cfg.seed,
+        salt=VAL_SALT,
+        item_transforms=item_tf,
+        keys=list(cfg.data["keys"]),
+        preload=preload,
+        preload_workers=cfg.data.num_workers,
+    )
     return items, dataset
 
 
@@ -228,8 +258,10 @@ def build_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
 
 def build_transforms(data: DictConfig, prefix: str = "data") -> tuple[list, list]:
     """(sample transforms, label transforms) of a data node (`data`, or `data.test`)."""
-    return tuple([_instantiate(t, f"{prefix}.{kind}[{i}]") for i, t in enumerate(data.get(kind) or [])]
-                 for kind in ("sample_transforms", "label_transforms"))
+    return tuple(
+        [_instantiate(t, f"{prefix}.{kind}[{i}]") for i, t in enumerate(data.get(kind) or [])]
+        for kind in ("sample_transforms", "label_transforms")
+    )
 
 
 def build_item_transforms(data: DictConfig, prefix: str = "data") -> list:
@@ -246,8 +278,10 @@ def build_batch_transforms(data: DictConfig, seed: int, rank: int = 0) -> BatchT
 def build_evaluators(cfg: DictConfig, labels: list | None, loss_fn=None) -> dict:
     """Every evaluator by name; a torchmetrics or MONAI metric given directly is wrapped (frame.training.metrics),
     and a library metric's `activation: auto` follows the loss (`loss_activation`), as `frame predict` does."""
-    evaluators = {name: as_evaluator(_instantiate(node, f"evaluators.{name}", labels=labels, key=name), name, labels)
-                  for name, node in cfg.evaluators.items()}
+    evaluators = {
+        name: as_evaluator(_instantiate(node, f"evaluators.{name}", labels=labels, key=name), name, labels)
+        for name, node in cfg.evaluators.items()
+    }
     for evaluator in evaluators.values():
         if isinstance(evaluator, LibraryMetric):
             evaluator.follow(loss_activation(loss_fn))
@@ -261,7 +295,9 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module, device: torch.devic
     no host sync (frame.training.loop)."""
     node = cfg.optimizer
     fused = device.type == "cuda" and node.get("foreach") is None and not node.get("differentiable")
-    groups = parameter_groups(model, node)  # frame's keys (FRAME_KEYS["optimizer"]) shape them; the class never sees those
+    groups = parameter_groups(
+        model, node
+    )  # frame's keys (FRAME_KEYS["optimizer"]) shape them; the class never sees those
     own = OmegaConf.create({k: v for k, v in node.items() if k not in FRAME_KEYS["optimizer"]})
     optimizer = _instantiate(own, "optimizer", **({"fused": True} if fused else {}))(groups)
     check_options(optimizer, node)
@@ -283,8 +319,10 @@ def channels_last(model: torch.nn.Module) -> torch.memory_format:
         log.warning("trainer.channels_last=true but the model has no 4D or 5D (conv) weights: nothing changes")
         return torch.preserve_format
     if len(ranks) > 1:
-        raise FrameError("trainer.channels_last=true but the model mixes 2D (4D weights) and 3D (5D weights) "
-                         "convolutions: one memory format cannot fit both; leave trainer.channels_last=false.")
+        raise FrameError(
+            "trainer.channels_last=true but the model mixes 2D (4D weights) and 3D (5D weights) "
+            "convolutions: one memory format cannot fit both; leave trainer.channels_last=false."
+        )
     memory_format = torch.channels_last_3d if 5 in ranks else torch.channels_last
     model.to(memory_format=memory_format)
     return memory_format
@@ -305,10 +343,12 @@ def build_scheduler(cfg: DictConfig, optimizer):
         given = node.get("mode")
         given = getattr(given, "value", given)
         if given is not None and given != wanted:
-            raise FrameError(f"lr_scheduler.mode={given} contradicts trainer.monitor_mode={wanted} "
-                             f"(trainer.monitor={cfg.trainer.monitor}): ReduceLROnPlateau would cut the rate while "
-                             f"{cfg.trainer.monitor} improves. Drop lr_scheduler.mode (it follows monitor_mode) "
-                             f"or set both alike.")
+            raise FrameError(
+                f"lr_scheduler.mode={given} contradicts trainer.monitor_mode={wanted} "
+                f"(trainer.monitor={cfg.trainer.monitor}): ReduceLROnPlateau would cut the rate while "
+                f"{cfg.trainer.monitor} improves. Drop lr_scheduler.mode (it follows monitor_mode) "
+                f"or set both alike."
+            )
         return _instantiate(node, "lr_scheduler")(optimizer, mode=wanted)
     return _scheduler(node, optimizer, "lr_scheduler")
 
@@ -319,8 +359,10 @@ def _scheduler(node: DictConfig, optimizer, key: str):
     inner = node.get("schedulers")
     if inner is None:
         return _instantiate(node, key)(optimizer)
-    built = [_scheduler(OmegaConf.merge(part, {"_partial_": True}), optimizer, f"{key}.schedulers[{i}]")
-             for i, part in enumerate(inner)]
+    built = [
+        _scheduler(OmegaConf.merge(part, {"_partial_": True}), optimizer, f"{key}.schedulers[{i}]")
+        for i, part in enumerate(inner)
+    ]
     # plain lists: SequentialLR keeps `milestones` as given, and its state_dict goes into the checkpoint
     outer = OmegaConf.create({"_convert_": "all", **{k: v for k, v in node.items() if k != "schedulers"}})
     takes = inspect_signature(get_object(node._target_))

@@ -29,8 +29,9 @@ import logging
 import pickle
 import threading
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO, Callable, Sequence
+from typing import BinaryIO
 
 import torch
 
@@ -40,9 +41,27 @@ from frame.core.errors import FrameError
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the content changes incompatibly; newer files are refused
-_TYPES = {"format": int, "state": dict, "model": dict, "counters": dict, "config": (str, dict)}  # read before anything else
-_REQUIRED = ("format", "state", "counters", "data", "model", "optimizer", "optimizer_class", "scheduler",
-             "scheduler_class", "scaler", "rng", "config")  # what frame.training.state.restore reads
+_TYPES = {
+    "format": int,
+    "state": dict,
+    "model": dict,
+    "counters": dict,
+    "config": (str, dict),
+}  # read before anything else
+_REQUIRED = (
+    "format",
+    "state",
+    "counters",
+    "data",
+    "model",
+    "optimizer",
+    "optimizer_class",
+    "scheduler",
+    "scheduler_class",
+    "scaler",
+    "rng",
+    "config",
+)  # what frame.training.state.restore reads
 
 
 class CheckpointError(FrameError):
@@ -57,6 +76,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], also: Sequence[P
         CheckpointError: the write failed (disk full, read-only directory, ...); every
             name keeps its previous file and no temp file is left behind.
     """
+
     def fill(tmp: Path) -> None:
         with open(tmp, "wb") as file:
             write(file)
@@ -102,8 +122,10 @@ def load_checkpoint(path: Path) -> dict:
     if wrong:
         raise CheckpointError(f"{path} is damaged: {', '.join(wrong)} of the wrong type; use another checkpoint")
     if saved["format"] > FORMAT:
-        raise CheckpointError(f"{path} has format {saved['format']}, newer than this frame reads ({FORMAT}); "
-                              f"upgrade frame (it was written by frame {saved.get('frame_version')})")
+        raise CheckpointError(
+            f"{path} has format {saved['format']}, newer than this frame reads ({FORMAT}); "
+            f"upgrade frame (it was written by frame {saved.get('frame_version')})"
+        )
     return saved
 
 
@@ -215,13 +237,15 @@ class Checkpoints:
             return saved
         if failures:
             raise CheckpointError(
-                "no valid checkpoint to resume from:\n  " + "\n  ".join(failures)
+                "no valid checkpoint to resume from:\n  "
+                + "\n  ".join(failures)
                 + "\nMove the run directory aside, or pass fresh=true to start over (it moves the old run aside)."
             )
         return None
 
     def _epoch_files(self) -> list[Path]:
         """epoch-NNNN.pt, oldest first (by number: epoch-10000 comes after epoch-9999)."""
+
         def number(path):
             digits = path.stem.removeprefix("epoch-")
             return int(digits) if digits.isdigit() else -1

@@ -41,8 +41,9 @@ class World:
     called by every rank in the same order.
     """
 
-    def __init__(self, rank: int = 0, size: int = 1, local_rank: int = 0, cpu_group: Any = None,
-                 hosts: list[str] | None = None):
+    def __init__(
+        self, rank: int = 0, size: int = 1, local_rank: int = 0, cpu_group: Any = None, hosts: list[str] | None = None
+    ):
         self.rank, self.size, self.local_rank = rank, size, local_rank
         self.hosts = hosts or [socket.gethostname()]  # each rank's host, in rank order (run.json `hosts`)
         self._cpu_group = cpu_group  # gloo group for host-side agreement when the main backend is NCCL
@@ -75,7 +76,9 @@ class World:
         values = [None] * self.size
         dist.all_gather_object(values, value, group=self._cpu_group)
         if len(set(map(str, values))) > 1:
-            raise FrameError(f"the ranks disagree on the {what}: " + ", ".join(f"rank {r}: {v}" for r, v in enumerate(values)))
+            raise FrameError(
+                f"the ranks disagree on the {what}: " + ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+            )
 
     def wrap(self, model, device):
         """The model the training step calls: DistributedDataParallel across ranks, else the model itself."""
@@ -137,14 +140,25 @@ def process_group(env: RankEnv, device: str, timeout_s: float):
     if backend == "nccl":
         torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
     timeout = timedelta(seconds=timeout_s)
-    dist.init_process_group(backend, init_method=f"tcp://{env.master_addr}:{env.master_port}",
-                            rank=env.rank, world_size=env.world_size, timeout=timeout)
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://{env.master_addr}:{env.master_port}",
+        rank=env.rank,
+        world_size=env.world_size,
+        timeout=timeout,
+    )
     try:
         cpu_group = dist.new_group(backend="gloo", timeout=timeout) if backend == "nccl" else None
         hosts = [None] * env.world_size
         dist.all_gather_object(hosts, socket.gethostname(), group=cpu_group)
-        log.info("rank %d of %d joined the process group (%s, %s) on %s", env.rank, env.world_size, backend,
-                 env.source, ", ".join(sorted(set(hosts))))
+        log.info(
+            "rank %d of %d joined the process group (%s, %s) on %s",
+            env.rank,
+            env.world_size,
+            backend,
+            env.source,
+            ", ".join(sorted(set(hosts))),
+        )
         yield World(env.rank, env.world_size, env.local_rank, cpu_group, hosts)
     finally:
         # DDP's reducer sits in reference cycles: left to the collector, it may be freed only at exit,

@@ -21,8 +21,9 @@ log = logging.getLogger("frame")
 class WeightAverage:
     """The averaged copy of a model, updated after optimizer steps."""
 
-    def __init__(self, model: torch.nn.Module, decay: float, every_n_steps: int = 1, warmup_steps: int = 0,
-                 validate: str = "ema"):
+    def __init__(
+        self, model: torch.nn.Module, decay: float, every_n_steps: int = 1, warmup_steps: int = 0, validate: str = "ema"
+    ):
         self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         self.averaged.requires_grad_(False)
         self.every, self.warmup = every_n_steps, warmup_steps

@@ -29,8 +29,10 @@ def update(name: str, evaluator, prediction, target, where: str) -> None:
     except (MemoryError, torch.OutOfMemoryError):
         raise  # the machine's limit, not a mistake in the job: no exit 2
     except Exception as error:
-        raise FrameError(f"evaluators.{name} ({type(evaluator).__name__}) fails on output {described(prediction)}, "
-                         f"target {described(target)} ({where}): {error}") from None
+        raise FrameError(
+            f"evaluators.{name} ({type(evaluator).__name__}) fails on output {described(prediction)}, "
+            f"target {described(target)} ({where}): {error}"
+        ) from None
 
 
 class Dice(LibraryMetric):

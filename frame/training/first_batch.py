@@ -24,8 +24,8 @@ from frame.core.errors import FrameError, did_you_mean
 from frame.training.evaluators import described, update
 from frame.training.losses import loss_activation
 from frame.training.metrics import is_label_map
-from frame.training.validation import infer
 from frame.training.transform_args import untensored
+from frame.training.validation import infer
 
 log = logging.getLogger("frame")
 
@@ -58,8 +58,10 @@ def check_first_batches(job, autocast, monitor: str) -> None:
         _restore_rng(rng)
     known = {"val/loss", "train/epoch_time_s", *(f"val/{key}" for key in metrics)}
     if monitor not in known:
-        raise FrameError(f"trainer.monitor={monitor} is not among the metrics the evaluators return: "
-                         f"{', '.join(sorted(known))}.{did_you_mean(monitor, known)}")
+        raise FrameError(
+            f"trainer.monitor={monitor} is not among the metrics the evaluators return: "
+            f"{', '.join(sorted(known))}.{did_you_mean(monitor, known)}"
+        )
     _warn_on_activation(job)
 
 
@@ -70,8 +72,10 @@ def collect(evaluators: dict) -> dict[str, float]:
     for name, evaluator in evaluators.items():
         for key, value in evaluator.compute().items():
             if key in owner:
-                raise FrameError(f"evaluators.{owner[key]} and evaluators.{name} both report '{key}'; give one of "
-                                 f"them another name (a library metric's key is its `name` param).")
+                raise FrameError(
+                    f"evaluators.{owner[key]} and evaluators.{name} both report '{key}'; give one of "
+                    f"them another name (a library metric's key is its `name` param)."
+                )
             owner[key], merged[key] = name, float(value)
     return merged
 
@@ -112,14 +116,18 @@ def _through_loss(job, autocast, loader, stage, backward):
         except FrameError:
             raise
         except Exception as error:
-            raise FrameError(f"the loss ({loss_name}) fails on {shapes}: {str(error).strip().splitlines()[0]}") from None
+            raise FrameError(
+                f"the loss ({loss_name}) fails on {shapes}: {str(error).strip().splitlines()[0]}"
+            ) from None
     for warning in caught:
         if "target size" in str(warning.message) and "input size" in str(warning.message):
             raise FrameError(f"the loss ({loss_name}) would broadcast {shapes}: {warning.message}")
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if loss.numel() != 1:
-        raise FrameError(f"the loss ({loss_name}) gives {list(loss.shape)} values on {shapes}; it must give one "
-                         f"(reduction='mean' or 'sum').")
+        raise FrameError(
+            f"the loss ({loss_name}) gives {list(loss.shape)} values on {shapes}; it must give one "
+            f"(reduction='mean' or 'sum')."
+        )
     return prediction.detach(), target
 
 
@@ -133,8 +141,10 @@ def _check_broadcast(prediction, target, loss_name, shapes):
     except RuntimeError:
         return  # does not broadcast at all: the loss says so itself
     if grid.numel() > max(prediction.numel(), target.numel()):
-        raise FrameError(f"the loss ({loss_name}) would broadcast {shapes} to {list(grid)}; make the output "
-                         f"and the target the same shape (a squeeze or unsqueeze in the model or a label transform).")
+        raise FrameError(
+            f"the loss ({loss_name}) would broadcast {shapes} to {list(grid)}; make the output "
+            f"and the target the same shape (a squeeze or unsqueeze in the model or a label transform)."
+        )
 
 
 def check_loss_activation(loss_fn, prediction, target, shapes):
@@ -143,18 +153,22 @@ def check_loss_activation(loss_fn, prediction, target, shapes):
     class-index map (it wants 0 or 1 per channel)."""
     used, name = loss_activation(loss_fn), type(loss_fn).__name__
     if used == "softmax" and prediction.ndim >= 2 and prediction.shape[1] == 1:
-        raise FrameError(f"the loss ({name}) takes a softmax over the output's channels, but the output has one "
-                         f"channel: {shapes}. Give the model a channel per class, background included "
-                         f"(out_channels=2 for one foreground label), or train one channel with a sigmoid loss "
-                         f"(DiceLoss(sigmoid=True), BCEWithLogitsLoss).")
+        raise FrameError(
+            f"the loss ({name}) takes a softmax over the output's channels, but the output has one "
+            f"channel: {shapes}. Give the model a channel per class, background included "
+            f"(out_channels=2 for one foreground label), or train one channel with a sigmoid loss "
+            f"(DiceLoss(sigmoid=True), BCEWithLogitsLoss)."
+        )
     if used != "sigmoid" or target.numel() == 0 or not bool((target == target.round()).all()):
         return
     high = int(target.max())
     if is_label_map(prediction, target) or high > 1:
-        raise FrameError(f"the loss ({name}) takes a sigmoid per channel and wants 0 or 1 in each, but the target "
-                         f"is a class-index map (values up to {high}): {shapes}. Train classes with a softmax loss "
-                         f"(DiceCELoss(to_onehot_y=True, softmax=True), CrossEntropyLoss), or one-hot the labels "
-                         f"(AsDiscreted(keys='label', to_onehot=N)) to the output's channels.")
+        raise FrameError(
+            f"the loss ({name}) takes a sigmoid per channel and wants 0 or 1 in each, but the target "
+            f"is a class-index map (values up to {high}): {shapes}. Train classes with a softmax loss "
+            f"(DiceCELoss(to_onehot_y=True, softmax=True), CrossEntropyLoss), or one-hot the labels "
+            f"(AsDiscreted(keys='label', to_onehot=N)) to the output's channels."
+        )
 
 
 def check_class_indices(loss_fn, prediction, target, shapes):
@@ -171,9 +185,11 @@ def check_class_indices(loss_fn, prediction, target, shapes):
     low, high = int(indices.min()), int(indices.max())
     channels = prediction.shape[1]
     if low < 0 or high >= channels:
-        raise FrameError(f"class index {high if high >= channels else low} in the target, but the output has "
-                         f"{channels} channels (indices 0-{channels - 1}): {shapes}. Set the model's number of "
-                         f"outputs to the number of classes.")
+        raise FrameError(
+            f"class index {high if high >= channels else low} in the target, but the output has "
+            f"{channels} channels (indices 0-{channels - 1}): {shapes}. Set the model's number of "
+            f"outputs to the number of classes."
+        )
 
 
 def _through_evaluators(job, prediction, target, stage="validation") -> dict[str, float]:
@@ -188,9 +204,16 @@ def _warn_on_activation(job):
     for name, evaluator in job.evaluators.items():
         chosen = getattr(evaluator, "activation", None)
         if used and chosen in ("softmax", "sigmoid") and chosen != used:
-            log.warning("evaluators.%s scores with %s but the loss (%s) trains with %s: its figures are not those "
-                        "of the model's predictions. Set evaluators.%s.activation=%s if that is what you mean.",
-                        name, chosen, type(job.loss_fn).__name__, used, name, used)
+            log.warning(
+                "evaluators.%s scores with %s but the loss (%s) trains with %s: its figures are not those "
+                "of the model's predictions. Set evaluators.%s.activation=%s if that is what you mean.",
+                name,
+                chosen,
+                type(job.loss_fn).__name__,
+                used,
+                name,
+                used,
+            )
 
 
 def _rng_state():

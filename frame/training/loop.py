@@ -19,17 +19,17 @@ import torch
 from omegaconf import OmegaConf
 
 from frame.core import run_record
-from frame.training.checkpoint import CheckpointError, load_checkpoint
 from frame.core.errors import FrameError, did_you_mean
-from frame.training.validation import infer, score
 from frame.core.exits import EXIT_INTERRUPTED
+from frame.core.signals import StopFlag
+from frame.tracking.examples import Examples
+from frame.training.checkpoint import CheckpointError, load_checkpoint
 from frame.training.ema import trained_weights
 from frame.training.evaluators import described, update
 from frame.training.first_batch import check_class_indices, check_first_batches, collect
-from frame.core.signals import StopFlag
 from frame.training.state import TrainState, capture, restore, restore_rng
 from frame.training.trial import sweep_trial
-from frame.tracking.examples import Examples
+from frame.training.validation import infer, score
 
 log = logging.getLogger("frame")
 
@@ -42,9 +42,12 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
     state = TrainState(maximize=cfg.monitor_mode.value == "max")
     guard = BadStepGuard(job, cfg.max_bad_steps)
     if device.type == "cuda" and cfg.detect_bad_gradients and guard.host:
-        log.warning("%s takes no found_inf (no fused implementation in use): the non-finite check costs a host "
-                    "sync every step; set optimizer.fused=true where the class has it, or "
-                    "trainer.detect_bad_gradients=false", type(optimizer).__name__)
+        log.warning(
+            "%s takes no found_inf (no fused implementation in use): the non-finite check costs a host "
+            "sync every step; set optimizer.fused=true where the class has it, or "
+            "trainer.detect_bad_gradients=false",
+            type(optimizer).__name__,
+        )
     window = StepWindow(device)
     counters = {"window": window, "guard": guard}  # running sums that checkpoints carry over
 
@@ -53,10 +56,15 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
         restore(job, state, job.resume_state, counters)
         log.info("resuming from %s at epoch %d, step %d", job.resume_state["_path"], state.epoch, state.step)
         if state.epoch >= cfg.epochs:
-            log.info("run already finished (%d epochs); nothing to do. Best %s = %s", state.epoch, cfg.monitor, state.best)
+            log.info(
+                "run already finished (%d epochs); nothing to do. Best %s = %s", state.epoch, cfg.monitor, state.best
+            )
             return state.best
-    autocast = (contextlib.nullcontext() if cfg.precision.value == "fp32"  # a disabled autocast still costs ~3 us a step
-                else torch.autocast(device.type, dtype=_AUTOCAST[str(cfg.precision.value)]))
+    autocast = (
+        contextlib.nullcontext()
+        if cfg.precision.value == "fp32"  # a disabled autocast still costs ~3 us a step
+        else torch.autocast(device.type, dtype=_AUTOCAST[str(cfg.precision.value)])
+    )
     job.train_sampler.set_epoch(state.epoch, start_batch=state.batch_in_epoch)
     check_first_batches(job, autocast, cfg.monitor)  # shapes, class indices, dtypes, metric keys; changes nothing
     for logger in job.loggers:
@@ -67,7 +75,9 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
     stop = (stop or StopFlag()).install()  # the caller's flag: shared by the ranks, read for SLURM requeue
     params = [p for p in model.parameters() if p.requires_grad]
     accumulate = cfg.accumulate_grad_batches
-    no_sync = getattr(model, "no_sync", contextlib.nullcontext)  # DDP: all-reduce gradients on the final micro-batch only
+    no_sync = getattr(
+        model, "no_sync", contextlib.nullcontext
+    )  # DDP: all-reduce gradients on the final micro-batch only
     keep = max((logger.prediction_examples for logger in job.loggers), default=0)
     trial = sweep_trial(job)  # an Optuna sweep member's trial: its pruner may stop the run after an epoch
     status = "failed"
@@ -80,6 +90,7 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
             batches = start + len(job.train_loader)  # the whole epoch, also when resumed mid-epoch
             for logger in job.loggers:
                 logger.epoch_start(epoch, len(job.train_loader))
+            step_loss = None  # the step's summed loss: set by its first micro-batch (micro == 0)
             for sample, target in job.train_loader:
                 sample = sample.to(device, non_blocking=True, memory_format=job.memory_format)
                 target = target.to(device, non_blocking=True)
@@ -122,7 +133,11 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                 window.add(step_loss, ok)
                 if state.step % cfg.log_every_n_steps == 0:
                     guard.check(state.step)
-                    _log(job, window.read(optimizer, time.perf_counter() - epoch_start, epoch_batches, sample.shape[0]), state)
+                    _log(
+                        job,
+                        window.read(optimizer, time.perf_counter() - epoch_start, epoch_batches, sample.shape[0]),
+                        state,
+                    )
                 if state.batch_in_epoch < batches:  # the epoch's last batch is checkpointed after validation
                     every = cfg.checkpoint_every_n_steps
                     stopping = stop.requested  # read once: a signal between two reads would skip the checkpoint
@@ -133,8 +148,14 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                         raise _stopped(stop, state)
 
             guard.check(state.step)
-            if epoch_batches and state.step % cfg.log_every_n_steps:  # the epoch's last steps: every epoch logs train/loss
-                _log(job, window.read(optimizer, time.perf_counter() - epoch_start, epoch_batches, sample.shape[0]), state)
+            if (
+                epoch_batches and state.step % cfg.log_every_n_steps
+            ):  # the epoch's last steps: every epoch logs train/loss
+                _log(
+                    job,
+                    window.read(optimizer, time.perf_counter() - epoch_start, epoch_batches, sample.shape[0]),
+                    state,
+                )
             metrics, examples = validate(job, autocast, keep, job.ema.model if job.ema is not None else None)
             if job.ema is not None and job.ema.both:  # the raw weights beside their average
                 raw, _ = validate(job, autocast)
@@ -142,8 +163,10 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
             metrics["train/epoch_time_s"] = time.perf_counter() - epoch_start
             monitored = metrics.get(cfg.monitor)
             if monitored is None:
-                raise FrameError(f"trainer.monitor={cfg.monitor} is not a validation metric; "
-                                 f"choose one of {sorted(metrics)}.{did_you_mean(cfg.monitor, metrics)}")
+                raise FrameError(
+                    f"trainer.monitor={cfg.monitor} is not a validation metric; "
+                    f"choose one of {sorted(metrics)}.{did_you_mean(cfg.monitor, metrics)}"
+                )
             if scheduler is not None and not per_step:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(monitored)
@@ -156,8 +179,12 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                 for logger in job.loggers:
                     logger.log_examples(examples, step=state.step, epoch=state.epoch)
             _save(job, state, counters, best=improved, epoch_end=True)
-            log.info("epoch %d/%d  %s", state.epoch, cfg.epochs,
-                     "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/" in k and k.count("/") == 1))
+            log.info(
+                "epoch %d/%d  %s",
+                state.epoch,
+                cfg.epochs,
+                "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/" in k and k.count("/") == 1),
+            )
             if stop.requested and state.epoch < cfg.epochs:
                 status = "interrupted"
                 raise _stopped(stop, state)
@@ -188,9 +215,12 @@ def _loss(job, prediction, target, batch: int, epoch: int | None = None):
     try:
         return job.loss_fn(prediction, target)
     except IndexError:
-        where = f"epoch {epoch + 1}, training batch {batch + 1}" if epoch is not None else f"validation batch {batch + 1}"
-        check_class_indices(job.loss_fn, prediction, target,
-                            f"output {described(prediction)}, target {described(target)} ({where})")
+        where = (
+            f"epoch {epoch + 1}, training batch {batch + 1}" if epoch is not None else f"validation batch {batch + 1}"
+        )
+        check_class_indices(
+            job.loss_fn, prediction, target, f"output {described(prediction)}, target {described(target)} ({where})"
+        )
         raise
 
 
@@ -232,8 +262,9 @@ def _test(job, state, autocast):
         log.warning("no best.pt (%s was never a number): the test set is not scored", job.cfg.trainer.monitor)
         return
     job.model.load_state_dict(trained_weights(load_checkpoint(best)))  # its EMA when the run keeps one
-    metrics, _ = score(job.model, job.test_loader, job.evaluators, job.device, job.loss_fn, autocast=autocast,
-                       inferer=job.inferer)
+    metrics, _ = score(
+        job.model, job.test_loader, job.evaluators, job.device, job.loss_fn, autocast=autocast, inferer=job.inferer
+    )
     metrics = {f"test/{key}": value for key, value in metrics.items()}
     _log(job, metrics, state)
     run_record.update(job.run_dir, test={"checkpoint": str(best), "items": len(job.test_loader.dataset), **metrics})
@@ -250,14 +281,20 @@ def _save(job, state, counters, *, best=False, epoch_end=False):
         return
     params = list(job.model.parameters())
     if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):  # one host sync
-        raise CheckpointError(f"weights are not finite at step {state.step}; not writing a checkpoint. "
-                              f"The last good checkpoint stays in {job.checkpoints.dir}.")
+        raise CheckpointError(
+            f"weights are not finite at step {state.step}; not writing a checkpoint. "
+            f"The last good checkpoint stays in {job.checkpoints.dir}."
+        )
     job.checkpoints.save(capture(job, state, counters), best=best, epoch_end=epoch_end)
 
 
 def _stopped(stop, state) -> SystemExit:
-    log.warning("stopped by %s at epoch %d, step %d; checkpoint written. Run the same command again to continue.",
-                signal.Signals(stop.signal).name, state.epoch, state.step)
+    log.warning(
+        "stopped by %s at epoch %d, step %d; checkpoint written. Run the same command again to continue.",
+        signal.Signals(stop.signal).name,
+        state.epoch,
+        state.step,
+    )
     return SystemExit(EXIT_INTERRUPTED)
 
 
@@ -371,15 +408,20 @@ class BadStepGuard:
         return {"consecutive": int(self.consecutive)}
 
     def load_state_dict(self, saved: dict) -> None:
-        self.consecutive = saved["consecutive"] if self.host else torch.full_like(self.consecutive, saved["consecutive"])
+        self.consecutive = (
+            saved["consecutive"] if self.host else torch.full_like(self.consecutive, saved["consecutive"])
+        )
 
     def check(self, step):
         if int(self.consecutive) >= self.max:
             raise NonFiniteError(
                 f"{int(self.consecutive)} consecutive steps up to step {step} had a non-finite loss or "
                 f"gradient (trainer.max_bad_steps={self.max}); stopping. "
-                + (f"The last good checkpoint, {self.last}, is kept." if self.last.is_file() else
-                   "No checkpoint had been written: nothing to resume from; lower the learning rate and start again.")
+                + (
+                    f"The last good checkpoint, {self.last}, is kept."
+                    if self.last.is_file()
+                    else "No checkpoint had been written: nothing to resume from; lower the learning rate and start again."
+                )
             )
 
 

@@ -52,13 +52,23 @@ class LibraryMetric:
             prediction / target instead of an activation (`AsDiscrete(argmax=True, to_onehot=N)`).
     """
 
-    def __init__(self, metric, activation: str | None = None, threshold: float = 0.5, labels=None,
-                 key: str | None = None, discrete: bool | None = None, post_pred=None, post_label=None):
+    def __init__(
+        self,
+        metric,
+        activation: str | None = None,
+        threshold: float = 0.5,
+        labels=None,
+        key: str | None = None,
+        discrete: bool | None = None,
+        post_pred=None,
+        post_label=None,
+    ):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r}; expected one of softmax, sigmoid, auto or null.")
         if (post_pred is not None or post_label is not None) and activation is not None:
-            raise ValueError(f"activation={activation} and post_pred/post_label both post-process the output; "
-                             "give one of them.")
+            raise ValueError(
+                f"activation={activation} and post_pred/post_label both post-process the output; give one of them."
+            )
         self.metric = metric
         self.activation = activation
         self.post_pred, self.post_label = _listed(post_pred), _listed(post_label)
@@ -148,8 +158,15 @@ def _per_item(transforms: list, batch):
 
 
 # MONAI metrics that count voxels or items of each class: they need binarized one-hot inputs
-_COUNTING = ("DiceMetric", "MeanIoU", "GeneralizedDiceScore", "HausdorffDistanceMetric", "SurfaceDistanceMetric",
-             "SurfaceDiceMetric", "ConfusionMatrixMetric")
+_COUNTING = (
+    "DiceMetric",
+    "MeanIoU",
+    "GeneralizedDiceScore",
+    "HausdorffDistanceMetric",
+    "SurfaceDistanceMetric",
+    "SurfaceDiceMetric",
+    "ConfusionMatrixMetric",
+)
 
 
 def _counts(metric) -> bool:
@@ -160,16 +177,21 @@ def _check_contract(metric, prediction, target) -> None:
     """MONAI's contract for counting metrics: one-hot, binarized y_pred and y of one shape. MONAI itself
     checks only part of it and otherwise returns a number (the same Dice every epoch from raw logits)."""
     name = type(metric).__name__
-    fix = ("set the evaluator's activation (softmax for a softmax loss on a label map, sigmoid for one channel "
-           "per label) or its post_pred/post_label, e.g. AsDiscrete(argmax=True, to_onehot=N) and AsDiscrete(to_onehot=N)")
+    fix = (
+        "set the evaluator's activation (softmax for a softmax loss on a label map, sigmoid for one channel "
+        "per label) or its post_pred/post_label, e.g. AsDiscrete(argmax=True, to_onehot=N) and AsDiscrete(to_onehot=N)"
+    )
     if prediction.shape != target.shape:
-        raise ValueError(f"{name} needs y_pred and y of one shape (one-hot, a channel per class); they are "
-                         f"{list(prediction.shape)} and {list(target.shape)}: {fix}.")
+        raise ValueError(
+            f"{name} needs y_pred and y of one shape (one-hot, a channel per class); they are "
+            f"{list(prediction.shape)} and {list(target.shape)}: {fix}."
+        )
     for what, tensor in (("y_pred", prediction), ("y", target)):
         if not bool(((tensor == 0) | (tensor == 1)).all()):
             low, high = float(tensor.min()), float(tensor.max())
-            raise ValueError(f"{name} needs binarized {what} (0 or 1); it holds values from {low:.3g} to {high:.3g}: "
-                             f"{fix}.")
+            raise ValueError(
+                f"{name} needs binarized {what} (0 or 1); it holds values from {low:.3g} to {high:.3g}: {fix}."
+            )
 
 
 def local(metric) -> None:

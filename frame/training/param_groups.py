@@ -18,8 +18,13 @@ from frame.config.walk import FRAME_KEYS
 from frame.core.errors import FrameError, did_you_mean
 
 # torchvision.ops._utils / references/classification/utils.set_weight_decay's norm classes
-NORM_CLASSES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm,
-                torch.nn.modules.instancenorm._InstanceNorm, torch.nn.LocalResponseNorm)
+NORM_CLASSES = (
+    torch.nn.modules.batchnorm._BatchNorm,
+    torch.nn.LayerNorm,
+    torch.nn.GroupNorm,
+    torch.nn.modules.instancenorm._InstanceNorm,
+    torch.nn.LocalResponseNorm,
+)
 
 
 def parameter_groups(model: torch.nn.Module, node: DictConfig) -> list:
@@ -30,14 +35,21 @@ def parameter_groups(model: torch.nn.Module, node: DictConfig) -> list:
         FrameError: a group naming no sub-module of the model (with a did-you-mean), or without `params`.
     """
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    settings = {key: OmegaConf.to_container(node[key], resolve=True) if OmegaConf.is_config(node[key]) else node[key]
-                for key in FRAME_KEYS["optimizer"] if node.get(key) is not None}
+    settings = {
+        key: OmegaConf.to_container(node[key], resolve=True) if OmegaConf.is_config(node[key]) else node[key]
+        for key in FRAME_KEYS["optimizer"]
+        if node.get(key) is not None
+    }
     if not settings:
         return [p for _, p in trainable]
     named = settings.get("param_groups") or []
     owner = _owners(model, named)
-    norms = {id(p) for module in model.modules() if isinstance(module, NORM_CLASSES)
-             for p in module.parameters(recurse=False)}
+    norms = {
+        id(p)
+        for module in model.modules()
+        if isinstance(module, NORM_CLASSES)
+        for p in module.parameters(recurse=False)
+    }
     groups: dict[tuple, list] = {}
     for name, p in trainable:
         decay = None
@@ -64,8 +76,10 @@ def check_options(optimizer: torch.optim.Optimizer, node: DictConfig) -> None:
         for key in group:
             if key != "params" and key not in optimizer.defaults:
                 known = sorted(optimizer.defaults)
-                raise FrameError(f"optimizer.param_groups[{index}].{key}: {type(optimizer).__name__} has no option "
-                                 f"'{key}'.{did_you_mean(key, known)} Its options: {', '.join(known)}.")
+                raise FrameError(
+                    f"optimizer.param_groups[{index}].{key}: {type(optimizer).__name__} has no option "
+                    f"'{key}'.{did_you_mean(key, known)} Its options: {', '.join(known)}."
+                )
 
 
 def _owners(model: torch.nn.Module, named: list) -> dict[int, int]:
@@ -75,13 +89,17 @@ def _owners(model: torch.nn.Module, named: list) -> dict[int, int]:
     for index, group in enumerate(named):
         name = group.get("params") if isinstance(group, dict) else None
         if not isinstance(name, str) or not name:
-            raise FrameError(f"optimizer.param_groups[{index}]: expected {{params: <sub-module name>, <option>: "
-                             f"<value>, ...}}, e.g. {{params: backbone, lr: 1.0e-4}}; got {group!r}.")
+            raise FrameError(
+                f"optimizer.param_groups[{index}]: expected {{params: <sub-module name>, <option>: "
+                f"<value>, ...}}, e.g. {{params: backbone, lr: 1.0e-4}}; got {group!r}."
+            )
         if name not in modules:
             top = [n for n in modules if n and "." not in n]
-            raise FrameError(f"optimizer.param_groups[{index}].params={name}: {type(model).__name__} has no sub-module "
-                             f"'{name}'.{did_you_mean(name, [n for n in modules if n])} Its top-level sub-modules: "
-                             f"{', '.join(top) or 'none'}.")
+            raise FrameError(
+                f"optimizer.param_groups[{index}].params={name}: {type(model).__name__} has no sub-module "
+                f"'{name}'.{did_you_mean(name, [n for n in modules if n])} Its top-level sub-modules: "
+                f"{', '.join(top) or 'none'}."
+            )
         for p in modules[name].parameters():
             owner.setdefault(id(p), index)
     return owner

@@ -25,8 +25,13 @@ MEANINGFUL_TREES = ("model", "data", "seed", "world_size", "optimizer.param_grou
 # ...except to these, which change how items are loaded, not what they are.
 HARMLESS = ("data.num_workers", "data.preload", "data.test")  # data.test: evaluated after training only
 # The kind of optimizer and scheduler (or having a scheduler at all); their settings are allowed to change.
-MEANINGFUL_KEYS = ("optimizer._target_", "lr_scheduler", "lr_scheduler._target_",
-                   "optimizer.norm_weight_decay", "optimizer.bias_weight_decay")  # these two split the groups
+MEANINGFUL_KEYS = (
+    "optimizer._target_",
+    "lr_scheduler",
+    "lr_scheduler._target_",
+    "optimizer.norm_weight_decay",
+    "optimizer.bias_weight_decay",
+)  # these two split the groups
 # Keys that say how to run the command, not what the run is.
 IGNORED = ("name", "resume", "fresh", "force_resume")
 _ABSENT = "(absent)"
@@ -48,7 +53,10 @@ def check_resume(saved: dict, config_yaml: str, world_size: int, force: bool) ->
     Raises:
         ResumeRefused: a meaningful change and not `force`; the message lists every change.
     """
-    old = {**flatten(OmegaConf.to_container(OmegaConf.create(saved["config"]))), "world_size": saved["data"]["world_size"]}
+    old = {
+        **flatten(OmegaConf.to_container(OmegaConf.create(saved["config"]))),
+        "world_size": saved["data"]["world_size"],
+    }
     new = {**flatten(OmegaConf.to_container(OmegaConf.create(config_yaml))), "world_size": world_size}
     changes = diff(old, new)
     refused = [line for key, line in changes if is_meaningful(key)]
@@ -58,7 +66,11 @@ def check_resume(saved: dict, config_yaml: str, world_size: int, force: bool) ->
         raise ResumeRefused(
             f"the config changed since {where} was written, in ways that make it another run:\n"
             + "".join(f"  {line}\n" for line in refused)
-            + ("other changes (allowed on their own):\n" + "".join(f"  {line}\n" for line in allowed) if allowed else "")
+            + (
+                "other changes (allowed on their own):\n" + "".join(f"  {line}\n" for line in allowed)
+                if allowed
+                else ""
+            )
             + "Undo these changes to continue the run; start a new one with name=<new> or fresh=true "
             "(moves the old run aside); or resume anyway with force_resume=true (the weights must still "
             "fit the model; optimizer and scheduler state are kept only when their class is unchanged)."
@@ -67,10 +79,14 @@ def check_resume(saved: dict, config_yaml: str, world_size: int, force: bool) ->
         log.warning("force_resume=true: resuming %s despite:\n%s", where, "\n".join(f"  {line}" for line in refused))
     if allowed:
         log.info("resuming %s with changed settings:\n%s", where, "\n".join(f"  {line}" for line in allowed))
-    state_wins = [key for key, _ in changes if key.startswith(("optimizer.", "lr_scheduler.")) and not is_meaningful(key)]
+    state_wins = [
+        key for key, _ in changes if key.startswith(("optimizer.", "lr_scheduler.")) and not is_meaningful(key)
+    ]
     if state_wins:
-        log.warning("the optimizer and scheduler continue from their saved state, so these changes have no effect: %s",
-                    ", ".join(state_wins))
+        log.warning(
+            "the optimizer and scheduler continue from their saved state, so these changes have no effect: %s",
+            ", ".join(state_wins),
+        )
 
 
 def is_meaningful(key: str) -> bool:

@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from frame.training.checkpoint import FORMAT
 from frame.core.errors import FrameError
-from frame.tracking.jsonl import better
 from frame.core.version import __version__
+from frame.tracking.jsonl import better
+from frame.training.checkpoint import FORMAT
 
 log = logging.getLogger("frame")
 
@@ -92,8 +92,12 @@ def restore(job, state: TrainState, saved: dict, counters: dict) -> None:
     for name, part in (("optimizer", job.optimizer), ("scheduler", job.scheduler)):
         if part is None or saved[name] is None or saved[f"{name}_class"] != _class_path(part):
             if part is not None or saved[name] is not None:
-                log.warning("%s changed from %s to %s: it starts fresh instead of from the checkpoint",
-                            name, saved[f"{name}_class"], _class_path(part))
+                log.warning(
+                    "%s changed from %s to %s: it starts fresh instead of from the checkpoint",
+                    name,
+                    saved[f"{name}_class"],
+                    _class_path(part),
+                )
             continue
         part.load_state_dict(saved[name])
     if job.ema is not None:  # a checkpoint written without trainer.ema: the average starts from the resumed weights
@@ -105,8 +109,11 @@ def restore(job, state: TrainState, saved: dict, counters: dict) -> None:
     for name, part in counters.items():
         part.load_state_dict(saved["counters"][name])
     if data_order(job.train_sampler) != saved["data"]:
-        log.warning("the data order changed (%s -> %s): the resumed run does not replay the same batches",
-                    saved["data"], data_order(job.train_sampler))
+        log.warning(
+            "the data order changed (%s -> %s): the resumed run does not replay the same batches",
+            saved["data"],
+            data_order(job.train_sampler),
+        )
 
 
 def _follow_monitor(job, state: TrainState, saved: dict) -> None:
@@ -117,9 +124,14 @@ def _follow_monitor(job, state: TrainState, saved: dict) -> None:
     before = OmegaConf.select(OmegaConf.create(saved["config"]), "trainer.monitor")
     now = job.cfg.trainer.monitor
     if before != now or saved["state"].get("maximize", state.maximize) != state.maximize:
-        log.warning("the monitor changed since the checkpoint (%s, %s -> %s, %s): best.pt and the result now "
-                    "follow the new one, from the next validation on", before,
-                    "max" if saved["state"].get("maximize") else "min", now, "max" if state.maximize else "min")
+        log.warning(
+            "the monitor changed since the checkpoint (%s, %s -> %s, %s): best.pt and the result now "
+            "follow the new one, from the next validation on",
+            before,
+            "max" if saved["state"].get("maximize") else "min",
+            now,
+            "max" if state.maximize else "min",
+        )
         state.best = None
 
 

@@ -68,17 +68,25 @@ def _object_node(param: str, value: str, where: str) -> tuple[dict, str]:
     if param == "dtype":
         if not isinstance(getattr(torch, name, None), torch.dtype):
             known = sorted(n for n in dir(torch) if isinstance(getattr(torch, n, None), torch.dtype))
-            raise FrameError(f"{where}.dtype={value!r} names no torch dtype.{did_you_mean(name, known)} "
-                             f"Write e.g. float32, uint8 or torch.float32.", key=f"{where}.dtype")
+            raise FrameError(
+                f"{where}.dtype={value!r} names no torch dtype.{did_you_mean(name, known)} "
+                f"Write e.g. float32, uint8 or torch.float32.",
+                key=f"{where}.dtype",
+            )
         return {"_target_": "hydra.utils.get_object", "path": f"torch.{name}"}, f"torch.{name}"
     from torchvision.transforms import InterpolationMode
 
     modes = [mode.value for mode in InterpolationMode]
     if name.lower() not in modes:
-        raise FrameError(f"{where}.interpolation={value!r} is not an InterpolationMode.{did_you_mean(name.lower(), modes)} "
-                         f"One of: {', '.join(modes)}.", key=f"{where}.interpolation")
-    return ({"_target_": "torchvision.transforms.InterpolationMode", "value": name.lower()},
-            f"InterpolationMode.{name.upper()}")
+        raise FrameError(
+            f"{where}.interpolation={value!r} is not an InterpolationMode.{did_you_mean(name.lower(), modes)} "
+            f"One of: {', '.join(modes)}.",
+            key=f"{where}.interpolation",
+        )
+    return (
+        {"_target_": "torchvision.transforms.InterpolationMode", "value": name.lower()},
+        f"InterpolationMode.{name.upper()}",
+    )
 
 
 def untensored(items: list, dataset) -> FrameError | None:
@@ -92,10 +100,15 @@ def untensored(items: list, dataset) -> FrameError | None:
             if isinstance(part, (torch.Tensor, np.ndarray, int, float, bool)):
                 continue
             transforms = [*getattr(dataset, f"_fixed_{kind}", []), *getattr(dataset, f"_random_{kind}", [])]
-            last = f"the last of data.{kind}_transforms is {type(transforms[-1]).__name__}" if transforms \
+            last = (
+                f"the last of data.{kind}_transforms is {type(transforms[-1]).__name__}"
+                if transforms
                 else f"data.{kind}_transforms is empty"
-            return FrameError(f"the {kind} of an item is a {type(part).__module__}.{type(part).__name__} after its "
-                              f"transforms ({last}); a batch needs tensors. End data.{kind}_transforms with one that "
-                              f"makes a tensor, e.g. torchvision.transforms.v2.ToImage then ToDtype(dtype: float32, "
-                              f"scale: true), or torchvision.transforms.ToTensor.")
+            )
+            return FrameError(
+                f"the {kind} of an item is a {type(part).__module__}.{type(part).__name__} after its "
+                f"transforms ({last}); a batch needs tensors. End data.{kind}_transforms with one that "
+                f"makes a tensor, e.g. torchvision.transforms.v2.ToImage then ToDtype(dtype: float32, "
+                f"scale: true), or torchvision.transforms.ToTensor."
+            )
     return None

@@ -45,8 +45,12 @@ class SweepTrial:
             from frame.config.optuna_study import build_pruner, open_storage
 
             storage = open_storage(str(sweeper.storage))
-            self.study = optuna.load_study(study_name=str(sweeper.study_name), storage=storage,
-                                           sampler=optuna.samplers.RandomSampler(), pruner=build_pruner(sweeper.pruner))
+            self.study = optuna.load_study(
+                study_name=str(sweeper.study_name),
+                storage=storage,
+                sampler=optuna.samplers.RandomSampler(),
+                pruner=build_pruner(sweeper.pruner),
+            )
             self.trial = member_trial(self.study, storage, number)
 
     def pruned(self, epoch: int, value: float) -> bool:
@@ -61,8 +65,14 @@ class SweepTrial:
             if verdict:
                 run_record.update(self.run_dir, pruned={"trial": self.number, "epoch": epoch, "value": value})
                 self.study.tell(self.number, state=TrialState.PRUNED, skip_if_finished=True)
-                log.warning("pruned by %s at epoch %d (%s=%.4g): Optuna trial %d stops here, checkpoint written",
-                            type(self.study.pruner).__name__, epoch, self.monitor, value, self.number)
+                log.warning(
+                    "pruned by %s at epoch %d (%s=%.4g): Optuna trial %d stops here, checkpoint written",
+                    type(self.study.pruner).__name__,
+                    epoch,
+                    self.monitor,
+                    value,
+                    self.number,
+                )
         if self.shared:
             import torch.distributed as dist
 

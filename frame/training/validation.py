@@ -13,8 +13,16 @@ from frame.training.evaluators import update
 
 
 @torch.no_grad()
-def score(model, loader, evaluators: dict, device, loss_fn=None, item_evaluators: dict | None = None,
-          autocast=None, inferer=None) -> tuple[dict[str, float], list[dict]]:
+def score(
+    model,
+    loader,
+    evaluators: dict,
+    device,
+    loss_fn=None,
+    item_evaluators: dict | None = None,
+    autocast=None,
+    inferer=None,
+) -> tuple[dict[str, float], list[dict]]:
     """(metrics over the whole loader, one row per item when `item_evaluators` are given).
 
     `item_evaluators` are separate instances of the evaluators (reset for every item), so the

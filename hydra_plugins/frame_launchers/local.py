@@ -17,11 +17,11 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides, setup_globals
 
-from frame.launch import sweep
 from frame.core.atomic import write_file
 from frame.core.errors import FrameError
 from frame.core.exits import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from frame.core.signals import StopFlag, forward
+from frame.launch import sweep
 from hydra_plugins.frame_launchers.run_member import run_here
 from hydra_plugins.frame_launchers.sequential import FrameSequentialLauncher
 
@@ -44,8 +44,9 @@ class Slot:
     gpus: tuple[str, ...]
 
 
-def member_slots(parallel: int | None, cpus_per_member: int | None, gpus_per_member: int,
-                 cpus: Sequence[int], gpus: Sequence[str]) -> list[Slot]:
+def member_slots(
+    parallel: int | None, cpus_per_member: int | None, gpus_per_member: int, cpus: Sequence[int], gpus: Sequence[str]
+) -> list[Slot]:
     """Split this machine's CPUs (and GPUs) into `parallel` slots, one running member each.
 
     Defaults: on a GPU machine one slot per `gpus_per_member` GPUs; without GPUs one slot
@@ -58,13 +59,15 @@ def member_slots(parallel: int | None, cpus_per_member: int | None, gpus_per_mem
         parallel = len(gpus) // gpus_per_member if use_gpus else len(cpus) // (cpus_per_member or 4)
     parallel = max(1, parallel)
     if use_gpus and parallel * gpus_per_member > len(gpus):
-        raise FrameError(f"hydra.launcher.parallel={parallel} members with gpus_per_member={gpus_per_member} "
-                         f"need {parallel * gpus_per_member} GPUs; this machine shows {len(gpus)} ({','.join(gpus)}).")
+        raise FrameError(
+            f"hydra.launcher.parallel={parallel} members with gpus_per_member={gpus_per_member} "
+            f"need {parallel * gpus_per_member} GPUs; this machine shows {len(gpus)} ({','.join(gpus)})."
+        )
     share = cpus_per_member or max(1, len(cpus) // parallel)
     slots = []
     for i in range(parallel):
         mine = tuple(cpus[(i * share + k) % len(cpus)] for k in range(min(share, len(cpus))))
-        slots.append(Slot(mine, tuple(gpus[i * gpus_per_member:(i + 1) * gpus_per_member]) if use_gpus else ()))
+        slots.append(Slot(mine, tuple(gpus[i * gpus_per_member : (i + 1) * gpus_per_member]) if use_gpus else ()))
     return slots
 
 
@@ -74,8 +77,9 @@ def visible_gpus() -> list[str]:
         return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
     if shutil.which("nvidia-smi") is None:
         return []
-    listing = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                             text=True)
+    listing = subprocess.run(
+        ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True
+    )
     return listing.stdout.split() if listing.returncode == 0 else []
 
 
@@ -88,8 +92,9 @@ class FrameLocalLauncher(FrameSequentialLauncher):
     and the sweep exits 75 (run the same command to continue).
     """
 
-    def __init__(self, parallel: int | None = None, cpus_per_member: int | None = None,
-                 gpus_per_member: int = 1) -> None:
+    def __init__(
+        self, parallel: int | None = None, cpus_per_member: int | None = None, gpus_per_member: int = 1
+    ) -> None:
         super().__init__()
         self.parallel, self.cpus_per_member, self.gpus_per_member = parallel, cpus_per_member, gpus_per_member
 
@@ -100,14 +105,20 @@ class FrameLocalLauncher(FrameSequentialLauncher):
         setup_globals()
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         members = sweep.plan(self, job_overrides, initial_job_idx)
-        slots = member_slots(self.parallel, self.cpus_per_member, self.gpus_per_member,
-                             sorted(os.sched_getaffinity(0)), visible_gpus())
+        slots = member_slots(
+            self.parallel, self.cpus_per_member, self.gpus_per_member, sorted(os.sched_getaffinity(0)), visible_gpus()
+        )
         folder = sweep_dir / ".local"
         folder.mkdir(parents=True, exist_ok=True)
         queue = [m for m in members if not m.skipped]
-        log.info("running %d members, %d at a time: %s", len(queue), len(slots),
-                 "; ".join(f"cpus {','.join(map(str, s.cpus))}" + (f" gpus {','.join(s.gpus)}" if s.gpus else "")
-                           for s in slots))
+        log.info(
+            "running %d members, %d at a time: %s",
+            len(queue),
+            len(slots),
+            "; ".join(
+                f"cpus {','.join(map(str, s.cpus))}" + (f" gpus {','.join(s.gpus)}" if s.gpus else "") for s in slots
+            ),
+        )
         sweep.write_summary(sweep_dir, members)
         running: dict[int, tuple[sweep.Member, subprocess.Popen, Path]] = {}  # slot index -> member
         returns: dict[int, JobReturn] = {m.num: sweep.skipped_return(m) for m in members if m.skipped}
@@ -149,14 +160,30 @@ class FrameLocalLauncher(FrameSequentialLauncher):
         if slot.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(slot.gpus)
         output = open(folder / f"member-{member.num}.out", "a")
-        command = [sys.executable, "-c", "import sys; from hydra_plugins.frame_launchers.local import run_pickled; sys.exit(run_pickled(sys.argv[1]))",
-                   str(path)]
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=lambda: _member_process_setup(slot.cpus))
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from hydra_plugins.frame_launchers.local import run_pickled; sys.exit(run_pickled(sys.argv[1]))",
+            str(path),
+        ]
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: _member_process_setup(slot.cpus),
+        )
         output.close()
         member.status = "running"
-        log.info("member %d (pid %d, cpus %s%s): %s", member.num, process.pid, ",".join(map(str, slot.cpus)),
-                 f", gpus {','.join(slot.gpus)}" if slot.gpus else "", " ".join(filter_overrides(member.overrides)))
+        log.info(
+            "member %d (pid %d, cpus %s%s): %s",
+            member.num,
+            process.pid,
+            ",".join(map(str, slot.cpus)),
+            f", gpus {','.join(slot.gpus)}" if slot.gpus else "",
+            " ".join(filter_overrides(member.overrides)),
+        )
         return process, path
 
 
@@ -196,8 +223,12 @@ def _finished_return(member: sweep.Member, record: dict) -> JobReturn:
     from omegaconf import OmegaConf
 
     member.status, member.exit_code, member.result = record["status"], 0, record["result"]
-    ret = JobReturn(overrides=member.overrides, working_dir=str(member.run_dir), status=JobStatus.COMPLETED,
-                    hydra_cfg=OmegaConf.create({"hydra": {"runtime": {"output_dir": str(member.run_dir)}}}))
+    ret = JobReturn(
+        overrides=member.overrides,
+        working_dir=str(member.run_dir),
+        status=JobStatus.COMPLETED,
+        hydra_cfg=OmegaConf.create({"hydra": {"runtime": {"output_dir": str(member.run_dir)}}}),
+    )
     ret.return_value = record["result"]
     return ret
 
@@ -216,8 +247,11 @@ def run_pickled(path: str) -> int:
     ret = function(*args)
     if ret.status == JobStatus.FAILED:  # a user error stays one (refused in sweep.json), as a plain FrameError
         error = ret._return_value
-        ret.return_value = (FrameError(str(error)) if isinstance(error, FrameError)
-                            else sweep.MemberFailed(f"{type(error).__name__}: {error}"))
+        ret.return_value = (
+            FrameError(str(error))
+            if isinstance(error, FrameError)
+            else sweep.MemberFailed(f"{type(error).__name__}: {error}")
+        )
     write_file(Path(f"{path}.result"), cloudpickle.dumps(ret))
     if ret.status == JobStatus.COMPLETED:
         return 0

@@ -29,15 +29,17 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from frame.config.optuna_study import build_pruner, instantiated, open_storage
 from frame.compat.extras import require
+from frame.config.optuna_study import build_pruner, instantiated, open_storage
 from frame.core.errors import FrameError
 
 log = logging.getLogger("frame")
 SQLITE_FILE, JOURNAL_FILE = "optuna.db", "optuna.journal"
 # launchers that run every member in the sweeper's own process: SQLite is safe there
-IN_PROCESS = {"hydra_plugins.frame_launchers.sequential.FrameSequentialLauncher",
-              "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}
+IN_PROCESS = {
+    "hydra_plugins.frame_launchers.sequential.FrameSequentialLauncher",
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+}
 
 
 @dataclass
@@ -60,9 +62,18 @@ class FrameOptunaSweeperConf:
 class FrameOptunaSweeper(Sweeper):
     """Asks Optuna for `n_jobs` trials at a time, launches them as members, tells their outcomes."""
 
-    def __init__(self, sampler: Any = None, direction: Any = "minimize", storage: Optional[str] = None,
-                 study_name: Optional[str] = None, n_trials: int = 20, n_jobs: int = 2, max_failure_rate: float = 0.0,
-                 pruner: Any = None, params: Any = None) -> None:
+    def __init__(
+        self,
+        sampler: Any = None,
+        direction: Any = "minimize",
+        storage: Optional[str] = None,
+        study_name: Optional[str] = None,
+        n_trials: int = 20,
+        n_jobs: int = 2,
+        max_failure_rate: float = 0.0,
+        pruner: Any = None,
+        params: Any = None,
+    ) -> None:
         self.sampler_conf, self.pruner_conf = sampler, pruner
         self.direction, self.storage, self.study_name = direction, storage, study_name
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, max(1, n_jobs), max_failure_rate
@@ -70,30 +81,47 @@ class FrameOptunaSweeper(Sweeper):
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
         require("optuna", "hydra/sweeper=frame_optuna")
-        check_direction(self.direction, OmegaConf.select(config, "trainer.monitor_mode"),
-                        OmegaConf.select(config, "trainer.monitor"))
+        check_direction(
+            self.direction,
+            OmegaConf.select(config, "trainer.monitor_mode"),
+            OmegaConf.select(config, "trainer.monitor"),
+        )
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         self.study_name = self.study_name or self.sweep_dir.name
         self.storage = self.storage or default_storage(self.sweep_dir, str(config.hydra.launcher._target_))
         # members compose their config afresh (hydra overrides included): these tell them their study
         with read_write(config.hydra), open_dict(config.hydra):
-            config.hydra.overrides.hydra.extend([f"hydra.sweeper.storage={quoted(self.storage)}",
-                                                 f"hydra.sweeper.study_name={quoted(self.study_name)}"])
+            config.hydra.overrides.hydra.extend(
+                [f"hydra.sweeper.storage={quoted(self.storage)}", f"hydra.sweeper.study_name={quoted(self.study_name)}"]
+            )
         self.config, self.hydra_context = config, hydra_context
-        self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
-                                                                task_function=task_function)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
 
     def sweep(self, arguments: list[str]) -> Any:
         import optuna
 
         space, fixed = search_space([f"{key}={value}" for key, value in self.params.items()] + list(arguments))
         sampler = self._sampler(space)
-        study = optuna.create_study(study_name=self.study_name, storage=open_storage(self.storage), sampler=sampler,
-                                    direction=str(self.direction), load_if_exists=True,
-                                    pruner=build_pruner(self.pruner_conf))
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=open_storage(self.storage),
+            sampler=sampler,
+            direction=str(self.direction),
+            load_if_exists=True,
+            pruner=build_pruner(self.pruner_conf),
+        )
         to_go = self._resume(study, sampler)
-        log.info("Optuna study %s in %s: %d trials to run, %d at a time (sampler %s, pruner %s)", self.study_name,
-                 self.storage, to_go, self.n_jobs, type(sampler).__name__, type(study.pruner).__name__)
+        log.info(
+            "Optuna study %s in %s: %d trials to run, %d at a time (sampler %s, pruner %s)",
+            self.study_name,
+            self.storage,
+            to_go,
+            self.n_jobs,
+            type(sampler).__name__,
+            type(study.pruner).__name__,
+        )
         while to_go > 0:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, to_go))]
             returns = []
@@ -108,8 +136,7 @@ class FrameOptunaSweeper(Sweeper):
         """The configured sampler (a GridSampler gets the choices of the search space as its grid)."""
         import optuna
 
-        sampler = instantiated(self.sampler_conf, "hydra.sweeper.sampler", optuna.samplers.BaseSampler,
-                               partial_ok=True)
+        sampler = instantiated(self.sampler_conf, "hydra.sweeper.sampler", optuna.samplers.BaseSampler, partial_ok=True)
         if getattr(sampler, "func", None) is optuna.samplers.GridSampler:
             grid = {name: grid_values(name, dist) for name, dist in space.items()}
             sampler = sampler(grid)
@@ -124,16 +151,25 @@ class FrameOptunaSweeper(Sweeper):
         trials = study.get_trials(deepcopy=False)
         if not trials:
             return self.n_trials
-        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-            t.state == TrialState.FAIL and not any(u.number > t.number and u.params == t.params for u in trials))]
+        finished = [
+            t
+            for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.FAIL and not any(u.number > t.number and u.params == t.params for u in trials))
+        ]
         stopped = [t for t in trials if t.state == TrialState.RUNNING]
         for trial in stopped:
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
             study.enqueue_trial(trial.params)
         waiting = sum(t.state == TrialState.WAITING for t in trials)
-        log.info("Optuna study %s: %d of %d trials finished (%d pruned), %d stopped ones asked again",
-                 self.study_name, len(finished), self.n_trials, sum(t.state == TrialState.PRUNED for t in trials),
-                 len(stopped))
+        log.info(
+            "Optuna study %s: %d of %d trials finished (%d pruned), %d stopped ones asked again",
+            self.study_name,
+            len(finished),
+            self.n_trials,
+            sum(t.state == TrialState.PRUNED for t in trials),
+            len(stopped),
+        )
         if hasattr(sampler, "reseed_rng"):  # seeded, it would propose the study's first trials again
             sampler.reseed_rng()
         return max(self.n_trials - len(finished), len(stopped) + waiting)
@@ -155,8 +191,10 @@ class FrameOptunaSweeper(Sweeper):
         if failures and len(failures) / len(returns) > self.max_failure_rate:
             first = failures[0]
             if first.status == JobStatus.COMPLETED:
-                raise FrameError(f"a member returned {first.return_value!r}, not a number: a frame_optuna trial "
-                                 f"needs the task function to return the value to optimise.")
+                raise FrameError(
+                    f"a member returned {first.return_value!r}, not a number: a frame_optuna trial "
+                    f"needs the task function to return the value to optimise."
+                )
             raise first._return_value  # the member's error (MemberFailed), as Hydra's sweepers raise it
 
 
@@ -215,8 +253,10 @@ def grid_values(name: str, dist) -> list:
     if getattr(dist, "step", None):
         count = int(round((dist.high - dist.low) / dist.step)) + 1
         return [dist.low + i * dist.step for i in range(count)]
-    raise FrameError(f"hydra.sweeper.params.{name}: a grid sampler needs a finite set of values (choice(...) or "
-                     f"range(...)), not a continuous interval.")
+    raise FrameError(
+        f"hydra.sweeper.params.{name}: a grid sampler needs a finite set of values (choice(...) or "
+        f"range(...)), not a continuous interval."
+    )
 
 
 def consecutive(trials: list) -> list[list]:
@@ -255,8 +295,7 @@ def write_results(study, sweep_dir: Path) -> None:
     except ValueError:  # no complete trial (all pruned or failed)
         log.warning("Optuna study %s has no complete trial: no optimization_results.yaml", study.study_name)
         return
-    results = {"name": "optuna", "best_params": dict(best.params), "best_value": best.value,
-               "best_trial": best.number}
+    results = {"name": "optuna", "best_params": dict(best.params), "best_value": best.value, "best_trial": best.number}
     replace_text(sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(OmegaConf.create(results)))
     log.info("best trial %d: %s = %s with %s", best.number, "value", best.value, best.params)
 
@@ -283,8 +322,10 @@ def check_direction(direction: Any, monitor_mode: Any, monitor: Optional[str]) -
     directions = direction if isinstance(direction, (list, tuple)) or OmegaConf.is_list(direction) else [direction]
     names = [str(getattr(d, "name", d)) for d in directions]
     if len(names) != 1:
-        raise FrameError(f"hydra.sweeper.direction={names}: a frame member returns one value"
-                         f"{f' (trainer.monitor={monitor})' if monitor else ''}; give one direction.")
+        raise FrameError(
+            f"hydra.sweeper.direction={names}: a frame member returns one value"
+            f"{f' (trainer.monitor={monitor})' if monitor else ''}; give one direction."
+        )
     if names[0] not in ("minimize", "maximize"):
         raise FrameError(f"hydra.sweeper.direction={names[0]}: expected minimize or maximize.")
     if monitor_mode is None:  # not one of frame's configs: the task function's return value is the app's affair
@@ -292,17 +333,32 @@ def check_direction(direction: Any, monitor_mode: Any, monitor: Optional[str]) -
     mode = str(getattr(monitor_mode, "value", monitor_mode))
     wanted = {"max": "maximize", "min": "minimize"}[mode]
     if names[0] != wanted:
-        raise FrameError(f"hydra.sweeper.direction={names[0]} contradicts trainer.monitor_mode={mode} "
-                         f"(trainer.monitor={monitor}): the search would chase the worst trials. "
-                         f"Set hydra.sweeper.direction={wanted}, or trainer.monitor_mode to match.")
+        raise FrameError(
+            f"hydra.sweeper.direction={names[0]} contradicts trainer.monitor_mode={mode} "
+            f"(trainer.monitor={monitor}): the search would chase the worst trials. "
+            f"Set hydra.sweeper.direction={wanted}, or trainer.monitor_mode to match."
+        )
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="frame_optuna", node=FrameOptunaSweeperConf,
-                             provider="frame")
+ConfigStore.instance().store(group="hydra/sweeper", name="frame_optuna", node=FrameOptunaSweeperConf, provider="frame")
 # `override /hydra/sweeper/sampler: random` and the like, as hydra-optuna-sweeper offered
-for _name, _target in {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler",
-                       "nsgaii": "NSGAIISampler", "qmc": "QMCSampler", "gp": "GPSampler"}.items():
-    ConfigStore.instance().store(group="hydra/sweeper/sampler", name=_name, provider="frame",
-                                 node={"_target_": f"optuna.samplers.{_target}", "seed": None})
-ConfigStore.instance().store(group="hydra/sweeper/sampler", name="grid", provider="frame",
-                             node={"_target_": "optuna.samplers.GridSampler", "_partial_": True})
+for _name, _target in {
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "cmaes": "CmaEsSampler",
+    "nsgaii": "NSGAIISampler",
+    "qmc": "QMCSampler",
+    "gp": "GPSampler",
+}.items():
+    ConfigStore.instance().store(
+        group="hydra/sweeper/sampler",
+        name=_name,
+        provider="frame",
+        node={"_target_": f"optuna.samplers.{_target}", "seed": None},
+    )
+ConfigStore.instance().store(
+    group="hydra/sweeper/sampler",
+    name="grid",
+    provider="frame",
+    node={"_target_": "optuna.samplers.GridSampler", "_partial_": True},
+)

@@ -20,8 +20,13 @@ def run_here(launcher, overrides, job_dir_key, job_num, job_id, singleton_state)
         config.hydra.job.num = job_num
     if global_rank() != 0:
         _without_side_effects(config)
-    return run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function, config=config,
-                   job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
+    return run_job(
+        hydra_context=launcher.hydra_context,
+        task_function=launcher.task_function,
+        config=config,
+        job_dir_key=job_dir_key,
+        job_subdir_key="hydra.sweep.subdir",
+    )
 
 
 def _without_side_effects(config: DictConfig) -> None:
@@ -37,6 +42,7 @@ def _without_side_effects(config: DictConfig) -> None:
 def raise_if_failed(ret: JobReturn, job_num: int) -> JobReturn:
     if ret.status == JobStatus.FAILED:
         error = ret._return_value
-        raise MemberFailed(f"member {job_num} failed: {type(error).__name__}: {error} "
-                                 f"(traceback in its run directory's error.txt)") from error
+        raise MemberFailed(
+            f"member {job_num} failed: {type(error).__name__}: {error} (traceback in its run directory's error.txt)"
+        ) from error
     return ret

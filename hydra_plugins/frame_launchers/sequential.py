@@ -50,9 +50,13 @@ class FrameSequentialLauncher(Launcher):
                     config.hydra.job.num = member.num
                 member.status = "running"
                 try:
-                    ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function,
-                                  config=config, job_dir_key="hydra.sweep.dir",
-                                  job_subdir_key="hydra.sweep.subdir")
+                    ret = run_job(
+                        hydra_context=self.hydra_context,
+                        task_function=self.task_function,
+                        config=config,
+                        job_dir_key="hydra.sweep.dir",
+                        job_subdir_key="hydra.sweep.subdir",
+                    )
                 except BaseException:  # a stop signal (exit 75): the sweep stops here, the same command continues it
                     member.status = None  # the summary takes the outcome from the member's run.json
                     raise
@@ -66,4 +70,6 @@ class FrameSequentialLauncher(Launcher):
         return returns
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="frame_sequential", node=FrameSequentialConf, provider="frame")
+ConfigStore.instance().store(
+    group="hydra/launcher", name="frame_sequential", node=FrameSequentialConf, provider="frame"
+)

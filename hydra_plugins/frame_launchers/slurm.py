@@ -15,23 +15,32 @@ from typing import Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
-from hydra_plugins.hydra_submitit_launcher import submitit_launcher
-from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from omegaconf import OmegaConf
 
 from frame.compat.submitit import attach, read_result, result_paths, stderr_path
-from frame.launch import sweep
 from frame.core.exits import EXIT_INTERRUPTED
+from frame.launch import sweep
 from frame.launch.corridor import ERROR_FILE
 from hydra_plugins.frame_launchers.run_member import raise_if_failed, run_here
+from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 
 log = logging.getLogger("frame")
 
 LOST_AFTER_S = 30.0  # a job ended this long without a result file ended without one
 POLL_MAX_S = 5.0  # a cancelled array is noticed within this (and one squeue call)
 # squeue's states of jobs that ended (it shows them for MinJobAge, 300 s by default, with -t all)
-ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
-         "TIMEOUT"}
+ENDED = {
+    "BOOT_FAIL",
+    "CANCELLED",
+    "COMPLETED",
+    "DEADLINE",
+    "FAILED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "TIMEOUT",
+}
 
 
 @dataclass
@@ -73,9 +82,11 @@ class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
         if params["signal_delay_s"] >= params["timeout_min"] * 60:
             from frame.core.errors import FrameError
 
-            raise FrameError(f"hydra.launcher.signal_delay_s={params['signal_delay_s']} is not shorter than "
-                             f"hydra.launcher.timeout_min={params['timeout_min']} minutes: SLURM would signal every "
-                             f"member as timed out when it starts. Lower signal_delay_s or raise timeout_min.")
+            raise FrameError(
+                f"hydra.launcher.signal_delay_s={params['signal_delay_s']} is not shorter than "
+                f"hydra.launcher.timeout_min={params['timeout_min']} minutes: SLURM would signal every "
+                f"member as timed out when it starts. Lower signal_delay_s or raise timeout_min."
+            )
         folder = params.pop("submitit_folder")
         params.pop("max_array_size", None)
         max_num_timeout = params.pop("max_num_timeout")
@@ -100,17 +111,25 @@ class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
             jobs = dict(attached)
             if submit:
                 arrays, submitted = self._submit(submit)
-                log.info("submitted %d members as SLURM job %s %s in %.2f s (%.2f s planning the members "
-                         "and their run directories); folder %s", len(submit), "array" if len(arrays) == 1 else
-                         "arrays", " ".join(arrays), time.perf_counter() - start, planned - start,
-                         self.params["submitit_folder"])
+                log.info(
+                    "submitted %d members as SLURM job %s %s in %.2f s (%.2f s planning the members "
+                    "and their run directories); folder %s",
+                    len(submit),
+                    "array" if len(arrays) == 1 else "arrays",
+                    " ".join(arrays),
+                    time.perf_counter() - start,
+                    planned - start,
+                    self.params["submitit_folder"],
+                )
                 jobs.update(submitted)
             if todo:
                 sweep.write_summary(sweep_dir, members)
                 returns.update(self._wait(todo, [jobs[m.num] for m in todo], sweep_dir, members))
         except KeyboardInterrupt:  # Ctrl-C: stop waiting, not the jobs
-            log.warning("stopped waiting; the submitted jobs keep running. Run the same command again to "
-                        "collect them (complete members are not run again).")
+            log.warning(
+                "stopped waiting; the submitted jobs keep running. Run the same command again to "
+                "collect them (complete members are not run again)."
+            )
             raise SystemExit(EXIT_INTERRUPTED) from None
         finally:
             sweep.log_summary(sweep_dir, members)
@@ -127,7 +146,7 @@ class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
         size = max(1, self.params.get("max_array_size") or max_array_size())
         arrays, jobs = [], {}
         for first in range(0, len(members), size):
-            chunk = members[first:first + size]
+            chunk = members[first : first + size]
             if arrays:
                 executor.update_parameters(slurm_dependency=f"afterany:{arrays[-1]}")
             submitted = executor.map_array(call, [m.overrides for m in chunk], [m.num for m in chunk])
@@ -150,9 +169,12 @@ class FrameSlurmLauncher(submitit_launcher.SlurmLauncher):
                 member.job_id, member.status = job_id, "pending"
                 attached[member.num] = attach(self.params["submitit_folder"], job_id, tasks)
         if attached:
-            log.info("%d members are still queued or running from an earlier run of this sweep (%s): waiting for "
-                     "them instead of submitting them again", len(attached),
-                     " ".join(m.job_id for m in todo if m.num in attached))
+            log.info(
+                "%d members are still queued or running from an earlier run of this sweep (%s): waiting for "
+                "them instead of submitting them again",
+                len(attached),
+                " ".join(m.job_id for m in todo if m.num in attached),
+            )
         return attached
 
     def _wait(self, todo, jobs, sweep_dir, members) -> dict[int, JobReturn]:
@@ -230,13 +252,19 @@ def max_array_size() -> int:
 def squeue_states(array_ids: Sequence[str]) -> dict[str, str] | None:
     """{"<array>_<index>": STATE} of the jobs SLURM still knows (queued, running, or ended less than
     MinJobAge ago: no accounting needed); None if squeue failed."""
-    listing = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(array_ids), "-o", "%i %T"],
-                             capture_output=True, text=True)
+    listing = subprocess.run(
+        ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(array_ids), "-o", "%i %T"], capture_output=True, text=True
+    )
     if listing.returncode != 0:
         # squeue exits 1 for ids it no longer knows (all finished): that is an empty answer
         return {} if "Invalid job id" in listing.stderr else None
-    return {task: state for line in listing.stdout.splitlines() if line.strip()
-            for job_id, state in [line.split()] for task in _tasks(job_id)}
+    return {
+        task: state
+        for line in listing.stdout.splitlines()
+        if line.strip()
+        for job_id, state in [line.split()]
+        for task in _tasks(job_id)
+    }
 
 
 def _tasks(job_id: str) -> list[str]:
@@ -265,9 +293,13 @@ def _slurm_return(member: sweep.Member, job) -> JobReturn:
         return value
     last = [line for line in str(value).strip().splitlines() if line.strip()][-1]
     member.status, member.exit_code, member.error = "failed", 1, last
-    return sweep.failed_return(member, sweep.MemberFailed(
-        f"member {member.num} (SLURM job {member.job_id}) failed: {last}\n"
-        f"traceback: {member.run_dir / ERROR_FILE}; SLURM log: {stderr_path(job)}"))
+    return sweep.failed_return(
+        member,
+        sweep.MemberFailed(
+            f"member {member.num} (SLURM job {member.job_id}) failed: {last}\n"
+            f"traceback: {member.run_dir / ERROR_FILE}; SLURM log: {stderr_path(job)}"
+        ),
+    )
 
 
 def _cancelled_return(member: sweep.Member) -> JobReturn:
@@ -283,8 +315,10 @@ def _lost_return(member: sweep.Member, job) -> JobReturn:
         member.error = "stopped by a signal after a checkpoint (not requeued); run the same command to continue"
     else:
         member.status, member.exit_code = "failed", record.get("exit_code")
-        member.error = (f"SLURM job {member.job_id} ended without a result (killed, cancelled, out of memory "
-                        f"or a lost node); see {stderr_path(job)}")
+        member.error = (
+            f"SLURM job {member.job_id} ended without a result (killed, cancelled, out of memory "
+            f"or a lost node); see {stderr_path(job)}"
+        )
     return sweep.failed_return(member, sweep.MemberFailed(member.error))
 
 

@@ -14,8 +14,8 @@ from typing import Any, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 
-from frame.config.compose import member_config
 from frame.compat.hydra import basic_sweeper_class
+from frame.config.compose import member_config
 from frame.config.members import check_values
 from frame.core.errors import FrameError
 
@@ -33,17 +33,20 @@ class FrameSweeper(Sweeper):
     """Wraps a BasicSweeper rather than subclassing it: Hydra's plugin scan re-executes the
     basic sweeper's module, and a subclass of the old class then fails in its `super()` call."""
 
-    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[dict[str, str]] = None,
-                 pruner: Any = None) -> None:
+    def __init__(
+        self, max_batch_size: Optional[int] = None, params: Optional[dict[str, str]] = None, pruner: Any = None
+    ) -> None:
         self.pruner = pruner
         self.basic = basic_sweeper_class()(max_batch_size=max_batch_size, params=params)
         self.basic.validate_batch_is_legal = self.validate_batch_is_legal
 
     def setup(self, **kwargs: Any) -> None:
         if self.pruner is not None:  # here, not in __init__: Hydra would wrap the error in its own
-            raise FrameError("hydra.sweeper.pruner is set, but this sweep is a grid (hydra/sweeper=frame): nothing "
-                             "compares its members while they train. Prune an Optuna search: hydra/sweeper=frame_optuna "
-                             "(or an hparams_search file), or drop hydra.sweeper.pruner.")
+            raise FrameError(
+                "hydra.sweeper.pruner is set, but this sweep is a grid (hydra/sweeper=frame): nothing "
+                "compares its members while they train. Prune an Optuna search: hydra/sweeper=frame_optuna "
+                "(or an hparams_search file), or drop hydra.sweeper.pruner."
+            )
         self.basic.setup(**kwargs)
 
     def sweep(self, arguments: list[str]) -> Any:

@@ -32,8 +32,13 @@ median = statistics.median
 def _first_new_step(cwd: Path, after_step: int) -> float:
     """Seconds from launching `frame train trainer.epochs=2` in `cwd` to its first step past `after_step`."""
     start = time.time()
-    subprocess.run([str(BIN / "frame"), "train", *ARGS, "trainer.epochs=2"], cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [str(BIN / "frame"), "train", *ARGS, "trainer.epochs=2"],
+        cwd=cwd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     records = [json.loads(line) for line in (cwd / "outputs/bench/metrics.jsonl").read_text().splitlines()]
     return next(r["time"] for r in records if r["step"] > after_step) - start
 
@@ -42,9 +47,9 @@ def _in_process(run_dir: Path, repeats: int) -> dict:
     import torch
     from hydra import compose, initialize_config_module
 
+    from frame.config.schema import register_configs
     from frame.training.build import build_job
     from frame.training.checkpoint import load_checkpoint
-    from frame.config.schema import register_configs
     from frame.training.loop import BadStepGuard, StepWindow
     from frame.training.resume_guard import check_resume
     from frame.training.state import TrainState, capture, restore
@@ -72,21 +77,33 @@ def _in_process(run_dir: Path, repeats: int) -> dict:
         check_resume(saved, job.config_yaml, 1, force=False)
         restore(job, TrainState(), saved, counters)
 
-    rounds = interleave({
-        "capture": lambda: timed(lambda: capture(job, state, counters)),
-        "serialise (torch.save to memory)": lambda: timed(lambda: torch.save(capture(job, state, counters), io.BytesIO())),
-        "save last.pt: blocks training": lambda: timed(lambda: job.checkpoints.save(capture(job, state, counters)),
-                                                       after=job.checkpoints.wait),
-        "save last.pt: written": lambda: timed(lambda: (job.checkpoints.save(capture(job, state, counters)),
-                                                        job.checkpoints.wait())),
-        "save last.pt + best.pt + epoch-NNNN.pt: written": lambda: timed(
-            lambda: (job.checkpoints.save(capture(job, state, counters), best=True, epoch_end=True),
-                     job.checkpoints.wait())),
-        "load (CRC + weights_only) + guard + restore": lambda: timed(load_check_restore),
-    }, repeats=repeats)
+    rounds = interleave(
+        {
+            "capture": lambda: timed(lambda: capture(job, state, counters)),
+            "serialise (torch.save to memory)": lambda: timed(
+                lambda: torch.save(capture(job, state, counters), io.BytesIO())
+            ),
+            "save last.pt: blocks training": lambda: timed(
+                lambda: job.checkpoints.save(capture(job, state, counters)), after=job.checkpoints.wait
+            ),
+            "save last.pt: written": lambda: timed(
+                lambda: (job.checkpoints.save(capture(job, state, counters)), job.checkpoints.wait())
+            ),
+            "save last.pt + best.pt + epoch-NNNN.pt: written": lambda: timed(
+                lambda: (
+                    job.checkpoints.save(capture(job, state, counters), best=True, epoch_end=True),
+                    job.checkpoints.wait(),
+                )
+            ),
+            "load (CRC + weights_only) + guard + restore": lambda: timed(load_check_restore),
+        },
+        repeats=repeats,
+    )
     results = {name: {"median_s": median(times)} for name, times in rounds.items()}
-    results["size of last.pt"] = {"bytes": path.stat().st_size,
-                                  "model_params": sum(p.numel() for p in job.model.parameters())}
+    results["size of last.pt"] = {
+        "bytes": path.stat().st_size,
+        "model_params": sum(p.numel() for p in job.model.parameters()),
+    }
     return results
 
 
@@ -94,8 +111,13 @@ def bench(repeats: int = 5) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
         base.mkdir()
-        subprocess.run([str(BIN / "frame"), "train", *ARGS, "trainer.epochs=1"], cwd=base, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [str(BIN / "frame"), "train", *ARGS, "trainer.epochs=1"],
+            cwd=base,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         run_dir = base / "outputs/bench"
         steps = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["step"]
         results = _in_process(run_dir, repeats)

@@ -10,7 +10,8 @@ import platform
 import statistics
 import subprocess
 import time
-from typing import Callable
+from collections.abc import Callable
+
 
 def interleave(candidates: dict[str, Callable[[], dict]], repeats: int, warmup: int = 1) -> dict[str, list[dict]]:
     """Run each candidate `warmup` times, then `repeats` rounds of all of them in turn."""
@@ -31,8 +32,14 @@ def median(values) -> float:
 def time_command(argv, env=None, cwd=None) -> float:
     """Wall seconds of one run of a command (its output discarded)."""
     start = time.perf_counter()
-    subprocess.run(argv, env={**os.environ, **(env or {})}, cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        argv,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 

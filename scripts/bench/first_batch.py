@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_module
 
-from frame.training.build import build_job
 from frame.config.schema import register_configs
+from frame.training.build import build_job
 from frame.training.first_batch import check_first_batches
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,9 +47,11 @@ def main(rounds: int = 5) -> None:
             call()
             times.append(time.perf_counter() - start)
     check_s, step_s = statistics.median(checks), statistics.median(steps)
-    print(f"first-batch check {check_s * 1000:.0f} ms, one training step {step_s * 1000:.0f} ms "
-          f"(ratio {check_s / step_s:.2f}; medians of {rounds} rounds, batch {cfg.data.batch_size}, "
-          f"{torch.get_num_threads()} threads)")
+    print(
+        f"first-batch check {check_s * 1000:.0f} ms, one training step {step_s * 1000:.0f} ms "
+        f"(ratio {check_s / step_s:.2f}; medians of {rounds} rounds, batch {cfg.data.batch_size}, "
+        f"{torch.get_num_threads()} threads)"
+    )
 
 
 if __name__ == "__main__":

@@ -33,19 +33,30 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
-
 from common import StepClock, compose, interleave, lightning_module, machine, materialise, median
+from torch.utils.data import DataLoader, TensorDataset
 
 SEED, CLIP, LOG_EVERY = 0, 1.0, 50
 VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "compile": ("fp32", True)}  # precision, compile
 # case -> (overrides, overrides in quick mode)
 CASES = {
     "default": ([], ["data.dataset.size=[16,16,16]", "model.channels=[4,8]", "model.strides=[2]"]),
-    "unet128": (["data.dataset.size=[128,128,128]", "data.batch_size=4", "model.channels=[16,32,64,128,256]",
-                 "model.strides=[2,2,2,2]", "model.num_res_units=2"],
-                ["data.dataset.size=[32,32,32]", "data.batch_size=4", "model.channels=[4,8,16,32,64]",
-                 "model.strides=[2,2,2,2]", "model.num_res_units=2"]),
+    "unet128": (
+        [
+            "data.dataset.size=[128,128,128]",
+            "data.batch_size=4",
+            "model.channels=[16,32,64,128,256]",
+            "model.strides=[2,2,2,2]",
+            "model.num_res_units=2",
+        ],
+        [
+            "data.dataset.size=[32,32,32]",
+            "data.batch_size=4",
+            "model.channels=[4,8,16,32,64]",
+            "model.strides=[2,2,2,2]",
+            "model.num_res_units=2",
+        ],
+    ),
 }
 
 
@@ -55,12 +66,23 @@ class Setup:
     def __init__(self, variant, device, quick, epochs, samples, case="default"):
         self.precision, self.compile = VARIANTS[variant]
         self.device, self.epochs = device, epochs
-        self.cfg = compose([
-            *CASES[case][1 if quick else 0], f"data.dataset.num_samples={samples}", "data.split_ratio=0.8", "data.preload=true",
-            f"trainer.epochs={epochs}", f"trainer.grad_norm_clip={CLIP}", f"trainer.log_every_n_steps={LOG_EVERY}",
-            f"trainer.precision={self.precision}", f"trainer.compile={self.compile}", f"trainer.device={device}",
-            "trainer.checkpoint_every_n_epochs=0", "logger=[jsonl]", f"seed={SEED}",
-        ])
+        self.cfg = compose(
+            [
+                *CASES[case][1 if quick else 0],
+                f"data.dataset.num_samples={samples}",
+                "data.split_ratio=0.8",
+                "data.preload=true",
+                f"trainer.epochs={epochs}",
+                f"trainer.grad_norm_clip={CLIP}",
+                f"trainer.log_every_n_steps={LOG_EVERY}",
+                f"trainer.precision={self.precision}",
+                f"trainer.compile={self.compile}",
+                f"trainer.device={device}",
+                "trainer.checkpoint_every_n_epochs=0",
+                "logger=[jsonl]",
+                f"seed={SEED}",
+            ]
+        )
         self.batch_size = self.cfg.data.batch_size
         self.steps_per_epoch = -(-int(samples * 0.8) // self.batch_size)
 
@@ -72,8 +94,11 @@ class Setup:
     def result(self, clock, peak_bytes) -> dict:
         """Per-step seconds from the stamps of every epoch after the first, epoch ends left out."""
         per_epoch = self.steps_per_epoch
-        gaps = [b - a for i, (a, b) in enumerate(zip(clock.stamps, clock.stamps[1:]))
-                if i >= per_epoch and (i + 1) % per_epoch]
+        gaps = [
+            b - a
+            for i, (a, b) in enumerate(zip(clock.stamps, clock.stamps[1:]))
+            if i >= per_epoch and (i + 1) % per_epoch
+        ]
         step_s = sum(gaps) / len(gaps)
         return {"step_ms": step_s * 1e3, "samples_per_s": self.batch_size / step_s, "peak_mib": peak_bytes / 2**20}
 
@@ -144,8 +169,10 @@ def run_raw(setup):
             model.eval()
             with torch.no_grad(), setup.autocast():
                 val_loss = sum(float(loss_fn(model(x.to(device)), y.to(device))) for x, y in val)
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "val": val_loss},
-                       Path(tmp) / "last.pt")
+            torch.save(
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "val": val_loss},
+                Path(tmp) / "last.pt",
+            )
     return setup.result(clock, _peak())
 
 
@@ -164,18 +191,25 @@ def run_lightning(setup):
     cuda = torch.device(setup.device).type == "cuda"
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(
-            max_epochs=setup.epochs, accelerator="gpu" if cuda else "cpu", devices=1,
+            max_epochs=setup.epochs,
+            accelerator="gpu" if cuda else "cpu",
+            devices=1,
             # Lightning refuses to clip a fused optimizer's gradients under mixed precision: in bf16 it clips nothing
             gradient_clip_val=CLIP if setup.precision != "bf16" or not cuda else None,
-            precision="bf16-mixed" if setup.precision == "bf16" else "32-true", log_every_n_steps=LOG_EVERY,
-            logger=L.pytorch.loggers.CSVLogger(tmp), default_root_dir=tmp, enable_progress_bar=False,
-            enable_model_summary=False, num_sanity_val_steps=0,
+            precision="bf16-mixed" if setup.precision == "bf16" else "32-true",
+            log_every_n_steps=LOG_EVERY,
+            logger=L.pytorch.loggers.CSVLogger(tmp),
+            default_root_dir=tmp,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
         )
         _fresh_peak()
-        trainer.fit(lightning_module(setup.cfg, optimizer, setup.compile),
-                    DataLoader(TensorDataset(x_train, y_train), batch_size=setup.batch_size, shuffle=True,
-                                         pin_memory=cuda),
-                    DataLoader(TensorDataset(x_val, y_val), batch_size=setup.batch_size, pin_memory=cuda))
+        trainer.fit(
+            lightning_module(setup.cfg, optimizer, setup.compile),
+            DataLoader(TensorDataset(x_train, y_train), batch_size=setup.batch_size, shuffle=True, pin_memory=cuda),
+            DataLoader(TensorDataset(x_val, y_val), batch_size=setup.batch_size, pin_memory=cuda),
+        )
     return setup.result(clocks[-1], _peak())
 
 
@@ -183,6 +217,7 @@ def bench(device, variants, rounds, quick, epochs, samples, out=None, case="defa
     """Every variant's row; after each one the results so far go to `out` (a timeout keeps them)."""
     try:
         import lightning  # noqa: F401
+
         runners = {"raw": run_raw, "frame": run_frame, "lightning": run_lightning}
     except ImportError:
         runners = {"raw": run_raw, "frame": run_frame}
@@ -192,8 +227,9 @@ def bench(device, variants, rounds, quick, epochs, samples, out=None, case="defa
         setup = Setup(variant, device, quick, epochs, samples, case)
         # compile: one round (each compiles afresh, most of a minute with inductor)
         repeats = 1 if VARIANTS[variant][1] else rounds
-        measured = interleave({name: (lambda run=run: run(setup)) for name, run in runners.items()},
-                              repeats=repeats, warmup=0)
+        measured = interleave(
+            {name: (lambda run=run: run(setup)) for name, run in runners.items()}, repeats=repeats, warmup=0
+        )
         row = {name: {key: median([r[key] for r in runs]) for key in runs[0]} for name, runs in measured.items()}
         ratios = [f["step_ms"] / r["step_ms"] for f, r in zip(measured["frame"], measured["raw"])]
         row["frame_over_raw"] = median(ratios)
@@ -211,15 +247,20 @@ def table(results) -> str:
         for name in ("raw", "frame", "lightning"):
             if name in row:
                 r = row[name]
-                lines.append(f"{variant:8} {name:10} {r['step_ms']:8.2f} {r['samples_per_s']:10.1f} {r['peak_mib']:9.1f}")
+                lines.append(
+                    f"{variant:8} {name:10} {r['step_ms']:8.2f} {r['samples_per_s']:10.1f} {r['peak_mib']:9.1f}"
+                )
         lines.append(f"{variant:8} {'frame/raw':10} {row['frame_over_raw']:8.3f}")
     return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small model and few steps: proves the script runs "
-                        "(always so without CUDA)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small model and few steps: proves the script runs (always so without CUDA)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant (compile: 1)")
     parser.add_argument("--variants", default="fp32,bf16,compile")
     parser.add_argument("--case", choices=sorted(CASES), default="default")
@@ -237,8 +278,9 @@ def main():
     # epochs of 80 steps (200 items, batch 2), the first one warm-up; quick: 2 epochs of 4
     # unet128: epochs of 10 steps (50 items, batch 4)
     epochs, samples = (2, 10) if quick else (4, 200 if args.case == "default" else 50)
-    results = bench("cuda" if cuda else "cpu", variants, 1 if quick else args.rounds, quick, epochs, samples, args.out,
-                    args.case)
+    results = bench(
+        "cuda" if cuda else "cpu", variants, 1 if quick else args.rounds, quick, epochs, samples, args.out, args.case
+    )
     print(table(results))
     print(json.dumps({"machine": machine(), "quick": quick, "results": results}, indent=2))
 

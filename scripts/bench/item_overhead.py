@@ -21,9 +21,8 @@ import json
 import time
 
 import torch
-from torch.utils.data import DataLoader, Dataset
-
 from common import median
+from torch.utils.data import DataLoader, Dataset
 
 BATCH = 16
 
@@ -85,8 +84,12 @@ def bench(rounds: int, items: int) -> dict:
     torch.set_num_threads(1)
     dataset, result = Points(items), {"items": items, "batch_size": BATCH, "rounds": rounds}
     for case in ("none", "project", "monai"):
-        plain = DataLoader(Transformed(dataset, _transforms(case)), batch_size=BATCH, shuffle=True,
-                           generator=torch.Generator().manual_seed(0))
+        plain = DataLoader(
+            Transformed(dataset, _transforms(case)),
+            batch_size=BATCH,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+        )
         wrapped = JobDataset(dataset, range(items), _transforms(case), seed=0)
         sampler = EpochSampler(items, shuffle=True, seed=0, batch_size=BATCH)
         frame = make_loader(wrapped, sampler, BATCH, 0, torch.device("cpu"), seed=0)
@@ -97,9 +100,11 @@ def bench(rounds: int, items: int) -> dict:
             f = _epoch_s(frame, sampler, round_)
             plain_us.append(p / items * 1e6)
             overheads.append((f - p) / items * 1e6)
-        result[case] = {"plain_us_per_item": round(median(plain_us), 2),
-                        "frame_overhead_us_per_item": round(median(overheads), 2),
-                        "overhead_range_us": [round(min(overheads), 2), round(max(overheads), 2)]}
+        result[case] = {
+            "plain_us_per_item": round(median(plain_us), 2),
+            "frame_overhead_us_per_item": round(median(overheads), 2),
+            "overhead_range_us": [round(min(overheads), 2), round(max(overheads), 2)],
+        }
     return result
 
 

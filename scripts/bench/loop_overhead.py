@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
-
 from common import StepClock, compose, interleave, lightning_module, materialise, median
+from torch.utils.data import DataLoader, TensorDataset
 
 SEED, CLIP, LOG_EVERY = 0, 1.0, 50
 
@@ -32,9 +31,18 @@ SETUPS = {
 
 def _config(setup):
     overrides, epochs = SETUPS[setup]
-    return compose([*overrides, f"trainer.epochs={epochs}", f"trainer.grad_norm_clip={CLIP}",
-                    "lr_scheduler=cosine", f"trainer.log_every_n_steps={LOG_EVERY}",
-                    "trainer.checkpoint_every_n_epochs=0", f"seed={SEED}", "trainer.device=cpu"])
+    return compose(
+        [
+            *overrides,
+            f"trainer.epochs={epochs}",
+            f"trainer.grad_norm_clip={CLIP}",
+            "lr_scheduler=cosine",
+            f"trainer.log_every_n_steps={LOG_EVERY}",
+            "trainer.checkpoint_every_n_epochs=0",
+            f"seed={SEED}",
+            "trainer.device=cpu",
+        ]
+    )
 
 
 def run_frame(setup):
@@ -72,7 +80,9 @@ def run_raw(setup):
             order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(SEED * 100_003 + epoch))
             running = torch.zeros(())
             # own generator: a DataLoader without one draws a seed from the global RNG (and so shifts dropout)
-            for x, y in DataLoader(train_set, batch_size=batch_size, sampler=order.tolist(), generator=torch.Generator()):
+            for x, y in DataLoader(
+                train_set, batch_size=batch_size, sampler=order.tolist(), generator=torch.Generator()
+            ):
                 loss = loss_fn(model(x), y)
                 loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
@@ -106,18 +116,31 @@ def run_lightning(setup):
     def optimizers(module):
         optimizer = torch.optim.Adam(module.parameters(), lr=cfg.optimizer.lr)
         clocks.append(StepClock(optimizer))
-        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.trainer.epochs)}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.trainer.epochs),
+        }
 
     batch_size = cfg.data.batch_size
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(
-            max_epochs=cfg.trainer.epochs, accelerator="cpu", devices=1, gradient_clip_val=CLIP,
-            log_every_n_steps=LOG_EVERY, logger=L.pytorch.loggers.CSVLogger(tmp), default_root_dir=tmp,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+            max_epochs=cfg.trainer.epochs,
+            accelerator="cpu",
+            devices=1,
+            gradient_clip_val=CLIP,
+            log_every_n_steps=LOG_EVERY,
+            logger=L.pytorch.loggers.CSVLogger(tmp),
+            default_root_dir=tmp,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
         )
         start = time.perf_counter()
-        trainer.fit(lightning_module(cfg, optimizers), DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True),
-                    DataLoader(TensorDataset(x_val, y_val), batch_size=batch_size))
+        trainer.fit(
+            lightning_module(cfg, optimizers),
+            DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True),
+            DataLoader(TensorDataset(x_val, y_val), batch_size=batch_size),
+        )
         elapsed = time.perf_counter() - start
     return {"step_s": clocks[-1].step_s(), "epoch_s": elapsed / cfg.trainer.epochs, "weights": None}
 
@@ -139,18 +162,23 @@ def bench(repeats=5, setups=tuple(SETUPS), lightning=True) -> dict:
         if lightning:
             candidates["lightning"] = lambda s=setup: run_lightning(s)
         rounds = interleave(candidates, repeats=repeats)
-        row = {"repeats": repeats, "bit_equal_to_raw": bool(torch.equal(rounds["frame"][0]["weights"], rounds["raw"][0]["weights"]))}
+        row = {
+            "repeats": repeats,
+            "bit_equal_to_raw": bool(torch.equal(rounds["frame"][0]["weights"], rounds["raw"][0]["weights"])),
+        }
         for name, runs in rounds.items():
             # ratios and differences round by round (each candidate ran right after the raw loop), then the
             # median: the machine's drift over a run (a few percent here) cancels within a round
             pairs = list(zip(runs, rounds["raw"]))
             step_ratios = [r["step_s"] / raw["step_s"] for r, raw in pairs]
-            row[name] = {"step_ms": median([r["step_s"] for r in runs]) * 1e3,
-                         "epoch_s": median([r["epoch_s"] for r in runs]),
-                         "step_ratio": median(step_ratios),
-                         "step_ratio_range": [round(min(step_ratios), 4), round(max(step_ratios), 4)],
-                         "epoch_ratio": median([r["epoch_s"] / raw["epoch_s"] for r, raw in pairs]),
-                         "step_overhead_us": median([r["step_s"] - raw["step_s"] for r, raw in pairs]) * 1e6}
+            row[name] = {
+                "step_ms": median([r["step_s"] for r in runs]) * 1e3,
+                "epoch_s": median([r["epoch_s"] for r in runs]),
+                "step_ratio": median(step_ratios),
+                "step_ratio_range": [round(min(step_ratios), 4), round(max(step_ratios), 4)],
+                "epoch_ratio": median([r["epoch_s"] / raw["epoch_s"] for r, raw in pairs]),
+                "step_overhead_us": median([r["step_s"] - raw["step_s"] for r, raw in pairs]) * 1e6,
+            }
         results[setup] = row  # weights stay out: only the equality is reported
     return results
 

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import median
 
 CROPS = 4
@@ -49,7 +48,7 @@ def make_volumes(root: Path, count: int, size: int, seed: int = 0) -> list[dict]
         centre, radii = rng.uniform(0.35, 0.65, 3), rng.uniform(0.12, 0.25, 3)
         organ = (((grid - centre[:, None, None, None]) / radii[:, None, None, None]) ** 2).sum(0) <= 1
         image = rng.normal(-200, 80, (size,) * 3).astype(np.float32)
-        image[size // 8: -size // 8, size // 8: -size // 8, :] += 200  # the body: what CropForegroundd keeps
+        image[size // 8 : -size // 8, size // 8 : -size // 8, :] += 200  # the body: what CropForegroundd keeps
         image[organ] = rng.normal(100, 20, int(organ.sum()))
         affine = np.diag([*(rng.uniform(0.7, 1.6, 3) * rng.choice([-1, 1], 3)), 1.0])
         for name, array in (("image", image), ("label", organ.astype(np.uint8))):
@@ -70,8 +69,16 @@ def transforms(crop: int) -> list:
         mt.Orientationd(keys=keys, axcodes="RAS"),
         mt.Spacingd(keys=keys, pixdim=(1.5, 1.5, 2.0), mode=("bilinear", "nearest")),
         mt.SpatialPadd(keys=keys, spatial_size=(crop,) * 3),
-        mt.RandCropByPosNegLabeld(keys=keys, label_key="label", spatial_size=(crop,) * 3, pos=1, neg=1,
-                                  num_samples=CROPS, image_key="image", image_threshold=0),
+        mt.RandCropByPosNegLabeld(
+            keys=keys,
+            label_key="label",
+            spatial_size=(crop,) * 3,
+            pos=1,
+            neg=1,
+            num_samples=CROPS,
+            image_key="image",
+            image_threshold=0,
+        ),
     ]
 
 
@@ -89,23 +96,40 @@ def _monai(kind: str, records, crop: int, batch: int, cache_dir: Path):
     else:
         dataset = md.Dataset(records, pipeline)
     workers = 2 if kind.endswith("_w2") else 0
-    return md.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, generator=generator,
-                         persistent_workers=workers > 0), None
+    return md.DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        generator=generator,
+        persistent_workers=workers > 0,
+    ), None
 
 
 def _frame(kind: str, records, crop: int, batch: int, cache_dir: Path):
     from frame.data.loading import EpochSampler, JobDataset, make_loader
 
     workers = 2 if kind.endswith("_w2") else 0
-    dataset = JobDataset(records, range(len(records)), seed=0, item_transforms=transforms(crop),
-                         preload=kind == "frame_preload", preload_workers=workers)
+    dataset = JobDataset(
+        records,
+        range(len(records)),
+        seed=0,
+        item_transforms=transforms(crop),
+        preload=kind == "frame_preload",
+        preload_workers=workers,
+    )
     sampler = EpochSampler(len(records), shuffle=True, seed=0, batch_size=batch)
     return make_loader(dataset, sampler, batch, workers, torch.device("cpu"), seed=0), sampler
 
 
 VARIANTS = {
-    "monai_dataset": _monai, "monai_dataset_w2": _monai, "monai_cache": _monai, "monai_persistent": _monai,
-    "frame": _frame, "frame_w2": _frame, "frame_preload": _frame,
+    "monai_dataset": _monai,
+    "monai_dataset_w2": _monai,
+    "monai_cache": _monai,
+    "monai_persistent": _monai,
+    "frame": _frame,
+    "frame_w2": _frame,
+    "frame_preload": _frame,
 }
 
 
@@ -132,8 +156,15 @@ def bench(volumes: int, size: int, crop: int, epochs: int, rounds: int) -> dict:
 
     set_determinism(0)
     warnings.filterwarnings("ignore", category=FutureWarning)  # Orientationd's note on its `labels` default
-    result = {"volumes": volumes, "size": size, "crop": crop, "crops_per_volume": CROPS, "epochs": epochs,
-              "rounds": rounds, "torch_threads": torch.get_num_threads()}
+    result = {
+        "volumes": volumes,
+        "size": size,
+        "crop": crop,
+        "crops_per_volume": CROPS,
+        "epochs": epochs,
+        "rounds": rounds,
+        "torch_threads": torch.get_num_threads(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         records = make_volumes(Path(tmp), volumes, size)
         for kind in VARIANTS:  # warm-up on two volumes: first imports, MONAI's first calls, worker start
@@ -144,10 +175,12 @@ def bench(volumes: int, size: int, crop: int, epochs: int, rounds: int) -> dict:
                 runs[kind].append(run(kind, records, crop, 2, epochs))
     for kind, measured in runs.items():
         ratios = [m["later"] / base["later"] for m, base in zip(measured, runs["monai_dataset"])]
-        result[kind] = {"build_s": round(median([m["build_s"] for m in measured]), 3),
-                        "first_epoch_crops_per_s": round(median([m["first"] for m in measured]), 2),
-                        "later_epochs_crops_per_s": round(median([m["later"] for m in measured]), 2),
-                        "later_vs_monai_dataset": round(median(ratios), 3)}
+        result[kind] = {
+            "build_s": round(median([m["build_s"] for m in measured]), 3),
+            "first_epoch_crops_per_s": round(median([m["first"] for m in measured]), 2),
+            "later_epochs_crops_per_s": round(median([m["later"] for m in measured]), 2),
+            "later_vs_monai_dataset": round(median(ratios), 3),
+        }
     return result
 
 

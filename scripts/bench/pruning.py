@@ -27,12 +27,27 @@ PRUNER = "hydra.sweeper.pruner={_target_: optuna.pruners.SuccessiveHalvingPruner
 def search(root: Path, seed: int, pruned: bool, args) -> dict:
     """One search in its own sweep directory: epochs trained, wall seconds, best value, pruned members."""
     sweep_dir = root / f"{'pruned' if pruned else 'full'}-seed{seed}"
-    command = [sys.executable, "-m", "frame", "train", "-m", "experiment=classify", "logger=[jsonl]",
-               "hparams_search=classify_optuna", f"data.dataset.num_samples={args.samples}",
-               f"+data.dataset.spread={args.spread}",
-               f"trainer.epochs={args.epochs}", "trainer.monitor=val/loss", "trainer.monitor_mode=min",
-               "hydra.sweeper.direction=minimize", f"hydra.sweeper.n_trials={args.trials}", "hydra.sweeper.n_jobs=1",
-               f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweep.dir={sweep_dir}", *([PRUNER] if pruned else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "frame",
+        "train",
+        "-m",
+        "experiment=classify",
+        "logger=[jsonl]",
+        "hparams_search=classify_optuna",
+        f"data.dataset.num_samples={args.samples}",
+        f"+data.dataset.spread={args.spread}",
+        f"trainer.epochs={args.epochs}",
+        "trainer.monitor=val/loss",
+        "trainer.monitor_mode=min",
+        "hydra.sweeper.direction=minimize",
+        f"hydra.sweeper.n_trials={args.trials}",
+        "hydra.sweeper.n_jobs=1",
+        f"hydra.sweeper.sampler.seed={seed}",
+        f"hydra.sweep.dir={sweep_dir}",
+        *([PRUNER] if pruned else []),
+    ]
     start = time.perf_counter()
     result = subprocess.run(command, cwd=root, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -43,9 +58,15 @@ def search(root: Path, seed: int, pruned: bool, args) -> dict:
     for member in members:
         lines = (sweep_dir / member["run_dir"] / "metrics.jsonl").read_text().splitlines()
         epochs += max((json.loads(line).get("epoch") or 0 for line in lines), default=0)
-    return {"seed": seed, "pruning": pruned, "epochs": epochs, "seconds": round(seconds, 1),
-            "best": min(m["result"] for m in members if m["status"] == "complete"),
-            "pruned_members": sum(m["status"] == "pruned" for m in members), "members": len(members)}
+    return {
+        "seed": seed,
+        "pruning": pruned,
+        "epochs": epochs,
+        "seconds": round(seconds, 1),
+        "best": min(m["result"] for m in members if m["status"] == "complete"),
+        "pruned_members": sum(m["status"] == "pruned" for m in members),
+        "members": len(members),
+    }
 
 
 def main() -> int:
@@ -54,7 +75,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--samples", type=int, default=1024)
-    parser.add_argument("--spread", type=float, default=1.5, help="cluster overlap: the default one is learnt perfectly")
+    parser.add_argument(
+        "--spread", type=float, default=1.5, help="cluster overlap: the default one is learnt perfectly"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
@@ -69,18 +92,24 @@ def main() -> int:
     full = [r for r in rows if not r["pruning"]]
     pruned = [r for r in rows if r["pruning"]]
     low, high = min(r["best"] for r in full), max(r["best"] for r in full)
-    print(f"\n{args.trials} trials x {args.epochs} epochs, seeds {args.seeds}, classify ({args.samples} samples), "
-          f"spread {args.spread}, val/loss (lower is better)")
+    print(
+        f"\n{args.trials} trials x {args.epochs} epochs, seeds {args.seeds}, classify ({args.samples} samples), "
+        f"spread {args.spread}, val/loss (lower is better)"
+    )
     print("| search | seed | epochs trained | wall s | best val/loss | members pruned |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {'SuccessiveHalving' if r['pruning'] else 'no pruning'} | {r['seed']} | {r['epochs']} | "
-              f"{r['seconds']:.0f} | {r['best']:.4f} | {r['pruned_members']}/{r['members']} |")
+        print(
+            f"| {'SuccessiveHalving' if r['pruning'] else 'no pruning'} | {r['seed']} | {r['epochs']} | "
+            f"{r['seconds']:.0f} | {r['best']:.4f} | {r['pruned_members']}/{r['members']} |"
+        )
     ratio = sum(r["epochs"] for r in pruned) / sum(r["epochs"] for r in full)
     within = all(r["best"] <= high for r in pruned)
-    print(f"\nepochs with pruning / without: {ratio:.2f} (target <= 0.5); wall: "
-          f"{sum(r['seconds'] for r in pruned) / sum(r['seconds'] for r in full):.2f}; pruned best values "
-          f"{'within or better than' if within else 'OUTSIDE'} the unpruned range [{low:.4f}, {high:.4f}]")
+    print(
+        f"\nepochs with pruning / without: {ratio:.2f} (target <= 0.5); wall: "
+        f"{sum(r['seconds'] for r in pruned) / sum(r['seconds'] for r in full):.2f}; pruned best values "
+        f"{'within or better than' if within else 'OUTSIDE'} the unpruned range [{low:.4f}, {high:.4f}]"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -22,15 +22,25 @@ BENCHMARKS = [
     ("loop_overhead.py", ["7"], ["1", "--quick"]),
     ("startup.py", ["5"], ["1"]),
     ("tracking_overhead.py", ["--epochs", "10", "--repeats", "9"], ["--epochs", "2", "--repeats", "1"]),
-    ("tracking_overhead.py", ["--classify", "--epochs", "6", "--repeats", "9"], ["--classify", "--epochs", "1", "--repeats", "1"]),
+    (
+        "tracking_overhead.py",
+        ["--classify", "--epochs", "6", "--repeats", "9"],
+        ["--classify", "--epochs", "1", "--repeats", "1"],
+    ),
     ("checkpoint.py", ["5"], ["1"]),
     ("small_job.py", ["5"], ["1", "--epochs", "2"]),
-    ("small_job.py", ["5", "--epochs", "300", "--case", "items", "--no-lightning"],
-     ["1", "--epochs", "2", "--case", "items", "--no-lightning"]),
+    (
+        "small_job.py",
+        ["5", "--epochs", "300", "--case", "items", "--no-lightning"],
+        ["1", "--epochs", "2", "--case", "items", "--no-lightning"],
+    ),
     ("item_overhead.py", ["9"], ["1", "--items", "256"]),
     ("monai_data.py", [], ["--quick"]),
-    ("preload.py", ["--epochs", "3", "--rounds", "2", "--data-only", "--patients", "32"],
-     ["--epochs", "2", "--data-only", "--patients", "4"]),
+    (
+        "preload.py",
+        ["--epochs", "3", "--rounds", "2", "--data-only", "--patients", "32"],
+        ["--epochs", "2", "--data-only", "--patients", "4"],
+    ),
     ("sweep.py", ["--members", "64,256,1000,4000", "--run-members", "16"], ["--members", "4,8", "--run-members", "2"]),
     ("pruning.py", [], ["--quick"]),  # the same Optuna search with and without pruning
     ("gpu.py", [], ["--quick"]),  # without CUDA always a quick CPU round
@@ -53,8 +63,15 @@ def main() -> int:
         print(result.stdout, end="")
         seconds = time.perf_counter() - start
         report += [f"\n## {' '.join(argv[1:])} ({seconds:.0f} s)\n", result.stdout]
-        runs.append({"script": script, "args": argv[2:], "seconds": round(seconds, 1), "returncode": result.returncode,
-                     "output": _parsed(result.stdout)})
+        runs.append(
+            {
+                "script": script,
+                "args": argv[2:],
+                "seconds": round(seconds, 1),
+                "returncode": result.returncode,
+                "output": _parsed(result.stdout),
+            }
+        )
         if result.returncode != 0:
             failed.append(script)
             print(result.stderr[-3000:], file=sys.stderr)

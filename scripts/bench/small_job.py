@@ -72,8 +72,8 @@ def _data(root: Path, case: str):
     with the project's transforms applied per item in the `items` case."""
     sys.path.insert(0, str(root / "src"))
     import torch
-    from torch.utils.data import Dataset, TensorDataset
     from Datasets.Points import Points
+    from torch.utils.data import Dataset, TensorDataset
 
     points = Points(root / "data")
     x, y = points.x, torch.tensor(points.y)
@@ -104,8 +104,8 @@ def plain(root: Path, epochs: int, case: str) -> None:
 
     torch.manual_seed(0)
     train_set, val_set = _data(root, case)
-    from Models.TinyClassifier import TinyClassifier
     from losses import SmoothedCrossEntropy
+    from Models.TinyClassifier import TinyClassifier
 
     training = JOB["training"]
     model, loss_fn = TinyClassifier(8, 4), SmoothedCrossEntropy(0.05)
@@ -147,8 +147,8 @@ def lightning(root: Path, epochs: int, case: str) -> None:
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
     train_set, val_set = _data(root, case)
-    from Models.TinyClassifier import TinyClassifier
     from losses import SmoothedCrossEntropy
+    from Models.TinyClassifier import TinyClassifier
 
     class Module(L.LightningModule):
         def __init__(self):
@@ -170,11 +170,19 @@ def lightning(root: Path, epochs: int, case: str) -> None:
             return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 20, 0.5)}
 
     batch_size = JOB["training"]["batch_size"]
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=L.pytorch.loggers.CSVLogger(root / "lightning"),
-                        default_root_dir=root / "lightning", enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0)
-    trainer.fit(Module(), DataLoader(train_set, batch_size=batch_size, shuffle=True),
-                DataLoader(val_set, batch_size=batch_size))
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=L.pytorch.loggers.CSVLogger(root / "lightning"),
+        default_root_dir=root / "lightning",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(
+        Module(), DataLoader(train_set, batch_size=batch_size, shuffle=True), DataLoader(val_set, batch_size=batch_size)
+    )
 
 
 def _commands(root: Path, job: Path, epochs: int, case: str) -> dict:
@@ -210,10 +218,12 @@ def bench(rounds: int = 5, epochs: int = 60, with_lightning: bool = True, case: 
     result = {"case": case, "rounds": rounds, "epochs": [epochs, 2 * epochs], "rows": CASES[case]}
     for name in names:
         ratios = [r["epoch_s"] / p["epoch_s"] for r, p in zip(measured[name], measured["plain"])]
-        result[name] = {"epoch_ms": round(median([r["epoch_s"] for r in measured[name]]) * 1e3, 3),
-                        "process_s_at_E": round(median([r["process_s"] for r in measured[name]]), 3),
-                        "ratio_to_plain": round(median(ratios), 3),
-                        "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)]}
+        result[name] = {
+            "epoch_ms": round(median([r["epoch_s"] for r in measured[name]]) * 1e3, 3),
+            "process_s_at_E": round(median([r["process_s"] for r in measured[name]]), 3),
+            "ratio_to_plain": round(median(ratios), 3),
+            "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
+        }
     return result
 
 

@@ -57,13 +57,20 @@ def local(members: int, folder: Path) -> dict:
     """Bare jobs one after another, then the same members through both local launchers."""
     bare = [_wall([*FRAME, *JOB, f"seed={i}", f"hydra.run.dir=bare/{i}"], folder) for i in range(members)]
     seeds = f"seed=range(0,{members})"
-    processes = _wall([*FRAME, "-m", *JOB, seeds, "hydra/launcher=local", "hydra.launcher.parallel=1",
-                       "hydra.sweep.dir=local"], folder)
+    processes = _wall(
+        [*FRAME, "-m", *JOB, seeds, "hydra/launcher=local", "hydra.launcher.parallel=1", "hydra.sweep.dir=local"],
+        folder,
+    )
     in_process = _wall([*FRAME, "-m", *JOB, seeds, "hydra.sweep.dir=sequential"], folder)
     per_bare = statistics.median(bare)
-    return {"members": members, "bare_job_s": bare, "local_sweep_s": processes, "sequential_sweep_s": in_process,
-            "local_overhead_per_member_s": processes / members - per_bare,
-            "sequential_overhead_per_member_s": in_process / members - per_bare}
+    return {
+        "members": members,
+        "bare_job_s": bare,
+        "local_sweep_s": processes,
+        "sequential_sweep_s": in_process,
+        "local_overhead_per_member_s": processes / members - per_bare,
+        "sequential_overhead_per_member_s": in_process / members - per_bare,
+    }
 
 
 def _squeue_empty(array_id: str) -> bool:
@@ -84,8 +91,10 @@ def slurm_bare(members: int, parallel: int, folder: Path) -> dict:
     """The bare job as a plain SLURM array: one `sbatch`, every task runs `frame train` once."""
     command = " ".join([*FRAME, *JOB, "seed=$SLURM_ARRAY_TASK_ID", "hydra.run.dir=bare-slurm/$SLURM_ARRAY_TASK_ID"])
     script = folder / "bare.sh"
-    script.write_text(f"#!/bin/bash\n#SBATCH --array=0-{members - 1}%{parallel}\n#SBATCH --cpus-per-task=1\n"
-                      f"#SBATCH --mem=1G\n#SBATCH --output={folder}/bare-%A_%a.out\ncd {folder}\n{command}\n")
+    script.write_text(
+        f"#!/bin/bash\n#SBATCH --array=0-{members - 1}%{parallel}\n#SBATCH --cpus-per-task=1\n"
+        f"#SBATCH --mem=1G\n#SBATCH --output={folder}/bare-%A_%a.out\ncd {folder}\n{command}\n"
+    )
     start = time.perf_counter()
     out = subprocess.run(["sbatch", str(script)], capture_output=True, text=True, check=True).stdout
     submitted = time.perf_counter() - start
@@ -97,8 +106,15 @@ def slurm_bare(members: int, parallel: int, folder: Path) -> dict:
 
 def slurm_frame(members: int, parallel: int, folder: Path, stop_after_submit: bool = False, tag: str = "") -> dict:
     """frame's SLURM launcher; with stop_after_submit, Ctrl-C once the arrays are in and cancel them."""
-    command = [*FRAME, "-m", *JOB, *SLURM, f"hydra.launcher.array_parallelism={parallel}",
-               f"hydra.sweep.dir=slurm-{members}{tag}", f"seed=range(0,{members})"]
+    command = [
+        *FRAME,
+        "-m",
+        *JOB,
+        *SLURM,
+        f"hydra.launcher.array_parallelism={parallel}",
+        f"hydra.sweep.dir=slurm-{members}{tag}",
+        f"seed=range(0,{members})",
+    ]
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     found, lines = None, []
@@ -113,8 +129,12 @@ def slurm_frame(members: int, parallel: int, folder: Path, stop_after_submit: bo
     if found is None or (process.returncode != 0 and not stop_after_submit):
         raise SystemExit("frame sweep failed:\n" + "".join(lines[-30:]))
     arrays = found.group(2).split()
-    result = {"submit_s": float(found.group(3)), "planning_s": float(found.group(4)),
-              "command_to_submitted_s": to_submitted, "arrays": len(arrays)}
+    result = {
+        "submit_s": float(found.group(3)),
+        "planning_s": float(found.group(4)),
+        "command_to_submitted_s": to_submitted,
+        "arrays": len(arrays),
+    }
     if stop_after_submit:
         subprocess.run(["scancel", *arrays], check=True)
     while not _squeue_empty(",".join(arrays)):  # frame returns on the result files, before SLURM marks them done
@@ -140,9 +160,9 @@ def planning(sizes: list[int], folder: Path) -> dict:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from frame.launch import sweep
     from frame.config.members import check_values
     from frame.config.schema import register_configs
+    from frame.launch import sweep
 
     previous = os.getcwd()
     os.chdir(folder)  # the run directories named are relative to it
@@ -164,8 +184,11 @@ def planning(sizes: list[int], folder: Path) -> dict:
                 start = time.perf_counter()
                 loader.load_sweep_config(master, [f"seed={i}"])
                 full.append(time.perf_counter() - start)
-            result[n] = {"planning_s": planned, "per_member_ms": planned / n * 1e3,
-                         "hydra_compose_per_member_ms": statistics.median(full) * 1e3}
+            result[n] = {
+                "planning_s": planned,
+                "per_member_ms": planned / n * 1e3,
+                "hydra_compose_per_member_ms": statistics.median(full) * 1e3,
+            }
     GlobalHydra.instance().clear()
     os.chdir(previous)
     return result
@@ -185,21 +208,29 @@ def main():
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         folder = Path(tmp)
         loc = results["local"] = local(args.run_members, folder)
-        print(f"{args.run_members} members run to the end, one at a time (bare job: median "
-              f"{med(loc['bare_job_s']):.2f} s, its own start-up included)\n")
+        print(
+            f"{args.run_members} members run to the end, one at a time (bare job: median "
+            f"{med(loc['bare_job_s']):.2f} s, its own start-up included)\n"
+        )
         print("| | wall | per member | overhead per member |\n|---|---|---|---|")
         n = args.run_members
         print(f"| bare jobs, one after another | {sum(loc['bare_job_s']):.1f} s | {med(loc['bare_job_s']):.2f} s | - |")
-        print(f"| local launcher (a process each) | {loc['local_sweep_s']:.1f} s | {loc['local_sweep_s'] / n:.2f} s "
-              f"| {loc['local_overhead_per_member_s']:+.2f} s |")
-        print(f"| sequential launcher (one process) | {loc['sequential_sweep_s']:.1f} s | "
-              f"{loc['sequential_sweep_s'] / n:.2f} s | {loc['sequential_overhead_per_member_s']:+.2f} s |")
+        print(
+            f"| local launcher (a process each) | {loc['local_sweep_s']:.1f} s | {loc['local_sweep_s'] / n:.2f} s "
+            f"| {loc['local_overhead_per_member_s']:+.2f} s |"
+        )
+        print(
+            f"| sequential launcher (one process) | {loc['sequential_sweep_s']:.1f} s | "
+            f"{loc['sequential_sweep_s'] / n:.2f} s | {loc['sequential_overhead_per_member_s']:+.2f} s |"
+        )
         plan = results["planning"] = planning(sizes, folder)
         print("\nplanning in this process (values checked, run directories named), no SLURM\n")
         print("| members | planning | per member | Hydra composing one member in full |\n|---|---|---|---|")
         for size, p in plan.items():
-            print(f"| {size} | {p['planning_s']:.2f} s | {p['per_member_ms']:.2f} ms | "
-                  f"{p['hydra_compose_per_member_ms']:.0f} ms |")
+            print(
+                f"| {size} | {p['planning_s']:.2f} s | {p['per_member_ms']:.2f} ms | "
+                f"{p['hydra_compose_per_member_ms']:.0f} ms |"
+            )
         if shutil.which("squeue") is None or subprocess.run(["squeue"], capture_output=True).returncode != 0:
             print("\nno SLURM cluster answers (scripts/slurm-local up): SLURM figures skipped")
         else:
@@ -208,17 +239,23 @@ def main():
             print(f"\nSLURM (local cluster), {n} members {args.parallel} at a time\n")
             print("| | bare array (`frame train` per task) | frame's SLURM launcher |\n|---|---|---|")
             print(f"| submit {n} members | {bare['submit_s']:.3f} s (sbatch) | {mine['submit_s']:.2f} s |")
-            print(f"| task run time, median (1 s resolution) | {med(bare['task_s']):.0f} s | {med(mine['task_s']):.0f} s |")
+            print(
+                f"| task run time, median (1 s resolution) | {med(bare['task_s']):.0f} s | {med(mine['task_s']):.0f} s |"
+            )
             print(f"| whole array, wall | {bare['wall_s']:.1f} s | {mine['wall_s']:.1f} s |")
             results["slurm_overhead_per_member_s"] = med(mine["task_s"]) - med(bare["task_s"])
-            print(f"\nper-member overhead on SLURM: {results['slurm_overhead_per_member_s']:+.0f} s of task time; "
-                  f"{(mine['wall_s'] - bare['wall_s']) / n:+.2f} s of array wall per member")
+            print(
+                f"\nper-member overhead on SLURM: {results['slurm_overhead_per_member_s']:+.0f} s of task time; "
+                f"{(mine['wall_s'] - bare['wall_s']) / n:+.2f} s of array wall per member"
+            )
             scaling = results["slurm_submit"] = submit_scaling(sizes, args.rounds, args.parallel, folder)
             print(f"\nsubmitting through frame's SLURM launcher (median of {args.rounds})\n")
             print("| members | arrays | command start to submitted | planning | per member |\n|---|---|---|---|---|")
             for size, r in scaling.items():
-                print(f"| {size} | {r['arrays']:.0f} | {r['command_to_submitted_s']:.2f} s | {r['planning_s']:.2f} s | "
-                      f"{r['command_to_submitted_s'] / size * 1e3:.1f} ms |")
+                print(
+                    f"| {size} | {r['arrays']:.0f} | {r['command_to_submitted_s']:.2f} s | {r['planning_s']:.2f} s | "
+                    f"{r['command_to_submitted_s'] / size * 1e3:.1f} ms |"
+                )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -14,19 +14,19 @@ is not in it) and the median wall time of a whole `fit` (W&B start-up and shutdo
 
 import argparse
 import os
-from statistics import median
 import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ["TTY_COMPATIBLE"] = "1"  # rich draws the live bar as on a terminal (output goes to /dev/null)
 os.environ.pop("WANDB_API_KEY", None)
 
 from common import interleave  # noqa: E402  (scripts/bench is on sys.path when run as a script)
-from frame.tracking.base import MetricLogger  # noqa: E402
 
+from frame.tracking.base import MetricLogger  # noqa: E402
 
 
 class EpochTimes(MetricLogger):
@@ -48,8 +48,8 @@ def main():
 
     from hydra import compose, initialize_config_module
 
-    from frame.training.build import build_job
     from frame.config.schema import register_configs
+    from frame.training.build import build_job
     from frame.training.loop import fit
 
     register_configs()
@@ -84,6 +84,7 @@ def main():
                     sys.stdout = stdout
                 steps = args.epochs * len(job.train_loader)
                 return {"wall_s": wall, "cpu_s": cpu, "epochs_s": timer.times, "steps": steps}
+
         return run
 
     rounds = interleave({name: candidate(name) for name in setups}, repeats=args.repeats)
@@ -91,20 +92,30 @@ def main():
     for name, runs in rounds.items():
         steady = [median(r["epochs_s"][1:] or r["epochs_s"]) for r in runs]  # epoch 1 holds the loggers' start-up
         ratios = [s / median(off["epochs_s"][1:] or off["epochs_s"]) for s, off in zip(steady, off_rounds)]
-        results[name] = {"steady_epoch_s": median(steady), "ratio_to_off": median(ratios),
-                         "ratio_range": [min(ratios), max(ratios)], "cpu_s": median(r["cpu_s"] for r in runs),
-                         "wall_s": median(r["wall_s"] for r in runs), "steps_per_fit": runs[0]["steps"]}
+        results[name] = {
+            "steady_epoch_s": median(steady),
+            "ratio_to_off": median(ratios),
+            "ratio_range": [min(ratios), max(ratios)],
+            "cpu_s": median(r["cpu_s"] for r in runs),
+            "wall_s": median(r["wall_s"] for r in runs),
+            "steps_per_fit": runs[0]["steps"],
+        }
     off = results["off"]
     for name, r in results.items():
-        print(f"{name:>11}: steady epoch {r['steady_epoch_s'] * 1000:7.1f} ms   CPU per fit {r['cpu_s']:6.2f} s   "
-              f"wall per fit {r['wall_s']:6.2f} s   ({r['steps_per_fit']} steps per fit)")
+        print(
+            f"{name:>11}: steady epoch {r['steady_epoch_s'] * 1000:7.1f} ms   CPU per fit {r['cpu_s']:6.2f} s   "
+            f"wall per fit {r['wall_s']:6.2f} s   ({r['steps_per_fit']} steps per fit)"
+        )
     for name, r in results.items():
         if name != "off":
             low, high = r["ratio_range"]
-            print(f"{name} vs off: steady epoch {100 * (r['ratio_to_off'] - 1):+.1f}% (median of {args.repeats} paired "
-                  f"rounds; rounds ranged {100 * (low - 1):+.1f}% to {100 * (high - 1):+.1f}%), "
-                  f"wall per fit {r['wall_s'] - off['wall_s']:+.2f} s (start-up and finish included)")
+            print(
+                f"{name} vs off: steady epoch {100 * (r['ratio_to_off'] - 1):+.1f}% (median of {args.repeats} paired "
+                f"rounds; rounds ranged {100 * (low - 1):+.1f}% to {100 * (high - 1):+.1f}%), "
+                f"wall per fit {r['wall_s'] - off['wall_s']:+.2f} s (start-up and finish included)"
+            )
     return results
+
 
 if __name__ == "__main__":
     main()

@@ -30,7 +30,6 @@ def test_cfg_job_prints_targets(tmp_path):
     assert "_partial_: true" in out
 
 
-
 def test_train_help_names_the_command_and_every_group(tmp_path):
     out = run_frame(["train", "--help"], cwd=tmp_path, check=0).stdout
     assert out.startswith("frame train is powered by Hydra.")  # not Hydra's job name, "train"

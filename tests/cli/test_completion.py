@@ -16,12 +16,13 @@ BIN = Path(sys.executable).parent
 def _complete(line: str, tmp_path) -> list[str]:
     words = line.split()
     cword = len(words) if line.endswith(" ") else len(words) - 1
-    script = (f'eval "$(frame train -sc install=bash)"\n'
-              f'COMP_LINE="{line}"; COMP_POINT={len(line)}; COMP_CWORD={cword}\n'
-              f'hydra_bash_completion\nprintf "%s\\n" "${{COMPREPLY[@]}}"\n')
+    script = (
+        f'eval "$(frame train -sc install=bash)"\n'
+        f'COMP_LINE="{line}"; COMP_POINT={len(line)}; COMP_CWORD={cword}\n'
+        f'hydra_bash_completion\nprintf "%s\\n" "${{COMPREPLY[@]}}"\n'
+    )
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "Error" not in result.stdout + result.stderr, result.stdout + result.stderr
     return result.stdout.split()
 

@@ -16,18 +16,39 @@ FRAME = Path(sys.executable).parent / "frame"  # the console script: its sys.pat
 def test_the_console_script_imports_the_users_package_and_takes_m_after_overrides(tmp_path):
     (tmp_path / "mypkg").mkdir()
     (tmp_path / "mypkg" / "__init__.py").write_text("")
-    (tmp_path / "mypkg" / "models.py").write_text("from frame.training.models import MLP\n\n\nclass Net(MLP):\n    pass\n")
-    result = subprocess.run([str(FRAME), "train", "experiment=classify", "model._target_=mypkg.models.Net",
-                             "data.dataset.num_samples=32", "trainer.epochs=1", "logger=[jsonl]", "-m", "seed=0"],
-                            cwd=tmp_path, env=frame_env(), capture_output=True, text=True, timeout=300)
+    (tmp_path / "mypkg" / "models.py").write_text(
+        "from frame.training.models import MLP\n\n\nclass Net(MLP):\n    pass\n"
+    )
+    result = subprocess.run(
+        [
+            str(FRAME),
+            "train",
+            "experiment=classify",
+            "model._target_=mypkg.models.Net",
+            "data.dataset.num_samples=32",
+            "trainer.epochs=1",
+            "logger=[jsonl]",
+            "-m",
+            "seed=0",
+        ],
+        cwd=tmp_path,
+        env=frame_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     members = json.loads((tmp_path / "outputs" / "classify-sweep" / "sweep.json").read_text())["members"]
     assert [m["status"] for m in members] == ["complete"]
     saved = (tmp_path / "outputs" / "classify-sweep" / members[0]["run_dir"] / ".hydra" / "config.yaml").read_text()
     assert "_target_: mypkg.models.Net" in saved
-    for after in (["eval", "outputs/classify-sweep"], ["predict", f"outputs/classify-sweep/{members[0]['run_dir']}", "--output", "p"]):
-        done = subprocess.run([str(FRAME), *after], cwd=tmp_path, env=frame_env(), capture_output=True, text=True,
-                              timeout=300)  # rebuilding the model imports mypkg from the current directory too
+    for after in (
+        ["eval", "outputs/classify-sweep"],
+        ["predict", f"outputs/classify-sweep/{members[0]['run_dir']}", "--output", "p"],
+    ):
+        done = subprocess.run(
+            [str(FRAME), *after], cwd=tmp_path, env=frame_env(), capture_output=True, text=True, timeout=300
+        )  # rebuilding the model imports mypkg from the current directory too
         assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "p" / "predictions.csv").is_file()
 
@@ -79,8 +100,11 @@ def test_the_same_command_continues_its_run_and_a_changed_one_starts_its_own(tmp
 
     table = run_frame(["runs", "--json"], cwd=tmp_path, check=0)
     carried = {row["run"]: row["overrides"] for row in json.loads(table.stdout)}
-    assert carried[changed.removeprefix("outputs/")] == ["data.dataset.num_samples=64", "optimizer.lr=0.01",
-                                                         "trainer.epochs=1"]
+    assert carried[changed.removeprefix("outputs/")] == [
+        "data.dataset.num_samples=64",
+        "optimizer.lr=0.01",
+        "trainer.epochs=1",
+    ]
 
     # name= picks the directory: the way to continue a run for more epochs; the resume guard still protects it
     pinned = [*base[:3], "logger=[jsonl]", "name=pinned"]

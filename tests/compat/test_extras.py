@@ -42,9 +42,23 @@ def test_a_missing_extra_names_the_pip_command():
 
 def test_a_search_without_optuna_installed_exits_2_with_the_pip_command(tmp_path):
     """Optuna made unimportable in the frame process (None in sys.modules is Python's own 'not here')."""
-    code = ("import sys; sys.modules['optuna'] = None; sys.argv[0] = 'frame'; from frame.cli import main; main()")
-    result = subprocess.run([sys.executable, "-c", code, "train", "-m", "experiment=classify",
-                             "hparams_search=classify_optuna", "trainer.epochs=1"], cwd=tmp_path, env=frame_env(),
-                            capture_output=True, text=True, timeout=300)
+    code = "import sys; sys.modules['optuna'] = None; sys.argv[0] = 'frame'; from frame.cli import main; main()"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "train",
+            "-m",
+            "experiment=classify",
+            "hparams_search=classify_optuna",
+            "trainer.epochs=1",
+        ],
+        cwd=tmp_path,
+        env=frame_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "pip install 'frame[optuna]'" in result.stderr and "Traceback" not in result.stderr

@@ -28,8 +28,9 @@ def test_apply_overrides():
 
 
 def test_override_dirname():
-    name = compat.get_overrides_dirname(overrides=_parsed("b=2", "a=1", "seed=3"), kv_sep="=", item_sep=",",
-                                        exclude_keys=["seed"])
+    name = compat.get_overrides_dirname(
+        overrides=_parsed("b=2", "a=1", "seed=3"), kv_sep="=", item_sep=",", exclude_keys=["seed"]
+    )
     assert name == "a=1,b=2"  # sorted, excluded keys left out: `${hydra:job.override_dirname}`
 
 
@@ -40,8 +41,9 @@ def test_compose():
     register_configs()
     GlobalHydra.instance().clear()
     try:
-        hydra = compat.Hydra.create_main_hydra2(task_name="frame",
-                                                config_search_path=compat.create_config_search_path(CONFIG_MODULE))
+        hydra = compat.Hydra.create_main_hydra2(
+            task_name="frame", config_search_path=compat.create_config_search_path(CONFIG_MODULE)
+        )
         cfg = hydra.compose_config("train", ["trainer.epochs=3"], run_mode=RunMode.RUN, with_log_configuration=False)
     finally:
         GlobalHydra.instance().clear()
@@ -51,11 +53,18 @@ def test_compose():
 def test_app_entry_points():
     utils = compat.internal_utils
     assert list(inspect.signature(utils._run_hydra).parameters)[:5] == [
-        "args", "args_parser", "task_function", "config_path", "config_name"]
+        "args",
+        "args_parser",
+        "task_function",
+        "config_path",
+        "config_name",
+    ]
     assert list(inspect.signature(utils.run_and_report).parameters) == ["func"]
     assert utils.run_and_report(lambda: 42) == 42  # calls what it reports on
     assert "multirun" in vars(utils.get_args_parser().parse_args(["-m"]))
-    assert utils.create_automatic_config_search_path.__code__.co_argcount == 3  # (calling_file, calling_module, config_path)
+    assert (
+        utils.create_automatic_config_search_path.__code__.co_argcount == 3
+    )  # (calling_file, calling_module, config_path)
 
 
 def test_speedup_targets():

@@ -71,7 +71,9 @@ def _frame(argv, capsys, monkeypatch, cwd) -> tuple[int, str, str]:
 def test_local_other_picks_local_other_yaml(tmp_path, capsys, monkeypatch):
     (tmp_path / "cd" / "local").mkdir(parents=True)
     (tmp_path / "cd" / "local" / "other.yaml").write_text("data: {num_workers: 3}\n")
-    code, out, err = _frame(["train", "--config-dir", "cd", "local=other", "--cfg", "job"], capsys, monkeypatch, tmp_path)
+    code, out, err = _frame(
+        ["train", "--config-dir", "cd", "local=other", "--cfg", "job"], capsys, monkeypatch, tmp_path
+    )
     assert code == 0, err
     assert yaml.safe_load(out)["data"]["num_workers"] == 3
 

@@ -56,16 +56,38 @@ MAPPING = [
     ("training.dataset (no name)", "data.dataset._target_", "src.Datasets.PatientDataset.PatientDataset"),
     ("training.dataset.root", "data.dataset.root", "${project}/data/train"),
     ("training.dataset.num_workers", "data.num_workers", 2),
-    ("training.dataset.labels", "data.dataset.labels", ["BrainStem", "Chiasm", "Mandible", "OpticNerve_L",
-                                                         "OpticNerve_R", "Parotid_L", "Parotid_R",
-                                                         "Submandibular_L", "Submandibular_R"]),
-    ("training.dataset.label_transforms", "data.label_transforms", [
-        {"_target_": "frame.data.transforms.Transpose", "dim_1": 0, "dim_2": -1},
-        {"_target_": "src.Data.transforms.CropAroundBrainStem", "width": 256, "height": 256, "depth": 48}]),
-    ("training.dataset.sample_transforms", "data.sample_transforms", [
-        {"_target_": "frame.data.transforms.Transpose", "dim_1": 0, "dim_2": -1},
-        {"_target_": "src.Data.transforms.CropAroundBrainStem", "width": 256, "height": 256, "depth": 48},
-        {"_target_": "frame.data.transforms.StandardScaleTensor"}]),
+    (
+        "training.dataset.labels",
+        "data.dataset.labels",
+        [
+            "BrainStem",
+            "Chiasm",
+            "Mandible",
+            "OpticNerve_L",
+            "OpticNerve_R",
+            "Parotid_L",
+            "Parotid_R",
+            "Submandibular_L",
+            "Submandibular_R",
+        ],
+    ),
+    (
+        "training.dataset.label_transforms",
+        "data.label_transforms",
+        [
+            {"_target_": "frame.data.transforms.Transpose", "dim_1": 0, "dim_2": -1},
+            {"_target_": "src.Data.transforms.CropAroundBrainStem", "width": 256, "height": 256, "depth": 48},
+        ],
+    ),
+    (
+        "training.dataset.sample_transforms",
+        "data.sample_transforms",
+        [
+            {"_target_": "frame.data.transforms.Transpose", "dim_1": 0, "dim_2": -1},
+            {"_target_": "src.Data.transforms.CropAroundBrainStem", "width": 256, "height": 256, "depth": 48},
+            {"_target_": "frame.data.transforms.StandardScaleTensor"},
+        ],
+    ),
 ]
 
 
@@ -129,16 +151,34 @@ def test_a_duplicate_key_is_an_error(tmp_path):
         load(path)
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda j: j.update(epochs=3), r"epochs: unknown key\. It belongs under 'training'"),
-    (lambda j: j["training"].update(epoch=3), r"training\.epoch: unknown key\. Did you mean 'epochs'\?"),
-    (lambda j: j["training"].update(epochs="ten"), r"training\.epochs: value 'ten' of type 'str' could not be converted to Integer"),
-    (lambda j: j["training"].update(split_ratio=1.5), r"training\.split_ratio: 1\.5 is invalid: expected a number strictly between 0 and 1"),
-    (lambda j: j["model"].update(name="TinyClasifier"), r"model\.name: 'TinyClasifier' is not a model in .* Did you mean 'TinyClassifier'\?"),
-    (lambda j: j["training"]["optimizer"].update(lr=0.1), r"training\.optimizer\.learning_rate: give learning_rate or lr, not both"),
-    (lambda j: j.pop("model"), r"model: missing"),
-    (lambda j: j["training"]["dataset"].update(sample_transforms={"name": "Shift"}), r"training\.dataset\.sample_transforms: expected a list"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda j: j.update(epochs=3), r"epochs: unknown key\. It belongs under 'training'"),
+        (lambda j: j["training"].update(epoch=3), r"training\.epoch: unknown key\. Did you mean 'epochs'\?"),
+        (
+            lambda j: j["training"].update(epochs="ten"),
+            r"training\.epochs: value 'ten' of type 'str' could not be converted to Integer",
+        ),
+        (
+            lambda j: j["training"].update(split_ratio=1.5),
+            r"training\.split_ratio: 1\.5 is invalid: expected a number strictly between 0 and 1",
+        ),
+        (
+            lambda j: j["model"].update(name="TinyClasifier"),
+            r"model\.name: 'TinyClasifier' is not a model in .* Did you mean 'TinyClassifier'\?",
+        ),
+        (
+            lambda j: j["training"]["optimizer"].update(lr=0.1),
+            r"training\.optimizer\.learning_rate: give learning_rate or lr, not both",
+        ),
+        (lambda j: j.pop("model"), r"model: missing"),
+        (
+            lambda j: j["training"]["dataset"].update(sample_transforms={"name": "Shift"}),
+            r"training\.dataset\.sample_transforms: expected a list",
+        ),
+    ],
+)
 def test_bad_jobs_name_file_and_key(tmp_path, change, message):
     path = edit_job(make_project(tmp_path), change)
     with pytest.raises(JobError, match=rf"^{path}: {message}"):
@@ -149,31 +189,42 @@ def test_a_dataset_without_name_needs_exactly_one_in_the_project(tmp_path):
     path = edit_job(make_project(tmp_path), lambda j: j["training"]["dataset"].pop("name", None))
     assert convert(path).experiment["data"]["dataset"]["_target_"] == "src.Datasets.Points.Points"
     (tmp_path / "src" / "Datasets" / "More.py").write_text("class More:\n    pass\n")
-    with pytest.raises(JobError, match=r"training\.dataset\.name: missing, and the project's src/Datasets/ holds More, Points"):
+    with pytest.raises(
+        JobError, match=r"training\.dataset\.name: missing, and the project's src/Datasets/ holds More, Points"
+    ):
         convert(path)
 
 
 def test_a_test_dataset_becomes_data_test_with_the_training_datasets_class(tmp_path):
     from frame.config.check import check_job
 
-    path = edit_job(make_project(tmp_path), lambda j: j["training"].update(
-        test_dataset={"root": "./data", "label_transforms": [{"name": "as_long"}]}))
+    path = edit_job(
+        make_project(tmp_path),
+        lambda j: j["training"].update(test_dataset={"root": "./data", "label_transforms": [{"name": "as_long"}]}),
+    )
     assert convert(path).experiment["data"]["test"] == {
         "dataset": {"_target_": "src.Datasets.Points.Points", "root": "${project}/data"},
-        "label_transforms": [{"_target_": "src.Data.transforms.as_long", "_partial_": True}]}
+        "label_transforms": [{"_target_": "src.Data.transforms.as_long", "_partial_": True}],
+    }
     cfg, checked = check_job(convert(path))
     assert cfg.data.test.dataset.root == str(tmp_path / "data") and "data.test.dataset" in [c.key for c in checked]
     edit_job(path, lambda j: j["training"]["test_dataset"].update(num_workers=2, fil="points.csv"))
     with pytest.raises(JobError, match=rf"^{path}: training\.test_dataset\.num_workers: not for a test set"):
         convert(path)
     edit_job(path, lambda j: j["training"]["test_dataset"].pop("num_workers"))
-    with pytest.raises(FrameError, match=r"training\.test_dataset\.fil: Points takes no parameter 'fil'\. Did you mean 'file'\?"):
+    with pytest.raises(
+        FrameError, match=r"training\.test_dataset\.fil: Points takes no parameter 'fil'\. Did you mean 'file'\?"
+    ):
         check_job(convert(path))
 
 
 def test_evaluators_and_loggers_are_keyed_by_their_class(tmp_path):
-    path = edit_job(make_project(tmp_path), lambda j: j.update(
-        evaluators=[{"name": "Accuracy"}, {"name": "Accuracy"}], metric_loggers=[{"name": "Summary"}]))
+    path = edit_job(
+        make_project(tmp_path),
+        lambda j: j.update(
+            evaluators=[{"name": "Accuracy"}, {"name": "Accuracy"}], metric_loggers=[{"name": "Summary"}]
+        ),
+    )
     experiment = convert(path).experiment
     assert list(experiment["evaluators"]) == ["accuracy", "accuracy_2"]
     assert experiment["logger"] == {"summary": {"_target_": "src.MetricLoggers.Summary.Summary"}}
@@ -189,8 +240,9 @@ def test_convert_then_train_composes_the_same_config_as_run(tmp_path):
     job = make_project(tmp_path)
     written = run_frame(["convert", str(job), "-o", "conf/experiment/job.yaml"], cwd=tmp_path, check=0)
     assert "frame train --config-dir conf experiment=job" in written.stderr
-    train = run_frame(["train", "--config-dir", "conf", "experiment=job", "trainer.epochs=7", "--cfg", "job"],
-                      cwd=tmp_path, check=0).stdout
+    train = run_frame(
+        ["train", "--config-dir", "conf", "experiment=job", "trainer.epochs=7", "--cfg", "job"], cwd=tmp_path, check=0
+    ).stdout
     run = run_frame(["run", str(job), "trainer.epochs=7", "--cfg", "job"], cwd=tmp_path, check=0).stdout
     assert OmegaConf.create(train) == OmegaConf.create(run)
     composed = OmegaConf.create(run)
@@ -226,31 +278,62 @@ def _user_job(tmp_path, job: dict) -> Path:
 
 def test_nested_components_dictionary_transforms_and_library_metrics_convert(tmp_path):
     keys = ["img", "seg"]
-    path = _user_job(tmp_path, {
-        "model": {"name": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8],
-                  "strides": [2]},
-        "training": {"loss": "DiceCELoss", "optimizer": "Adam", "dataset": {
-            "name": "FakeData", "size": 4, "keys": keys,
-            "transform": {"name": "Compose", "transforms": [{"name": "ToTensor"}, {"name": "Normalize", "mean": [0.5],
-                                                                                   "std": [0.5]}]},
-            "transforms": [{"name": "LoadImaged", "keys": keys}, {"name": "RandCropByPosNegLabeld", "keys": keys,
-                                                                  "label_key": "seg", "spatial_size": [8, 8, 8]}]}},
-        "evaluators": [{"name": "DiceMetric", "include_background": False, "activation": "softmax", "key": "fg_dice"},
-                       {"name": "MulticlassAccuracy", "num_classes": 2}],
-    })
+    path = _user_job(
+        tmp_path,
+        {
+            "model": {
+                "name": "UNet",
+                "spatial_dims": 3,
+                "in_channels": 1,
+                "out_channels": 2,
+                "channels": [4, 8],
+                "strides": [2],
+            },
+            "training": {
+                "loss": "DiceCELoss",
+                "optimizer": "Adam",
+                "dataset": {
+                    "name": "FakeData",
+                    "size": 4,
+                    "keys": keys,
+                    "transform": {
+                        "name": "Compose",
+                        "transforms": [{"name": "ToTensor"}, {"name": "Normalize", "mean": [0.5], "std": [0.5]}],
+                    },
+                    "transforms": [
+                        {"name": "LoadImaged", "keys": keys},
+                        {"name": "RandCropByPosNegLabeld", "keys": keys, "label_key": "seg", "spatial_size": [8, 8, 8]},
+                    ],
+                },
+            },
+            "evaluators": [
+                {"name": "DiceMetric", "include_background": False, "activation": "softmax", "key": "fg_dice"},
+                {"name": "MulticlassAccuracy", "num_classes": 2},
+            ],
+        },
+    )
     out = convert(path).experiment
     transform = out["data"]["dataset"]["transform"]
     assert transform["_target_"] == "torchvision.transforms.Compose"
-    assert [t["_target_"] for t in transform["transforms"]] == ["torchvision.transforms.ToTensor",
-                                                                 "torchvision.transforms.Normalize"]
-    assert [t["_target_"] for t in out["data"]["transforms"]] == ["monai.transforms.LoadImaged",
-                                                                  "monai.transforms.RandCropByPosNegLabeld"]
+    assert [t["_target_"] for t in transform["transforms"]] == [
+        "torchvision.transforms.ToTensor",
+        "torchvision.transforms.Normalize",
+    ]
+    assert [t["_target_"] for t in out["data"]["transforms"]] == [
+        "monai.transforms.LoadImaged",
+        "monai.transforms.RandCropByPosNegLabeld",
+    ]
     assert out["data"]["keys"] == keys and "transforms" not in out["data"]["dataset"]
     assert out["evaluators"]["dice_metric"] == {
-        "_target_": "frame.training.metrics.LibraryMetric", "activation": "softmax", "key": "fg_dice",
-        "metric": {"_target_": "monai.metrics.DiceMetric", "include_background": False}}
+        "_target_": "frame.training.metrics.LibraryMetric",
+        "activation": "softmax",
+        "key": "fg_dice",
+        "metric": {"_target_": "monai.metrics.DiceMetric", "include_background": False},
+    }
     assert out["evaluators"]["multiclass_accuracy"]["metric"] == {
-        "_target_": "torchmetrics.classification.MulticlassAccuracy", "num_classes": 2}
+        "_target_": "torchmetrics.classification.MulticlassAccuracy",
+        "num_classes": 2,
+    }
     from hydra.utils import instantiate
 
     built = instantiate(OmegaConf.create(out["data"]["dataset"]))  # was: 'DictConfig' object is not callable
@@ -259,14 +342,31 @@ def test_nested_components_dictionary_transforms_and_library_metrics_convert(tmp
 
 
 def test_a_nested_name_found_nowhere_is_named_by_its_key(tmp_path):
-    path = _user_job(tmp_path, {"model": "UNet", "training": {"loss": "DiceLoss", "optimizer": "Adam", "dataset": {
-        "name": "FakeData", "transform": {"name": "ToTensr"}}}})
+    path = _user_job(
+        tmp_path,
+        {
+            "model": "UNet",
+            "training": {
+                "loss": "DiceLoss",
+                "optimizer": "Adam",
+                "dataset": {"name": "FakeData", "transform": {"name": "ToTensr"}},
+            },
+        },
+    )
     with pytest.raises(JobError, match=r"training.dataset.transform.name: 'ToTensr' is not a transform.*ToTensor"):
         convert(path)
 
 
-@pytest.mark.parametrize("name, key", [("OrganDice", "organ_dice"), ("CSVLogger", "csv_logger"), ("MeanIoU", "mean_iou"),
-                                       ("MulticlassF1Score", "multiclass_f1_score"), ("BinaryJaccardIndex", "binary_jaccard_index")])
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("OrganDice", "organ_dice"),
+        ("CSVLogger", "csv_logger"),
+        ("MeanIoU", "mean_iou"),
+        ("MulticlassF1Score", "multiclass_f1_score"),
+        ("BinaryJaccardIndex", "binary_jaccard_index"),
+    ],
+)
 def test_names_become_snake_case_keys(name, key):
     from frame.config.json_job import snake
 
@@ -289,13 +389,27 @@ def test_convert_never_writes_onto_the_job_it_reads(tmp_path):
 def test_a_validation_dataset_becomes_data_val_and_round_trips_through_convert(tmp_path):
     """`training.validation_dataset` beside `training.dataset`: the run's `data.val`, and `frame convert`'s
     experiment composes to the same config as `frame run` on the JSON."""
-    path = edit_job(make_project(tmp_path), lambda j: (j["training"].update(validation_dataset={
-        "root": "./data", "sample_transforms": [], "label_transforms": [{"name": "as_long"}]}),
-        j["evaluators"].extend([{"name": "DiceMetric"}, {"name": "MeanIoU", "post_pred": {"name": "AsDiscrete", "threshold": 0.5}}])))
+    path = edit_job(
+        make_project(tmp_path),
+        lambda j: (
+            j["training"].update(
+                validation_dataset={
+                    "root": "./data",
+                    "sample_transforms": [],
+                    "label_transforms": [{"name": "as_long"}],
+                }
+            ),
+            j["evaluators"].extend(
+                [{"name": "DiceMetric"}, {"name": "MeanIoU", "post_pred": {"name": "AsDiscrete", "threshold": 0.5}}]
+            ),
+        ),
+    )
     out = convert(path).experiment
     assert out["data"]["val"] == {
-        "dataset": {"_target_": "src.Datasets.Points.Points", "root": "${project}/data"}, "sample_transforms": [],
-        "label_transforms": [{"_target_": "src.Data.transforms.as_long", "_partial_": True}]}
+        "dataset": {"_target_": "src.Datasets.Points.Points", "root": "${project}/data"},
+        "sample_transforms": [],
+        "label_transforms": [{"_target_": "src.Data.transforms.as_long", "_partial_": True}],
+    }
     assert out["evaluators"]["dice_metric"]["activation"] == "auto"  # a MONAI metric by name: as the loss trains
     assert out["evaluators"]["mean_iou"]["post_pred"] == {"_target_": "monai.transforms.AsDiscrete", "threshold": 0.5}
     assert "activation" not in out["evaluators"]["mean_iou"]
@@ -316,18 +430,35 @@ def test_a_chained_scheduler_and_batch_transforms_convert_and_build(tmp_path):
     from frame.training.build import build_scheduler
 
     warmup = {"name": "torch.optim.lr_scheduler.LinearLR", "start_factor": 0.1, "total_iters": 2}
-    path = edit_job(make_project(tmp_path), lambda j: (
-        j["training"].update(lr_scheduler={"name": "SequentialLR", "milestones": [2], "schedulers": [
-            warmup, {"name": "CosineAnnealingLR", "T_max": 3}]}),
-        j["training"]["dataset"].update(batch_transforms=[{"name": "torchvision.transforms.v2.MixUp", "num_classes": 4}])))
+    path = edit_job(
+        make_project(tmp_path),
+        lambda j: (
+            j["training"].update(
+                lr_scheduler={
+                    "name": "SequentialLR",
+                    "milestones": [2],
+                    "schedulers": [warmup, {"name": "CosineAnnealingLR", "T_max": 3}],
+                }
+            ),
+            j["training"]["dataset"].update(
+                batch_transforms=[{"name": "torchvision.transforms.v2.MixUp", "num_classes": 4}]
+            ),
+        ),
+    )
     job = convert(path)
     scheduler = job.experiment["lr_scheduler"]
-    assert scheduler == {"_target_": "torch.optim.lr_scheduler.SequentialLR", "_partial_": True, "milestones": [2],
-                         "schedulers": [{"_target_": "torch.optim.lr_scheduler.LinearLR", "_partial_": True,
-                                         "start_factor": 0.1, "total_iters": 2},
-                                        {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "_partial_": True,
-                                         "T_max": 3}]}
-    assert job.experiment["data"]["batch_transforms"] == [{"_target_": "torchvision.transforms.v2.MixUp", "num_classes": 4}]
+    assert scheduler == {
+        "_target_": "torch.optim.lr_scheduler.SequentialLR",
+        "_partial_": True,
+        "milestones": [2],
+        "schedulers": [
+            {"_target_": "torch.optim.lr_scheduler.LinearLR", "_partial_": True, "start_factor": 0.1, "total_iters": 2},
+            {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "_partial_": True, "T_max": 3},
+        ],
+    }
+    assert job.experiment["data"]["batch_transforms"] == [
+        {"_target_": "torchvision.transforms.v2.MixUp", "num_classes": 4}
+    ]
     assert OmegaConf.to_container(OmegaConf.create(job.to_yaml())) == job.experiment  # frame convert's file
     cfg, _ = check_job(job)
     import torch

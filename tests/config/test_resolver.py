@@ -22,41 +22,47 @@ def _write(root, files):
 
 @pytest.fixture
 def project(tmp_path):
-    _write(tmp_path, {
-        "src/Models/Net.py": "class Net:\n    def __init__(self, width=4):\n        pass\n",
-        "src/losses.py": "from torch.nn import CrossEntropyLoss\n\nclass MyLoss:\n    pass\n",
-        "src/Data/transforms.py": "class Transpose:\n    def __init__(self, a, b):\n        pass\n",
-        "src/Evaluators/Score.py": "class Score:\n    pass\n",
-        "src/MetricLoggers/Printer.py": "class Printer:\n    pass\n",
-        "src/Datasets/Cells.py": "class Cells:\n    LABELS = ('a', 'b')\n",
-    })
+    _write(
+        tmp_path,
+        {
+            "src/Models/Net.py": "class Net:\n    def __init__(self, width=4):\n        pass\n",
+            "src/losses.py": "from torch.nn import CrossEntropyLoss\n\nclass MyLoss:\n    pass\n",
+            "src/Data/transforms.py": "class Transpose:\n    def __init__(self, a, b):\n        pass\n",
+            "src/Evaluators/Score.py": "class Score:\n    pass\n",
+            "src/MetricLoggers/Printer.py": "class Printer:\n    pass\n",
+            "src/Datasets/Cells.py": "class Cells:\n    LABELS = ('a', 'b')\n",
+        },
+    )
     return tmp_path
 
 
-@pytest.mark.parametrize("name,kind,target", [
-    ("Net", "model", "src.Models.Net.Net"),
-    ("MyLoss", "loss", "src.losses.MyLoss"),
-    ("Transpose", "transform", "src.Data.transforms.Transpose"),  # the project shadows frame and MONAI
-    ("Score", "evaluator", "src.Evaluators.Score.Score"),
-    ("Printer", "metric_logger", "src.MetricLoggers.Printer.Printer"),
-    ("Cells", "dataset", "src.Datasets.Cells.Cells"),
-    ("StandardScaleTensor", "transform", "frame.data.transforms.StandardScaleTensor"),
-    ("Dice", "evaluator", "frame.training.evaluators.Dice"),
-    ("JsonlLogger", "metric_logger", "frame.tracking.jsonl.JsonlLogger"),
-    ("SyntheticOrgans", "dataset", "frame.data.synthetic.SyntheticOrgans"),
-    ("resnet18", "model", "torchvision.models.resnet18"),
-    ("CIFAR10", "dataset", "torchvision.datasets.CIFAR10"),
-    ("ToTensor", "transform", "torchvision.transforms.ToTensor"),
-    ("UNet", "model", "monai.networks.nets.UNet"),
-    ("DiceLoss", "loss", "monai.losses.DiceLoss"),
-    ("Spacingd", "transform", "monai.transforms.Spacingd"),
-    ("CacheDataset", "dataset", "monai.data.CacheDataset"),
-    ("LinearLR", "lr_scheduler", "monai.optimizers.lr_scheduler.LinearLR"),  # MONAI before torch
-    ("CrossEntropyLoss", "loss", "torch.nn.CrossEntropyLoss"),  # imported into src/losses.py: not defined there
-    ("Adam", "optimizer", "torch.optim.Adam"),
-    ("MultiStepLR", "lr_scheduler", "torch.optim.lr_scheduler.MultiStepLR"),
-    ("my.own.Thing", "model", "my.own.Thing"),  # a dotted path is used as is
-])
+@pytest.mark.parametrize(
+    "name,kind,target",
+    [
+        ("Net", "model", "src.Models.Net.Net"),
+        ("MyLoss", "loss", "src.losses.MyLoss"),
+        ("Transpose", "transform", "src.Data.transforms.Transpose"),  # the project shadows frame and MONAI
+        ("Score", "evaluator", "src.Evaluators.Score.Score"),
+        ("Printer", "metric_logger", "src.MetricLoggers.Printer.Printer"),
+        ("Cells", "dataset", "src.Datasets.Cells.Cells"),
+        ("StandardScaleTensor", "transform", "frame.data.transforms.StandardScaleTensor"),
+        ("Dice", "evaluator", "frame.training.evaluators.Dice"),
+        ("JsonlLogger", "metric_logger", "frame.tracking.jsonl.JsonlLogger"),
+        ("SyntheticOrgans", "dataset", "frame.data.synthetic.SyntheticOrgans"),
+        ("resnet18", "model", "torchvision.models.resnet18"),
+        ("CIFAR10", "dataset", "torchvision.datasets.CIFAR10"),
+        ("ToTensor", "transform", "torchvision.transforms.ToTensor"),
+        ("UNet", "model", "monai.networks.nets.UNet"),
+        ("DiceLoss", "loss", "monai.losses.DiceLoss"),
+        ("Spacingd", "transform", "monai.transforms.Spacingd"),
+        ("CacheDataset", "dataset", "monai.data.CacheDataset"),
+        ("LinearLR", "lr_scheduler", "monai.optimizers.lr_scheduler.LinearLR"),  # MONAI before torch
+        ("CrossEntropyLoss", "loss", "torch.nn.CrossEntropyLoss"),  # imported into src/losses.py: not defined there
+        ("Adam", "optimizer", "torch.optim.Adam"),
+        ("MultiStepLR", "lr_scheduler", "torch.optim.lr_scheduler.MultiStepLR"),
+        ("my.own.Thing", "model", "my.own.Thing"),  # a dotted path is used as is
+    ],
+)
 def test_tiers_in_order(project, name, kind, target):
     assert Resolver(project).resolve(name, kind).target == target
 
@@ -81,13 +87,16 @@ def test_two_definitions_in_one_tier_are_an_error_listing_both(project):
     assert "src/Models/Other.py:1" in message
 
 
-@pytest.mark.parametrize("name,kind,suggestion", [
-    ("Adamm", "optimizer", "Adam"),
-    ("UNett", "model", "UNet"),
-    ("Nett", "model", "Net"),
-    ("crossentropyloss", "loss", "CrossEntropyLoss"),
-    ("CropAroundBrainstem", "transform", None),
-])
+@pytest.mark.parametrize(
+    "name,kind,suggestion",
+    [
+        ("Adamm", "optimizer", "Adam"),
+        ("UNett", "model", "UNet"),
+        ("Nett", "model", "Net"),
+        ("crossentropyloss", "loss", "CrossEntropyLoss"),
+        ("CropAroundBrainstem", "transform", None),
+    ],
+)
 def test_a_name_found_nowhere_suggests_across_tiers(project, name, kind, suggestion):
     with pytest.raises(ResolveError) as error:
         Resolver(project).resolve(name, kind)
@@ -139,7 +148,8 @@ def test_signatures_are_read_from_source():
     assert adam.names[:2] == ["params", "lr"] and not adam.params[1].required
     unet = source.signature(source.locate("monai.networks.nets.UNet"))
     assert {"spatial_dims", "in_channels", "out_channels", "channels", "strides"} <= {
-        p.name for p in unet.params if p.required}
+        p.name for p in unet.params if p.required
+    }
     resnet18 = source.signature(source.locate("torchvision.models.resnet18"))  # **kwargs followed into ResNet
     assert not resnet18.var_keyword and {"weights", "num_classes", "zero_init_residual"} <= set(resnet18.names)
 

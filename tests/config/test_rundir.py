@@ -109,12 +109,28 @@ def test_overrides_that_change_the_result_name_the_run_and_others_keep_it():
     from frame.config.rundir import run_suffix
 
     assert run_suffix([]) == ""
-    assert run_suffix(["resume=true", "fresh=true", "logger=[jsonl]", "data.num_workers=4", "trainer.device=cpu",
-                       "local@_global_=other", "hydra.job.chdir=false", "logger.wandb.project=x"]) == ""
+    assert (
+        run_suffix(
+            [
+                "resume=true",
+                "fresh=true",
+                "logger=[jsonl]",
+                "data.num_workers=4",
+                "trainer.device=cpu",
+                "local@_global_=other",
+                "hydra.job.chdir=false",
+                "logger.wandb.project=x",
+            ]
+        )
+        == ""
+    )
     assert run_suffix(["trainer.epochs=5"]) == "+trainer.epochs=5"
     # the order of the overrides does not matter; how-to-run keys among them do not count
-    assert run_suffix(["trainer.epochs=10", "optimizer.lr=1e-4", "resume=true"]) == \
-        run_suffix(["optimizer.lr=1e-4", "trainer.epochs=10"]) == "+optimizer.lr=1e-4,trainer.epochs=10"
+    assert (
+        run_suffix(["trainer.epochs=10", "optimizer.lr=1e-4", "resume=true"])
+        == run_suffix(["optimizer.lr=1e-4", "trainer.epochs=10"])
+        == "+optimizer.lr=1e-4,trainer.epochs=10"
+    )
     assert run_suffix(["+model.dropout=0.2"]) == "++model.dropout=0.2"
     assert run_suffix(["name=mine", "optimizer.lr=1e-4"]) == ""  # name= names the directory itself
 

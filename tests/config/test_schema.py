@@ -65,7 +65,9 @@ def test_warmup_scheduler_steps_per_step(compose):
     assert compose(["lr_scheduler=warmup"]).lr_scheduler.interval == "step"
 
 
-@pytest.mark.parametrize("group", ["model", "loss", "optimizer", "lr_scheduler", "data", "trainer", "evaluators", "logger"])
+@pytest.mark.parametrize(
+    "group", ["model", "loss", "optimizer", "lr_scheduler", "data", "trainer", "evaluators", "logger"]
+)
 def test_group_options_touch_only_their_own_node(compose, group):
     """lightning-hydra-template's rule: picking `group=option` changes the group's node and nothing else
     (what to monitor, or when a scheduler steps, is not another group's business)."""
@@ -111,4 +113,6 @@ def test_a_test_set_is_given_on_the_command_line(tmp_path, compose, override):
     test = compose([override]).data.test
     assert test.dataset._target_ == "frame.data.synthetic.SyntheticOrgans" and test.dataset.num_samples == 2
     out = run_frame(["check", override], cwd=tmp_path, check=0).stdout  # the real command line, checked as a component
-    assert any(line.split()[:2] == ["data.test.dataset", "frame.data.synthetic.SyntheticOrgans"] for line in out.splitlines())
+    assert any(
+        line.split()[:2] == ["data.test.dataset", "frame.data.synthetic.SyntheticOrgans"] for line in out.splitlines()
+    )

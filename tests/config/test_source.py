@@ -6,7 +6,7 @@ import pytest
 
 from frame.config import source
 
-MODULE = '''
+MODULE = """
     import helpers
 
 
@@ -41,7 +41,7 @@ MODULE = '''
 
     def unused(**kwargs):
         return Base(1)
-'''
+"""
 
 
 @pytest.fixture
@@ -51,11 +51,14 @@ def module(tmp_path):
     return source.file_module(path, "fwd")
 
 
-@pytest.mark.parametrize("name,names", [
-    ("Child", ["name", "width", "depth"]),  # super().__init__(**kwargs)
-    ("_build", ["kind", "verbose", "legacy", "depth"]),  # `width` is filled by the call itself
-    ("build", ["verbose", "legacy", "depth"]),  # two calls deep; `kind` given positionally on the way
-])
+@pytest.mark.parametrize(
+    "name,names",
+    [
+        ("Child", ["name", "width", "depth"]),  # super().__init__(**kwargs)
+        ("_build", ["kind", "verbose", "legacy", "depth"]),  # `width` is filled by the call itself
+        ("build", ["verbose", "legacy", "depth"]),  # two calls deep; `kind` given positionally on the way
+    ],
+)
 def test_keywords_passed_on_with_double_star_are_known(module, name, names):
     sig = source.signature(source.lookup(module, name))
     assert not sig.var_keyword and sig.names == names

@@ -34,11 +34,14 @@ def test_default_config_is_valid(compose):
     validate(compose())
 
 
-@pytest.mark.parametrize("override,message", [
-    ("+trainer.epoch=5", "trainer.epoch is not a setting of trainer. Did you mean 'epochs'?"),
-    ("+data.batchsize=8", "data.batchsize is not a setting of data. Did you mean 'batch_size'?"),
-    ("+sed=1", "sed is not a setting of the config. Did you mean 'seed'?"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("+trainer.epoch=5", "trainer.epoch is not a setting of trainer. Did you mean 'epochs'?"),
+        ("+data.batchsize=8", "data.batchsize is not a setting of data. Did you mean 'batch_size'?"),
+        ("+sed=1", "sed is not a setting of the config. Did you mean 'seed'?"),
+    ],
+)
 def test_a_plus_key_on_a_schema_node_is_refused_with_a_did_you_mean(compose, override, message):
     with pytest.raises(FrameError) as error:
         validate(compose([override]))
@@ -62,11 +65,17 @@ def test_a_device_this_machine_lacks_is_refused_without_torch(compose, device, m
         module.check_device(compose([f"trainer.device={device}"]))
 
 
-@pytest.mark.parametrize("override, message", [
-    ("seed=4294967296", "seed=4294967296 is invalid: expected an integer >= 0 and < 2**32"),
-    ("data.batch_size=99999999999999999999", "data.batch_size=99999999999999999999 is out of range: expected an integer that fits 64 bits"),
-    ("+model.deep=" + "[" * 40 + "1" + "]" * 40, "model.deep[0][0]"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("seed=4294967296", "seed=4294967296 is invalid: expected an integer >= 0 and < 2**32"),
+        (
+            "data.batch_size=99999999999999999999",
+            "data.batch_size=99999999999999999999 is out of range: expected an integer that fits 64 bits",
+        ),
+        ("+model.deep=" + "[" * 40 + "1" + "]" * 40, "model.deep[0][0]"),
+    ],
+)
 def test_values_no_consumer_takes_are_refused_where_they_enter(compose, override, message):
     with pytest.raises(FrameError, match=re.escape(message)):
         validate(compose([override]))

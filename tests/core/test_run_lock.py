@@ -90,8 +90,20 @@ def test_across_hostnames_a_fresh_heartbeat_holds_and_a_stale_one_is_taken_over(
     probe = subprocess.run(["unshare", "--uts", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"unshare --uts is not allowed here: {probe.stderr.decode().strip()}")
-    holder = subprocess.Popen(["unshare", "--uts", "sh", "-c", f'hostname otherhost && exec "$0" -c \'{_HOLD}\' "$@"',
-                               sys.executable, str(tmp_path), "60"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            f'hostname otherhost && exec "$0" -c \'{_HOLD}\' "$@"',
+            sys.executable,
+            str(tmp_path),
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         record = run_lock.read(tmp_path / ".lock")
@@ -101,8 +113,9 @@ def test_across_hostnames_a_fresh_heartbeat_holds_and_a_stale_one_is_taken_over(
     finally:
         holder.kill()
         holder.wait()
-    (tmp_path / ".lock").write_text(json.dumps({**run_lock.read(tmp_path / ".lock"),
-                                                "heartbeat": time.time() - run_lock.STALE_AFTER_S - 1}))
+    (tmp_path / ".lock").write_text(
+        json.dumps({**run_lock.read(tmp_path / ".lock"), "heartbeat": time.time() - run_lock.STALE_AFTER_S - 1})
+    )
     with RunLock(tmp_path, heartbeat_s=0) as lock:
         assert lock.mine["host"] != "otherhost"
 
@@ -111,8 +124,14 @@ def test_across_hostnames_a_fresh_heartbeat_holds_and_a_stale_one_is_taken_over(
 def test_two_frame_train_at_once_one_trains_the_other_exits_2(tmp_path):
     args = ["train", "name=same", *TINY, "trainer.epochs=3"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "frame", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "frame", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     run_dir = tmp_path / "outputs" / "same"
     deadline = time.time() + 120
     while not (run_dir / ".lock").exists() and first.poll() is None and time.time() < deadline:

@@ -56,8 +56,12 @@ def test_heartbeat_thread_refreshes(tmp_path):
 
 
 def test_liveness_rules():
-    here = {"status": "running", "host": os.uname().nodename, "pid": os.getpid(),
-            "proc_start": run_record.process_start(os.getpid())}
+    here = {
+        "status": "running",
+        "host": os.uname().nodename,
+        "pid": os.getpid(),
+        "proc_start": run_record.process_start(os.getpid()),
+    }
     assert liveness(here) is True
     assert liveness({**here, "proc_start": here["proc_start"] + 1}) is False  # a reused pid is another process
     dead = subprocess.Popen(["true"])

@@ -55,7 +55,9 @@ def test_second_sigint_exits_at_once():
     """)
     assert result.returncode == EXIT_ABORTED == 130
     assert result.stdout.split() == ["flag", "True"]
-    assert "SIGINT received: stopping after this step" in result.stderr and "second SIGINT: exiting now" in result.stderr
+    assert (
+        "SIGINT received: stopping after this step" in result.stderr and "second SIGINT: exiting now" in result.stderr
+    )
 
 
 def test_a_first_sigterm_then_sigint_still_exits_at_once():

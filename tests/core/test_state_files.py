@@ -24,13 +24,16 @@ def test_a_fifo_or_a_directory_is_refused_at_once_never_read(tmp_path):
     assert read_bytes(tmp_path / "missing") is None
 
 
-@pytest.mark.parametrize("content, why", [
-    (b'{"status": "complete"\xff}', "invalid UTF-8 at byte 21"),
-    (b'{"status": "compl', "Unterminated string"),
-    (b"\x00\x01garbage", "Expecting value"),
-    (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
-    (b"[1, 2]", "a JSON list, not an object"),
-])
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b'{"status": "complete"\xff}', "invalid UTF-8 at byte 21"),
+        (b'{"status": "compl', "Unterminated string"),
+        (b"\x00\x01garbage", "Expecting value"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+        (b"[1, 2]", "a JSON list, not an object"),
+    ],
+)
 def test_damage_is_named_with_the_file(tmp_path, content, why):
     (tmp_path / "run.json").write_bytes(content)
     with pytest.raises(DamagedFile, match=f"run.json is damaged: .*{why}"):
@@ -66,8 +69,16 @@ def test_read_or_keep_aside_leaves_a_directory_where_it_is(tmp_path):
     assert (tmp_path / "run.json").is_dir()
 
 
-@pytest.mark.parametrize("made, holds", [((), False), (("run.json",), True), (("metrics.jsonl",), True),
-                                         (("checkpoints/",), True), ((".hydra/", "train.log"), False)])
+@pytest.mark.parametrize(
+    "made, holds",
+    [
+        ((), False),
+        (("run.json",), True),
+        (("metrics.jsonl",), True),
+        (("checkpoints/",), True),
+        ((".hydra/", "train.log"), False),
+    ],
+)
 def test_one_rule_says_which_folder_holds_a_run(tmp_path, made, holds):
     for name in made:
         (tmp_path / name).mkdir() if name.endswith("/") else (tmp_path / name).write_text("")

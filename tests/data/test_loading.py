@@ -8,8 +8,8 @@ import torch
 from monai.transforms import Randomizable  # also what makes `is_random` see a project's own random transform
 from torch.utils.data import Dataset
 
-from frame.data.loading import EpochSampler, JobDataset, is_random, item_seed, make_loader, split_indices
 from frame.core.errors import FrameError
+from frame.data.loading import EpochSampler, JobDataset, is_random, item_seed, make_loader, split_indices
 
 
 class Items(Dataset):
@@ -108,7 +108,7 @@ def test_resuming_mid_epoch_yields_the_remaining_indices(start_batch):
     sampler = EpochSampler(23, shuffle=True, seed=1, batch_size=4)
     full = _order(sampler, 2)
     rest = _order(sampler, 2, start_batch=start_batch)
-    assert rest == full[start_batch * 4:]
+    assert rest == full[start_batch * 4 :]
     assert len(sampler) == len(rest)
 
 
@@ -116,9 +116,13 @@ def test_resuming_mid_epoch_yields_the_remaining_indices(start_batch):
 def test_a_batch_limit_takes_the_head_of_each_epochs_order(world_size):
     """trainer.limit_train_batches: each rank's first `limit` batches of the full order, also when
     resumed inside them, and a fresh head each epoch."""
-    full = [EpochSampler(40, shuffle=True, seed=3, batch_size=4, rank=r, world_size=world_size) for r in range(world_size)]
-    limited = [EpochSampler(40, shuffle=True, seed=3, batch_size=4, rank=r, world_size=world_size, limit_batches=2)
-               for r in range(world_size)]
+    full = [
+        EpochSampler(40, shuffle=True, seed=3, batch_size=4, rank=r, world_size=world_size) for r in range(world_size)
+    ]
+    limited = [
+        EpochSampler(40, shuffle=True, seed=3, batch_size=4, rank=r, world_size=world_size, limit_batches=2)
+        for r in range(world_size)
+    ]
     for whole, head in zip(full, limited):
         assert _order(head, 1) == _order(whole, 1)[:8] and len(head) == 8
         assert _order(head, 1, start_batch=1) == _order(whole, 1)[4:8]
@@ -220,8 +224,13 @@ def test_seeding_a_batch_leaves_python_and_torch_as_they_were_and_numpy_at_the_l
 
 
 def test_item_seeds_are_32_bit_and_distinct_for_every_seed_stream_epoch_and_item():
-    seeds = {item_seed(seed, salt, epoch, position)
-             for seed in range(3) for salt in (0, 1) for epoch in range(20) for position in range(200)}
+    seeds = {
+        item_seed(seed, salt, epoch, position)
+        for seed in range(3)
+        for salt in (0, 1)
+        for epoch in range(20)
+        for position in range(200)
+    }
     assert len(seeds) == 3 * 2 * 20 * 200 and all(0 <= s < 2**32 for s in seeds)
     assert item_seed(7, 0, 3, 11) == item_seed(7, 0, 3, 11)
 
@@ -264,8 +273,9 @@ def test_batches_do_not_depend_on_the_number_of_workers():
 
 def test_preload_caches_the_leading_deterministic_transforms_only():
     source = Items(5)
-    data = JobDataset(source, [4, 0, 2], [Scale(2), Noise(), Scale(10)], label_transforms=[lambda y: -y],
-                      seed=3, preload=True)
+    data = JobDataset(
+        source, [4, 0, 2], [Scale(2), Noise(), Scale(10)], label_transforms=[lambda y: -y], seed=3, preload=True
+    )
     assert source.reads == 3  # each item read once, at construction
     assert [(s.tolist(), y) for s, y in data._cache] == [([8.0] * 3, -4), ([0.0] * 3, 0), ([4.0] * 3, -2)]
     data[(0, 0)], data[(1, 2)]

@@ -55,8 +55,9 @@ def test_classes_are_seeded_and_named():
     assert data.labels == ["class_0", "class_1", "class_2"]
     again = SyntheticClasses(num_samples=40, num_features=5, num_classes=3, seed=2)
     assert torch.equal(again.features, data.features) and torch.equal(again.targets, data.targets)
-    assert not torch.equal(SyntheticClasses(num_samples=40, num_features=5, num_classes=3, seed=3).features,
-                           data.features)
+    assert not torch.equal(
+        SyntheticClasses(num_samples=40, num_features=5, num_classes=3, seed=3).features, data.features
+    )
 
 
 def test_classes_are_clusters_that_a_nearest_mean_rule_separates():

@@ -17,8 +17,17 @@ from tests.best_metric import reproduce_best
 from tests.conftest import REPO, metrics, run_frame
 
 EXAMPLE = REPO / "examples" / "organs"
-LABELS = ["BrainStem", "Chiasm", "Mandible", "OpticNerve_L", "OpticNerve_R", "Parotid_L", "Parotid_R",
-          "Submandibular_L", "Submandibular_R"]
+LABELS = [
+    "BrainStem",
+    "Chiasm",
+    "Mandible",
+    "OpticNerve_L",
+    "OpticNerve_R",
+    "Parotid_L",
+    "Parotid_R",
+    "Submandibular_L",
+    "Submandibular_R",
+]
 
 
 def _make_data():
@@ -104,11 +113,14 @@ def test_a_label_map_of_the_transformed_item_is_written_onto_the_ct_grid(organs,
     ct = nib.load(organs / "data" / "train" / "patient_002" / "img.nii.gz")
     assert written.shape == ct.shape == (48, 48, 16)
     np.testing.assert_allclose(written.affine, ct.affine)
-    truth = sum((i + 1) * np.asarray(nib.load(organs / "data" / "train" / "patient_002" / "structures" /
-                                              f"{label}.nii.gz").dataobj) for i, label in enumerate(LABELS))
+    truth = sum(
+        (i + 1)
+        * np.asarray(nib.load(organs / "data" / "train" / "patient_002" / "structures" / f"{label}.nii.gz").dataobj)
+        for i, label in enumerate(LABELS)
+    )
     x, y, z = sample.meta["brainstem_center"]
     box = np.zeros(ct.shape, bool)
-    box[max(x - 24, 0):x + 24, max(y - 24, 0):y + 24, max(z - 8, 0):z + 8] = True
+    box[max(x - 24, 0) : x + 24, max(y - 24, 0) : y + 24, max(z - 8, 0) : z + 8] = True
     assert not box.all()  # part of the volume lies outside the crop
     labels = np.asarray(written.dataobj)
     np.testing.assert_array_equal(labels[box], truth[box])
@@ -145,14 +157,20 @@ def test_eval_predict_and_load_model_after_training(organs):
     _make_data().write(held_out, patients=2, size=(48, 48, 16), seed=1)
     run_frame(["run", "config/job_01.json", "trainer.epochs=2", "name=organs_job_01"], cwd=organs, check=0, timeout=600)
     run = organs / "outputs" / "organs_job_01"
-    shown = run_frame(["eval", str(run), "--per-item", "--name", "held", "--device", "cpu", "data.dataset.root=data/test"],
-                      cwd=organs, check=0).stdout
+    shown = run_frame(
+        ["eval", str(run), "--per-item", "--name", "held", "--device", "cpu", "data.dataset.root=data/test"],
+        cwd=organs,
+        check=0,
+    ).stdout
     assert all(f"dice/{label} " in shown for label in LABELS)  # 13 figures: a row each, no name cut to "dic…"
     result = json.loads((run / "eval" / "held.json").read_text())
     assert result["items"] == 2 and {f"dice/{label}" for label in LABELS} <= set(result["metrics"])
     assert len(list(csv.DictReader(open(run / "eval" / "held.csv")))) == 2
-    run_frame(["predict", str(run), "--output", "predicted", "--device", "cpu", "data.dataset.root=data/test"],
-              cwd=organs, check=0)
+    run_frame(
+        ["predict", str(run), "--output", "predicted", "--device", "cpu", "data.dataset.root=data/test"],
+        cwd=organs,
+        check=0,
+    )
     for index, patient in enumerate(sorted(held_out.iterdir())):
         ct = nib.load(patient / "img.nii.gz")
         labels = nib.load(organs / "predicted" / f"item-{index:04d}_pred.nii.gz")

@@ -32,8 +32,9 @@ def test_the_organs_example_learns(tmp_path):
     for name in ("src", "config", "make_data.py"):
         (shutil.copytree if (example / name).is_dir() else shutil.copy)(example / name, tmp_path / name)
     subprocess.run([sys.executable, "make_data.py", "--out", "data/train"], cwd=tmp_path, check=True, timeout=600)
-    run_frame(["run", "config/job_01.json", "trainer.epochs=8", "name=organs_job_01"], cwd=tmp_path, check=0,
-              timeout=2400)
+    run_frame(
+        ["run", "config/job_01.json", "trainer.epochs=8", "name=organs_job_01"], cwd=tmp_path, check=0, timeout=2400
+    )
     dice = _dice(tmp_path / "outputs" / "organs_job_01")
     # measured: 0.052, 0.076, 0.081, 0.094, 0.119, 0.174, 0.221, 0.236 (before the fix: 0.013, 0.015, 0.007, ...)
     assert len(dice) == 8 and dice[-1] > dice[0] + 0.1, dice

@@ -17,17 +17,32 @@ from tests.conftest import require_slurm
 LAUNCHERS = [
     pytest.param("frame_sequential", [], id="sequential"),
     pytest.param("frame_local", ["hydra.launcher.parallel=1", "hydra.launcher.cpus_per_member=1"], id="local"),
-    pytest.param("frame_slurm", ["hydra.launcher.timeout_min=5", "hydra.launcher.signal_delay_s=30",
-                                 "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"],
-                 id="slurm", marks=[pytest.mark.slurm, pytest.mark.slow]),
+    pytest.param(
+        "frame_slurm",
+        [
+            "hydra.launcher.timeout_min=5",
+            "hydra.launcher.signal_delay_s=30",
+            "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1",
+        ],
+        id="slurm",
+        marks=[pytest.mark.slurm, pytest.mark.slow],
+    ),
 ]
 SWEEPERS = [pytest.param([], id="basic-sweeper"), pytest.param(["hydra/sweeper=frame"], id="frame-sweeper")]
 
 
 def _combined(extra=()):
-    return [pytest.param(launcher.values[0], [*sweeper.values[0], *launcher.values[1], *extra],
-                         id=f"{launcher.id}-{sweeper.id}", marks=launcher.marks)
-            for launcher in LAUNCHERS for sweeper in SWEEPERS]
+    return [
+        pytest.param(
+            launcher.values[0],
+            [*sweeper.values[0], *launcher.values[1], *extra],
+            id=f"{launcher.id}-{sweeper.id}",
+            marks=launcher.marks,
+        )
+        for launcher in LAUNCHERS
+        for sweeper in SWEEPERS
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -48,9 +63,16 @@ class TestFrameLaunchersBatched(BatchedSweeperTestSuite):
 
 def _integration():
     flags = ["-m", "hydra/hydra_logging=disabled", "hydra/job_logging=disabled"]
-    return [pytest.param({}, [*flags, f"hydra/launcher={launcher.values[0]}", *sweeper.values[0], *launcher.values[1]],
-                         id=f"{launcher.id}-{sweeper.id}", marks=launcher.marks)
-            for launcher in LAUNCHERS for sweeper in SWEEPERS]
+    return [
+        pytest.param(
+            {},
+            [*flags, f"hydra/launcher={launcher.values[0]}", *sweeper.values[0], *launcher.values[1]],
+            id=f"{launcher.id}-{sweeper.id}",
+            marks=launcher.marks,
+        )
+        for launcher in LAUNCHERS
+        for sweeper in SWEEPERS
+    ]
 
 
 @pytest.mark.parametrize("task_launcher_cfg, extra_flags", _integration())

@@ -32,9 +32,17 @@ def test_generated_sbatch_matches_the_recorded_file(compose, tmp_path, monkeypat
 
     monkeypatch.setattr(slurm.SlurmExecutor, "affinity", classmethod(lambda cls: 2))  # no srun needed here
     monkeypatch.chdir(tmp_path)
-    cfg = compose(["hydra/launcher=slurm", "experiment=classify", "trainer.devices=4",
-                   "hydra.launcher.gpus_per_node=4", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=720"],
-                  return_hydra_config=True)
+    cfg = compose(
+        [
+            "hydra/launcher=slurm",
+            "experiment=classify",
+            "trainer.devices=4",
+            "hydra.launcher.gpus_per_node=4",
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.timeout_min=720",
+        ],
+        return_hydra_config=True,
+    )
     launcher = instantiate(cfg.hydra.launcher)
     launcher.config = cfg
     executor = launcher.executor()._executor
@@ -121,16 +129,32 @@ def test_a_four_member_sweep_is_one_job_array_and_collects_every_result(cluster,
 @pytest.mark.slurm
 def test_a_failed_member_has_a_failed_slurm_job_and_error_txt(cluster, tmp_path):
     # fails in training (a bad value such as lr=-1 is refused before anything is submitted): every loss is NaN
-    result = run_frame(["train", "-m", *SMALL, "trainer.epochs=1", "trainer.max_bad_steps=2",
-                        "loss._target_=tests.training.test_loop.NanOnSteps", "+loss.steps=[1,2,3]", *SLURM], cwd=tmp_path,
-                       env={"PYTHONPATH": str(REPO)})
+    result = run_frame(
+        [
+            "train",
+            "-m",
+            *SMALL,
+            "trainer.epochs=1",
+            "trainer.max_bad_steps=2",
+            "loss._target_=tests.training.test_loop.NanOnSteps",
+            "+loss.steps=[1,2,3]",
+            *SLURM,
+        ],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO)},
+    )
     assert result.returncode != 0
     (member,) = _members(tmp_path / "outputs" / "classify-sweep")
     assert member["status"] == "failed" and "non-finite" in member["error"], member
     assert "non-finite" in (tmp_path / "outputs" / "classify-sweep" / member["run_dir"] / "error.txt").read_text()
     show = ["scontrol", "show", "job", member["slurm_job_id"]]
-    job = _wait_for("the job to end", lambda: (lambda out: re.search(r"JobState=(COMPLETED|FAILED)", out) and out)(
-        subprocess.run(show, capture_output=True, text=True).stdout), timeout=60)
+    job = _wait_for(
+        "the job to end",
+        lambda: (lambda out: re.search(r"JobState=(COMPLETED|FAILED)", out) and out)(
+            subprocess.run(show, capture_output=True, text=True).stdout
+        ),
+        timeout=60,
+    )
     assert "JobState=FAILED" in job and "ExitCode=1:0" in job
 
 
@@ -139,16 +163,25 @@ def test_a_preempted_member_is_requeued_resumes_and_ends_like_an_uninterrupted_o
     """Two members that differ only in logging cadence: SIGUSR2 to one of them, as SLURM does before
     a time limit or on preemption. It checkpoints, is requeued, resumes in the same run directory,
     and ends with the other member's result and weights."""
-    process = start_frame(["train", "-m", *LONGER, "trainer.epochs=12", "trainer.log_every_n_steps=10,20", *SLURM],
-                          tmp_path)
+    process = start_frame(
+        ["train", "-m", *LONGER, "trainer.epochs=12", "trainer.log_every_n_steps=10,20", *SLURM], tmp_path
+    )
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
-    members = _wait_for("the array", lambda: (sweep_dir / "sweep.json").exists() and
-                        all(m["slurm_job_id"] for m in _members(sweep_dir)) and _members(sweep_dir))
+    members = _wait_for(
+        "the array",
+        lambda: (
+            (sweep_dir / "sweep.json").exists()
+            and all(m["slurm_job_id"] for m in _members(sweep_dir))
+            and _members(sweep_dir)
+        ),
+    )
     cluster.extend(m["slurm_job_id"] for m in members)
     preempted, other = members
     run_dir = sweep_dir / preempted["run_dir"]
-    _wait_for("training steps", lambda: (run_dir / "metrics.jsonl").exists() and
-              "train/loss" in (run_dir / "metrics.jsonl").read_text())
+    _wait_for(
+        "training steps",
+        lambda: (run_dir / "metrics.jsonl").exists() and "train/loss" in (run_dir / "metrics.jsonl").read_text(),
+    )
     subprocess.run(["scancel", "--signal=USR2", preempted["slurm_job_id"]], check=True)
 
     # requeued: SLURM holds it ~120 s (BeginTime); release it 3 s from now, not at once: slurmd revokes
@@ -177,13 +210,20 @@ def test_an_interrupted_sweep_run_again_completes_only_the_missing_members(clust
     command = ["train", "-m", *LONGER, "trainer.epochs=1,12", "optimizer.lr=0.01,0.001", *SLURM]
     process = start_frame(command, tmp_path)
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
-    members = _wait_for("the array", lambda: (sweep_dir / "sweep.json").exists() and
-                        all(m["slurm_job_id"] for m in _members(sweep_dir)) and _members(sweep_dir))
+    members = _wait_for(
+        "the array",
+        lambda: (
+            (sweep_dir / "sweep.json").exists()
+            and all(m["slurm_job_id"] for m in _members(sweep_dir))
+            and _members(sweep_dir)
+        ),
+    )
     cluster.extend(m["slurm_job_id"] for m in members)
     short = [m for m in members if "trainer.epochs=1" in m["run_dir"].split(",")]
     assert len(short) == 2
-    _wait_for("the 1-epoch members", lambda: all(_record(sweep_dir / m["run_dir"]).get("status") == "complete"
-                                                 for m in short))
+    _wait_for(
+        "the 1-epoch members", lambda: all(_record(sweep_dir / m["run_dir"]).get("status") == "complete" for m in short)
+    )
     # the user's terminal goes away and the remaining jobs are cancelled (they checkpoint on SIGTERM)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
@@ -210,8 +250,14 @@ def test_ctrl_c_stops_waiting_and_the_same_command_waits_for_the_running_job(clu
     command = ["train", "-m", *LONGER, "trainer.epochs=10", *SLURM]
     process = start_frame(command, tmp_path)
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
-    (member,) = _wait_for("the job", lambda: (sweep_dir / "sweep.json").exists() and
-                          all(m["slurm_job_id"] for m in _members(sweep_dir)) and _members(sweep_dir))
+    (member,) = _wait_for(
+        "the job",
+        lambda: (
+            (sweep_dir / "sweep.json").exists()
+            and all(m["slurm_job_id"] for m in _members(sweep_dir))
+            and _members(sweep_dir)
+        ),
+    )
     cluster.append(member["slurm_job_id"])
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
@@ -229,8 +275,11 @@ def test_ctrl_c_stops_waiting_and_the_same_command_waits_for_the_running_job(clu
 def test_a_sweep_larger_than_an_array_is_split_into_arrays_and_stays_one_sweep(cluster, tmp_path):
     """max_array_size=2 stands in for the cluster's MaxArraySize (1001): 3 members, 2 arrays, the
     second one waiting for the first (afterany) so that array_parallelism stays the sweep's limit."""
-    result = run_frame(["train", "-m", *SMALL, "trainer.epochs=1", "seed=1,2,3", *SLURM,
-                        "hydra.launcher.max_array_size=2"], cwd=tmp_path, check=0)
+    result = run_frame(
+        ["train", "-m", *SMALL, "trainer.epochs=1", "seed=1,2,3", *SLURM, "hydra.launcher.max_array_size=2"],
+        cwd=tmp_path,
+        check=0,
+    )
     members = _members(tmp_path / "outputs" / "classify-sweep")
     cluster.extend(m["slurm_job_id"] for m in members)
     assert [(m["member"], m["status"]) for m in members] == [(0, "complete"), (1, "complete"), (2, "complete")]
@@ -248,8 +297,14 @@ def test_members_cancelled_before_they_start_are_reported_as_cancelled(cluster, 
     command = ["train", "-m", *SMALL, "trainer.epochs=1", "seed=1,2", *SLURM]
     process = start_frame([*command, held], tmp_path)
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
-    members = _wait_for("the array", lambda: (sweep_dir / "sweep.json").exists() and
-                        all(m["slurm_job_id"] for m in _members(sweep_dir)) and _members(sweep_dir))
+    members = _wait_for(
+        "the array",
+        lambda: (
+            (sweep_dir / "sweep.json").exists()
+            and all(m["slurm_job_id"] for m in _members(sweep_dir))
+            and _members(sweep_dir)
+        ),
+    )
     cluster.extend(m["slurm_job_id"] for m in members)
     subprocess.run(["scancel", members[0]["slurm_job_id"].split("_")[0]], check=True)
     output, _ = process.communicate(timeout=60)
@@ -267,8 +322,13 @@ def test_members_cancelled_before_they_start_are_reported_as_cancelled(cluster, 
 
 @pytest.mark.slurm
 def test_ddp_with_two_tasks_per_node_matches_one_process(cluster, tmp_path):
-    exact = ["experiment=classify", "data.dataset.num_samples=320", "model.dropout=0", "trainer.epochs=3",
-             "logger=[jsonl]"]
+    exact = [
+        "experiment=classify",
+        "data.dataset.num_samples=320",
+        "model.dropout=0",
+        "trainer.epochs=3",
+        "logger=[jsonl]",
+    ]
     run_frame(["train", "-m", *exact, "data.batch_size=16", "trainer.devices=2", *SLURM], cwd=tmp_path, check=0)
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     (member,) = _members(sweep_dir)

@@ -12,13 +12,19 @@ BAD = ["model.channels=[4]", "model.strides=[2,2]"]  # UNet's constructor refuse
 
 
 def _files(run_dir) -> dict[str, str]:
-    return {p.relative_to(run_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(run_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _refused(result) -> bool:
-    return (result.returncode == 2 and "could not build model (monai.networks.nets.UNet)" in result.stderr
-            and "Traceback" not in result.stderr)
+    return (
+        result.returncode == 2
+        and "could not build model (monai.networks.nets.UNet)" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_a_new_run_whose_model_will_not_build_leaves_no_run_directory(tmp_path):

@@ -81,8 +81,18 @@ def test_damaged_metrics_lines_are_dropped_on_read_and_on_resume(tmp_path, caplo
 
     path = tmp_path / "metrics.jsonl"
     good = [{"step": 1, "epoch": 0, "train/loss": 1.0}, {"step": 2, "epoch": 1, "val/loss": 0.5}]
-    path.write_bytes(b"\n".join([json.dumps(good[0]).encode(), b'{"step": null}', b"[1, 2]", b"\xff\xfe bad",
-                                 json.dumps(good[1]).encode(), b'{"step": 3, "ep']))
+    path.write_bytes(
+        b"\n".join(
+            [
+                json.dumps(good[0]).encode(),
+                b'{"step": null}',
+                b"[1, 2]",
+                b"\xff\xfe bad",
+                json.dumps(good[1]).encode(),
+                b'{"step": 3, "ep',
+            ]
+        )
+    )
     assert read_metrics(tmp_path) == good
     assert "dropped 3 damaged line(s) (line 2, 3, 4)" in caplog.text
     logger = JsonlLogger()
@@ -99,8 +109,13 @@ def test_a_stop_during_start_up_exits_75_and_leaves_no_running_record(tmp_path):
     from tests.conftest import TINY
 
     run_dir = tmp_path / "outputs" / "early"
-    process = subprocess.Popen([sys.executable, "-m", "frame", "train", "name=early", *TINY], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "frame", "train", "name=early", *TINY],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 120
     while not (run_dir / ".lock").exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -125,8 +140,9 @@ def test_a_full_disk_is_one_message_exit_2_and_the_checkpoints_stay_intact(tmp_p
     run_dir.rename(aside)
     run_dir.mkdir()
     size = sum(-(-path.stat().st_size // 4096) * 4096 for path in aside.rglob("*") if path.is_file())  # pages
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size + 8192}", "tmpfs", str(run_dir)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size + 8192}", "tmpfs", str(run_dir)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
     try:

@@ -13,15 +13,30 @@ from tests.seed_project import edit_job, make_project
 # The issue's list of bad input: each is one short message naming file and key, exit 2, no run directory.
 BAD = [
     ("malformed JSON", None, "config/job.json:3:"),
-    ("a name found nowhere", lambda j: j["model"].update(name="TinyClasifier"), "model.name: 'TinyClasifier' is not a model"),
+    (
+        "a name found nowhere",
+        lambda j: j["model"].update(name="TinyClasifier"),
+        "model.name: 'TinyClasifier' is not a model",
+    ),
     ("a name found twice in one tier", "twice", "'TinyClassifier' is defined more than once in the project"),
-    ("a param the constructor does not take", lambda j: j["model"].update(depht=2), "model.depht: TinyClassifier takes no parameter 'depht'"),
+    (
+        "a param the constructor does not take",
+        lambda j: j["model"].update(depht=2),
+        "model.depht: TinyClassifier takes no parameter 'depht'",
+    ),
     ("a required param missing", lambda j: j["model"].pop("in_features"), "model: TinyClassifier needs 'in_features'"),
     ("a wrong type", lambda j: j["training"].update(epochs="ten"), "training.epochs: value 'ten'"),
-    ("split_ratio outside (0, 1)", lambda j: j["training"].update(split_ratio=1.0), "training.split_ratio: 1.0 is invalid"),
+    (
+        "split_ratio outside (0, 1)",
+        lambda j: j["training"].update(split_ratio=1.0),
+        "training.split_ratio: 1.0 is invalid",
+    ),
     ("a missing dataset root", lambda j: j["training"]["dataset"].update(root="./gone"), "training.dataset.root: "),
-    ("labels the dataset cannot provide", lambda j: j["training"]["dataset"].update(labels=["red", "purple"]),
-     "training.dataset.labels: Points cannot provide 'purple'"),
+    (
+        "labels the dataset cannot provide",
+        lambda j: j["training"]["dataset"].update(labels=["red", "purple"]),
+        "training.dataset.labels: Points cannot provide 'purple'",
+    ),
     ("a job file that does not exist", "missing", "config/nope.json: no such job file"),
 ]
 
@@ -86,7 +101,8 @@ def _two_jobs(tmp_path, second_fails=False):
     second.write_text(first.read_text().replace('"first"', '"second"'))
     if second_fails:
         edit_job(second, lambda j: j["model"].update(name="Broken"))
-        (tmp_path / "src/Models/Broken.py").write_text(textwrap.dedent("""
+        (tmp_path / "src/Models/Broken.py").write_text(
+            textwrap.dedent("""
             from torch import nn
 
             class Broken(nn.Linear):
@@ -95,7 +111,8 @@ def _two_jobs(tmp_path, second_fails=False):
 
                 def forward(self, x):
                     raise RuntimeError("this model is broken")
-        """))
+        """)
+        )
     return ["config/first.json", "config/second.json"]
 
 
@@ -133,7 +150,10 @@ def test_every_job_is_checked_before_the_first_runs(tmp_path):
 def test_two_projects_with_the_same_module_names_run_in_one_command(tmp_path):
     """Both projects have src.Models.TinyClassifier; each job imports its own."""
     a = make_project(tmp_path / "a")
-    b = make_project(tmp_path / "b", files={"src/Models/TinyClassifier.py": """
+    b = make_project(
+        tmp_path / "b",
+        files={
+            "src/Models/TinyClassifier.py": """
         from torch import nn
 
         class TinyClassifier(nn.Module):
@@ -144,11 +164,15 @@ def test_two_projects_with_the_same_module_names_run_in_one_command(tmp_path):
 
             def forward(self, x):
                 return self.net(x)
-    """})
+    """
+        },
+    )
     edit_job(a, lambda j: (j.update(name="a"), j["training"].update(epochs=1)))
     edit_job(b, lambda j: (j.update(name="b"), j["model"].update(depth=3), j["training"].update(epochs=1)))
     run_frame(["run", str(a), str(b)], cwd=tmp_path, check=0)
-    assert (tmp_path / "outputs/a/checkpoints/last.pt").is_file() and (tmp_path / "outputs/b/checkpoints/last.pt").is_file()
+    assert (tmp_path / "outputs/a/checkpoints/last.pt").is_file() and (
+        tmp_path / "outputs/b/checkpoints/last.pt"
+    ).is_file()
 
 
 def test_a_sweep_over_a_json_job(tmp_path):

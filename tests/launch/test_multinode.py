@@ -24,8 +24,13 @@ pytestmark = [pytest.mark.slurm, pytest.mark.multinode, pytest.mark.slow]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # the ranks' float sums in the same order wherever they run
 JOB = [*TINY, "logger=[jsonl]", "trainer.checkpoint_every_n_epochs=0", "trainer.dist_timeout_s=60"]
 EPOCHS = 30  # long enough (several seconds) to be caught mid-run
-TWO_NODES = ["hydra/launcher=slurm", "hydra.launcher.nodes=2", "hydra.launcher.tasks_per_node=1",
-             "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]
+TWO_NODES = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.nodes=2",
+    "hydra.launcher.tasks_per_node=1",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+]
 NODES = ["frame-node1", "frame-node2"]
 
 
@@ -43,8 +48,9 @@ def cluster():
 def reference(cluster, tmp_path_factory):
     """An uninterrupted 2-node run of the job ({EPOCHS} epochs): the run directory."""
     cwd = tmp_path_factory.mktemp("reference")
-    run_frame(["train", "-m", *JOB, f"trainer.epochs={EPOCHS}", "name=ref", *TWO_NODES], cwd=cwd, env=ONE_THREAD,
-              check=0)
+    run_frame(
+        ["train", "-m", *JOB, f"trainer.epochs={EPOCHS}", "name=ref", *TWO_NODES], cwd=cwd, env=ONE_THREAD, check=0
+    )
     (member,) = _members(cwd / "outputs" / "ref-sweep")
     cluster.append(member["slurm_job_id"])
     return cwd / "outputs" / "ref-sweep" / member["run_dir"]
@@ -67,8 +73,15 @@ def _epoch(run_dir) -> int:
 
 
 def _started_member(sweep_dir, cluster):
-    members = _wait_for("the job", timeout=240, check=lambda: (sweep_dir / "sweep.json").exists() and
-                        all(m["slurm_job_id"] for m in _members(sweep_dir)) and _members(sweep_dir))
+    members = _wait_for(
+        "the job",
+        timeout=240,
+        check=lambda: (
+            (sweep_dir / "sweep.json").exists()
+            and all(m["slurm_job_id"] for m in _members(sweep_dir))
+            and _members(sweep_dir)
+        ),
+    )
     cluster.extend(m["slurm_job_id"] for m in members)
     return members[0]
 
@@ -97,25 +110,31 @@ def test_a_two_node_job_trains_like_two_processes_on_one_machine(cluster, refere
     assert len(record["attempts"]) == 1 and record["attempts"][0]["hosts"] == NODES
     log = (reference / "train.log").read_text()
     assert "rank 0 of 2 joined the process group (gloo, slurm) on frame-node1, frame-node2" in log
-    job = subprocess.run(["scontrol", "show", "job", record["attempts"][0]["slurm"]["job_id"]], capture_output=True,
-                         text=True).stdout
+    job = subprocess.run(
+        ["scontrol", "show", "job", record["attempts"][0]["slurm"]["job_id"]], capture_output=True, text=True
+    ).stdout
     assert "NumNodes=2" in job and "NumTasks=2" in job
 
-    run_frame(["train", *JOB, f"trainer.epochs={EPOCHS}", "trainer.devices=2", "name=here"], cwd=tmp_path,
-              env=ONE_THREAD, check=0)
+    run_frame(
+        ["train", *JOB, f"trainer.epochs={EPOCHS}", "trainer.devices=2", "name=here"],
+        cwd=tmp_path,
+        env=ONE_THREAD,
+        check=0,
+    )
     here = tmp_path / "outputs" / "here"
     for name, tensor in _weights(here).items():
         torch.testing.assert_close(_weights(reference)[name], tensor, rtol=1e-5, atol=0)
     # rank 0 alone writes: the same files as the one-machine run, each metric once
-    assert sorted(p.name for p in (reference / "checkpoints").iterdir()) == \
-           sorted(p.name for p in (here / "checkpoints").iterdir())
-    assert (reference / "metrics.jsonl").read_text().count('"train/loss"') == \
-           (here / "metrics.jsonl").read_text().count('"train/loss"')
+    assert sorted(p.name for p in (reference / "checkpoints").iterdir()) == sorted(
+        p.name for p in (here / "checkpoints").iterdir()
+    )
+    assert (reference / "metrics.jsonl").read_text().count('"train/loss"') == (
+        here / "metrics.jsonl"
+    ).read_text().count('"train/loss"')
     assert "rank 1" not in log
 
 
-def test_a_node_that_dies_fails_the_job_and_the_same_command_resumes_to_the_same_weights(cluster, reference,
-                                                                                        tmp_path):
+def test_a_node_that_dies_fails_the_job_and_the_same_command_resumes_to_the_same_weights(cluster, reference, tmp_path):
     command = ["train", "-m", *JOB, f"trainer.epochs={EPOCHS}", "name=ref", *TWO_NODES]
     process = start_frame(command, tmp_path, env=ONE_THREAD)
     sweep_dir = tmp_path / "outputs" / "ref-sweep"
@@ -142,8 +161,9 @@ def test_a_node_that_dies_fails_the_job_and_the_same_command_resumes_to_the_same
 
 
 def test_usr2_to_a_two_node_job_stops_both_ranks_at_one_step_requeues_and_resumes(cluster, reference, tmp_path):
-    process = start_frame(["train", "-m", *JOB, f"trainer.epochs={EPOCHS}", "name=ref", *TWO_NODES], tmp_path,
-                          env=ONE_THREAD)
+    process = start_frame(
+        ["train", "-m", *JOB, f"trainer.epochs={EPOCHS}", "name=ref", *TWO_NODES], tmp_path, env=ONE_THREAD
+    )
     sweep_dir = tmp_path / "outputs" / "ref-sweep"
     member = _started_member(sweep_dir, cluster)
     run_dir = sweep_dir / member["run_dir"]
@@ -169,13 +189,43 @@ def test_usr2_to_a_two_node_job_stops_both_ranks_at_one_step_requeues_and_resume
 
 def test_torchrun_on_two_hosts_trains_one_job_like_the_slurm_launcher(cluster, reference, tmp_path):
     """torchrun's c10d rendezvous on node 1, one torchrun in each node's namespaces (own hostname)."""
-    torchrun = [str(Path(frame_command([])[0]).with_name("torchrun")), "--nnodes=2", "--nproc-per-node=1",
-                "--rdzv-backend=c10d", "--rdzv-endpoint=frame-node1:29411", "--rdzv-id=frame-test", "--max-restarts=0",
-                "-m", "frame", "train", *JOB, f"trainer.epochs={EPOCHS}", "name=torchrun"]
+    torchrun = [
+        str(Path(frame_command([])[0]).with_name("torchrun")),
+        "--nnodes=2",
+        "--nproc-per-node=1",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=frame-node1:29411",
+        "--rdzv-id=frame-test",
+        "--max-restarts=0",
+        "-m",
+        "frame",
+        "train",
+        *JOB,
+        f"trainer.epochs={EPOCHS}",
+        "name=torchrun",
+    ]
     env = {**os.environ, **ONE_THREAD, "GLOO_SOCKET_IFNAME": "eth0", "PYTHONUNBUFFERED": "1"}
-    hosts = [subprocess.Popen(["nsenter", f"--net=/run/netns/{node}", "unshare", "--uts", "sh", "-c",
-                               'hostname "$0" && exec "$@"', node, *torchrun], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for node in NODES]
+    hosts = [
+        subprocess.Popen(
+            [
+                "nsenter",
+                f"--net=/run/netns/{node}",
+                "unshare",
+                "--uts",
+                "sh",
+                "-c",
+                'hostname "$0" && exec "$@"',
+                node,
+                *torchrun,
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for node in NODES
+    ]
     outputs = [host.communicate(timeout=300)[0] for host in hosts]
     assert [host.returncode for host in hosts] == [0, 0], "\n".join(outputs)
 
@@ -189,8 +239,16 @@ def test_torchrun_on_two_hosts_trains_one_job_like_the_slurm_launcher(cluster, r
 
 def test_a_sweep_of_two_node_members_queued_behind_each_other_completes_and_reruns_skip_them(cluster, tmp_path):
     # every CPU slot of both nodes for one member: the second waits in the queue for the first
-    command = ["train", "-m", *JOB, "trainer.epochs=2", "optimizer.lr=0.01,0.001", "name=sweep", *TWO_NODES,
-               "hydra.launcher.cpus_per_task=4"]
+    command = [
+        "train",
+        "-m",
+        *JOB,
+        "trainer.epochs=2",
+        "optimizer.lr=0.01,0.001",
+        "name=sweep",
+        *TWO_NODES,
+        "hydra.launcher.cpus_per_task=4",
+    ]
     run_frame(command, cwd=tmp_path, env=ONE_THREAD, check=0)
     sweep_dir = tmp_path / "outputs" / "sweep-sweep"
     members = _members(sweep_dir)
@@ -198,8 +256,9 @@ def test_a_sweep_of_two_node_members_queued_behind_each_other_completes_and_reru
     assert [m["status"] for m in members] == ["complete"] * 2
     first, second = (_record(sweep_dir / m["run_dir"])["attempts"][0] for m in members)
     assert first["hosts"] == second["hosts"] == NODES
-    assert min(first["started"], second["started"]) < max(first["started"], second["started"]) and \
-           (second["started"] >= first["ended"] or first["started"] >= second["ended"])  # one after the other
+    assert min(first["started"], second["started"]) < max(first["started"], second["started"]) and (
+        second["started"] >= first["ended"] or first["started"] >= second["ended"]
+    )  # one after the other
 
     again = run_frame(command, cwd=tmp_path, env=ONE_THREAD, check=0)
     assert "2 of 2 members already complete" in again.stdout + again.stderr

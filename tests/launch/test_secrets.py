@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, run_frame, require_slurm
+from tests.conftest import TINY, require_slurm, run_frame
 
 KEY = "local-" + "0123456789abcdef" * 3  # the shape of a real key (40+ characters)
 WANDB = ["logger=[jsonl,console,wandb]", "logger.wandb.prediction_examples=1"]
@@ -13,8 +13,13 @@ WANDB = ["logger=[jsonl,console,wandb]", "logger.wandb.prediction_examples=1"]
 
 def _env(home: Path) -> dict:
     # online is attempted (a key is set) against a closed loopback port, then offline: every code path writes
-    return {"WANDB_API_KEY": KEY, "WANDB_BASE_URL": "http://127.0.0.1:9", "HOME": str(home),
-            "WANDB_CONFIG_DIR": str(home / ".config" / "wandb"), "WANDB_CACHE_DIR": str(home / ".cache" / "wandb")}
+    return {
+        "WANDB_API_KEY": KEY,
+        "WANDB_BASE_URL": "http://127.0.0.1:9",
+        "HOME": str(home),
+        "WANDB_CONFIG_DIR": str(home / ".config" / "wandb"),
+        "WANDB_CACHE_DIR": str(home / ".cache" / "wandb"),
+    }
 
 
 def _leaks(*roots: Path, ignore=()) -> list[str]:
@@ -34,8 +39,12 @@ def test_single_run_and_multirun_write_no_key(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     run_frame(["train", *TINY, *WANDB, "trainer.epochs=1"], cwd=tmp_path, env=_env(home), check=0)
-    run_frame(["train", "-m", *TINY, *WANDB, "trainer.epochs=1", "name=sweep", "optimizer.lr=1e-3,1e-2"],
-              cwd=tmp_path, env=_env(home), check=0)
+    run_frame(
+        ["train", "-m", *TINY, *WANDB, "trainer.epochs=1", "name=sweep", "optimizer.lr=1e-3,1e-2"],
+        cwd=tmp_path,
+        env=_env(home),
+        check=0,
+    )
     outputs = tmp_path / "outputs"
     assert (outputs / "sweep-sweep" / "multirun.yaml").is_file() and list(outputs.rglob("run-*.wandb"))
     assert list(outputs.rglob("run.json")) and list(outputs.rglob(".hydra/hydra.yaml"))
@@ -46,12 +55,24 @@ def test_single_run_and_multirun_write_no_key(tmp_path):
 def test_json_job_key_writes_no_file(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    job = {"name": "json_secret", "wandb_project_name": "p", "wandb_prediction_examples": 1, "wandb_api_key": KEY,
-           "model": {"name": "frame.training.models.MLP", "in_features": 16, "out_features": 4},
-           "training": {"epochs": 1, "batch_size": 16, "split_ratio": 0.8, "monitor": "val/accuracy", "monitor_mode": "max",
-                        "loss": {"name": "CrossEntropyLoss"}, "optimizer": {"name": "Adam", "learning_rate": 0.001},
-                        "dataset": {"name": "frame.data.synthetic.SyntheticClasses", "num_samples": 64}},
-           "evaluators": [{"name": "frame.training.evaluators.Accuracy"}]}
+    job = {
+        "name": "json_secret",
+        "wandb_project_name": "p",
+        "wandb_prediction_examples": 1,
+        "wandb_api_key": KEY,
+        "model": {"name": "frame.training.models.MLP", "in_features": 16, "out_features": 4},
+        "training": {
+            "epochs": 1,
+            "batch_size": 16,
+            "split_ratio": 0.8,
+            "monitor": "val/accuracy",
+            "monitor_mode": "max",
+            "loss": {"name": "CrossEntropyLoss"},
+            "optimizer": {"name": "Adam", "learning_rate": 0.001},
+            "dataset": {"name": "frame.data.synthetic.SyntheticClasses", "num_samples": 64},
+        },
+        "evaluators": [{"name": "frame.training.evaluators.Accuracy"}],
+    }
     (tmp_path / "job.json").write_text(json.dumps(job))
     env = {k: v for k, v in _env(home).items() if k != "WANDB_API_KEY"}
     # a job the converter rejects (exit 2) or any other failure is a failure: a skip would stop this check silently
@@ -68,9 +89,24 @@ def test_slurm_member_writes_no_key(tmp_path):
     require_slurm()
     home = tmp_path / "home"
     home.mkdir()
-    run_frame(["train", "-m", *TINY, *WANDB, "trainer.epochs=1", "name=slurm_secret", "hydra/launcher=slurm",
-               "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "optimizer.lr=1e-3"],
-              cwd=tmp_path, env=_env(home), timeout=600, check=0)
+    run_frame(
+        [
+            "train",
+            "-m",
+            *TINY,
+            *WANDB,
+            "trainer.epochs=1",
+            "name=slurm_secret",
+            "hydra/launcher=slurm",
+            "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1",
+            "optimizer.lr=1e-3",
+        ],
+        cwd=tmp_path,
+        env=_env(home),
+        timeout=600,
+        check=0,
+    )
     outputs = tmp_path / "outputs" / "slurm_secret-sweep"
     assert list(outputs.rglob("*.pkl")), "submitit pickles expected"
     assert list(outputs.rglob("run-*.wandb")) and list(outputs.rglob("run.json"))

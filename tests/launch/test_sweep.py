@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hydra_plugins.frame_launchers.local import member_slots
 from frame.config.compose import member_config
-from frame.config.members import DirPlanner, depends_on, check_values, parse
+from frame.config.members import DirPlanner, check_values, depends_on, parse
+from hydra_plugins.frame_launchers.local import member_slots
 from tests.conftest import run_frame, start_frame
 
 # The classify experiment, small: a member trains in about a second.
@@ -56,8 +56,10 @@ def test_a_sweep_and_a_single_run_of_the_same_name_keep_apart(tmp_path):
     single = json.loads(run_frame(["runs", "outputs/classify", "--json"], cwd=tmp_path, check=0).stdout)
     swept = json.loads(run_frame(["runs", "outputs/classify-sweep", "--json"], cwd=tmp_path, check=0).stdout)
     assert [(r["run"], r["sweep_member"]) for r in single] == [("classify", False)]  # what `frame plot` of it draws
-    assert sorted((r["run"], r["sweep_member"]) for r in swept) == [("optimizer.lr=0.001", True),
-                                                                     ("optimizer.lr=0.01", True)]
+    assert sorted((r["run"], r["sweep_member"]) for r in swept) == [
+        ("optimizer.lr=0.001", True),
+        ("optimizer.lr=0.01", True),
+    ]
     clash = run_frame(["train", *SMALL, "name=classify-sweep"], cwd=tmp_path, check=2)
     assert "holds a sweep" in clash.stderr and "Traceback" not in clash.stderr
     assert (tmp_path / "outputs" / "classify-sweep" / "sweep.json").is_file()
@@ -99,8 +101,19 @@ def test_local_launcher_runs_members_in_parallel_each_on_its_own_cores(tmp_path)
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         pytest.skip("needs 2 cores")
-    run_frame(["train", "-m", *SMALL, "hydra/launcher=local", "hydra.launcher.parallel=2",
-               "hydra.launcher.cpus_per_member=1", "optimizer.lr=0.01,0.001"], cwd=tmp_path, check=0)
+    run_frame(
+        [
+            "train",
+            "-m",
+            *SMALL,
+            "hydra/launcher=local",
+            "hydra.launcher.parallel=2",
+            "hydra.launcher.cpus_per_member=1",
+            "optimizer.lr=0.01,0.001",
+        ],
+        cwd=tmp_path,
+        check=0,
+    )
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
     assert [m["status"] for m in members] == ["complete", "complete"]
@@ -119,8 +132,17 @@ def test_local_launcher_runs_members_in_parallel_each_on_its_own_cores(tmp_path)
 
 def test_local_launcher_passes_a_stop_on_and_exits_75(tmp_path):
     """SIGTERM to the launcher reaches every running member; each checkpoints, the sweep exits 75."""
-    args = ["train", "-m", "experiment=classify", "data.dataset.num_samples=20000", "trainer.epochs=50",
-            "logger=[jsonl]", "hydra/launcher=local", "hydra.launcher.parallel=2", "optimizer.lr=0.01,0.001"]
+    args = [
+        "train",
+        "-m",
+        "experiment=classify",
+        "data.dataset.num_samples=20000",
+        "trainer.epochs=50",
+        "logger=[jsonl]",
+        "hydra/launcher=local",
+        "hydra.launcher.parallel=2",
+        "optimizer.lr=0.01,0.001",
+    ]
     process = start_frame(args, tmp_path)
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     deadline = time.monotonic() + 120
@@ -164,8 +186,18 @@ def _trials(sweep_dir, study_name="classify"):
 def test_an_interrupted_optuna_search_goes_on_from_its_study(tmp_path):
     """SIGTERM in the first batch: the same command again asks the stopped trials again with their
     values (their members resume from their checkpoints), then new ones up to n_trials in all."""
-    args = ["train", "-m", "experiment=classify", "logger=[jsonl]", "data.dataset.num_samples=6000",
-            "trainer.epochs=4", *OPTUNA, "hydra.sweeper.n_trials=3", "hydra/launcher=local", "hydra.launcher.parallel=2"]
+    args = [
+        "train",
+        "-m",
+        "experiment=classify",
+        "logger=[jsonl]",
+        "data.dataset.num_samples=6000",
+        "trainer.epochs=4",
+        *OPTUNA,
+        "hydra.sweeper.n_trials=3",
+        "hydra/launcher=local",
+        "hydra.launcher.parallel=2",
+    ]
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     process = start_frame(args, tmp_path)
     deadline = time.monotonic() + 300
@@ -212,11 +244,14 @@ def test_member_slots_split_cpus_and_gpus():
         member_slots(3, None, 2, cpus, gpus)
 
 
-@pytest.mark.parametrize("command, composed_in_full", [
-    (["experiment=classify", "logger=[jsonl]", "optimizer.lr=0.1,0.01", "trainer.epochs=1,2"], 0),
-    (["seed=1,2", "hydra.sweep.subdir=lr${optimizer.lr}_seed${seed}"], 0),
-    (["model=mlp,unet3d", "trainer.epochs=1"], 2),  # a config group per member: composed in full
-])
+@pytest.mark.parametrize(
+    "command, composed_in_full",
+    [
+        (["experiment=classify", "logger=[jsonl]", "optimizer.lr=0.1,0.01", "trainer.epochs=1,2"], 0),
+        (["seed=1,2", "hydra.sweep.subdir=lr${optimizer.lr}_seed${seed}"], 0),
+        (["model=mlp,unet3d", "trainer.epochs=1"], 2),  # a config group per member: composed in full
+    ],
+)
 def test_a_planned_member_equals_the_member_composed_in_full(command, composed_in_full, hydra_restore_singletons):
     from types import SimpleNamespace
 
@@ -241,8 +276,12 @@ def test_a_planned_member_equals_the_member_composed_in_full(command, composed_i
         calls = []
         compose_in_full = loader.load_sweep_config
         loader.load_sweep_config = lambda *args: calls.append(args) or compose_in_full(*args)
-        planned = [member_config(SimpleNamespace(config=master, hydra_context=SimpleNamespace(config_loader=loader)),
-                                   list(overrides)) for overrides in members]
+        planned = [
+            member_config(
+                SimpleNamespace(config=master, hydra_context=SimpleNamespace(config_loader=loader)), list(overrides)
+            )
+            for overrides in members
+        ]
 
         def run_dir(config):
             HydraConfig.instance().set_config(config)
@@ -271,7 +310,9 @@ def test_a_subdir_by_job_number_works_and_a_reordered_rerun_reports_no_other_mem
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     members = json.loads((sweep_dir / "sweep.json").read_text())["members"]
     assert [(m["run_dir"], m["overrides"][-1], m["status"]) for m in members] == [
-        ("0", "seed=0", "complete"), ("1", "seed=1", "complete")]
+        ("0", "seed=0", "complete"),
+        ("1", "seed=1", "complete"),
+    ]
 
     again = run_frame(["train", "-m", *by_number, "seed=0,1"], cwd=tmp_path, check=0)  # same order: skipped
     assert "2 of 2 members already complete" in again.stdout + again.stderr
@@ -299,6 +340,7 @@ def test_frame_sweeper_survives_hydra_reloading_the_basic_sweeper(tmp_path):
 def test_a_skipped_member_returns_a_complete_job_return(tmp_path, launcher, hydra_sweep_runner):
     """Members whose run.json says complete are reported, not run: their JobReturns carry what a run's
     would (job number and id, output dir, working dir, the stored result)."""
+
     def task(cfg):
         raise AssertionError("a complete member ran again")
 
@@ -306,10 +348,20 @@ def test_a_skipped_member_returns_a_complete_job_return(tmp_path, launcher, hydr
     for num, value in enumerate([1, 2]):
         (sweep_dir / str(num)).mkdir(parents=True)
         (sweep_dir / str(num) / "run.json").write_text(json.dumps({"status": "complete", "result": value * 10}))
-    sweep = hydra_sweep_runner(calling_file=None, calling_module="hydra.test_utils.a_module", task_function=task,
-                               config_path="configs", config_name="compose.yaml", temp_dir=str(tmp_path),
-                               overrides=[f"hydra/launcher={launcher}", "hydra.sweep.subdir=${hydra.job.num}",
-                                          "hydra.job.chdir=true", "bar=1,2"])
+    sweep = hydra_sweep_runner(
+        calling_file=None,
+        calling_module="hydra.test_utils.a_module",
+        task_function=task,
+        config_path="configs",
+        config_name="compose.yaml",
+        temp_dir=str(tmp_path),
+        overrides=[
+            f"hydra/launcher={launcher}",
+            "hydra.sweep.subdir=${hydra.job.num}",
+            "hydra.job.chdir=true",
+            "bar=1,2",
+        ],
+    )
     with sweep:
         returns = sweep.returns[0]
     assert [r.return_value for r in returns] == [10, 20]
@@ -320,9 +372,32 @@ def test_a_skipped_member_returns_a_complete_job_return(tmp_path, launcher, hydr
     assert [r.cfg.bar for r in returns] == [1, 2]
 
 
-@pytest.mark.parametrize("line", ["seed=5", "seed=-5", "seed=+0", "a.b_c.d=1.5", "lr=1e-3", "lr=1E+3", "lr=.5",
-                                  "lr=5.", "x=-.5e-2", "x=0e0", "x=00", "x=01.5", "x=1_000", "x=inf", "x=1e", "x=.",
-                                  "x=abc", "a-b=1", "a.0=1", "x=[1,2]", "+x=1"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "seed=5",
+        "seed=-5",
+        "seed=+0",
+        "a.b_c.d=1.5",
+        "lr=1e-3",
+        "lr=1E+3",
+        "lr=.5",
+        "lr=5.",
+        "x=-.5e-2",
+        "x=0e0",
+        "x=00",
+        "x=01.5",
+        "x=1_000",
+        "x=inf",
+        "x=1e",
+        "x=.",
+        "x=abc",
+        "a-b=1",
+        "a.0=1",
+        "x=[1,2]",
+        "+x=1",
+    ],
+)
 def test_override_lines_parse_as_hydra_parses_them(line):
     """frame reads `key=number` lines without Hydra's parser (1000 distinct ones in seed=range(1000))."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -331,16 +406,35 @@ def test_override_lines_parse_as_hydra_parses_them(line):
     assert parse(line) == hydra and type(parse(line)._value) is type(hydra._value)
 
 
-@pytest.mark.parametrize("key, depends", [("hydra.sweep.dir", False), ("chained", True), ("nested", True),
-                                          ("resolver", True), ("relative", True), ("by_number", True),
-                                          ("timestamped", False)])
+@pytest.mark.parametrize(
+    "key, depends",
+    [
+        ("hydra.sweep.dir", False),
+        ("chained", True),
+        ("nested", True),
+        ("resolver", True),
+        ("relative", True),
+        ("by_number", True),
+        ("timestamped", False),
+    ],
+)
 def test_a_sweep_dir_is_named_once_unless_a_member_value_may_change_it(key, depends):
     from omegaconf import OmegaConf
 
-    config = OmegaConf.create({"name": "x", "seed": 1, "chained": "${tag}", "tag": "${seed}-a",
-                               "nested": "${oc.env:X,${seed}}", "resolver": "${foo:1}", "relative": "${.seed}",
-                               "by_number": "${hydra:job.num}", "timestamped": "${now:%H}/${name}",
-                               "hydra": {"sweep": {"dir": "out/${name}"}, "job": {"num": 0}}})
+    config = OmegaConf.create(
+        {
+            "name": "x",
+            "seed": 1,
+            "chained": "${tag}",
+            "tag": "${seed}-a",
+            "nested": "${oc.env:X,${seed}}",
+            "resolver": "${foo:1}",
+            "relative": "${.seed}",
+            "by_number": "${hydra:job.num}",
+            "timestamped": "${now:%H}/${name}",
+            "hydra": {"sweep": {"dir": "out/${name}"}, "job": {"num": 0}},
+        }
+    )
     assert depends_on(config, key, {"seed", "hydra.job.num"}) is depends
 
 
@@ -367,8 +461,19 @@ def test_a_member_refused_by_a_user_error_is_refused_in_sweep_json_and_frame_run
     from tests.conftest import TINY
 
     # UNet refuses one channel when the member builds it (`frame check` cannot see it): a user error, exit 2
-    result = run_frame(["train", "-m", "name=vocab", *TINY, "trainer.epochs=1", "logger=[jsonl]", *launcher,
-                        "model.channels=[4,8],[4]"], cwd=tmp_path)
+    result = run_frame(
+        [
+            "train",
+            "-m",
+            "name=vocab",
+            *TINY,
+            "trainer.epochs=1",
+            "logger=[jsonl]",
+            *launcher,
+            "model.channels=[4,8],[4]",
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode != 0
     members = json.loads((tmp_path / "outputs" / "vocab-sweep" / "sweep.json").read_text())["members"]
     by_dir = {member["run_dir"]: member for member in members}
@@ -380,22 +485,27 @@ def test_a_member_refused_by_a_user_error_is_refused_in_sweep_json_and_frame_run
 
 # A project's own pruner (hydra.sweeper.pruner._target_): odd trials stop after their first epoch, so
 # which members are pruned does not depend on what they learn.
-ODD_TRIALS = '''
+ODD_TRIALS = """
 import optuna
 
 
 class OddTrials(optuna.pruners.BasePruner):
     def prune(self, study, trial):
         return trial.number % 2 == 1 and trial.last_step is not None
-'''
+"""
 PRUNED = [*OPTUNA, "hydra.sweeper.pruner={_target_: odd_trials.OddTrials}", "trainer.epochs=3"]
 
 
 def pruned_search(tmp_path, launcher, n_trials):
     """Run the search with the pruner importable in every process (the sweeper's, members' and SLURM jobs')."""
     (tmp_path / "odd_trials.py").write_text(ODD_TRIALS)
-    return run_frame(["train", "-m", *SMALL[:2], "logger=[jsonl]", *PRUNED, *launcher, f"hydra.sweeper.n_trials={n_trials}"],
-                     cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}, check=0, timeout=600)
+    return run_frame(
+        ["train", "-m", *SMALL[:2], "logger=[jsonl]", *PRUNED, *launcher, f"hydra.sweeper.n_trials={n_trials}"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path)},
+        check=0,
+        timeout=600,
+    )
 
 
 def check_pruned_search(sweep_dir, n_trials):
@@ -420,16 +530,19 @@ def check_pruned_search(sweep_dir, n_trials):
     return members
 
 
-@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local", "hydra.launcher.parallel=2"]],
-                         ids=["frame_sequential", "frame_local"])
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=local", "hydra.launcher.parallel=2"]], ids=["frame_sequential", "frame_local"]
+)
 def test_a_pruned_search_stops_members_early_and_never_reruns_them(tmp_path, launcher):
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     pruned_search(tmp_path, launcher, n_trials=4)
     # members in this process keep the study in SQLite, members elsewhere in a journal file
     assert (sweep_dir / ("optuna.journal" if launcher else "optuna.db")).is_file()
     first = check_pruned_search(sweep_dir, 4)
-    runs = {r["run"]: r["status"] for r in json.loads(run_frame(["runs", str(sweep_dir), "--json"], cwd=tmp_path,
-                                                                  check=0).stdout)}
+    runs = {
+        r["run"]: r["status"]
+        for r in json.loads(run_frame(["runs", str(sweep_dir), "--json"], cwd=tmp_path, check=0).stdout)
+    }
     assert runs == {m["run_dir"]: m["status"] for m in first.values()}
 
     again = pruned_search(tmp_path, launcher, n_trials=6)
@@ -441,15 +554,19 @@ def test_a_pruned_search_stops_members_early_and_never_reruns_them(tmp_path, lau
 
 
 def test_a_pruner_on_a_grid_sweep_exits_2(tmp_path):
-    result = run_frame(["train", "-m", *SMALL, "optimizer.lr=0.1,0.01", "hydra.sweeper.pruner={_target_: x.Y}"],
-                       cwd=tmp_path, check=2)
+    result = run_frame(
+        ["train", "-m", *SMALL, "optimizer.lr=0.1,0.01", "hydra.sweeper.pruner={_target_: x.Y}"], cwd=tmp_path, check=2
+    )
     assert "hydra.sweeper.pruner" in result.stderr and "frame_optuna" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "outputs").exists()
 
 
 def test_a_pruner_that_is_not_one_exits_2(tmp_path):
-    result = run_frame(["train", "-m", *SMALL, *OPTUNA, "hydra.sweeper.pruner={_target_: collections.OrderedDict}"],
-                       cwd=tmp_path, check=2)
+    result = run_frame(
+        ["train", "-m", *SMALL, *OPTUNA, "hydra.sweeper.pruner={_target_: collections.OrderedDict}"],
+        cwd=tmp_path,
+        check=2,
+    )
     assert "hydra.sweeper.pruner._target_=collections.OrderedDict" in result.stderr and "BasePruner" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -458,15 +575,30 @@ def test_a_pruned_search_stopped_by_sigterm_goes_on_without_rerunning_finished_t
     """SIGTERM while the second batch trains: the same command again resumes the stopped trials from
     their checkpoints and runs none of the complete or pruned ones again."""
     (tmp_path / "odd_trials.py").write_text(ODD_TRIALS)
-    args = ["train", "-m", "experiment=classify", "logger=[jsonl]", "data.dataset.num_samples=6000", *PRUNED,
-            "hydra.sweeper.n_trials=4", "hydra/launcher=local", "hydra.launcher.parallel=2"]
+    args = [
+        "train",
+        "-m",
+        "experiment=classify",
+        "logger=[jsonl]",
+        "data.dataset.num_samples=6000",
+        *PRUNED,
+        "hydra.sweeper.n_trials=4",
+        "hydra/launcher=local",
+        "hydra.launcher.parallel=2",
+    ]
     env = {"PYTHONPATH": str(tmp_path)}
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     process = start_frame(args, tmp_path, env=env)
 
     def second_batch_checkpointed():
-        members = json.loads((sweep_dir / "sweep.json").read_text())["members"] if (sweep_dir / "sweep.json").is_file() else []
-        return [m for m in members if m["member"] >= 2 and (sweep_dir / m["run_dir"] / "checkpoints" / "last.pt").is_file()]
+        members = (
+            json.loads((sweep_dir / "sweep.json").read_text())["members"]
+            if (sweep_dir / "sweep.json").is_file()
+            else []
+        )
+        return [
+            m for m in members if m["member"] >= 2 and (sweep_dir / m["run_dir"] / "checkpoints" / "last.pt").is_file()
+        ]
 
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and not second_batch_checkpointed():
@@ -488,8 +620,9 @@ def test_a_pruned_search_stopped_by_sigterm_goes_on_without_rerunning_finished_t
         assert member["status"] == record["status"] and record["status"] in ("complete", "pruned")
         if member["member"] in finished:  # finished before the signal: reported, not trained again
             assert len(record["attempts"]) == 1
-    assert any(len(json.loads((sweep_dir / m["run_dir"] / "run.json").read_text())["attempts"]) == 2
-               for m in members.values())  # a stopped member resumed from its checkpoint
+    assert any(
+        len(json.loads((sweep_dir / m["run_dir"] / "run.json").read_text())["attempts"]) == 2 for m in members.values()
+    )  # a stopped member resumed from its checkpoint
 
 
 LHT_SEARCH = """# @package _global_
@@ -522,7 +655,9 @@ def test_a_lightning_hydra_template_search_file_runs_on_current_optuna(tmp_path)
 
     (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
     (tmp_path / "conf" / "hparams_search" / "lht.yaml").write_text(LHT_SEARCH)
-    run_frame(["train", "--config-dir", "conf", *SMALL[:2], "logger=[jsonl]", "hparams_search=lht"], cwd=tmp_path, check=0)
+    run_frame(
+        ["train", "--config-dir", "conf", *SMALL[:2], "logger=[jsonl]", "hparams_search=lht"], cwd=tmp_path, check=0
+    )
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     trials = _trials(sweep_dir, "classify-sweep")  # study_name: null names it after the sweep directory
     assert int(optuna.__version__.split(".")[0]) >= 4 and [t.state.name for t in trials] == ["COMPLETE"] * 2

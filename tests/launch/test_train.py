@@ -44,8 +44,18 @@ def probe_project(tmp_path):
 
 def test_component_modules_import_with_the_collector_off_then_what_they_made_is_frozen(compose, probe_project):
     root, name = probe_project
-    cfg = compose([f"project={root}", f"model._target_={name}.Model", "~model.spatial_dims", "~model.in_channels",
-                   "~model.out_channels", "~model.channels", "~model.strides", "~model.num_res_units"])
+    cfg = compose(
+        [
+            f"project={root}",
+            f"model._target_={name}.Model",
+            "~model.spatial_dims",
+            "~model.in_channels",
+            "~model.out_channels",
+            "~model.channels",
+            "~model.strides",
+            "~model.num_res_units",
+        ]
+    )
     try:
         assert import_job_modules(cfg) is True
         assert sys.modules[name].ON_AT_IMPORT is False

@@ -45,8 +45,11 @@ def deterministic_transforms():
     from monai.transforms import EnsureChannelFirstd, LoadImaged, ScaleIntensityRanged
 
     keys = ["image", "label"]
-    return [LoadImaged(keys=keys), EnsureChannelFirstd(keys=keys),
-            ScaleIntensityRanged(keys=["image"], a_min=-100, a_max=250, b_min=0.0, b_max=1.0, clip=True)]
+    return [
+        LoadImaged(keys=keys),
+        EnsureChannelFirstd(keys=keys),
+        ScaleIntensityRanged(keys=["image"], a_min=-100, a_max=250, b_min=0.0, b_max=1.0, clip=True),
+    ]
 
 
 def twin(root, seed: int) -> float:
@@ -62,10 +65,21 @@ def twin(root, seed: int) -> float:
     set_determinism(seed=seed)
     train_files = load_decathlon_datalist(root / "dataset.json", data_list_key="training")
     val_files = load_decathlon_datalist(root / "dataset.json", data_list_key="validation")
-    crop = RandCropByPosNegLabeld(keys=["image", "label"], label_key="label", spatial_size=(CROP,) * 3, pos=1, neg=1,
-                                  num_samples=2, image_key="image", image_threshold=0)
-    train_loader = DataLoader(CacheDataset(train_files, Compose([*deterministic_transforms(), crop]), progress=False),
-                              batch_size=2, shuffle=True)
+    crop = RandCropByPosNegLabeld(
+        keys=["image", "label"],
+        label_key="label",
+        spatial_size=(CROP,) * 3,
+        pos=1,
+        neg=1,
+        num_samples=2,
+        image_key="image",
+        image_threshold=0,
+    )
+    train_loader = DataLoader(
+        CacheDataset(train_files, Compose([*deterministic_transforms(), crop]), progress=False),
+        batch_size=2,
+        shuffle=True,
+    )
     val_loader = DataLoader(CacheDataset(val_files, Compose(deterministic_transforms()), progress=False), batch_size=1)
     model = UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(8, 16, 32), strides=(2, 2), num_res_units=1)
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -83,8 +97,10 @@ def twin(root, seed: int) -> float:
         with torch.no_grad():
             for batch in val_loader:
                 outputs = sliding_window_inference(batch["image"], (CROP,) * 3, 4, model)
-                dice_metric(y_pred=[post_pred(i) for i in decollate_batch(outputs)],
-                            y=[post_label(i) for i in decollate_batch(batch["label"])])
+                dice_metric(
+                    y_pred=[post_pred(i) for i in decollate_batch(outputs)],
+                    y=[post_label(i) for i in decollate_batch(batch["label"])],
+                )
             dice = dice_metric.aggregate().item()
             dice_metric.reset()
     set_determinism(seed=None)
@@ -136,9 +152,14 @@ def test_frame_trains_the_tutorial_as_monai_does_and_eval_reproduces_validation(
     write_volumes(data)
     (tmp_path / "conf" / "experiment").mkdir(parents=True)
     (tmp_path / "conf" / "experiment" / "spleen_like.yaml").write_text(
-        textwrap.dedent(EXPERIMENT).replace("DATA_DIR", str(data)))
-    run_frame(["train", "--config-dir", "conf", "experiment=spleen_like", "logger=[jsonl]"], cwd=tmp_path, check=0,
-              timeout=600)
+        textwrap.dedent(EXPERIMENT).replace("DATA_DIR", str(data))
+    )
+    run_frame(
+        ["train", "--config-dir", "conf", "experiment=spleen_like", "logger=[jsonl]"],
+        cwd=tmp_path,
+        check=0,
+        timeout=600,
+    )
     run = tmp_path / "outputs" / "spleen_like"
     logged = {r["epoch"]: r for r in metrics(run) if "val/dice" in r}
     frame_dice = logged[EPOCHS]["val/dice"]
@@ -147,22 +168,27 @@ def test_frame_trains_the_tutorial_as_monai_does_and_eval_reproduces_validation(
     low, high = min(twins), max(twins)
     spread = max(high - low, 0.05)  # three seeds understate the spread: widened to at least 0.05 each side
     with capsys.disabled():  # the figures, with -s
-        print(f"\nframe's last-epoch Dice {frame_dice:.4f}; the plain-MONAI twin's over seeds {SEEDS}: "
-              f"{', '.join(f'{d:.4f}' for d in twins)}")
+        print(
+            f"\nframe's last-epoch Dice {frame_dice:.4f}; the plain-MONAI twin's over seeds {SEEDS}: "
+            f"{', '.join(f'{d:.4f}' for d in twins)}"
+        )
     assert low - spread <= frame_dice <= high + spread
     assert len({round(r["val/dice"], 6) for r in logged.values()}) > 1  # was: the same Dice every epoch (raw logits)
 
     from tests.trained_run import frame_main
 
     for epoch in (2, EPOCHS):
-        code, out, err = frame_main(["eval", str(run), "--checkpoint", f"epoch-{epoch:04d}", "--name", f"e{epoch}",
-                                     "--device", "cpu"], capsys)
+        code, out, err = frame_main(
+            ["eval", str(run), "--checkpoint", f"epoch-{epoch:04d}", "--name", f"e{epoch}", "--device", "cpu"], capsys
+        )
         assert code == 0, err
         result = json.loads((run / "eval" / f"e{epoch}.json").read_text())
         with capsys.disabled():
-            print(f"frame eval epoch-{epoch:04d}.pt: dice {result['metrics']['dice']:.6f} loss "
-                  f"{result['metrics']['loss']:.6f}; logged val/dice {logged[epoch]['val/dice']:.6f} "
-                  f"val/loss {logged[epoch]['val/loss']:.6f}")
+            print(
+                f"frame eval epoch-{epoch:04d}.pt: dice {result['metrics']['dice']:.6f} loss "
+                f"{result['metrics']['loss']:.6f}; logged val/dice {logged[epoch]['val/dice']:.6f} "
+                f"val/loss {logged[epoch]['val/loss']:.6f}"
+            )
         assert result["items"] == 2
         assert result["metrics"]["dice"] == pytest.approx(logged[epoch]["val/dice"], abs=1e-5)
         assert result["metrics"]["loss"] == pytest.approx(logged[epoch]["val/loss"], abs=1e-5)

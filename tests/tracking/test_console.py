@@ -21,9 +21,15 @@ def test_without_a_tty_progress_is_plain_log_lines(tmp_path):
 
 def test_on_a_tty_a_progress_bar_and_a_summary(tmp_path):
     primary, secondary = pty.openpty()
-    process = start_frame(["train", *TINY, "trainer.epochs=3", "data.dataset.num_samples=16"], tmp_path,
-                          env={"COLUMNS": "160", "LINES": "50", "TERM": "xterm-256color"},
-                          stdin=secondary, stdout=secondary, stderr=secondary, text=False)
+    process = start_frame(
+        ["train", *TINY, "trainer.epochs=3", "data.dataset.num_samples=16"],
+        tmp_path,
+        env={"COLUMNS": "160", "LINES": "50", "TERM": "xterm-256color"},
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        text=False,
+    )
     os.close(secondary)
     chunks, deadline = [], time.monotonic() + 240
     while time.monotonic() < deadline:

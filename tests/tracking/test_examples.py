@@ -4,10 +4,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from frame.training.build import build_job
-from frame.training.loop import fit
 from frame.tracking.examples import Examples
 from frame.tracking.offline import offline_runs
+from frame.training.build import build_job
+from frame.training.loop import fit
 from tests.conftest import TINY
 from tests.tracking.wandb_log import history, records
 
@@ -34,8 +34,15 @@ def test_class_index_segmentation_and_classification():
 
 
 def test_png_examples_and_wandb_images_from_a_run(compose, tmp_path):
-    cfg = compose([*TINY, "logger=[jsonl,examples,wandb]", "logger.examples.count=1",
-                   "logger.wandb.mode=offline", "logger.wandb.prediction_examples=2"])
+    cfg = compose(
+        [
+            *TINY,
+            "logger=[jsonl,examples,wandb]",
+            "logger.examples.count=1",
+            "logger.wandb.mode=offline",
+            "logger.wandb.prediction_examples=2",
+        ]
+    )
     fit(build_job(cfg, tmp_path))
     pngs = sorted((tmp_path / "examples").glob("epoch-*.png"))
     assert [p.name for p in pngs] == ["epoch-0001.png", "epoch-0002.png"]

@@ -24,7 +24,9 @@ def test_each_logged_row_is_one_json_line_with_step_epoch_and_time(tmp_path):
     logger = JsonlLogger()
     logger.start(tmp_path, {}, None)
     logger.log_metrics({"train/loss": 0.5}, step=1, epoch=0)
-    assert read_metrics(tmp_path)[0]["train/loss"] == 0.5  # on disk at once: a live run can be read, a crash loses nothing
+    assert (
+        read_metrics(tmp_path)[0]["train/loss"] == 0.5
+    )  # on disk at once: a live run can be read, a crash loses nothing
     logger.log_metrics({"val/loss": 0.25, "val/dice": 0.75}, step=2, epoch=1)
     logger.finish("complete")
     logger.finish("complete")  # twice is harmless
@@ -79,23 +81,38 @@ def test_reading_a_run_without_metrics_gives_no_rows(tmp_path):
 
 
 def test_best_is_the_first_of_the_best_values_with_its_epoch():
-    rows = [{"epoch": 1, "val/loss": 0.5}, {"epoch": 1, "train/loss": 0.1}, {"epoch": 2, "val/loss": 0.3},
-            {"epoch": 3, "val/loss": 0.3}, {"epoch": 4, "val/loss": "nan?"}, {"epoch": 5, "val/loss": 0.4}]
+    rows = [
+        {"epoch": 1, "val/loss": 0.5},
+        {"epoch": 1, "train/loss": 0.1},
+        {"epoch": 2, "val/loss": 0.3},
+        {"epoch": 3, "val/loss": 0.3},
+        {"epoch": 4, "val/loss": "nan?"},
+        {"epoch": 5, "val/loss": 0.4},
+    ]
     assert best(rows, "val/loss", maximize=False) == (0.3, 2)
     assert best(rows, "val/loss", maximize=True) == (0.5, 1)
     assert best(rows, "val/dice", maximize=True) == (None, None)
 
 
-@pytest.mark.parametrize("value, so_far, maximize, expected", [
-    (0.5, None, True, True), (0.5, None, False, True),
-    (0.6, 0.5, True, True), (0.4, 0.5, True, False), (0.5, 0.5, True, False),
-    (0.4, 0.5, False, True), (0.6, 0.5, False, False), (0.5, 0.5, False, False),
-])
+@pytest.mark.parametrize(
+    "value, so_far, maximize, expected",
+    [
+        (0.5, None, True, True),
+        (0.5, None, False, True),
+        (0.6, 0.5, True, True),
+        (0.4, 0.5, True, False),
+        (0.5, 0.5, True, False),
+        (0.4, 0.5, False, True),
+        (0.6, 0.5, False, False),
+        (0.5, 0.5, False, False),
+    ],
+)
 def test_better_is_strict_and_anything_beats_nothing(value, so_far, maximize, expected):
     assert better(value, so_far, maximize) is expected
 
 
-@pytest.mark.parametrize("value, so_far, expected", [(float("nan"), None, False), (float("nan"), 0.5, False),
-                                                     (0.5, float("nan"), True)])
+@pytest.mark.parametrize(
+    "value, so_far, expected", [(float("nan"), None, False), (float("nan"), 0.5, False), (0.5, float("nan"), True)]
+)
 def test_nan_never_beats_anything_and_anything_beats_a_nan_best(value, so_far, expected):
     assert better(value, so_far, maximize=True) is expected and better(value, so_far, maximize=False) is expected

@@ -84,8 +84,17 @@ def test_sync_stops_a_wandb_sync_that_gets_no_answer_after_its_timeout(tmp_path,
 
     run_dir = tmp_path / "outputs" / "organs"
     run_dir.mkdir(parents=True)
-    subprocess.run([sys.executable, "-c", "import wandb; run = wandb.init(mode='offline', dir='.', project='p'); "
-                    "run.log({'a': 1}); run.finish()"], cwd=run_dir, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import wandb; run = wandb.init(mode='offline', dir='.', project='p'); run.log({'a': 1}); run.finish()",
+        ],
+        cwd=run_dir,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert offline_runs(tmp_path)
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))

@@ -8,9 +8,9 @@ from datetime import datetime
 
 import pytest
 
+from frame.tracking.offline import offline_runs
 from frame.training.build import build_job
 from frame.training.loop import fit
-from frame.tracking.offline import offline_runs
 from tests.conftest import TINY, run_frame
 from tests.tracking.wandb_log import history, records, run_record
 
@@ -80,8 +80,13 @@ def test_resumed_run_keeps_its_id_and_continues_its_steps(resumed):
 
 def test_unreachable_server_falls_back_offline_quickly(tmp_path):
     start = time.monotonic()
-    result = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1", "name=organs"], cwd=tmp_path,
-                       env={"WANDB_API_KEY": KEY, "WANDB_BASE_URL": "http://127.0.0.1:9"}, timeout=120, check=0)
+    result = run_frame(
+        ["train", *TINY, *WANDB, "trainer.epochs=1", "name=organs"],
+        cwd=tmp_path,
+        env={"WANDB_API_KEY": KEY, "WANDB_BASE_URL": "http://127.0.0.1:9"},
+        timeout=120,
+        check=0,
+    )
     assert time.monotonic() - start < 100  # the whole run, start-up included, on a loaded 2-core machine
     warnings = _wandb_warnings(result.stdout + result.stderr)
     assert len(warnings) == 1 and "offline" in warnings[0]
@@ -97,8 +102,13 @@ def test_silent_server_is_given_up_after_init_timeout(tmp_path):
         silent.listen(64)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         start = time.monotonic()
-        result = run_frame(["train", *TINY, *WANDB, "trainer.epochs=1", "name=organs", "logger.wandb.init_timeout_s=5"],
-                           cwd=tmp_path, env={"WANDB_API_KEY": KEY, "WANDB_BASE_URL": url}, timeout=120, check=0)
+        run_frame(
+            ["train", *TINY, *WANDB, "trainer.epochs=1", "name=organs", "logger.wandb.init_timeout_s=5"],
+            cwd=tmp_path,
+            env={"WANDB_API_KEY": KEY, "WANDB_BASE_URL": url},
+            timeout=120,
+            check=0,
+        )
     assert time.monotonic() - start < 110  # wandb's own default would wait 90 s for the server alone
     run_dir = tmp_path / "outputs" / "organs"
     log = (run_dir / "train.log").read_text()
@@ -107,8 +117,18 @@ def test_silent_server_is_given_up_after_init_timeout(tmp_path):
 
 
 def _classify(compose, *overrides):
-    return compose(["experiment=classify", "data.dataset.num_samples=64", "data.batch_size=8", "trainer.epochs=2",
-                    "trainer.log_every_n_steps=1", "logger=[jsonl,wandb]", "logger.wandb.mode=offline", *overrides])
+    return compose(
+        [
+            "experiment=classify",
+            "data.dataset.num_samples=64",
+            "data.batch_size=8",
+            "trainer.epochs=2",
+            "trainer.log_every_n_steps=1",
+            "logger=[jsonl,wandb]",
+            "logger.wandb.mode=offline",
+            *overrides,
+        ]
+    )
 
 
 def test_a_wandb_failure_mid_run_is_logged_once_and_training_goes_on(compose, tmp_path, caplog):
@@ -160,16 +180,22 @@ def _summary(path):
     summary = {}
     for record in records(path):
         if record.WhichOneof("record_type") == "summary":
-            summary.update({"/".join(item.nested_key) if item.nested_key else item.key: json.loads(item.value_json)
-                            for item in record.summary.update})
+            summary.update(
+                {
+                    "/".join(item.nested_key) if item.nested_key else item.key: json.loads(item.value_json)
+                    for item in record.summary.update
+                }
+            )
     return summary
 
 
 def test_test_set_figures_land_in_the_summary(compose, tmp_path):
     """data.test is scored with best.pt after training; W&B's summary shows those test/... figures
     (the run page's table), the same as run.json's."""
-    test_set = ("data.test.dataset={_target_:frame.data.synthetic.SyntheticOrgans,"
-                "labels:[liver,spleen,kidney_l,kidney_r],num_samples:2,size:[16,16,16],seed:5}")
+    test_set = (
+        "data.test.dataset={_target_:frame.data.synthetic.SyntheticOrgans,"
+        "labels:[liver,spleen,kidney_l,kidney_r],num_samples:2,size:[16,16,16],seed:5}"
+    )
     fit(build_job(compose([*TINY, "logger=[jsonl,wandb]", "logger.wandb.mode=offline", test_set]), tmp_path))
     (attempt,) = offline_runs(tmp_path)
     summary = _summary(attempt.file)

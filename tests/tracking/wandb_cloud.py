@@ -69,8 +69,16 @@ class _Handler(BaseHTTPRequestHandler):
             with server.lock:
                 server.runs.append(name)
             project = {"id": "p", "name": variables.get("project") or "p", "entity": {"id": "e", "name": "e"}}
-            bucket = {"id": f"b-{name}", "name": name, "displayName": name, "description": "", "config": "{}",
-                      "sweepName": None, "historyLineCount": 0, "project": project}
+            bucket = {
+                "id": f"b-{name}",
+                "name": name,
+                "displayName": name,
+                "description": "",
+                "config": "{}",
+                "sweepName": None,
+                "historyLineCount": 0,
+                "project": project,
+            }
             return self._reply({"data": {"upsertBucket": {"inserted": True, "bucket": bucket}}})
         if "createRunFiles" in query:
             files = [{"name": f, "uploadUrl": f"{server.url}/upload/{f}"} for f in variables["files"]]

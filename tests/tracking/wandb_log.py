@@ -28,11 +28,11 @@ def records(path: Path):
         if left_in_block < _HEADER:  # the writer pads the tail of a block
             position += left_in_block
             continue
-        _, length, kind = struct.unpack("<IHB", data[position:position + _HEADER])
+        _, length, kind = struct.unpack("<IHB", data[position : position + _HEADER])
         position += _HEADER
         if kind == 0 and length == 0:
             continue
-        parts.append(data[position:position + length])
+        parts.append(data[position : position + length])
         position += length
         if kind in (_FULL, _LAST):
             record = wandb_internal_pb2.Record()

@@ -15,8 +15,20 @@ pytestmark = pytest.mark.slow
 def test_eval_scores_every_item_and_writes_json_and_csv(trained_run, capsys, monkeypatch):
     project, run = trained_run
     monkeypatch.chdir(project)
-    code, out, err = frame_main(["eval", str(run), "--per-item", "--name", "held", "--device", "cpu",
-                                 "data.dataset.num_samples=5", "data.dataset.seed=3"], capsys)
+    code, out, err = frame_main(
+        [
+            "eval",
+            str(run),
+            "--per-item",
+            "--name",
+            "held",
+            "--device",
+            "cpu",
+            "data.dataset.num_samples=5",
+            "data.dataset.seed=3",
+        ],
+        capsys,
+    )
     assert code == 0, err
     result = json.loads((run / "eval" / "held.json").read_text())
     assert result["items"] == 5  # every item, no split
@@ -32,26 +44,43 @@ def test_eval_of_a_sweep_evaluates_each_member(trained_run, capsys, tmp_path):
     _, run = trained_run
     for member in ("optimizer.lr=0.1", "optimizer.lr=0.01"):
         shutil.copytree(run, tmp_path / "sweep" / member, ignore=shutil.ignore_patterns("eval"))
-    code, out, err = frame_main(["eval", str(tmp_path / "sweep"), "--device", "cpu", "data.dataset.num_samples=2"], capsys)
+    code, out, err = frame_main(
+        ["eval", str(tmp_path / "sweep"), "--device", "cpu", "data.dataset.num_samples=2"], capsys
+    )
     assert code == 0, err
     for member in ("optimizer.lr=0.1", "optimizer.lr=0.01"):
         assert (tmp_path / "sweep" / member / "eval" / "SyntheticOrgans.json").is_file()
         assert member in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["eval", "{tmp}/nowhere"], "is not a directory"),
-    (["eval", "{tmp}"], "holds no trained run"),
-    (["eval", "{run}", "--checkpoint", "bset"], "Did you mean 'best'?"),
-    (["eval", "{run}", "data.datset.root=x"], "Could not override 'data.datset.root'"),
-    (["eval", "{run}", "evaluators=[dise]"], "Did you mean 'dice'?"),
-    (["eval", "{run}", "--checkpoint", "{tmp}/broken.pt"], "unreadable"),
-    (["eval", "{run}", "data.batch_size=0"], "data.batch_size=0 is invalid: expected an integer >= 1."),  # was a traceback
-    (["eval"], "the following arguments are required: RUN_DIR\n"),  # not "RUN_DIR, KEY=VALUE": overrides are optional
-    (["eval", "{run}", "+evaluators.f1={{_target_:torchmetrics.classification.MulticlassF1Score,num_classes:3}}"],
-     "evaluators.f1 (LibraryMetric) fails on output [2, 4, 16, 16, 16] float32, target [2, 4, 16, 16, 16] float32 "
-     "(batch 1)"),  # 4 output channels, num_classes 3: was torchmetrics' traceback
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["eval", "{tmp}/nowhere"], "is not a directory"),
+        (["eval", "{tmp}"], "holds no trained run"),
+        (["eval", "{run}", "--checkpoint", "bset"], "Did you mean 'best'?"),
+        (["eval", "{run}", "data.datset.root=x"], "Could not override 'data.datset.root'"),
+        (["eval", "{run}", "evaluators=[dise]"], "Did you mean 'dice'?"),
+        (["eval", "{run}", "--checkpoint", "{tmp}/broken.pt"], "unreadable"),
+        (
+            ["eval", "{run}", "data.batch_size=0"],
+            "data.batch_size=0 is invalid: expected an integer >= 1.",
+        ),  # was a traceback
+        (
+            ["eval"],
+            "the following arguments are required: RUN_DIR\n",
+        ),  # not "RUN_DIR, KEY=VALUE": overrides are optional
+        (
+            [
+                "eval",
+                "{run}",
+                "+evaluators.f1={{_target_:torchmetrics.classification.MulticlassF1Score,num_classes:3}}",
+            ],
+            "evaluators.f1 (LibraryMetric) fails on output [2, 4, 16, 16, 16] float32, target [2, 4, 16, 16, 16] float32 "
+            "(batch 1)",
+        ),  # 4 output channels, num_classes 3: was torchmetrics' traceback
+    ],
+)
 def test_eval_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path, args, message):
     _, run = trained_run
     (tmp_path / "broken.pt").write_bytes((run / "checkpoints" / "best.pt").read_bytes()[:5000])
@@ -80,9 +109,11 @@ def test_data_test_is_scored_with_best_pt_after_training(tmp_path):
     (tmp_path / "conf" / "experiment").mkdir(parents=True)
     (tmp_path / "conf" / "experiment" / "held.yaml").write_text(
         "# @package _global_\ndata:\n  test:\n    dataset:\n      _target_: frame.data.synthetic.SyntheticOrgans\n"
-        "      labels: [liver, spleen, kidney_l, kidney_r]\n      num_samples: 2\n      size: [16, 16, 16]\n      seed: 5\n")
-    run_frame(["train", "--config-dir", "conf", "experiment=held", "name=t", "logger=[jsonl]", *TINY], cwd=tmp_path,
-              check=0)
+        "      labels: [liver, spleen, kidney_l, kidney_r]\n      num_samples: 2\n      size: [16, 16, 16]\n      seed: 5\n"
+    )
+    run_frame(
+        ["train", "--config-dir", "conf", "experiment=held", "name=t", "logger=[jsonl]", *TINY], cwd=tmp_path, check=0
+    )
     run = tmp_path / "outputs" / "t"
     record = json.loads((run / "run.json").read_text())
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
@@ -99,9 +130,11 @@ def test_a_test_set_whose_labels_do_not_fit_the_model_is_refused_before_training
     (tmp_path / "conf" / "experiment" / "six.yaml").write_text(
         "# @package _global_\ndata:\n  test:\n    dataset:\n      _target_: frame.data.synthetic.SyntheticOrgans\n"
         "      labels: [liver, spleen, kidney_l, kidney_r, pancreas, bladder]\n      num_samples: 2\n"
-        "      size: [16, 16, 16]\n      seed: 5\n")
-    result = run_frame(["train", "--config-dir", "conf", "experiment=six", "name=t", "logger=[jsonl]", *TINY],
-                       cwd=tmp_path)
+        "      size: [16, 16, 16]\n      seed: 5\n"
+    )
+    result = run_frame(
+        ["train", "--config-dir", "conf", "experiment=six", "name=t", "logger=[jsonl]", *TINY], cwd=tmp_path
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "first test batch" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "outputs" / "t" / "checkpoints").exists()
@@ -121,8 +154,11 @@ def test_a_relative_data_path_not_found_says_where_the_run_was_started(compose, 
     cfg = compose(["data=synthetic_classes"])
     cfg.data.dataset = {"_target_": "frame.data.datalist.Datalist", "path": "dataset.json"}
     monkeypatch.chdir(elsewhere)
-    with pytest.raises(FrameError, match=f"dataset.json does not exist. Relative paths .* read from the current "
-                                         f"directory, {elsewhere}; the run was started in {started}: run the command"):
+    with pytest.raises(
+        FrameError,
+        match=f"dataset.json does not exist. Relative paths .* read from the current "
+        f"directory, {elsewhere}; the run was started in {started}: run the command",
+    ):
         run_data(started / "run", cfg, torch.device("cpu"))
     monkeypatch.chdir(started)  # from where it started: the plain message, no advice to go where one is
     with pytest.raises(FrameError) as error:
@@ -137,19 +173,35 @@ def test_eval_of_an_epoch_checkpoint_reproduces_the_validation_logged_for_it(tmp
 
     val = "data.val={dataset: {_target_: frame.data.synthetic.SyntheticClasses, num_samples: 30, seed: 5}}"
     noise = "+data.sample_transforms=[{_target_: monai.transforms.RandGaussianNoise, prob: 1.0, std: 1.0}]"
-    run_frame(["train", "experiment=classify", "name=cls", "logger=[jsonl]", "data.dataset.num_samples=96",
-               "data.batch_size=16", "trainer.epochs=2", val, noise], cwd=tmp_path, check=0)
+    run_frame(
+        [
+            "train",
+            "experiment=classify",
+            "name=cls",
+            "logger=[jsonl]",
+            "data.dataset.num_samples=96",
+            "data.batch_size=16",
+            "trainer.epochs=2",
+            val,
+            noise,
+        ],
+        cwd=tmp_path,
+        check=0,
+    )
     run = tmp_path / "outputs" / "cls"
     logged = {r["epoch"]: r for r in metrics(run) if "val/accuracy" in r}
     for epoch in (1, 2):
-        code, _, err = frame_main(["eval", str(run), "--checkpoint", f"epoch-{epoch:04d}", "--name", f"e{epoch}",
-                                   "--device", "cpu"], capsys)
+        code, _, err = frame_main(
+            ["eval", str(run), "--checkpoint", f"epoch-{epoch:04d}", "--name", f"e{epoch}", "--device", "cpu"], capsys
+        )
         assert code == 0, err
         result = json.loads((run / "eval" / f"e{epoch}.json").read_text())
         assert result["items"] == 30 and result["epoch"] == epoch
         assert result["metrics"]["accuracy"] == pytest.approx(logged[epoch]["val/accuracy"], abs=1e-6)
         assert result["metrics"]["loss"] == pytest.approx(logged[epoch]["val/loss"], abs=1e-5)
-    code, _, err = frame_main(["eval", str(run), "--name", "other", "--device", "cpu", "data.val.dataset.seed=9"], capsys)
+    code, _, err = frame_main(
+        ["eval", str(run), "--name", "other", "--device", "cpu", "data.val.dataset.seed=9"], capsys
+    )
     assert code == 0 and json.loads((run / "eval" / "other.json").read_text())["data"]["val"]["dataset"]["seed"] == 9
     code, _, err = frame_main(["eval", str(run), "data.dataset.num_samples=5"], capsys)
     assert code == 2 and "this run validates on data.val" in err and "data.val.dataset.<key>=" in err

@@ -27,9 +27,14 @@ def test_readme_snippet_loads_the_export_without_frame(trained_run, capsys, tmp_
     x = torch.randn(1, 1, 16, 16, 16)
     torch.save(x, tmp_path / "x.pt")
     expected = frame.load_model(run)(x)
-    script = ("import sys; sys.modules['frame'] = None  # importing frame now fails\n" + _readme_snippet()
-              + "import torch\ntorch.save(model(torch.load('x.pt')), 'y.pt')\n")
-    done = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    script = (
+        "import sys; sys.modules['frame'] = None  # importing frame now fails\n"
+        + _readme_snippet()
+        + "import torch\ntorch.save(model(torch.load('x.pt')), 'y.pt')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     torch.testing.assert_close(torch.load(tmp_path / "y.pt"), expected)
 

@@ -14,4 +14,5 @@ def test_evaluators_picked_by_name_are_frames_evaluator_configs(compose, overrid
     names = override.split("=")[1].strip("[]").split(",")
     assert list(cfg.evaluators) == names
     assert {name: cfg.evaluators[name]._target_ for name in names} == {
-        name: f"frame.training.evaluators.{name.capitalize()}" for name in names}
+        name: f"frame.training.evaluators.{name.capitalize()}" for name in names
+    }

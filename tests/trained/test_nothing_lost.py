@@ -43,16 +43,21 @@ def received(trained_run, tmp_path):
     return copy, marker
 
 
-@pytest.mark.parametrize("command", [["eval", "{run}", "--device", "cpu"],
-                                     ["predict", "{run}", "--output", "{tmp}/out", "--device", "cpu"],
-                                     ["export", "{run}", "-o", "{tmp}/out"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "{run}", "--device", "cpu"],
+        ["predict", "{run}", "--output", "{tmp}/out", "--device", "cpu"],
+        ["export", "{run}", "-o", "{tmp}/out"],
+    ],
+)
 def test_a_checkpoint_whose_stored_config_runs_code_is_refused_unless_trusted(received, capsys, tmp_path, command):
     run, marker = received
     argv = [part.format(run=run, tmp=tmp_path) for part in command]
     code, _, err = frame_main(argv, capsys)
     assert code == 2 and "the config stored in this checkpoint is refused" in err and "model._target_" in err, err
     assert "--trust" in err and not marker.exists()
-    with pytest.raises(Exception):  # trusted: the planted pickle runs (and is no model)
+    with pytest.raises(Exception):  # noqa: B017 - trusted: the planted pickle runs (and is no model)
         frame_main([*argv, "--trust"], capsys)
     assert marker.exists()
 
@@ -86,8 +91,10 @@ def test_predict_refuses_two_inputs_that_would_land_on_one_file_before_writing(t
     (tmp_path / "in").mkdir()
     _volume(tmp_path / "in" / "a.nii")
     _volume(tmp_path / "in" / "a.nii.gz")
-    code, _, err = frame_main(["predict", str(run), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-                               "--device", "cpu"], capsys)
+    code, _, err = frame_main(
+        ["predict", str(run), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--device", "cpu"],
+        capsys,
+    )
     assert code == 2 and "a.nii and" in err and "a.nii.gz would both be written to" in err, err
     assert not any((tmp_path / "out").iterdir())
 
@@ -129,10 +136,15 @@ def test_plot_never_writes_onto_a_runs_own_files(trained_run, capsys, tmp_path):
     json.loads((run / "run.json").read_text())  # intact
 
 
-@pytest.mark.parametrize("damage, message", [
-    ({"format": "1"}, "format of the wrong type"), ({"state": [1]}, "state of the wrong type"),
-    ({"config": "a: [unclosed"}, "its stored config is damaged"), ({"config": "- a list"}, "not a mapping"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ({"format": "1"}, "format of the wrong type"),
+        ({"state": [1]}, "state of the wrong type"),
+        ({"config": "a: [unclosed"}, "its stored config is damaged"),
+        ({"config": "- a list"}, "not a mapping"),
+    ],
+)
 def test_odd_checkpoint_contents_are_named_not_a_traceback(trained_run, capsys, tmp_path, damage, message):
     _, run = trained_run
     copy = tmp_path / "run"

@@ -14,7 +14,7 @@ class NeedsCentre:
     """A project's transform that reads what its dataset put in the item (examples/organs crops so)."""
 
     def __call__(self, volume):
-        return volume[..., volume.meta["brainstem_center"][0]:]
+        return volume[..., volume.meta["brainstem_center"][0] :]
 
 
 def _volume(path, size):
@@ -29,8 +29,21 @@ def test_predict_writes_label_maps_with_the_inputs_affine(trained_run, capsys, t
     (tmp_path / "in").mkdir()
     _volume(tmp_path / "in" / "a.nii.gz", (16, 16, 16))
     _volume(tmp_path / "in" / "big.nii.gz", (24, 24, 24))  # larger than training: windows of 16
-    code, out, err = frame_main(["predict", str(run), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-                                 "--roi-size", "16,16,16", "--device", "cpu"], capsys)
+    code, out, err = frame_main(
+        [
+            "predict",
+            str(run),
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+            "--roi-size",
+            "16,16,16",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert code == 0, err
     for name, shape in (("a", (16, 16, 16)), ("big", (24, 24, 24))):
         image = nib.load(tmp_path / "out" / f"{name}_pred.nii.gz")
@@ -42,31 +55,52 @@ def test_predict_writes_label_maps_with_the_inputs_affine(trained_run, capsys, t
 
 def test_predict_on_the_runs_dataset_without_input(trained_run, capsys, tmp_path):
     _, run = trained_run
-    code, _, err = frame_main(["predict", str(run), "--output", str(tmp_path), "--device", "cpu",
-                               "data.dataset.num_samples=2"], capsys)
+    code, _, err = frame_main(
+        ["predict", str(run), "--output", str(tmp_path), "--device", "cpu", "data.dataset.num_samples=2"], capsys
+    )
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["item-0000_pred.nii.gz", "item-0001_pred.nii.gz"]
 
 
-@pytest.mark.parametrize("setup, args, message", [
-    (None, ["--input", "{tmp}/missing.nii.gz"], "no such file or folder"),
-    ("garbage", ["--input", "{tmp}/bad.nii.gz"], "could not read"),
-    ("volume", ["--input", "{tmp}/v.nii.gz", "--checkpoint", "nope"], "no checkpoint 'nope'"),
-    ("volume", ["--input", "{tmp}/v.nii.gz", "--roi-size", "16,16"], "has 2 sizes"),
-    ("volume", ["--input", "{tmp}/v.nii.gz", "predict.roi_size=[16,16]"], "has 2 sizes"),  # the run's key
-    ("volume", ["--input", "{tmp}/v.nii.gz", "predict.overlap=1.5"], "expected a number >= 0 and < 1"),
-    ("volume", ["--input", "{tmp}/v.nii.gz", "data.sample_transforms=[{{_target_:tests.trained.test_predict.NeedsCentre}}]"],
-     "NeedsCentre fails on"),
-    ("volume", ["--input", "{tmp}/v.nii.gz", "--postprocess", "softmax"], "choose one of"),
-])
+@pytest.mark.parametrize(
+    "setup, args, message",
+    [
+        (None, ["--input", "{tmp}/missing.nii.gz"], "no such file or folder"),
+        ("garbage", ["--input", "{tmp}/bad.nii.gz"], "could not read"),
+        ("volume", ["--input", "{tmp}/v.nii.gz", "--checkpoint", "nope"], "no checkpoint 'nope'"),
+        ("volume", ["--input", "{tmp}/v.nii.gz", "--roi-size", "16,16"], "has 2 sizes"),
+        ("volume", ["--input", "{tmp}/v.nii.gz", "predict.roi_size=[16,16]"], "has 2 sizes"),  # the run's key
+        ("volume", ["--input", "{tmp}/v.nii.gz", "predict.overlap=1.5"], "expected a number >= 0 and < 1"),
+        (
+            "volume",
+            [
+                "--input",
+                "{tmp}/v.nii.gz",
+                "data.sample_transforms=[{{_target_:tests.trained.test_predict.NeedsCentre}}]",
+            ],
+            "NeedsCentre fails on",
+        ),
+        ("volume", ["--input", "{tmp}/v.nii.gz", "--postprocess", "softmax"], "choose one of"),
+    ],
+)
 def test_predict_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path, setup, args, message):
     _, run = trained_run
     if setup == "garbage":
         (tmp_path / "bad.nii.gz").write_bytes(b"not a volume")
     if setup == "volume":
         _volume(tmp_path / "v.nii.gz", (16, 16, 16))
-    code, _, err = frame_main(["predict", str(run), "--output", str(tmp_path / "out"), "--device", "cpu",
-                               *[a.format(tmp=tmp_path) for a in args]], capsys)
+    code, _, err = frame_main(
+        [
+            "predict",
+            str(run),
+            "--output",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            *[a.format(tmp=tmp_path) for a in args],
+        ],
+        capsys,
+    )
     assert code == 2 and message in err and "Traceback" not in err
 
 
@@ -79,8 +113,11 @@ def test_predict_writes_a_csv_of_classes_with_the_datasets_label_names(tmp_path)
 
     job = make_project(tmp_path)
     run_frame(["run", str(job)], cwd=tmp_path, check=0)
-    told = run_frame(["predict", "outputs/points", "--output", "predicted", "--device", "cpu",
-                      "predict.postprocess=sigmoid"], cwd=tmp_path, check=0)
+    told = run_frame(
+        ["predict", "outputs/points", "--output", "predicted", "--device", "cpu", "predict.postprocess=sigmoid"],
+        cwd=tmp_path,
+        check=0,
+    )
     assert "label maps" not in told.stdout + told.stderr  # a classifier makes none: no word of how it would
     with open(tmp_path / "predicted" / "predictions.csv", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -91,13 +128,19 @@ def test_predict_writes_a_csv_of_classes_with_the_datasets_label_names(tmp_path)
     assert sum(r["prediction"] == t for r, t in zip(rows, truth)) / len(rows) > 0.9
 
 
-@pytest.mark.parametrize("loss, expected", [
-    (["loss=dice_bce"], "sigmoid"),  # frame's multi-label organs: a channel per label
-    (["loss=cross_entropy"], "argmax"),
-    (["~loss", "+loss={_target_:monai.losses.DiceCELoss,to_onehot_y:true,softmax:true}"], "argmax"),  # MONAI's usual
-    (["~loss", "+loss={_target_:monai.losses.DiceLoss,sigmoid:true}"], "sigmoid"),
-    (["~loss", "+loss={_target_:torch.nn.MSELoss}"], None),  # says nothing: auto takes sigmoid, as before
-])
+@pytest.mark.parametrize(
+    "loss, expected",
+    [
+        (["loss=dice_bce"], "sigmoid"),  # frame's multi-label organs: a channel per label
+        (["loss=cross_entropy"], "argmax"),
+        (
+            ["~loss", "+loss={_target_:monai.losses.DiceCELoss,to_onehot_y:true,softmax:true}"],
+            "argmax",
+        ),  # MONAI's usual
+        (["~loss", "+loss={_target_:monai.losses.DiceLoss,sigmoid:true}"], "sigmoid"),
+        (["~loss", "+loss={_target_:torch.nn.MSELoss}"], None),  # says nothing: auto takes sigmoid, as before
+    ],
+)
 def test_label_maps_follow_the_activation_the_loss_trains_with(compose, loss, expected):
     from frame.trained.predict import as_trained
 
@@ -110,11 +153,20 @@ def test_a_softmax_run_predicts_background_as_0_by_default(trained_run, capsys, 
     _, run = trained_run
     _volume(tmp_path / "v.nii.gz", (16, 16, 16))
     args = ["predict", str(run), "--input", str(tmp_path / "v.nii.gz"), "--device", "cpu"]
-    code, out, err = frame_main([*args, "--output", str(tmp_path / "soft"), "~loss",
-                                 "+loss={_target_:monai.losses.DiceCELoss,to_onehot_y:true,softmax:true}"], capsys)
+    code, out, err = frame_main(
+        [
+            *args,
+            "--output",
+            str(tmp_path / "soft"),
+            "~loss",
+            "+loss={_target_:monai.losses.DiceCELoss,to_onehot_y:true,softmax:true}",
+        ],
+        capsys,
+    )
     assert code == 0 and "(label maps: argmax)" in out, err
-    code, out, err = frame_main([*args, "--output", str(tmp_path / "sig"), "--postprocess", "sigmoid",
-                                 "--threshold", "0"], capsys)
+    code, out, err = frame_main(
+        [*args, "--output", str(tmp_path / "sig"), "--postprocess", "sigmoid", "--threshold", "0"], capsys
+    )
     assert code == 0 and "(label maps: sigmoid)" in out and "warning" not in err, err
     code, out, err = frame_main([*args, "--output", str(tmp_path / "argmax"), "--postprocess", "argmax"], capsys)
     assert code == 0 and "label maps by argmax, but the run's loss trains for sigmoid" in err  # a run of old says so

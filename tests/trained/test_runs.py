@@ -15,8 +15,13 @@ from tests.conftest import REPO, TINY, run_frame
 
 def _start(cwd, name, *overrides):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "frame", "train", *TINY, "trainer.epochs=500", f"name={name}",
-                             *overrides], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "frame", "train", *TINY, "trainer.epochs=500", f"name={name}", *overrides],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _wait_for_metrics(run_dir, process, timeout=120):
@@ -39,10 +44,20 @@ def test_runs_lists_every_state(tmp_path):
     try:
         run_frame(["train", *TINY, "name=done"], cwd=tmp_path, check=0)
         # fails in training: every step's loss is NaN (the check before the first epoch is not a step)
-        failed = run_frame(["train", "experiment=classify", "name=broken", "data.dataset.num_samples=64",
-                            "logger=[jsonl]", "trainer.max_bad_steps=2",
-                            "loss._target_=tests.training.test_loop.NanOnSteps", "+loss.steps=[1,2,3]"], cwd=tmp_path,
-                           env={"PYTHONPATH": str(REPO)})
+        failed = run_frame(
+            [
+                "train",
+                "experiment=classify",
+                "name=broken",
+                "data.dataset.num_samples=64",
+                "logger=[jsonl]",
+                "trainer.max_bad_steps=2",
+                "loss._target_=tests.training.test_loop.NanOnSteps",
+                "+loss.steps=[1,2,3]",
+            ],
+            cwd=tmp_path,
+            env={"PYTHONPATH": str(REPO)},
+        )
         assert failed.returncode == 2 and "non-finite" in failed.stderr, failed.stderr[-2000:]
         _wait_for_metrics(outputs / "stopped", stopped)
         _wait_for_metrics(outputs / "killed", killed)
@@ -58,7 +73,11 @@ def test_runs_lists_every_state(tmp_path):
                 process.kill()
     rows = _runs(tmp_path)
     assert {name: row["status"] for name, row in rows.items()} == {
-        "done": "complete", "broken": "failed", "stopped": "preempted", "killed": "preempted"}
+        "done": "complete",
+        "broken": "failed",
+        "stopped": "preempted",
+        "killed": "preempted",
+    }
     assert "killed" in rows["killed"]["detail"] and "exit 75" in rows["stopped"]["detail"]
     done = rows["done"]
     assert done["epoch"] == 2 and done["epochs"] == 2 and done["monitor"] == "val/dice" and done["best"] > 0
@@ -88,14 +107,22 @@ def test_plot_runs_and_a_sweep(tmp_path):
 
 def test_a_run_json_of_the_wrong_shape_lists_as_unreadable_and_the_others_still_list(tmp_path):
     outputs = tmp_path / "outputs"
-    for name, record in [("good", {"status": "complete", "epochs": 1}), ("a_list", [1, 2]), ("a_string", "x"),
-                         ("a_number", 3)]:
+    for name, record in [
+        ("good", {"status": "complete", "epochs": 1}),
+        ("a_list", [1, 2]),
+        ("a_string", "x"),
+        ("a_number", 3),
+    ]:
         (outputs / name).mkdir(parents=True)
         (outputs / name / "run.json").write_text(json.dumps(record))
         (outputs / name / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": 1, "val/loss": 0.5}) + "\n")
     rows = _runs(tmp_path)
     assert {name: row["status"] for name, row in rows.items()} == {
-        "good": "complete", "a_list": "unreadable", "a_string": "unreadable", "a_number": "unreadable"}
+        "good": "complete",
+        "a_list": "unreadable",
+        "a_string": "unreadable",
+        "a_number": "unreadable",
+    }
     table = run_frame(["runs"], cwd=tmp_path, check=0)
     assert "unreadable" in table.stdout and "Traceback" not in table.stderr
     plotted = run_frame(["plot", "outputs/a_list", "outputs/good", "-o", "p.png"], cwd=tmp_path, check=0)
@@ -117,8 +144,10 @@ def test_a_fifo_garbage_or_odd_types_mark_one_run_unreadable_and_never_hang_the_
     import os
 
     outputs = tmp_path / "outputs"
-    runs = {"good": {"status": "complete", "epochs": 1}, "odd_types": {"status": "complete", "epochs": "two",
-                                                                      "attempts": 5, "test": "x"}}
+    runs = {
+        "good": {"status": "complete", "epochs": 1},
+        "odd_types": {"status": "complete", "epochs": "two", "attempts": 5, "test": "x"},
+    }
     for name in ("good", "odd_types", "fifo", "garbage", "fifo_metrics"):
         (outputs / name).mkdir(parents=True)
         (outputs / name / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": 1, "val/loss": 0.5}) + "\n")
@@ -130,8 +159,12 @@ def test_a_fifo_garbage_or_odd_types_mark_one_run_unreadable_and_never_hang_the_
     os.mkfifo(outputs / "fifo_metrics" / "metrics.jsonl")
     rows = {name: row for name, row in _runs(tmp_path).items()}  # run_frame's timeout fails a hang
     assert {name: row["status"] for name, row in rows.items()} == {
-        "good": "complete", "odd_types": "unreadable", "fifo": "unreadable", "garbage": "unreadable",
-        "fifo_metrics": "unreadable"}
+        "good": "complete",
+        "odd_types": "unreadable",
+        "fifo": "unreadable",
+        "garbage": "unreadable",
+        "fifo_metrics": "unreadable",
+    }
     assert "is a FIFO" in rows["fifo"]["detail"] and "invalid UTF-8" in rows["garbage"]["detail"]
     assert "wrong type" in rows["odd_types"]["detail"] and "metrics.jsonl is a FIFO" in rows["fifo_metrics"]["detail"]
     table = run_frame(["runs"], cwd=tmp_path, check=0, timeout=120)
@@ -144,8 +177,10 @@ def test_the_table_shows_the_overrides_a_runs_name_does_not(tmp_path, capsys, mo
     monkeypatch.setenv("COLUMNS", "200")  # every cell on one line
 
     outputs = tmp_path / "outputs"
-    for name, overrides in [("organs+optimizer.lr=0.01", ["optimizer.lr=0.01", "logger=[jsonl]"]),
-                            ("pinned", ["name=pinned", "trainer.epochs=80", "data.num_workers=2"])]:
+    for name, overrides in [
+        ("organs+optimizer.lr=0.01", ["optimizer.lr=0.01", "logger=[jsonl]"]),
+        ("pinned", ["name=pinned", "trainer.epochs=80", "data.num_workers=2"]),
+    ]:
         (outputs / name / ".hydra").mkdir(parents=True)
         (outputs / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
         (outputs / name / "metrics.jsonl").write_text('{"step": 1, "epoch": 1, "val/loss": 0.5}\n')

@@ -17,9 +17,20 @@ from tests.conftest import REPO, metrics, run_frame
 
 def _state(step=1, epoch=0, value=0.0):
     """The smallest dict `load_checkpoint` accepts as a frame checkpoint."""
-    return {"format": FORMAT, "state": {"epoch": epoch, "step": step}, "counters": {}, "data": {},
-            "model": {"w": torch.full((64,), value)}, "optimizer": {}, "optimizer_class": "torch.optim.adam.Adam",
-            "scheduler": None, "scheduler_class": None, "scaler": {}, "rng": {}, "config": ""}
+    return {
+        "format": FORMAT,
+        "state": {"epoch": epoch, "step": step},
+        "counters": {},
+        "data": {},
+        "model": {"w": torch.full((64,), value)},
+        "optimizer": {},
+        "optimizer_class": "torch.optim.adam.Adam",
+        "scheduler": None,
+        "scheduler_class": None,
+        "scaler": {},
+        "rng": {},
+        "config": "",
+    }
 
 
 class CreatesFile:
@@ -57,7 +68,11 @@ def test_links_keep_their_content_when_last_pt_is_replaced(tmp_path):
     checkpoints.save(_state(epoch=1, value=1.0), best=True, epoch_end=True)
     checkpoints.wait()
     files = checkpoints.dir
-    assert os.stat(files / "best.pt").st_ino == os.stat(files / "last.pt").st_ino == os.stat(files / "epoch-0001.pt").st_ino
+    assert (
+        os.stat(files / "best.pt").st_ino
+        == os.stat(files / "last.pt").st_ino
+        == os.stat(files / "epoch-0001.pt").st_ino
+    )
     checkpoints.save(_state(epoch=2, value=2.0), epoch_end=True)
     checkpoints.wait()
     assert load_checkpoint(files / "last.pt")["model"]["w"][0] == 2.0
@@ -189,8 +204,14 @@ def test_load_latest_refuses_to_start_over_when_nothing_is_valid(tmp_path):
 
 # --- real processes: what a user sees -------------------------------------------------------------------
 
-SMALL = ["experiment=classify", "name=run", "data.dataset.num_samples=64", "data.batch_size=8",  # 7 steps per epoch
-         "trainer.device=cpu", "logger=[jsonl]"]
+SMALL = [
+    "experiment=classify",
+    "name=run",
+    "data.dataset.num_samples=64",
+    "data.batch_size=8",  # 7 steps per epoch
+    "trainer.device=cpu",
+    "logger=[jsonl]",
+]
 
 
 def _frame(cwd, *args, check=None, **popen):
@@ -239,8 +260,13 @@ def test_broken_last_pt_falls_back_and_with_none_valid_the_run_stops(tmp_path):
 @pytest.mark.slow
 def test_nan_steps_are_skipped_then_the_run_stops_with_its_last_good_checkpoint(tmp_path):
     # NanOnSteps counts training steps (7 an epoch): 8-10 are the first three of epoch 2
-    result = _frame(tmp_path, "trainer.epochs=3", "trainer.max_bad_steps=3",
-                    "loss._target_=tests.training.test_loop.NanOnSteps", "+loss.steps=[8,9,10]")
+    result = _frame(
+        tmp_path,
+        "trainer.epochs=3",
+        "trainer.max_bad_steps=3",
+        "loss._target_=tests.training.test_loop.NanOnSteps",
+        "+loss.steps=[8,9,10]",
+    )
     assert result.returncode == 2, result.output
     assert "step 8: non-finite loss or gradient, optimizer step skipped" in result.output
     assert "3 consecutive steps up to step 10 had a non-finite loss" in result.stderr
@@ -275,7 +301,9 @@ def _small_tmpfs(directory, size):
     aside = directory.with_name(directory.name + ".aside")
     directory.rename(aside)
     directory.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
     try:
@@ -297,13 +325,16 @@ def test_disk_trouble_fails_loudly_and_keeps_the_previous_checkpoint(one_epoch, 
             result = _frame(tmp_path, "trainer.epochs=2")
             after = _files(checkpoints)
         # refused before the run starts: Hydra would write .hydra/ and train.log first (frame.config.rundir)
-        message = (f"{checkpoints} is not writable ("
-                   f"{'a read-only file system' if os.geteuid() == 0 else 'permission denied'}): ")
+        message = (
+            f"{checkpoints} is not writable ("
+            f"{'a read-only file system' if os.geteuid() == 0 else 'permission denied'}): "
+        )
     elif trouble == "file-size-limit":  # RLIMIT_FSIZE: a write past the limit fails with EFBIG
         before = _files(checkpoints)
         limit = size // 2
-        result = _frame(tmp_path, "trainer.epochs=2",
-                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+        result = _frame(
+            tmp_path, "trainer.epochs=2", preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        )
         after = _files(checkpoints)
         message = f"could not write checkpoint {checkpoints / 'last.pt'}: File too large"
     else:
@@ -314,7 +345,9 @@ def test_disk_trouble_fails_loudly_and_keeps_the_previous_checkpoint(one_epoch, 
         message = f"could not write checkpoint {checkpoints / 'last.pt'}: No space left on device"
     assert result.returncode == 2, result.output
     assert message in result.stderr, result.stderr
-    assert ("previous checkpoints" in result.stderr and "are intact" in result.stderr) or "nothing was changed" in result.stderr
+    assert (
+        "previous checkpoints" in result.stderr and "are intact" in result.stderr
+    ) or "nothing was changed" in result.stderr
     assert "Traceback" not in result.output
     assert after == before  # nothing lost, no temp file left
 

@@ -60,8 +60,16 @@ def _rank_pids(run_dir, timeout=120):
 
 
 def test_a_killed_rank_fails_the_job_in_bounded_time(tmp_path):
-    args = ["train", "experiment=classify", "data.dataset.num_samples=20000", "trainer.epochs=500",
-            "logger=[jsonl]", "trainer.devices=2", "name=killed", "trainer.log_every_n_steps=10"]
+    args = [
+        "train",
+        "experiment=classify",
+        "data.dataset.num_samples=20000",
+        "trainer.epochs=500",
+        "logger=[jsonl]",
+        "trainer.devices=2",
+        "name=killed",
+        "trainer.log_every_n_steps=10",
+    ]
     process = start_frame(args, tmp_path)
     _, rank1 = _rank_pids(tmp_path / "outputs" / "killed")
     killed_at = time.monotonic()
@@ -92,8 +100,9 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step_and_resume_matches(tmp
     assert "resuming from" in resumed.stdout + resumed.stderr
     reference = tmp_path / "reference"
     reference.mkdir()
-    run_frame(["train", *BASE, "data.batch_size=32", f"trainer.epochs={epochs}", "name=ref"], cwd=reference,
-              env=ONE, check=0)
+    run_frame(
+        ["train", *BASE, "data.batch_size=32", f"trainer.epochs={epochs}", "name=ref"], cwd=reference, env=ONE, check=0
+    )
     for name, tensor in _weights(reference / "outputs" / "ref").items():
         torch.testing.assert_close(_weights(run_dir)[name], tensor, rtol=1e-5, atol=1e-6)
 
@@ -109,10 +118,20 @@ def test_under_torchrun_only_rank_0_claims_the_run_directory(tmp_path):
 
     job = [*BASE, "trainer.epochs=1", "data.batch_size=16", "name=tr"]
     run_frame(["train", *job], cwd=tmp_path, env=ONE, check=0)
-    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node=2",
-                "-m", "frame", "train", *job, "trainer.epochs=2", "fresh=true"]
-    result = subprocess.run(torchrun, cwd=tmp_path, env={**os.environ, **ONE}, capture_output=True, text=True,
-                            timeout=600)
+    torchrun = [
+        str(Path(sys.executable).with_name("torchrun")),
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "frame",
+        "train",
+        *job,
+        "trainer.epochs=2",
+        "fresh=true",
+    ]
+    result = subprocess.run(
+        torchrun, cwd=tmp_path, env={**os.environ, **ONE}, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     outputs = sorted(p.name for p in (tmp_path / "outputs").iterdir())
     assert len(outputs) == 2 and outputs[0] == "tr" and outputs[1].startswith("tr."), outputs  # moved aside once
@@ -128,13 +147,23 @@ def test_a_torchmetrics_metric_and_a_test_set_finish_under_ddp(tmp_path):
     """Was: torchmetrics synced on compute; rank 0 scored the test set alone and waited at a gloo barrier for
     a rank that had finished (exit 1). Every rank validates the whole set, so nothing is summed across ranks:
     the figures are those of one process."""
-    args = ["train", *BASE, "data.dataset.num_samples=64", "data.batch_size=8", "trainer.epochs=1", "name=tm",
-            "+evaluators.f1={_target_: torchmetrics.classification.MulticlassF1Score, num_classes: 4}",
-            "data.test={dataset: ${data.dataset}}"]
+    args = [
+        "train",
+        *BASE,
+        "data.dataset.num_samples=64",
+        "data.batch_size=8",
+        "trainer.epochs=1",
+        "name=tm",
+        "+evaluators.f1={_target_: torchmetrics.classification.MulticlassF1Score, num_classes: 4}",
+        "data.test={dataset: ${data.dataset}}",
+    ]
     (tmp_path / "two").mkdir()
     two = run_frame([*args, "trainer.devices=2"], cwd=tmp_path / "two", env=ONE)
     assert two.returncode == 0, two.stderr[-3000:]
     records = metrics(tmp_path / "two" / "outputs" / "tm")
     test = [r for r in records if "test/f1" in r]
     assert len(test) == 1 and 0 <= test[0]["test/f1"] <= 1
-    assert json.loads((tmp_path / "two" / "outputs" / "tm" / "run.json").read_text())["test"]["test/f1"] == test[0]["test/f1"]
+    assert (
+        json.loads((tmp_path / "two" / "outputs" / "tm" / "run.json").read_text())["test"]["test/f1"]
+        == test[0]["test/f1"]
+    )

@@ -62,7 +62,9 @@ def test_a_label_absent_everywhere_is_nan_and_left_out_of_the_mean():
     dice = Dice(labels=["a", "b"])
     dice.update(_logits(truth), truth)
     scores = dice.compute()
-    assert math.isnan(scores["dice/b"]) and scores["dice/a"] == pytest.approx(1.0) and scores["dice"] == pytest.approx(1.0)
+    assert (
+        math.isnan(scores["dice/b"]) and scores["dice/a"] == pytest.approx(1.0) and scores["dice"] == pytest.approx(1.0)
+    )
 
 
 def test_dice_thresholds_sigmoid_probabilities_at_its_threshold():
@@ -154,8 +156,9 @@ def test_dice_with_one_channel_per_label_thresholds_sigmoid_per_channel():
 def test_a_dice_that_contradicts_the_loss_is_warned_about(compose, tmp_path, caplog):
     """DiceCELoss(softmax=True) trains one reading of the output, Dice(activation=sigmoid) scores
     another: frame says so before the first epoch, naming both."""
-    cfg = compose([*TINY, "loss._target_=monai.losses.DiceCELoss", "+loss.softmax=true",
-                   "+evaluators.dice.activation=sigmoid"])
+    cfg = compose(
+        [*TINY, "loss._target_=monai.losses.DiceCELoss", "+loss.softmax=true", "+evaluators.dice.activation=sigmoid"]
+    )
     job = build_job(cfg, tmp_path)
     with caplog.at_level(logging.WARNING, logger="frame"):
         check_first_batches(job, torch.autocast("cpu", enabled=False), "val/dice")
@@ -172,11 +175,21 @@ def test_a_dice_that_contradicts_the_loss_is_warned_about(compose, tmp_path, cap
 def test_library_metrics_by_name_from_yaml_are_logged(tmp_path):
     """torchmetrics' MulticlassF1Score as it is and MONAI's ROCAUCMetric inside LibraryMetric (the
     README's two ways), from command-line YAML on the classification experiment."""
-    run_frame(["train", "experiment=classify", "data.dataset.num_samples=64", "data.batch_size=16",
-               "trainer.epochs=2", "name=bynames",
-               "+evaluators.f1={_target_: torchmetrics.classification.MulticlassF1Score, num_classes: 4}",
-               "+evaluators.auc={_target_: frame.training.metrics.LibraryMetric, metric: {_target_: monai.metrics.ROCAUCMetric}, "
-               "activation: softmax}"], cwd=tmp_path, check=0)
+    run_frame(
+        [
+            "train",
+            "experiment=classify",
+            "data.dataset.num_samples=64",
+            "data.batch_size=16",
+            "trainer.epochs=2",
+            "name=bynames",
+            "+evaluators.f1={_target_: torchmetrics.classification.MulticlassF1Score, num_classes: 4}",
+            "+evaluators.auc={_target_: frame.training.metrics.LibraryMetric, metric: {_target_: monai.metrics.ROCAUCMetric}, "
+            "activation: softmax}",
+        ],
+        cwd=tmp_path,
+        check=0,
+    )
     validated = [r for r in metrics(next((tmp_path / "outputs").rglob("metrics.jsonl")).parent) if "val/f1" in r]
     assert len(validated) == 2  # one validation an epoch
     for record in validated:

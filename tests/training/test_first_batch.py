@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from frame.training.build import build_job
 from frame.core.errors import FrameError
+from frame.training.build import build_job
 from frame.training.first_batch import check_first_batches
 from frame.training.loop import fit
 from tests.conftest import metrics
@@ -40,9 +40,15 @@ def _classify(compose, *overrides):
 
 @pytest.mark.parametrize("loss", ["torch.nn.MSELoss", "torch.nn.L1Loss", "torch.nn.HuberLoss"])
 def test_a_loss_that_would_broadcast_stops_before_training(compose, tmp_path, loss):
-    cfg = _classify(compose, "model._target_=tests.training.test_first_batch.OneOutput", f"loss._target_={loss}",
-                    "+data.label_transforms=[{_target_: tests.training.test_first_batch.as_column, _partial_: true}]",
-                    "evaluators=[]", "trainer.monitor=val/loss", "trainer.monitor_mode=min")
+    cfg = _classify(
+        compose,
+        "model._target_=tests.training.test_first_batch.OneOutput",
+        f"loss._target_={loss}",
+        "+data.label_transforms=[{_target_: tests.training.test_first_batch.as_column, _partial_: true}]",
+        "evaluators=[]",
+        "trainer.monitor=val/loss",
+        "trainer.monitor_mode=min",
+    )
     job = build_job(cfg, tmp_path)
     with pytest.raises(FrameError, match=r"broadcast output \[8\] float32, target \[8, 1\] float32") as error:
         fit(job)
@@ -52,13 +58,19 @@ def test_a_loss_that_would_broadcast_stops_before_training(compose, tmp_path, lo
 
 def test_a_class_index_beyond_the_outputs_is_named(compose, tmp_path):
     cfg = _classify(compose, "model.out_features=3")  # the data has 4 classes
-    with pytest.raises(FrameError, match=r"class index 3 in the target, but the output has 3 channels.*output \[8, 3\]"):
+    with pytest.raises(
+        FrameError, match=r"class index 3 in the target, but the output has 3 channels.*output \[8, 3\]"
+    ):
         fit(build_job(cfg, tmp_path))
 
 
 def test_a_dtype_the_loss_cannot_take_is_named(compose, tmp_path):
-    cfg = _classify(compose, "+data.label_transforms=[{_target_: tests.training.test_first_batch.as_column, _partial_: true}]")
-    with pytest.raises(FrameError, match=r"CrossEntropyLoss\) fails on output \[8, 4\] float32, target \[8, 1\] float32"):
+    cfg = _classify(
+        compose, "+data.label_transforms=[{_target_: tests.training.test_first_batch.as_column, _partial_: true}]"
+    )
+    with pytest.raises(
+        FrameError, match=r"CrossEntropyLoss\) fails on output \[8, 4\] float32, target \[8, 1\] float32"
+    ):
         fit(build_job(cfg, tmp_path))
 
 
@@ -76,9 +88,15 @@ def test_two_evaluators_with_one_key_are_refused(compose, tmp_path):
 
 
 def test_the_check_changes_nothing(compose, tmp_path):
-    cfg = _classify(compose, "model._target_=tests.training.test_first_batch.OneOutput", "loss._target_=torch.nn.MSELoss",
-                    "+data.label_transforms=[{_target_: frame.data.transforms.StandardScaleTensor}]",
-                    "evaluators=[]", "trainer.monitor=val/loss", "trainer.monitor_mode=min")
+    cfg = _classify(
+        compose,
+        "model._target_=tests.training.test_first_batch.OneOutput",
+        "loss._target_=torch.nn.MSELoss",
+        "+data.label_transforms=[{_target_: frame.data.transforms.StandardScaleTensor}]",
+        "evaluators=[]",
+        "trainer.monitor=val/loss",
+        "trainer.monitor_mode=min",
+    )
     job = build_job(cfg, tmp_path)
     random.seed(1), np.random.seed(1), torch.manual_seed(1)
     before = {k: v.clone() for k, v in job.model.state_dict().items()}
@@ -107,8 +125,14 @@ def test_train_loss_is_logged_every_epoch_with_fewer_steps_than_the_log_interval
     assert logged == [(0, 7), (1, 14)]
 
 
-ORGANS_TINY = ["data.dataset.num_samples=4", "data.dataset.size=[16,16,16]", "model.channels=[4,8]",
-               "model.strides=[2]", "data.split_ratio=0.5", "trainer.epochs=1"]
+ORGANS_TINY = [
+    "data.dataset.num_samples=4",
+    "data.dataset.size=[16,16,16]",
+    "model.channels=[4,8]",
+    "model.strides=[2]",
+    "data.split_ratio=0.5",
+    "trainer.epochs=1",
+]
 SOFTMAX_LOSS = ["loss._target_=monai.losses.DiceCELoss", "+loss.to_onehot_y=true", "+loss.softmax=true"]
 LABEL_MAP = "+data.label_transforms=[{_target_: tests.training.test_first_batch.label_map, _partial_: true}]"
 
@@ -118,16 +142,36 @@ def label_map(masks):
     return (masks * torch.arange(1, len(masks) + 1).view(-1, *[1] * (masks.ndim - 1))).amax(0, keepdim=True)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ([*SOFTMAX_LOSS, "model.out_channels=1",
-      LABEL_MAP, "evaluators=[]", "trainer.monitor=val/loss", "trainer.monitor_mode=min"],
-     r"the loss \(DiceCELoss\) takes a softmax over the output's channels, but the output has one channel: "
-     r"output \[2, 1, 16, 16, 16\] float32, target \[2, 1, 16, 16, 16\] float32 \(first training batch\)\. Give the model"),
-    (["loss._target_=monai.losses.DiceLoss", "+loss.sigmoid=true", "model.out_channels=1", LABEL_MAP,
-      "evaluators=[]", "trainer.monitor=val/loss", "trainer.monitor_mode=min"],
-     r"the loss \(DiceLoss\) takes a sigmoid per channel and wants 0 or 1 in each, but the target is a class-index "
-     r"map \(values up to [2-4]\)"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            [
+                *SOFTMAX_LOSS,
+                "model.out_channels=1",
+                LABEL_MAP,
+                "evaluators=[]",
+                "trainer.monitor=val/loss",
+                "trainer.monitor_mode=min",
+            ],
+            r"the loss \(DiceCELoss\) takes a softmax over the output's channels, but the output has one channel: "
+            r"output \[2, 1, 16, 16, 16\] float32, target \[2, 1, 16, 16, 16\] float32 \(first training batch\)\. Give the model",
+        ),
+        (
+            [
+                "loss._target_=monai.losses.DiceLoss",
+                "+loss.sigmoid=true",
+                "model.out_channels=1",
+                LABEL_MAP,
+                "evaluators=[]",
+                "trainer.monitor=val/loss",
+                "trainer.monitor_mode=min",
+            ],
+            r"the loss \(DiceLoss\) takes a sigmoid per channel and wants 0 or 1 in each, but the target is a class-index "
+            r"map \(values up to [2-4]\)",
+        ),
+    ],
+)
 def test_a_loss_whose_activation_cannot_mean_the_output_stops_before_training(compose, tmp_path, overrides, message):
     """MONAI only warns ('single channel prediction, softmax=True ignored') and trains on a constant."""
     with pytest.raises(FrameError, match=message):
@@ -145,9 +189,17 @@ def test_a_dice_metric_by_name_on_a_label_map_follows_the_softmax_loss_and_score
 
     from frame.training.loop import validate
 
-    cfg = compose([*ORGANS_TINY, *SOFTMAX_LOSS,
-                   "model.out_channels=5", LABEL_MAP, "evaluators=[]",
-                   "+evaluators.dice={_target_: monai.metrics.DiceMetric, reduction: mean}", "trainer.monitor=val/dice"])
+    cfg = compose(
+        [
+            *ORGANS_TINY,
+            *SOFTMAX_LOSS,
+            "model.out_channels=5",
+            LABEL_MAP,
+            "evaluators=[]",
+            "+evaluators.dice={_target_: monai.metrics.DiceMetric, reduction: mean}",
+            "trainer.monitor=val/dice",
+        ]
+    )
     job = build_job(cfg, tmp_path)
     check_first_batches(job, contextlib.nullcontext(), "val/dice")  # the label map passes the checks
     reference = DiceMetric(reduction="mean")
@@ -155,7 +207,9 @@ def test_a_dice_metric_by_name_on_a_label_map_follows_the_softmax_loss_and_score
     with torch.no_grad():
         for sample, target in job.val_loader:
             output = job.model(sample)
-            reference(y_pred=[AsDiscrete(argmax=True, to_onehot=5)(o) for o in output],
-                      y=[AsDiscrete(to_onehot=5)(t) for t in target])
+            reference(
+                y_pred=[AsDiscrete(argmax=True, to_onehot=5)(o) for o in output],
+                y=[AsDiscrete(to_onehot=5)(t) for t in target],
+            )
     scored, _ = validate(job, contextlib.nullcontext())
     assert scored["val/dice"] == pytest.approx(float(reference.aggregate()), abs=1e-6)

@@ -7,9 +7,9 @@ import logging
 import pytest
 import torch
 
+from frame.tracking.base import MetricLogger
 from frame.training.build import build_job
 from frame.training.loop import BadStepGuard, StepWindow, fit
-from frame.tracking.base import MetricLogger
 from tests.conftest import metrics
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -44,15 +44,23 @@ def _allow_syncs_in(monkeypatch, owner, name):
     monkeypatch.setattr(owner, name, allowed)
 
 
-@pytest.mark.parametrize("experiment,precision", [("unet", "fp32"), ("unet", "bf16"), ("unet", "fp16"),
-                                                  ("classify", "fp32")])
+@pytest.mark.parametrize(
+    "experiment,precision", [("unet", "fp32"), ("unet", "bf16"), ("unet", "fp16"), ("classify", "fp32")]
+)
 def test_no_host_sync_between_log_points(compose, tmp_path, monkeypatch, experiment, precision):
     import frame.training.loop
 
-    for owner, name in ((StepWindow, "read"), (BadStepGuard, "check"), (frame.training.loop, "validate"),
-                        (frame.training.loop, "_save"), (frame.training.loop, "check_first_batches")):
+    for owner, name in (
+        (StepWindow, "read"),
+        (BadStepGuard, "check"),
+        (frame.training.loop, "validate"),
+        (frame.training.loop, "_save"),
+        (frame.training.loop, "check_first_batches"),
+    ):
         _allow_syncs_in(monkeypatch, owner, name)
-    job = build_job(compose([*(UNET if experiment == "unet" else CLASSIFY), f"trainer.precision={precision}"]), tmp_path)
+    job = build_job(
+        compose([*(UNET if experiment == "unet" else CLASSIFY), f"trainer.precision={precision}"]), tmp_path
+    )
     assert job.optimizer.param_groups[0]["fused"] is True  # picked on CUDA: it takes found_inf
     job.loggers.append(SyncsAreErrors())
     try:
@@ -84,8 +92,9 @@ def test_accumulation_equals_the_larger_batch(compose, tmp_path):
     for batch, accumulate in ((32, 1), (16, 2)):
         run_dir = tmp_path / str(accumulate)
         run_dir.mkdir()
-        job = build_job(compose([*CLASSIFY, f"data.batch_size={batch}", f"trainer.accumulate_grad_batches={accumulate}"]),
-                        run_dir)
+        job = build_job(
+            compose([*CLASSIFY, f"data.batch_size={batch}", f"trainer.accumulate_grad_batches={accumulate}"]), run_dir
+        )
         fit(job)
         runs[accumulate] = job.model.state_dict()
     for name, tensor in runs[1].items():
@@ -95,8 +104,13 @@ def test_accumulation_equals_the_larger_batch(compose, tmp_path):
 @pytest.mark.parametrize("precision,compiled", [("bf16", True), ("fp16", False)])  # one inductor build of the UNet
 def test_mixed_precision_end_to_end(compose, tmp_path, precision, compiled):
     """The default experiment with channels_last and accumulation (and compile), then resumed without compile."""
-    args = [*UNET, f"trainer.precision={precision}", "trainer.channels_last=true", "trainer.accumulate_grad_batches=2",
-            "trainer.log_every_n_steps=2"]
+    args = [
+        *UNET,
+        f"trainer.precision={precision}",
+        "trainer.channels_last=true",
+        "trainer.accumulate_grad_batches=2",
+        "trainer.log_every_n_steps=2",
+    ]
     torch._dynamo.reset()
     job = build_job(compose([*args, f"trainer.compile={compiled}"]), tmp_path)
     seen, loss_fn = [], job.loss_fn

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from frame.training.build import build_job
 from frame.core.errors import FrameError
+from frame.training.build import build_job
 from frame.training.loop import NonFiniteError, fit
 from tests.conftest import TINY, metrics
 
@@ -20,7 +20,9 @@ class NanOnSteps(nn.Module):
     def __init__(self, steps):
         super().__init__()
         self.steps = set(steps)
-        NanOnSteps.calls = -1  # call 0: the training batch of the check before the first epoch (frame.training.first_batch)
+        NanOnSteps.calls = (
+            -1
+        )  # call 0: the training batch of the check before the first epoch (frame.training.first_batch)
 
     def forward(self, prediction, target):
         NanOnSteps.calls += torch.is_grad_enabled()  # training calls only: validation runs without gradients
@@ -33,8 +35,16 @@ def _records(run_dir):
 
 
 def _classify(compose, *overrides):
-    return compose(["experiment=classify", "data.dataset.num_samples=64", "data.batch_size=8",
-                    "trainer.epochs=2", "trainer.log_every_n_steps=1", *overrides])
+    return compose(
+        [
+            "experiment=classify",
+            "data.dataset.num_samples=64",
+            "data.batch_size=8",
+            "trainer.epochs=2",
+            "trainer.log_every_n_steps=1",
+            *overrides,
+        ]
+    )
 
 
 def test_loss_falls_and_checkpoints_are_written(compose, tmp_path):
@@ -86,7 +96,9 @@ def test_too_many_consecutive_nans_stop_the_run(compose, tmp_path):
 def test_each_scheduler_steps(compose, tmp_path, scheduler):
     overrides = ["lr_scheduler.milestones=[1]"] if scheduler == "multistep" else []
     overrides += ["lr_scheduler.total_iters=4"] if scheduler == "warmup" else []
-    overrides += ["lr_scheduler.patience=0", "lr_scheduler.factor=0.1", "optimizer.lr=1e-6"] if scheduler == "plateau" else []
+    overrides += (
+        ["lr_scheduler.patience=0", "lr_scheduler.factor=0.1", "optimizer.lr=1e-6"] if scheduler == "plateau" else []
+    )
     cfg = _classify(compose, f"lr_scheduler={scheduler}", "trainer.epochs=3", *overrides)
     job = build_job(cfg, tmp_path)
     initial = job.optimizer.param_groups[0]["lr"]
@@ -100,8 +112,15 @@ def test_each_scheduler_steps(compose, tmp_path, scheduler):
 def test_a_scheduler_steps_at_its_interval(compose, tmp_path, interval, steps):
     """`lr_scheduler.interval` (frame's key in the scheduler's node): after one epoch of 6 batches the
     warm-up has moved 6 steps, or 1 per epoch."""
-    cfg = _classify(compose, "lr_scheduler=warmup", "lr_scheduler.total_iters=10", f"lr_scheduler.interval={interval}",
-                    "trainer.epochs=1", "data.dataset.num_samples=60", "data.split_ratio=0.8")
+    cfg = _classify(
+        compose,
+        "lr_scheduler=warmup",
+        "lr_scheduler.total_iters=10",
+        f"lr_scheduler.interval={interval}",
+        "trainer.epochs=1",
+        "data.dataset.num_samples=60",
+        "data.split_ratio=0.8",
+    )
     job = build_job(cfg, tmp_path)
     base = job.optimizer.param_groups[0]["initial_lr"]
     fit(job)
@@ -111,8 +130,12 @@ def test_a_scheduler_steps_at_its_interval(compose, tmp_path, interval, steps):
 
 @pytest.mark.parametrize("limits, batches", [((None, None), (6, 2)), ((2, 1), (2, 1))])
 def test_limit_batches_end_each_epoch_early(compose, tmp_path, limits, batches):
-    cfg = _classify(compose, f"trainer.limit_train_batches={limits[0] or 'null'}",
-                    f"trainer.limit_val_batches={limits[1] or 'null'}", "data.dataset.num_samples=60")
+    cfg = _classify(
+        compose,
+        f"trainer.limit_train_batches={limits[0] or 'null'}",
+        f"trainer.limit_val_batches={limits[1] or 'null'}",
+        "data.dataset.num_samples=60",
+    )
     job = build_job(cfg, tmp_path)
     fit(job)
     assert (len(job.train_loader), len(job.val_loader)) == batches
@@ -120,8 +143,7 @@ def test_limit_batches_end_each_epoch_early(compose, tmp_path, limits, batches):
 
 
 def test_overfit_batches_train_and_validate_on_the_same_items(compose, tmp_path):
-    cfg = _classify(compose, "trainer.overfit_batches=2", "trainer.epochs=25", "optimizer.lr=3e-2",
-                    "model.dropout=0")
+    cfg = _classify(compose, "trainer.overfit_batches=2", "trainer.epochs=25", "optimizer.lr=3e-2", "model.dropout=0")
     job = build_job(cfg, tmp_path)
     train, val = job.train_loader.dataset, job.val_loader.dataset
     assert train.indices == val.indices and len(train.indices) == 2 * cfg.data.batch_size
@@ -144,8 +166,15 @@ def test_gradient_clipping_bounds_the_update(compose, tmp_path):
 
 # --- accumulate_grad_batches, compile, channels_last, the no-sync bad-step path ------------------------
 
-EXACT = ["experiment=classify", "data.dataset.num_samples=80", "model.dropout=0", "trainer.epochs=2",
-         "trainer.log_every_n_steps=1", "logger=[jsonl]", "trainer.device=cpu"]  # 64 training items, no dropout
+EXACT = [
+    "experiment=classify",
+    "data.dataset.num_samples=80",
+    "model.dropout=0",
+    "trainer.epochs=2",
+    "trainer.log_every_n_steps=1",
+    "logger=[jsonl]",
+    "trainer.device=cpu",
+]  # 64 training items, no dropout
 
 
 def _weights(job):
@@ -157,8 +186,9 @@ def test_accumulated_batches_equal_one_larger_batch(compose, tmp_path, accumulat
     (tmp_path / "large").mkdir(), (tmp_path / "micro").mkdir()
     large = build_job(compose([*EXACT, f"data.batch_size={8 * accumulate}"]), tmp_path / "large")
     fit(large)
-    micro = build_job(compose([*EXACT, "data.batch_size=8", f"trainer.accumulate_grad_batches={accumulate}"]),
-                      tmp_path / "micro")
+    micro = build_job(
+        compose([*EXACT, "data.batch_size=8", f"trainer.accumulate_grad_batches={accumulate}"]), tmp_path / "micro"
+    )
     fit(micro)
     for name, tensor in _weights(large).items():
         torch.testing.assert_close(_weights(micro)[name], tensor, rtol=1e-5, atol=1e-6)
@@ -176,8 +206,9 @@ def test_ddp_all_reduces_once_per_optimizer_step(compose, tmp_path):
 
     from frame.launch.corridor import _free_port
 
-    job = build_job(compose([*EXACT, "data.batch_size=8", "trainer.accumulate_grad_batches=2", "trainer.epochs=1"]),
-                    tmp_path)
+    job = build_job(
+        compose([*EXACT, "data.batch_size=8", "trainer.accumulate_grad_batches=2", "trainer.epochs=1"]), tmp_path
+    )
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
     try:
         calls = []
@@ -205,8 +236,10 @@ def test_compiled_runs_resume_with_compile_on_or_off(compose, tmp_path, monkeypa
         for compiled, epochs in ((first, 1), (then, 2)):
             torch._dynamo.reset()  # else the first model's compiled code serves the next one of the same shape
             frames = counter.frame_count
-            job = build_job(compose([*EXACT, "data.batch_size=16", f"trainer.compile={compiled}",
-                                     f"trainer.epochs={epochs}"]), run_dir)
+            job = build_job(
+                compose([*EXACT, "data.batch_size=16", f"trainer.compile={compiled}", f"trainer.epochs={epochs}"]),
+                run_dir,
+            )
             fit(job)
             assert (counter.frame_count > frames) == compiled
             saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
@@ -220,12 +253,22 @@ def test_channels_last_3d_trains_like_the_default_layout(compose, tmp_path):
     runs = {}
     for channels_last in (False, True):
         (tmp_path / str(channels_last)).mkdir()
-        job = build_job(compose([*TINY, "trainer.device=cpu", "logger=[jsonl]", "optimizer=sgd",  # Adam would
-                                 f"trainer.channels_last={channels_last}"]),  # turn rounding noise into steps
-                        tmp_path / str(channels_last))
+        job = build_job(
+            compose(
+                [
+                    *TINY,
+                    "trainer.device=cpu",
+                    "logger=[jsonl]",
+                    "optimizer=sgd",  # Adam would
+                    f"trainer.channels_last={channels_last}",
+                ]
+            ),  # turn rounding noise into steps
+            tmp_path / str(channels_last),
+        )
         layouts = []
         job.model.register_forward_pre_hook(
-            lambda module, inputs: layouts.append(inputs[0].stride(1) == 1))  # channels innermost (C=1: a stride tells)
+            lambda module, inputs: layouts.append(inputs[0].stride(1) == 1)
+        )  # channels innermost (C=1: a stride tells)
         fit(job)
         weights = [p for p in job.model.parameters() if p.dim() == 5]
         assert all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in weights) == channels_last
@@ -307,8 +350,10 @@ def test_a_stop_between_micro_batches_checkpoints_after_the_step_and_resumes_exa
     saved = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["state"]
     assert (saved["epoch"], saved["step"], saved["batch_in_epoch"]) == (0, 2, 4)  # after the step the 3rd batch began
     fit(build_job(cfg, tmp_path / "run"))
-    final = {name: torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"]
-             for name in ("reference", "run")}
+    final = {
+        name: torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"]
+        for name in ("reference", "run")
+    }
     assert all(torch.equal(final["run"][key], tensor) for key, tensor in final["reference"].items())
 
 
@@ -346,7 +391,12 @@ class LateBadLabel:
 
 def test_a_class_index_beyond_the_outputs_in_a_later_batch_is_named(compose, tmp_path):
     """The check before the first epoch sees one batch; a later one stopped the run with torch's IndexError."""
-    cfg = _classify(compose, "data.num_workers=0", "+data.label_transforms=[{_target_: tests.training.test_loop.LateBadLabel}]")
-    with pytest.raises(FrameError, match=r"class index 7 in the target, but the output has 4 channels \(indices 0-3\): "
-                                         r"output \[8, 4\] float32, target \[8\] int64 \(epoch 1, training batch 1\)"):
+    cfg = _classify(
+        compose, "data.num_workers=0", "+data.label_transforms=[{_target_: tests.training.test_loop.LateBadLabel}]"
+    )
+    with pytest.raises(
+        FrameError,
+        match=r"class index 7 in the target, but the output has 4 channels \(indices 0-3\): "
+        r"output \[8, 4\] float32, target \[8\] int64 \(epoch 1, training batch 1\)",
+    ):
         fit(build_job(cfg, tmp_path))

@@ -50,8 +50,12 @@ def test_auto_follows_a_sigmoid_loss_where_shapes_alone_would_say_softmax():
 
 def test_monai_post_transforms_are_the_metrics_post_processing():
     classes = 3
-    metric = LibraryMetric(DiceMetric(reduction="mean"), post_pred=AsDiscrete(argmax=True, to_onehot=classes),
-                           post_label=[AsDiscrete(to_onehot=classes)], key="dice")
+    metric = LibraryMetric(
+        DiceMetric(reduction="mean"),
+        post_pred=AsDiscrete(argmax=True, to_onehot=classes),
+        post_label=[AsDiscrete(to_onehot=classes)],
+        key="dice",
+    )
     logits, target = _segmentation(1)
     metric.update(logits, target)
     assert metric.compute()["dice"] == pytest.approx(_reference_dice(logits, target, classes))
@@ -59,14 +63,25 @@ def test_monai_post_transforms_are_the_metrics_post_processing():
         LibraryMetric(DiceMetric(), activation="softmax", post_pred=AsDiscrete(argmax=True))
 
 
-@pytest.mark.parametrize("metric, message", [
-    (LibraryMetric(DiceMetric(), key="dice"), r"needs y_pred and y of one shape .* \[2, 3, 8, 8\] and \[2, 1, 8, 8\]"),
-    (LibraryMetric(DiceMetric(), post_label=AsDiscrete(to_onehot=3), key="dice"), r"needs binarized y_pred .* from -"),
-])
+@pytest.mark.parametrize(
+    "metric, message",
+    [
+        (
+            LibraryMetric(DiceMetric(), key="dice"),
+            r"needs y_pred and y of one shape .* \[2, 3, 8, 8\] and \[2, 1, 8, 8\]",
+        ),
+        (
+            LibraryMetric(DiceMetric(), post_label=AsDiscrete(to_onehot=3), key="dice"),
+            r"needs binarized y_pred .* from -",
+        ),
+    ],
+)
 def test_raw_logits_in_a_counting_metric_stop_with_the_shapes(metric, message):
     """Was: DiceMetric on raw logits returned a number (the same every epoch, whatever the model did)."""
     logits, target = _segmentation(2)
-    with pytest.raises(FrameError, match=r"evaluators.dice \(LibraryMetric\) fails on output \[2, 3, 8, 8\] float32") as error:
+    with pytest.raises(
+        FrameError, match=r"evaluators.dice \(LibraryMetric\) fails on output \[2, 3, 8, 8\] float32"
+    ) as error:
         update("dice", metric, logits, target, "first validation batch")
     assert __import__("re").search(message, str(error.value)), error.value
     assert "AsDiscrete(argmax=True, to_onehot=N)" in str(error.value)

@@ -13,13 +13,20 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reas
 
 def _imported(importtime_log: str) -> set[str]:
     """The modules a `python -X importtime` run imported (top-level names)."""
-    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in importtime_log.splitlines()
-            if line.startswith("import time:") and "|" in line}
+    return {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in importtime_log.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
 
 
 def test_a_monai_training_does_not_import_optuna(tmp_path):
-    result = run_frame(["train", *TINY, "trainer.epochs=1", "logger=[jsonl]", "name=organs"], cwd=tmp_path,
-                       env={"PYTHONPROFILEIMPORTTIME": "1"}, check=0)
+    result = run_frame(
+        ["train", *TINY, "trainer.epochs=1", "logger=[jsonl]", "name=organs"],
+        cwd=tmp_path,
+        env={"PYTHONPROFILEIMPORTTIME": "1"},
+        check=0,
+    )
     imported = _imported(result.stderr)
     assert {"monai", "torch"} <= imported  # the default experiment's UNet: MONAI was imported, and trained
     assert not imported & {"optuna", "alembic", "sqlalchemy"}

@@ -148,9 +148,25 @@ def twin_accuracies(root, seeds) -> list[float]:
 
     script = root / "twin.py"
     script.write_text(textwrap.dedent(TWIN).lstrip())
-    out = subprocess.run([sys.executable, str(script), str(root), ",".join(map(str, seeds)), str(EPOCHS), str(WARMUP),
-                          str(BATCH), str(LR), str(DECAY), str(EMA_DECAY), str(SMOOTHING)], capture_output=True,
-                         text=True, check=True, timeout=1200).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(root),
+            ",".join(map(str, seeds)),
+            str(EPOCHS),
+            str(WARMUP),
+            str(BATCH),
+            str(LR),
+            str(DECAY),
+            str(EMA_DECAY),
+            str(SMOOTHING),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1200,
+    ).stdout
     return [float(line.rsplit(" ", 1)[-1]) for line in out.strip().splitlines()]
 
 
@@ -159,9 +175,21 @@ def test_a_torchvision_recipe_scores_within_its_plain_twins_range(tmp_path):
     root = make_image_project(tmp_path, per_class=PER_CLASS, val_per_class=VAL_PER_CLASS)
     steps_per_epoch = -(-4 * PER_CLASS // BATCH)
     (root / "conf" / "experiment").mkdir(parents=True)
-    (root / "conf" / "experiment" / "recipe.yaml").write_text(EXPERIMENT.format(
-        root=root, smoothing=SMOOTHING, lr=LR, decay=DECAY, warmup=WARMUP, mean=MEAN, std=STD, batch=BATCH,
-        epochs=EPOCHS, ema=EMA_DECAY, warmup_steps=WARMUP * steps_per_epoch))
+    (root / "conf" / "experiment" / "recipe.yaml").write_text(
+        EXPERIMENT.format(
+            root=root,
+            smoothing=SMOOTHING,
+            lr=LR,
+            decay=DECAY,
+            warmup=WARMUP,
+            mean=MEAN,
+            std=STD,
+            batch=BATCH,
+            epochs=EPOCHS,
+            ema=EMA_DECAY,
+            warmup_steps=WARMUP * steps_per_epoch,
+        )
+    )
     run = run_frame(["train", "--config-dir", "conf", "experiment=recipe"], cwd=root, check=0, timeout=900)
     assert "read as InterpolationMode.BILINEAR" in run.stderr + run.stdout  # the string YAML can give, said once
     records = metrics(root / "outputs" / "recipe")

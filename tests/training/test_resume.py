@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import torch
 
+from frame.core.exits import EXIT_ABORTED, EXIT_INTERRUPTED
 from frame.training.build import build_job
 from frame.training.checkpoint import load_checkpoint
 from frame.training.loop import fit
-from frame.core.exits import EXIT_ABORTED, EXIT_INTERRUPTED
 from tests.conftest import REPO, start_frame
 
 
@@ -43,11 +43,18 @@ class RandomJitter:
 
 
 RUN = [
-    "experiment=classify", "name=run",
-    "data.dataset.num_samples=160", "data.batch_size=8", "data.num_workers=2",  # 16 steps per epoch
-    "trainer.epochs=3", "trainer.device=cpu", "trainer.deterministic=true",
-    "trainer.log_every_n_steps=3", "trainer.checkpoint_every_n_steps=5",  # checkpoints fall inside log windows
-    "lr_scheduler=warmup", "lr_scheduler.total_iters=20",
+    "experiment=classify",
+    "name=run",
+    "data.dataset.num_samples=160",
+    "data.batch_size=8",
+    "data.num_workers=2",  # 16 steps per epoch
+    "trainer.epochs=3",
+    "trainer.device=cpu",
+    "trainer.deterministic=true",
+    "trainer.log_every_n_steps=3",
+    "trainer.checkpoint_every_n_steps=5",  # checkpoints fall inside log windows
+    "lr_scheduler=warmup",
+    "lr_scheduler.total_iters=20",
 ]
 STEPS_PER_EPOCH, STEPS = 16, 48
 WALL_CLOCK = ("time", "train/epoch_time_s", "train/samples_per_s")
@@ -81,8 +88,14 @@ def _start(cwd: Path, *args: str, env=None, **popen) -> subprocess.Popen:
     log = open(cwd / "attempts.log", "a")
     log.write(f"\n=== frame train {' '.join(args)}\n")
     log.flush()
-    return start_frame(["train", *RUN, *args], cwd, env={"PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", **(env or {})},
-                       stdout=log, start_new_session=True, **popen)
+    return start_frame(
+        ["train", *RUN, *args],
+        cwd,
+        env={"PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", **(env or {})},
+        stdout=log,
+        start_new_session=True,
+        **popen,
+    )
 
 
 def _finish(proc: subprocess.Popen, cwd: Path, expected: int, timeout: float = 300) -> str:
@@ -96,7 +109,9 @@ def _wait_until(condition, proc: subprocess.Popen, cwd: Path, timeout: float = 1
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
-            raise AssertionError(f"frame exited ({proc.returncode}) too early:\n{(cwd / 'attempts.log').read_text()[-6000:]}")
+            raise AssertionError(
+                f"frame exited ({proc.returncode}) too early:\n{(cwd / 'attempts.log').read_text()[-6000:]}"
+            )
         assert time.monotonic() < deadline, "timed out waiting for the run"
         time.sleep(0.005)
 
@@ -139,7 +154,10 @@ def assert_same_run(reference: Path, run_dir: Path) -> None:
     """Metrics, last.pt and best.pt equal bit for bit (the config text aside: it may differ in a test-only delay)."""
     assert _records(run_dir) == _records(reference)
     for name in ("last.pt", "best.pt"):
-        expected, got = load_checkpoint(reference / "checkpoints" / name), load_checkpoint(run_dir / "checkpoints" / name)
+        expected, got = (
+            load_checkpoint(reference / "checkpoints" / name),
+            load_checkpoint(run_dir / "checkpoints" / name),
+        )
         for saved in (expected, got):
             del saved["config"], saved["config_hash"]
         _assert_equal(expected, got, name)
@@ -157,18 +175,31 @@ def reference(tmp_path_factory) -> Path:
 # --- in-process: fast, a real signal to this very process ----------------------------------------------
 
 
-@pytest.mark.parametrize("signal_at_call,stopped_at", [(6, (0, 4, 4)), (10, (1, 7, 0))], ids=["mid-epoch", "in-validation"])
+@pytest.mark.parametrize(
+    "signal_at_call,stopped_at", [(6, (0, 4, 4)), (10, (1, 7, 0))], ids=["mid-epoch", "in-validation"]
+)
 def test_stopped_run_resumes_exactly_in_process(compose, tmp_path, signal_at_call, stopped_at):
-    cfg = compose(["experiment=classify", "data.dataset.num_samples=64", "data.batch_size=8", "trainer.epochs=2",
-                   "trainer.device=cpu", "trainer.log_every_n_steps=3", "logger=[jsonl]",
-                   "data.sample_transforms=[{_target_:tests.training.test_resume.RandomJitter}]"])
+    cfg = compose(
+        [
+            "experiment=classify",
+            "data.dataset.num_samples=64",
+            "data.batch_size=8",
+            "trainer.epochs=2",
+            "trainer.device=cpu",
+            "trainer.log_every_n_steps=3",
+            "logger=[jsonl]",
+            "data.sample_transforms=[{_target_:tests.training.test_resume.RandomJitter}]",
+        ]
+    )
     (tmp_path / "reference").mkdir(), (tmp_path / "run").mkdir()
     fit(build_job(cfg, tmp_path / "reference"))
 
     job = build_job(cfg, tmp_path / "run")
     calls, loss_fn = [], job.loss_fn
 
-    def loss_then_signal(prediction, target):  # 1-2: the check before the first epoch, 3-9 train epoch 1, 10-11 validate it
+    def loss_then_signal(
+        prediction, target
+    ):  # 1-2: the check before the first epoch, 3-9 train epoch 1, 10-11 validate it
         calls.append(1)
         if len(calls) == signal_at_call:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -185,8 +216,11 @@ def test_stopped_run_resumes_exactly_in_process(compose, tmp_path, signal_at_cal
     fit(build_job(cfg, tmp_path / "run"))
     assert _records(tmp_path / "run") == _records(tmp_path / "reference")
     for name in ("last.pt", "best.pt"):
-        _assert_equal(load_checkpoint(tmp_path / "reference" / "checkpoints" / name),
-                      load_checkpoint(tmp_path / "run" / "checkpoints" / name), name)
+        _assert_equal(
+            load_checkpoint(tmp_path / "reference" / "checkpoints" / name),
+            load_checkpoint(tmp_path / "run" / "checkpoints" / name),
+            name,
+        )
 
 
 # --- real processes -----------------------------------------------------------------------------------
@@ -215,8 +249,11 @@ def test_sigkill_at_random_moments_then_resume_is_exact(reference, tmp_path):
         if had_checkpoint:
             base = load_checkpoint(run_dir / "checkpoints" / "last.pt")["state"]["step"]
             attempt = tmp_path / "attempts.log"
-            _wait_until(lambda: "resuming from" in attempt.read_text().split("=== frame train")[-1]
-                        and step() <= base + 3, proc, tmp_path)
+            _wait_until(
+                lambda: "resuming from" in attempt.read_text().split("=== frame train")[-1] and step() <= base + 3,
+                proc,
+                tmp_path,
+            )
 
     trials = ["step", "write", "step", "between-epochs", "write", "step"]
     for trial, kind in enumerate(trials):

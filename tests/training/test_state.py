@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from frame.core.errors import FrameError
 from frame.training.build import build_job
 from frame.training.checkpoint import load_checkpoint
-from frame.core.errors import FrameError
 from frame.training.loop import BadStepGuard, StepWindow
 from frame.training.state import TrainState, _rng_states, _set_rng_states, capture, restore
 

@@ -29,8 +29,10 @@ def test_the_split_validates_through_the_deterministic_transforms_only(compose, 
 
 
 def test_data_val_is_a_dataset_of_its_own_with_its_own_transforms(compose, tmp_path):
-    val = ("data.val={dataset: {_target_: frame.data.synthetic.SyntheticClasses, num_samples: 12, seed: 7}, "
-           "sample_transforms: [{_target_: torch.nn.Identity}], batch_size: 5}")
+    val = (
+        "data.val={dataset: {_target_: frame.data.synthetic.SyntheticClasses, num_samples: 12, seed: 7}, "
+        "sample_transforms: [{_target_: torch.nn.Identity}], batch_size: 5}"
+    )
     job = build_job(compose([*CLASSIFY, NOISE, val]), tmp_path)
     own = SyntheticClasses(num_samples=12, seed=7)
     assert len(job.val_loader.dataset) == 12 and job.val_loader.batch_size == 5
@@ -43,9 +45,18 @@ def test_validation_runs_the_model_through_the_runs_inferer(compose, tmp_path):
     `sliding_window_inference` on each volume, not of the model called on it whole."""
     from monai.inferers import sliding_window_inference
 
-    overrides = ["data.dataset.num_samples=4", "data.dataset.size=[16,16,16]", "model.channels=[4,8]",
-                 "model.strides=[2]", "data.split_ratio=0.5", "data.batch_size=1", "data.sample_transforms=[]"]
-    window = "+inferer={_target_: monai.inferers.SlidingWindowInferer, roi_size: [8,8,8], sw_batch_size: 2, overlap: 0.5}"
+    overrides = [
+        "data.dataset.num_samples=4",
+        "data.dataset.size=[16,16,16]",
+        "model.channels=[4,8]",
+        "model.strides=[2]",
+        "data.split_ratio=0.5",
+        "data.batch_size=1",
+        "data.sample_transforms=[]",
+    ]
+    window = (
+        "+inferer={_target_: monai.inferers.SlidingWindowInferer, roi_size: [8,8,8], sw_batch_size: 2, overlap: 0.5}"
+    )
     plain = build_job(compose(overrides), tmp_path / "plain")
     windowed = build_job(compose([*overrides, window]), tmp_path / "windowed")
     windowed.model.load_state_dict(plain.model.state_dict())

@@ -23,10 +23,15 @@ class CropAroundBrainStem:
     def __call__(self, volume):
         x, y, z = volume.meta["brainstem_center"]
         tensor = volume.as_tensor() if hasattr(volume, "as_tensor") else torch.as_tensor(volume)
-        box = torch.full((tensor.shape[0], self.height, self.depth, self.width), float(tensor.min()), dtype=tensor.dtype)
+        box = torch.full(
+            (tensor.shape[0], self.height, self.depth, self.width), float(tensor.min()), dtype=tensor.dtype
+        )
         source, target, starts = [slice(None)], [slice(None)], []
-        for centre, size, length in ((y, self.height, tensor.shape[1]), (z, self.depth, tensor.shape[2]),
-                                     (x, self.width, tensor.shape[3])):
+        for centre, size, length in (
+            (y, self.height, tensor.shape[1]),
+            (z, self.depth, tensor.shape[2]),
+            (x, self.width, tensor.shape[3]),
+        ):
             start = centre - size // 2
             lo, hi = max(start, 0), min(start + size, length)
             source.append(slice(lo, hi))

@@ -27,8 +27,17 @@ class PatientDataset(Dataset):
     """
 
     # What this dataset can provide; `frame check` reads it to reject a misspelt label before training.
-    LABELS = ("BrainStem", "Chiasm", "Mandible", "OpticNerve_L", "OpticNerve_R", "Parotid_L", "Parotid_R",
-              "Submandibular_L", "Submandibular_R")
+    LABELS = (
+        "BrainStem",
+        "Chiasm",
+        "Mandible",
+        "OpticNerve_L",
+        "OpticNerve_R",
+        "Parotid_L",
+        "Parotid_R",
+        "Submandibular_L",
+        "Submandibular_R",
+    )
 
     def __init__(self, root, labels=None):
         from monai.transforms import LoadImage

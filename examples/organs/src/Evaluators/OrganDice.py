@@ -32,8 +32,10 @@ class OrganDice:
 
     def compute(self) -> dict[str, float]:
         names = self.labels or [str(i) for i in range(len(self.total))]
-        scores = {f"dice/{name}": (2 * float(o) / float(t)) if t > 0 else math.nan
-                  for name, o, t in zip(names, self.overlap, self.total)}
+        scores = {
+            f"dice/{name}": (2 * float(o) / float(t)) if t > 0 else math.nan
+            for name, o, t in zip(names, self.overlap, self.total)
+        }
         present = [v for v in scores.values() if not math.isnan(v)]
         scores["dice"] = sum(present) / len(present) if present else math.nan
         return scores

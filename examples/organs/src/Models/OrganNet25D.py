@@ -9,8 +9,11 @@ def _block(in_channels: int, out_channels: int, kernel: tuple, dilation: int = 1
     padding = tuple(dilation * (k // 2) for k in kernel)
     layers = []
     for channels in (in_channels, out_channels):
-        layers += [nn.Conv3d(channels, out_channels, kernel, padding=padding, dilation=dilation),
-                   nn.InstanceNorm3d(out_channels, affine=True), nn.LeakyReLU(0.01, inplace=True)]
+        layers += [
+            nn.Conv3d(channels, out_channels, kernel, padding=padding, dilation=dilation),
+            nn.InstanceNorm3d(out_channels, affine=True),
+            nn.LeakyReLU(0.01, inplace=True),
+        ]
     return nn.Sequential(*layers)
 
 
