@@ -157,7 +157,7 @@ def _check_component(key: str, node: DictConfig, runtime, problems: list[Problem
     if partial and not isinstance(runtime, int):
         return Checked(key, target, where, "missing params not checked (_partial_: filled in by the caller)")
     supplied = set(given) | (set(runtime) if isinstance(runtime, tuple) else set())
-    positional = len(node.get("_args_", None) or []) + (runtime if partial else 0)
+    positional = len(node.get("_args_", None) or []) + (runtime if partial and isinstance(runtime, int) else 0)
     for i, param in enumerate(sig.params):
         if param.required and i >= positional and param.name not in supplied:
             problems.append(Problem(key, f"{short} needs '{param.name}' (it has no default)."))

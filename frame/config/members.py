@@ -112,7 +112,7 @@ def check_values(launcher, batch: Sequence[Sequence[str]]) -> list[list[str]]:
         if own is None:
             rest.append(list(overrides))
         else:
-            distinct.update((o.input_line, o) for o in own)
+            distinct.update((o.input_line, o) for o in own)  # pyright: ignore[reportCallIssue]
     if distinct:
         work = _writable_copy(launcher.config)
         for override in distinct.values():

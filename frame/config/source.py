@@ -473,7 +473,7 @@ def _read_by_name(use: ast.AST, name: ast.Name, parents: dict) -> list[ast.AST] 
     if isinstance(use, ast.Attribute) and isinstance(parents.get(use), ast.Call) and parents[use].func is use:
         return parents[use].args  # kwargs.pop("x"), kwargs.get("x", 1)
     if isinstance(use, ast.Call) and name in use.args:
-        return use.args  # _ovewrite_named_param(kwargs, "num_classes", ...)
+        return use.args  # _ovewrite_named_param(kwargs, "num_classes", ...)  # pyright: ignore[reportReturnType]
     return None
 
 

@@ -52,7 +52,7 @@ def _caching_repository_init(self, delegate) -> None:
     self.cache = {}
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # PyYAML built without libyaml: the same parser
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # PyYAML built without libyaml: the same parser  # pyright: ignore[reportGeneralTypeIssues]
     """OmegaConf's loader on libyaml: its tables (float and path rules, no timestamps) and its
     refusal of duplicate keys; only the parser differs."""
 

@@ -20,7 +20,7 @@ _MEANING = {
 
 def status_of(code: int | None) -> str:
     """complete, interrupted or failed: what a process's exit code says about its run."""
-    return _STATUS.get(code, "failed")
+    return _STATUS.get(code, "failed")  # pyright: ignore[reportCallIssue]
 
 
 def code_of(status: str) -> int:

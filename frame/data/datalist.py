@@ -24,7 +24,7 @@ class Datalist(Dataset):
 
         from monai.data import load_decathlon_datalist
 
-        path = Path(path)
+        path = Path(path)  # pyright: ignore[reportAssignmentType]
         self.records = load_decathlon_datalist(path, data_list_key=key, base_dir=root or path.parent)
         if labels is None:  # the decathlon's "labels": {"0": "background", "1": "liver", ...}
             named = json.loads(path.read_text()).get("labels")

@@ -368,7 +368,7 @@ def _requeue_on_slurm() -> None:
     if handler is None:
         return
     log.warning("SIGUSR2 on SLURM: checkpoint written, asking submitit to requeue this job")
-    handler(signal.SIGUSR2, None)
+    handler(signal.SIGUSR2, None)  # pyright: ignore[reportCallIssue]
 
 
 def _new_run(run_dir: Path) -> set[str] | None:

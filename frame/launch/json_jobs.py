@@ -119,7 +119,7 @@ class Runner:
                 )
                 self._children.append(child)
             if prefixed:
-                for line in child.stdout:
+                for line in child.stdout:  # pyright: ignore[reportOptionalIterable]
                     sys.stdout.write(f"[{job.stem}] {line}")
                     sys.stdout.flush()
             returncode = child.wait()

@@ -119,7 +119,7 @@ def plan(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int)
             member = Member(num, list(overrides), run_dir, config)
             if record and not same_member(run_dir, config):
                 raise FrameError(
-                    f"{run_dir} holds the run of another member ({' '.join(_stored_overrides(run_dir))}), but "
+                    f"{run_dir} holds the run of another member ({' '.join(_stored_overrides(run_dir) or [])}), but "
                     f"this sweep puts member {num} ({' '.join(overrides) or 'no overrides'}) there: "
                     f"hydra.sweep.subdir={config.hydra.sweep.subdir!r} names member directories by position, not "
                     f"by overrides. Sweep in the same order as before, start over with fresh=true, or name member "

@@ -15,11 +15,15 @@ without W&B; the W&B logger sends the same panels as W&B images with masks.
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from frame.core.atomic import write_file
 from frame.tracking.base import MetricLogger
+
+if TYPE_CHECKING:  # annotations only: torch is imported by the caller
+    import torch
 
 
 @dataclass
@@ -37,8 +41,8 @@ class Panel:
         if self.segmentation:
             return ""
         return (
-            f"true: {self.class_names.get(self.truth, self.truth)}, predicted: "
-            f"{self.class_names.get(self.prediction, self.prediction)}"
+            f"true: {self.class_names.get(self.truth, self.truth)}, predicted: "  # pyright: ignore[reportCallIssue]
+            f"{self.class_names.get(self.prediction, self.prediction)}"  # pyright: ignore[reportCallIssue]
         )
 
 
@@ -46,9 +50,9 @@ class Panel:
 class Examples:
     """CPU tensors of the first N validation items: samples, targets, raw model outputs, label names."""
 
-    samples: "torch.Tensor"  # noqa: F821  (torch is imported by the caller)
-    targets: "torch.Tensor"  # noqa: F821
-    predictions: "torch.Tensor"  # noqa: F821
+    samples: "torch.Tensor"
+    targets: "torch.Tensor"
+    predictions: "torch.Tensor"
     labels: list | None = None
 
     def panels(self) -> list[Panel]:
@@ -209,4 +213,4 @@ class PngExamples(MetricLogger):
     def log_examples(self, examples, step, epoch):
         self.dir.mkdir(parents=True, exist_ok=True)
         image = render(examples.panels()[: self.prediction_examples])
-        write_file(self.dir / f"epoch-{epoch:04d}.png", lambda tmp: image.save(tmp, format="PNG"))
+        write_file(self.dir / f"epoch-{epoch:04d}.png", lambda tmp: image.save(tmp, format="PNG"))  # pyright: ignore[reportOptionalOperand]

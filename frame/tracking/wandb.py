@@ -108,7 +108,7 @@ class WandbLogger(MetricLogger):
             job_type=self.job_type,
             tags=self.tags,
             name=self.name or _display_name(self.run_dir),
-            config={**redact(config), "frame": identity},
+            config={**redact(config), "frame": identity},  # pyright: ignore[reportGeneralTypeIssues]
             id=run_id,
             resume="allow",
             dir=str(self.run_dir),

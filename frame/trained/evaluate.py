@@ -51,7 +51,7 @@ def evaluate_run(
             "data.val.dataset.<key>=... (data.dataset is the training set).",
             key="data.dataset",
         )
-    device = pick_device(device)
+    device = pick_device(device)  # pyright: ignore[reportAssignmentType]
     loader, dataset = run_data(run_dir, cfg, device)
     labels = getattr(dataset, "labels", None)
     loss_fn = build_loss(cfg)

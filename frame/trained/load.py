@@ -125,7 +125,7 @@ def run_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
         if override.key_or_group == "evaluators" and override.value_type is not None and not override.is_delete():
             names = override.value() if isinstance(override.value(), list) else [override.value()]
             with open_dict(cfg):  # each file is `<name>: {_target_: ...}`, as the evaluators group merges it
-                cfg.evaluators = OmegaConf.merge(*(_evaluator_config(name) for name in names))
+                cfg.evaluators = OmegaConf.merge(*(_evaluator_config(name) for name in names))  # pyright: ignore[reportGeneralTypeIssues, reportOptionalIterable]
         else:
             rest.append(override)
     try:
@@ -136,7 +136,7 @@ def run_config(saved: dict, overrides: list[str] = ()) -> DictConfig:
         value = OmegaConf.select(cfg, key)
         if expected := unmet_rule(key, value):
             raise FrameError(f"{key}={value!r} is invalid: expected {expected}.", key=key)
-    return cfg
+    return cfg  # pyright: ignore[reportReturnType]
 
 
 def _evaluator_config(name: str) -> DictConfig:
@@ -147,7 +147,7 @@ def _evaluator_config(name: str) -> DictConfig:
             f"evaluators: no evaluator config '{name}'; frame has {', '.join(known)}.{did_you_mean(name, known)} "
             f"Give another as evaluators.<name>._target_=<class>."
         )
-    return OmegaConf.create((configs / f"{name}.yaml").read_text())
+    return OmegaConf.create((configs / f"{name}.yaml").read_text())  # pyright: ignore[reportReturnType]
 
 
 def load_model(

@@ -82,9 +82,9 @@ def predict_run(
     trained = as_trained(cfg)
     contradiction = postprocess in ("sigmoid", "argmax") and trained not in (None, postprocess)
     postprocess = (trained or "sigmoid") if postprocess == "auto" else postprocess
-    if not 0 <= overlap < 1:
+    if not 0 <= overlap < 1:  # pyright: ignore[reportOperatorIssue, reportOptionalOperand]
         raise FrameError(f"--overlap (predict.overlap) {overlap}: expected a number >= 0 and < 1.")
-    device = pick_device(device)
+    device = pick_device(device)  # pyright: ignore[reportAssignmentType]
     inferer = sliding_window(roi_size, overlap) if roi_size is not None else build_inferer(cfg)
     if files is not None:
         transforms = eval_transforms(cfg, *validation_data(cfg))[1]  # the sample transforms validation uses

@@ -70,7 +70,7 @@ class Job:
 
     @property
     def config_dict(self) -> dict:
-        return OmegaConf.to_container(self.cfg, resolve=True)
+        return OmegaConf.to_container(self.cfg, resolve=True)  # pyright: ignore[reportReturnType]
 
 
 def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job:
@@ -258,7 +258,7 @@ def build_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
 
 def build_transforms(data: DictConfig, prefix: str = "data") -> tuple[list, list]:
     """(sample transforms, label transforms) of a data node (`data`, or `data.test`)."""
-    return tuple(
+    return tuple(  # pyright: ignore[reportReturnType]
         [_instantiate(t, f"{prefix}.{kind}[{i}]") for i, t in enumerate(data.get(kind) or [])]
         for kind in ("sample_transforms", "label_transforms")
     )

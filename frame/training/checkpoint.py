@@ -181,7 +181,7 @@ class Checkpoints:
         """
         self.wait()
         host = to_host(state)
-        epoch = host["state"]["epoch"]
+        epoch = host["state"]["epoch"]  # pyright: ignore[reportCallIssue]
         periodic = bool(epoch_end and self.every_n_epochs and epoch % self.every_n_epochs == 0)
         also = [self.dir / f"epoch-{epoch:04d}.pt"] if periodic else []
         also += [self.dir / "best.pt"] if best else []

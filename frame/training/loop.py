@@ -125,7 +125,7 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                 guard.step(optimizer, scaler, ok, state.step + 1)  # skips the update when not ok
                 optimizer.zero_grad(set_to_none=True)
                 if per_step:
-                    scheduler.step()
+                    scheduler.step()  # pyright: ignore[reportCallIssue]
 
                 state.step += 1
                 if job.ema is not None:

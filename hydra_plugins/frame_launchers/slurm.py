@@ -290,7 +290,7 @@ def _slurm_return(member: sweep.Member, job) -> JobReturn:
     outcome, value = read_result(result_paths(job)[0])
     if outcome == "success":
         member.returned(value)
-        return value
+        return value  # pyright: ignore[reportReturnType]
     last = [line for line in str(value).strip().splitlines() if line.strip()][-1]
     member.status, member.exit_code, member.error = "failed", 1, last
     return sweep.failed_return(
