@@ -35,6 +35,7 @@ _RAW = (
         help="the trained weights, not their moving average (runs with trainer.ema; what validation scored)",
     ),
 )
+_MODEL = (_CHECKPOINT, _DEVICE, _TRUST, _RAW)  # which weights, where, and whether the stored config is trusted
 _OVERRIDES = (
     ["overrides"],
     dict(
@@ -53,15 +54,12 @@ def eval(argv: list[str]) -> None:
         "a sweep directory evaluates each member's checkpoint.",
         argv,
         [
-            (["run_dir"], dict(metavar="RUN_DIR", help="a run directory, or a sweep directory")),
-            _CHECKPOINT,
-            _DEVICE,
-            _TRUST,
-            _RAW,
+            *_MODEL,
             (["--name"], dict(help="names the result: RUN_DIR/eval/NAME.json (default: the dataset root's folder)")),
             (["--per-item"], dict(action="store_true", help="also write RUN_DIR/eval/NAME.csv, one row per item")),
             _OVERRIDES,
         ],
+        run_dir="a run directory, or a sweep directory",
     )
     from frame.trained.evaluate import evaluate_run
     from frame.trained.runs import find_runs, run_name
@@ -131,8 +129,10 @@ def _table(rows) -> None:
     console.print(table)
 
 
-def _parse(command, description, argv, arguments):
+def _parse(command, description, argv, arguments, run_dir="a run directory"):
+    """Every command here takes RUN_DIR first, then its own arguments; overrides may follow flags."""
     parser = argparse.ArgumentParser(prog=f"frame {command}", description=description)
+    parser.add_argument("run_dir", metavar="RUN_DIR", help=run_dir)
     for names, options in arguments:
         parser.add_argument(*names, **options)
     args, unknown = parser.parse_known_args(argv)
@@ -158,7 +158,6 @@ def predict(argv: list[str]) -> None:
         "maps as NIfTI with the input's affine, or a CSV of predictions.",
         argv,
         [
-            (["run_dir"], dict(metavar="RUN_DIR", help="a run directory")),
             (
                 ["--input"],
                 dict(
@@ -168,10 +167,7 @@ def predict(argv: list[str]) -> None:
                 ),
             ),
             (["--output"], dict(required=True, metavar="DIR", help="where the predictions go")),
-            _CHECKPOINT,
-            _DEVICE,
-            _TRUST,
-            _RAW,
+            *_MODEL,
             (
                 ["--roi-size"],
                 dict(
@@ -234,7 +230,6 @@ def export(argv: list[str]) -> None:
         "Write a run's weights as safetensors, with the resolved model config beside them.",
         argv,
         [
-            (["run_dir"], dict(metavar="RUN_DIR", help="a run directory")),
             (["--format"], dict(default="safetensors", help="safetensors (the only one so far)")),
             (["-o", "--output"], dict(metavar="DIR", help="where to write (default: RUN_DIR/export)")),
             _CHECKPOINT,

@@ -91,6 +91,7 @@ _EMPTY = {
     "wall_time_s": None,
     "attempts": 0,
     "wandb_id": None,
+    "overrides": [],
     "test": None,
     "config_hash": None,
     "git": None,
@@ -155,23 +156,13 @@ def unstarted(root: Path, found: list[Path]) -> list[dict]:
             continue
         rows.append(
             {
+                **_EMPTY,
                 "run": run_name(run_dir, root),
                 "dir": str(run_dir),
                 "sweep_member": True,
                 "status": member["status"],
                 "detail": member.get("error") or "",
-                "epoch": 0,
-                "epochs": None,
-                "monitor": "",
-                "best": None,
-                "best_epoch": None,
-                "wall_time_s": None,
                 "attempts": member.get("attempts", 0),
-                "wandb_id": None,
-                "overrides": [],
-                "test": None,
-                "config_hash": None,
-                "git": None,
             }
         )
     return rows
