@@ -36,7 +36,9 @@ def test_a_name_that_interpolates_out_of_outputs_is_refused(tmp_path):
 
 
 def test_a_sweep_value_cannot_name_a_member_directory_outside_the_sweep(tmp_path):
-    result = run_frame(["train", "-m", "name=s", "trainer.monitor=x/../../../escaped", *TINY], cwd=tmp_path)
+    # a project's evaluator: which keys it reports is unknown before it runs, so any monitor passes the check
+    unknowable = "+evaluators.mine={_target_: collections.OrderedDict}"
+    result = run_frame(["train", "-m", "name=s", unknowable, "trainer.monitor=x/../../../escaped", *TINY], cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "outside its sweep's directory" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "escaped").exists()
