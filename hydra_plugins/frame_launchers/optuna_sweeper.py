@@ -288,7 +288,7 @@ def is_number(value: Any) -> bool:
 
 def write_results(study, sweep_dir: Path) -> None:
     """optimization_results.yaml: the best trial's values (what hydra-optuna-sweeper wrote)."""
-    from frame.core.atomic import replace_text
+    from frame.core.atomic import write_file
 
     try:
         best = study.best_trial
@@ -296,7 +296,7 @@ def write_results(study, sweep_dir: Path) -> None:
         log.warning("Optuna study %s has no complete trial: no optimization_results.yaml", study.study_name)
         return
     results = {"name": "optuna", "best_params": dict(best.params), "best_value": best.value, "best_trial": best.number}
-    replace_text(sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(OmegaConf.create(results)))
+    write_file(sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(OmegaConf.create(results)))
     log.info("best trial %d: %s = %s with %s", best.number, "value", best.value, best.params)
 
 
