@@ -70,8 +70,11 @@ def test_a_changed_monitor_on_resume_starts_best_tracking_over(caplog):
 
 
 def test_the_continue_hint_drops_fresh_and_resume(monkeypatch):
+    from hydra.core.hydra_config import HydraConfig
+
     from frame.tracking import console
 
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # outside a Hydra run, whatever an earlier test left
     monkeypatch.setattr(sys, "argv", ["frame", "train", "name=a", "fresh=true", "resume=false", "seed=1"])
     assert console._command() == "frame train name=a seed=1"
 
