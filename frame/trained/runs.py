@@ -111,7 +111,7 @@ def _summary(run_dir: Path, root: Path, now: float | None) -> dict:
     if (
         not (epochs is None or isinstance(epochs, int))
         or not isinstance(attempts, list)
-        or not (test is None or isinstance(test, dict) and all(isinstance(v, (int, float)) for v in test.values()))
+        or not (test is None or isinstance(test, dict) and all(isinstance(v, (int, float, str)) for v in test.values()))
     ):
         raise TypeError("epochs, attempts or test")
     return {
