@@ -373,6 +373,7 @@ class BadStepGuard:
     def __init__(self, job, max_consecutive):
         self.max = max_consecutive
         self.last = Path(job.run_dir) / "checkpoints" / "last.pt"  # what the stop message may point to
+        self.checkpoints = job.checkpoints  # its background write must land before the message looks
         self.host = not getattr(job.optimizer, "_step_supports_amp_scaling", False)
         self.scaled = job.scaler.is_enabled()
         self.consecutive = 0 if self.host else torch.zeros((), device=job.device)
@@ -414,6 +415,10 @@ class BadStepGuard:
 
     def check(self, step):
         if int(self.consecutive) >= self.max:
+            try:  # a last.pt still being written is kept all the same: let it land, then name it
+                self.checkpoints.wait()
+            except CheckpointError:  # that write failed: the files before it are what is kept
+                pass
             raise NonFiniteError(
                 f"{int(self.consecutive)} consecutive steps up to step {step} had a non-finite loss or "
                 f"gradient (trainer.max_bad_steps={self.max}); stopping. "
