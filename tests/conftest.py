@@ -50,8 +50,9 @@ def run_frame(args, cwd, env=None, timeout=300, check=None, process=False, **pop
     return result
 
 
-# read once, when a process starts: a command that sets them must start one
-_PROCESS_ENV = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED", "PYTHONPATH"}
+# read once, when a process starts: a command that sets them must start one (and any PYTHON* variable of
+# the interpreter's own, e.g. PYTHONPROFILEIMPORTTIME)
+_PROCESS_ENV = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES"}
 
 
 def _needs_a_process(args, env) -> bool:
@@ -60,7 +61,8 @@ def _needs_a_process(args, env) -> bool:
     env = dict(env or {})
     if all(folder in sys.path for folder in env.get("PYTHONPATH", "").split(os.pathsep) if folder):
         env.pop("PYTHONPATH", None)
-    return bool(_PROCESS_ENV & set(env)) or any(
+    env.pop("PYTHONUNBUFFERED", None)  # this process's output is captured unbuffered already
+    return bool(_PROCESS_ENV & set(env)) or any(key.startswith("PYTHON") for key in env) or any(
         str(arg).startswith("trainer.devices=") and str(arg) != "trainer.devices=1" for arg in args
     )
 

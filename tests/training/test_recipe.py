@@ -188,6 +188,7 @@ def test_frame_check_takes_the_group_keys_as_frames_own(tmp_path):
             "data": {"dataset": {"_target_": "torch.utils.data.TensorDataset"}},
             "evaluators": {},
             "logger": {},
+            "trainer": {"monitor": "val/loss", "monitor_mode": "min"},
         }
     )
     checked = check_config(cfg)
