@@ -62,8 +62,10 @@ def _needs_a_process(args, env) -> bool:
     if all(folder in sys.path for folder in env.get("PYTHONPATH", "").split(os.pathsep) if folder):
         env.pop("PYTHONPATH", None)
     env.pop("PYTHONUNBUFFERED", None)  # this process's output is captured unbuffered already
-    return bool(_PROCESS_ENV & set(env)) or any(key.startswith("PYTHON") for key in env) or any(
-        str(arg).startswith("trainer.devices=") and str(arg) != "trainer.devices=1" for arg in args
+    return (
+        bool(_PROCESS_ENV & set(env))
+        or any(key.startswith("PYTHON") for key in env)
+        or any(str(arg).startswith("trainer.devices=") and str(arg) != "trainer.devices=1" for arg in args)
     )
 
 
