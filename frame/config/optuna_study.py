@@ -33,6 +33,19 @@ def open_storage(spec: str):
     return optuna.storages.RDBStorage(spec)
 
 
+def unreadable(spec: str, error: Exception) -> FrameError:
+    """The answer to a study storage that Optuna cannot read: damaged, truncated, not a database, or held
+    by another process. Nothing in it is changed or replaced."""
+    where = journal_path(spec) if spec.startswith(JOURNAL) else spec.removeprefix("sqlite:///")
+    first = (str(error).strip().splitlines() or [""])[0][:200]
+    return FrameError(
+        f"the Optuna study in {where} cannot be read ({type(error).__name__}: {first}). It is damaged, or "
+        f"another search holds it. It was left as it is: move it aside to start the search anew, or wait "
+        f"for the other search to finish.",
+        key="hydra.sweeper.storage",
+    )
+
+
 def journal_path(spec: str) -> Path:
     """`journal:/a/b.journal` or `journal:///a/b.journal` -> /a/b.journal."""
     path = spec[len(JOURNAL) :]

@@ -30,7 +30,7 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from frame.compat.extras import require
-from frame.config.optuna_study import build_pruner, instantiated, open_storage
+from frame.config.optuna_study import build_pruner, instantiated, open_storage, unreadable
 from frame.core.errors import FrameError
 
 log = logging.getLogger("frame")
@@ -104,14 +104,21 @@ class FrameOptunaSweeper(Sweeper):
 
         space, fixed = search_space([f"{key}={value}" for key, value in self.params.items()] + list(arguments))
         sampler = self._sampler(space)
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=open_storage(self.storage),
-            sampler=sampler,
-            direction=str(self.direction),
-            load_if_exists=True,
-            pruner=build_pruner(self.pruner_conf),
-        )
+        pruner = build_pruner(self.pruner_conf)
+        try:  # the whole study read once here: a damaged or busy storage stops the search before any member
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=open_storage(self.storage),
+                sampler=sampler,
+                direction=str(self.direction),
+                load_if_exists=True,
+                pruner=pruner,
+            )
+            study.get_trials(deepcopy=False)
+        except (FrameError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # sqlalchemy's DatabaseError, a journal's JSON or UTF-8 error, a lock held
+            raise unreadable(self.storage, error) from None
         to_go = self._resume(study, sampler)
         log.info(
             "Optuna study %s in %s: %d trials to run, %d at a time (sampler %s, pruner %s)",

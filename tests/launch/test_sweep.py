@@ -666,3 +666,31 @@ def test_a_lightning_hydra_template_search_file_runs_on_current_optuna(tmp_path)
         assert trial.params["trainer.epochs"] in (1, 2) and 0.001 <= trial.params["model.dropout"] <= 0.5
     assert type(trials[0].distributions["model.dropout"]).__name__ == "FloatDistribution"
     assert trials[0].distributions["model.dropout"].log and trials[0].distributions["trainer.epochs"].step == 1
+
+
+@pytest.mark.parametrize(
+    "launcher, storage, damage",
+    [
+        ("basic", "optuna.db", b"SQLite format 3\x00" + b"\xff" * 200),  # a torn database file
+        ("local", "optuna.journal", b'{"op_code": 0, "worker_id": "a", "study_na\xff\n'),  # a torn journal line
+    ],
+)
+def test_a_damaged_study_storage_is_exit_2_naming_it_and_left_as_it_was(tmp_path, launcher, storage, damage):
+    sweep_dir = tmp_path / "outputs" / "classify-sweep"
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / storage).write_bytes(damage)
+    result = run_frame(
+        [
+            "train",
+            "-m",
+            *SMALL,
+            "hparams_search=classify_optuna",
+            f"hydra/launcher={launcher}",
+            "hydra.sweeper.n_trials=1",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"the Optuna study in {sweep_dir / storage} cannot be read" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and (sweep_dir / storage).read_bytes() == damage
+    assert not list(sweep_dir.glob("*/checkpoints"))  # no member ran
