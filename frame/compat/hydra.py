@@ -15,6 +15,9 @@ here, with what frame needs of it; tests/compat/test_hydra.py pins each (named b
   frame.config.speedups replaces for speed. Pin: test_speedup_targets.
 - `basic_sweeper_class()`: frame's default sweeper wraps Hydra's BasicSweeper and replaces its
   `validate_batch_is_legal`. Pin: test_basic_sweeper.
+- `job_outcome(ret)`: `JobReturn._return_value`, a member's result or the exception it raised (the
+  public `return_value` re-raises that exception; launchers need it as a value to record and report).
+  Pin: test_job_outcome.
 """
 
 import hydra._internal.utils as internal_utils
@@ -32,7 +35,13 @@ __all__ = [
     "Hydra",
     "create_config_search_path",
     "basic_sweeper_class",
+    "job_outcome",
 ]
+
+
+def job_outcome(ret):
+    """What a member's Hydra job returned, or the exception it raised, without raising it."""
+    return ret._return_value
 
 
 def basic_sweeper_class() -> type:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from frame.compat.hydra import job_outcome
 from frame.config.compose import member_config
 from frame.config.members import DirPlanner
 from frame.config.members import name as member_name
@@ -78,9 +79,9 @@ class Member:
 
         if ret.status == JobStatus.COMPLETED:
             status = "pruned" if self.record.get("status") == "pruned" else "complete"  # pruned: frame.training.trial
-            self.status, self.exit_code, self.result = status, 0, ret._return_value
+            self.status, self.exit_code, self.result = status, 0, job_outcome(ret)
             return
-        error = ret._return_value
+        error = job_outcome(ret)
         self.error = f"{type(error).__name__}: {error}"
         if isinstance(error, FrameError):  # a user error: exit 2, and `refused` where run.json says it never trained
             self.exit_code = EXIT_USER_ERROR

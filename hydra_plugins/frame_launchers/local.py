@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides, setup_globals
 
+from frame.compat.hydra import job_outcome
 from frame.core.atomic import write_file
 from frame.core.errors import FrameError
 from frame.core.exits import EXIT_INTERRUPTED, EXIT_USER_ERROR
@@ -246,7 +247,7 @@ def run_pickled(path: str) -> int:
         function, args = pickle.load(file)
     ret = function(*args)
     if ret.status == JobStatus.FAILED:  # a user error stays one (refused in sweep.json), as a plain FrameError
-        error = ret._return_value
+        error = job_outcome(ret)
         ret.return_value = (
             FrameError(str(error))
             if isinstance(error, FrameError)
@@ -255,7 +256,7 @@ def run_pickled(path: str) -> int:
     write_file(Path(f"{path}.result"), cloudpickle.dumps(ret))
     if ret.status == JobStatus.COMPLETED:
         return 0
-    return EXIT_USER_ERROR if isinstance(ret._return_value, FrameError) else 1
+    return EXIT_USER_ERROR if isinstance(job_outcome(ret), FrameError) else 1
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="frame_local", node=FrameLocalConf, provider="frame")

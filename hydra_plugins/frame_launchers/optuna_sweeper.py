@@ -30,6 +30,7 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from frame.compat.extras import require
+from frame.compat.hydra import job_outcome
 from frame.config.optuna_study import build_pruner, instantiated, open_storage, unreadable
 from frame.core.errors import FrameError
 
@@ -202,7 +203,7 @@ class FrameOptunaSweeper(Sweeper):
                     f"a member returned {first.return_value!r}, not a number: a frame_optuna trial "
                     f"needs the task function to return the value to optimise."
                 )
-            raise first._return_value  # the member's error (MemberFailed), as Hydra's sweepers raise it
+            raise job_outcome(first)  # the member's error (MemberFailed), as Hydra's sweepers raise it
 
 
 def default_storage(sweep_dir: Path, launcher: str) -> str:

@@ -5,6 +5,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, open_dict, read_write
 
+from frame.compat.hydra import job_outcome
 from frame.core.ranks import global_rank
 from frame.launch.sweep import MemberFailed
 
@@ -41,7 +42,7 @@ def _without_side_effects(config: DictConfig) -> None:
 
 def raise_if_failed(ret: JobReturn, job_num: int) -> JobReturn:
     if ret.status == JobStatus.FAILED:
-        error = ret._return_value
+        error = job_outcome(ret)
         raise MemberFailed(
             f"member {job_num} failed: {type(error).__name__}: {error} (traceback in its run directory's error.txt)"
         ) from error

@@ -84,3 +84,16 @@ def test_basic_sweeper():
     assert callable(sweeper.validate_batch_is_legal)
     batches = sweeper_class.split_arguments(_parsed("a=1,2", "b=3"), None)
     assert [list(map(sorted, batch)) for batch in batches] == [[["a=1", "b=3"], ["a=2", "b=3"]]]
+
+
+def test_job_outcome():
+    """A failed member's JobReturn keeps its exception where job_outcome reads it; the public
+    return_value raises it instead (what the launchers cannot use to record a member)."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    error = ValueError("the member's own error")
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=error)
+    assert compat.job_outcome(failed) is error
+    with pytest.raises(ValueError):
+        failed.return_value  # noqa: B018
+    assert compat.job_outcome(JobReturn(status=JobStatus.COMPLETED, _return_value=0.5)) == 0.5
