@@ -32,7 +32,9 @@ def evaluate_run(
     trust: bool = False,
     ema: bool = True,
 ) -> dict:
-    """Score the run's checkpoint on every item of its (overridden) dataset; write and return the result.
+    """Score the run's checkpoint on the data it validated on (`load.run_data`: `data.val`, else the split's
+    validation share of `data.dataset`; every item of a dataset an override points elsewhere); write and
+    return the result.
     The weights are their moving average when the run kept one (as validation scored them) unless `ema=False`.
 
     Raises:
@@ -52,7 +54,7 @@ def evaluate_run(
             key="data.dataset",
         )
     device = pick_device(device)  # pyright: ignore[reportAssignmentType]
-    loader, dataset = run_data(run_dir, cfg, device)
+    loader, dataset, scored = run_data(run_dir, cfg, device, overrides)
     labels = getattr(dataset, "labels", None)
     loss_fn = build_loss(cfg)
     start = time.perf_counter()
@@ -70,6 +72,7 @@ def evaluate_run(
     result = {
         "metrics": metrics,
         "items": len(loader.dataset),
+        "scored": scored,
         "checkpoint": saved["_path"],
         "epoch": saved["state"]["epoch"],
         "step": saved["state"]["step"],

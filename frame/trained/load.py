@@ -219,15 +219,19 @@ def check_stored_config(cfg: DictConfig, path: Path) -> None:
         )
 
 
-def run_data(run_dir, cfg: DictConfig, device):
-    """`build.eval_loader` on the data a trained run validates on (`build.validation_data`). Relative paths in
-    its config are read from the current directory; when one is not found and the run was started elsewhere,
-    the message says where (`frame eval` from another directory than the project's)."""
-    from frame.training.build import eval_loader, validation_data
+def run_data(run_dir, cfg: DictConfig, device, overrides=()):
+    """(loader, dataset, what was scored) on the data a trained run validated on: `data.val` whole, or, for a
+    run without one, the validation share of `data.dataset` (its split), unless an override points
+    `data.dataset` at other data, which is then scored whole. Relative paths in its config are read from the
+    current directory; when one is not found and the run was started elsewhere, the message says where
+    (`frame eval` from another directory than the project's)."""
+    from frame.training.build import eval_loader, validation_data, validation_share
 
     node, key = validation_data(cfg)
+    other = any(o.lstrip("+~").startswith("data.dataset") for o in overrides)
+    share = (lambda length: validation_share(cfg, length)) if key == "data" and not other else None
     try:
-        return eval_loader(cfg, node, device, key)
+        loader, dataset = eval_loader(cfg, node, device, key, share=share)
     except FrameError as error:
         started = OmegaConf.select(_hydra_yaml(run_dir), "hydra.runtime.cwd")
         missing = any(words in str(error).lower() for words in ("does not exist", "no such file", "not found"))
@@ -238,6 +242,14 @@ def run_data(run_dir, cfg: DictConfig, device):
             f"{Path.cwd()}; the run was started in {started}: run the command from there, or give "
             f"the path, e.g. data.dataset.root=<path>."
         ) from None
+    if share is not None:
+        scored = (
+            f"the validation share of data.dataset ({len(loader.dataset)} of {len(dataset)} items: "
+            f"data.split_ratio={cfg.data.split_ratio}, seed={cfg.seed}), as validation scored it"
+        )
+    else:
+        scored = f"every item of {key}.dataset"
+    return loader, dataset, scored
 
 
 def _hydra_yaml(run_dir):

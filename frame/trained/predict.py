@@ -89,14 +89,15 @@ def predict_run(
     if files is not None:
         transforms = eval_transforms(cfg, *validation_data(cfg))[1]  # the sample transforms validation uses
         items = ((str(path), _read(path, transforms)) for path in files)
-        count, labels = len(files), None
+        count, labels, names = len(files), None, [str(path) for path in files]
     else:
-        loader, dataset = run_data(run_dir, cfg, device)
+        loader, dataset, _ = run_data(run_dir, cfg, device, overrides)
+        indices = loader.dataset.indices  # the dataset's own index names each item
         loader = torch.utils.data.DataLoader(loader.dataset, batch_size=None)  # one item at a time, in order
-        items = ((f"item-{index:04d}", sample) for index, (sample, _) in enumerate(loader))
-        count, labels = len(dataset), getattr(dataset, "labels", None)
+        items = ((f"item-{index:04d}", sample) for index, (sample, _) in zip(indices, loader, strict=True))
+        count, labels = len(indices), getattr(dataset, "labels", None)
+        names = [f"item-{index:04d}" for index in indices]
     output = make_folder(output)
-    names = [str(path) for path in files] if files is not None else [f"item-{index:04d}" for index in range(count)]
     planned = Outputs(files or ())  # before anything is written: two inputs onto one file, an input overwritten
     for name in names:
         planned.add(map_path(output, name), name)

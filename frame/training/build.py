@@ -188,9 +188,15 @@ def has_data(node) -> bool:
 
 
 def validation_data(cfg: DictConfig) -> tuple[DictConfig, str]:
-    """(node, key) of the data a run validates on, scored whole: `data.val` when it has one, else `data`
-    (`frame eval` and `frame predict` take every item of it)."""
+    """(node, key) of the data a run validates on: `data.val` when it has one (scored whole), else `data`
+    (whose split share validation scored: `validation_share`)."""
     return (cfg.data.val, "data.val") if has_data(cfg.data.get("val")) else (cfg.data, "data")
+
+
+def validation_share(cfg: DictConfig, length: int) -> list[int]:
+    """The indices of `data.dataset` a run without `data.val` validated on: the split `build_job` makes
+    (`data.split_ratio`, `seed`), so that `frame eval` scores the items validation scored."""
+    return split_indices(length, cfg.data.split_ratio, cfg.seed)[1]
 
 
 def deterministic(transforms: list) -> list:
@@ -199,14 +205,15 @@ def deterministic(transforms: list) -> list:
     return [t for t in transforms if not is_random(t)]
 
 
-def eval_dataset(cfg: DictConfig, node: DictConfig, prefix: str = "data", preload: bool = False):
-    """(JobDataset, dataset) over every item of `node`'s dataset (no split, in order) with the deterministic
-    transforms only: `node`'s own, or the training data's where it gives none (`data.val`, `data.test` may)."""
+def eval_dataset(cfg: DictConfig, node: DictConfig, prefix: str = "data", preload: bool = False, share=None):
+    """(JobDataset, dataset) over the items of `node`'s dataset in order (every one, or those `share(length)`
+    picks) with the deterministic transforms only: `node`'s own, or the training data's where it gives none
+    (`data.val`, `data.test` may)."""
     dataset = build_dataset(node, prefix)
     item_tf, sample_tf, label_tf = eval_transforms(cfg, node, prefix)
     items = JobDataset(
         dataset,
-        range(len(dataset)),
+        share(len(dataset)) if share is not None else range(len(dataset)),
         sample_tf,
         label_tf,
         cfg.seed,
@@ -229,9 +236,9 @@ def eval_transforms(cfg: DictConfig, node: DictConfig, prefix: str = "data") -> 
     return deterministic(item_tf), deterministic(sample_tf), deterministic(label_tf)
 
 
-def eval_loader(cfg: DictConfig, node: DictConfig, device: torch.device, prefix: str = "data"):
+def eval_loader(cfg: DictConfig, node: DictConfig, device: torch.device, prefix: str = "data", share=None):
     """(loader, dataset): `eval_dataset` in order, in batches of the node's `batch_size` (else data.batch_size)."""
-    items, dataset = eval_dataset(cfg, node, prefix)
+    items, dataset = eval_dataset(cfg, node, prefix, share=share)
     batch_size = node.get("batch_size") or cfg.data.batch_size
     sampler = EpochSampler(len(items), shuffle=False, batch_size=batch_size)
     return make_loader(items, sampler, batch_size, cfg.data.num_workers, device, cfg.seed), dataset

@@ -205,3 +205,31 @@ def test_eval_of_an_epoch_checkpoint_reproduces_the_validation_logged_for_it(tmp
     assert code == 0 and json.loads((run / "eval" / "other.json").read_text())["data"]["val"]["dataset"]["seed"] == 9
     code, _, err = frame_main(["eval", str(run), "data.dataset.num_samples=5"], capsys)
     assert code == 2 and "this run validates on data.val" in err and "data.val.dataset.<key>=" in err
+
+
+def test_eval_and_predict_of_a_split_run_score_the_validation_share(tmp_path):
+    """A run without data.val validated on its split's share of data.dataset: `frame eval` scores those items,
+    not all of data.dataset (epoch-N.pt gives epoch N's logged figures), says so, and `frame predict` names
+    each item by its index in the dataset; pointing data.dataset elsewhere scores every item."""
+    from frame.data.loading import split_indices
+    from tests.conftest import metrics, run_frame
+
+    train = ["experiment=classify", "name=split", "logger=[jsonl]", "data.dataset.num_samples=40"]
+    run_frame(["train", *train, "trainer.epochs=2", "trainer.checkpoint_every_n_epochs=1"], cwd=tmp_path, check=0)
+    run = tmp_path / "outputs" / "split"
+    logged = {r["epoch"]: r for r in metrics(run) if "val/loss" in r}
+    share = split_indices(40, 0.8, 0)[1]  # the classify experiment's split_ratio and seed
+    for epoch in (1, 2):
+        done = run_frame(["eval", str(run), "--checkpoint", f"epoch-{epoch:04d}", "--name", f"e{epoch}"], tmp_path)
+        assert done.returncode == 0, done.stderr
+        result = json.loads((run / "eval" / f"e{epoch}.json").read_text())
+        assert result["items"] == len(share) == 8 and "validation share" in result["scored"]
+        assert result["metrics"]["loss"] == pytest.approx(logged[epoch]["val/loss"], abs=1e-5)
+        assert result["metrics"]["accuracy"] == pytest.approx(logged[epoch]["val/accuracy"], abs=1e-6)
+        assert "validation share of data.dataset (8 of 40 items" in " ".join(done.stdout.split())
+    other = run_frame(["eval", str(run), "--name", "all", "data.dataset.num_samples=12"], tmp_path, check=0)
+    assert json.loads((run / "eval" / "all.json").read_text())["items"] == 12
+    assert "every item of data.dataset" in " ".join(other.stdout.split())
+    run_frame(["predict", str(run), "--output", "preds"], tmp_path, check=0)
+    rows = list(csv.DictReader(open(tmp_path / "preds" / "predictions.csv")))
+    assert [row["item"] for row in rows] == [f"item-{index:04d}" for index in share]
