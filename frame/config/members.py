@@ -29,7 +29,9 @@ from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from omegaconf import DictConfig, OmegaConf, ValueNode
 from omegaconf.errors import OmegaConfBaseException
 
+from frame.compat import omegaconf
 from frame.compat.hydra import ConfigLoaderImpl, get_overrides_dirname
+from frame.compat.omegaconf import node_at, raw, set_raw
 from frame.config.validate import check_value
 
 PRIMITIVE = (str, int, float, bool, type(None))
@@ -96,7 +98,7 @@ class Members:
         if o.key_or_group not in self._leaf:
             groups = self.launcher.hydra_context.config_loader.repository
             self._leaf[o.key_or_group] = not groups.group_exists(o.key_or_group) and isinstance(
-                _node(self.base, o.key_or_group), ValueNode
+                node_at(self.base, o.key_or_group), ValueNode
             )
         return self._leaf[o.key_or_group] and isinstance(o.value(), PRIMITIVE)
 
@@ -125,20 +127,10 @@ def _set(config, override: Override) -> None:
     """Set a value-only override on its leaf (what Hydra's override code does for one, without its
     walk from the root); a value that does not fit raises Hydra's own error."""
     try:
-        _node(config, override.key_or_group)._set_value(override.value())
+        set_raw(node_at(config, override.key_or_group), override.value())
     except OmegaConfBaseException:
         ConfigLoaderImpl._apply_overrides_to_config([override], config)
         raise
-
-
-def _node(config, key: str):
-    """The node at dotted `key`, unresolved; None when a step on the way is not a plain mapping."""
-    node = config
-    for part in key.split("."):
-        if not isinstance(node, DictConfig) or node._is_none() or node._is_missing() or node._is_interpolation():
-            return None
-        node = node._get_node(part, validate_access=False)
-    return node
 
 
 def _writable_copy(config) -> DictConfig:
@@ -163,11 +155,11 @@ class DirPlanner:
         self.work = work = _writable_copy(launcher.config)
         naming = work.hydra.job.config.override_dirname
         self.naming = dict(kv_sep=naming.kv_sep, item_sep=naming.item_sep, exclude_keys=list(naming.exclude_keys))
-        self.job = {key: _node(work, f"hydra.job.{key}") for key in ("num", "id", "override_dirname")}
+        self.job = {key: node_at(work, f"hydra.job.{key}") for key in ("num", "id", "override_dirname")}
         self.sweep_dir, self.subdir = _resolver(work, "hydra.sweep.dir"), _resolver(work, "hydra.sweep.subdir")
         self.plans: dict[frozenset, tuple[str | None, bool]] = {}  # own keys -> (fixed sweep dir, values name dirs)
-        if _node(work, "hydra.sweep.subdir")._value() in BY_NAME:  # frame's default: no resolution needed
-            self.subdir = lambda: self.job["override_dirname"]._value()
+        if raw(node_at(work, "hydra.sweep.subdir")) in BY_NAME:  # frame's default: no resolution needed
+            self.subdir = lambda: raw(self.job["override_dirname"])
 
     def run_dir(self, num: int, overrides: Sequence[str]) -> tuple[Path, Path] | None:
         """(absolute run dir, sweep dir) of a value-only member; None for a member to compose in full."""
@@ -183,20 +175,21 @@ class DirPlanner:
             self.plans[keys] = (None if varies else self.sweep_dir(), uses_values)
         fixed_dir, uses_values = self.plans[keys]
         own = own if uses_values else []  # values that name no directory are not set
-        saved = [(o.key_or_group, _node(work, o.key_or_group)._value()) for o in own]
+        saved = [(o.key_or_group, raw(node_at(work, o.key_or_group))) for o in own]
         try:
             for override in own:
                 _set(work, override)
-            self.job["num"]._set_value(num)
-            self.job["id"]._set_value(num)
-            self.job["override_dirname"]._set_value(
-                get_overrides_dirname(overrides=[parse(str(line)) for line in overrides], **self.naming)
+            set_raw(self.job["num"], num)
+            set_raw(self.job["id"], num)
+            set_raw(
+                self.job["override_dirname"],
+                get_overrides_dirname(overrides=[parse(str(line)) for line in overrides], **self.naming),
             )
             sweep_dir = fixed_dir or self.sweep_dir()
             return Path(os.path.abspath(Path(sweep_dir) / self.subdir())), Path(sweep_dir)
         finally:
             for key, value in reversed(saved):
-                _node(work, key)._set_value(value)
+                set_raw(node_at(work, key), value)
 
 
 _REFERENCE = re.compile(r"\$\{([^${}]*)\}")
@@ -214,14 +207,14 @@ def depends_on(config, key: str, changing: set[str]) -> bool:
         if key in seen:
             continue
         seen.add(key)
-        node = _node(config, key)
+        node = node_at(config, key)
         if not isinstance(node, ValueNode):
             return True
-        raw = node._value()
-        if not isinstance(raw, str) or "${" not in raw:
+        text = raw(node)
+        if not isinstance(text, str) or "${" not in text:
             continue
-        references = _REFERENCE.findall(raw)
-        if len(references) != raw.count("${"):
+        references = _REFERENCE.findall(text)
+        if len(references) != text.count("${"):
             return True
         for reference in references:
             resolver, colon, argument = reference.partition(":")
@@ -237,15 +230,5 @@ def depends_on(config, key: str, changing: set[str]) -> bool:
 def _resolver(config, key: str):
     """A function that returns the string value of `key` in `config` as it is now (its interpolation
     parsed once)."""
-    from omegaconf.grammar_parser import parse as parse_interpolation
-
     parent_key, _, last = key.rpartition(".")
-    parent, node = _node(config, parent_key), _node(config, key)
-    if not node._is_interpolation():
-        return lambda: str(node._value())
-    tree = parse_interpolation(node._value())
-    return lambda: str(
-        parent._resolve_interpolation_from_parse_tree(
-            parent=parent, value=node, key=last, parse_tree=tree, throw_on_resolution_failure=True, memo=set()
-        )._value()
-    )
+    return omegaconf.resolver(node_at(config, parent_key), node_at(config, key), last)

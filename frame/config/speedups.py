@@ -21,9 +21,9 @@ import copy
 
 import yaml
 from hydra.core.config_store import ConfigStore
-from omegaconf import _utils as omegaconf_utils
 
 from frame.compat.hydra import config_repository, defaults_list
+from frame.compat.omegaconf import yaml_loader_owner as omegaconf_utils
 
 _hydra_interpolation_map = defaults_list._create_interpolation_map
 _omegaconf_loader = omegaconf_utils.get_yaml_loader()  # a new class on every call: one is enough

@@ -15,6 +15,7 @@ from glob import glob
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
+from frame.compat.omegaconf import child, is_none
 from frame.config.schema import TrainConf
 from frame.core.errors import FrameError, did_you_mean
 
@@ -156,7 +157,7 @@ def _resolve(cfg: DictConfig, key: str) -> None:
 
 def _known_keys(node, prefix: str) -> None:
     """A typed (schema) node holds only its fields; `+trainer.epoch=5` would be ignored without a word."""
-    if isinstance(node, (DictConfig, ListConfig)) and (node._is_none() or node._is_interpolation()):
+    if isinstance(node, (DictConfig, ListConfig)) and (is_none(node) or OmegaConf.is_interpolation(node)):
         return
     if isinstance(node, ListConfig):
         for item in node:
@@ -175,7 +176,7 @@ def _known_keys(node, prefix: str) -> None:
                 f"{did_you_mean(str(key), fields)} Settings there: {', '.join(fields)}.",
                 key=f"{prefix}{key}",
             )
-        _known_keys(node._get_node(key), f"{prefix}{key}.")
+        _known_keys(child(node, key), f"{prefix}{key}.")
 
 
 MAX_DEPTH = 32  # nesting of a config beyond any component's (a model inside a wrapper inside a list ...)
