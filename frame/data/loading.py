@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
+from frame.compat.torch import stop_loader_workers
 from frame.core.errors import FrameError
 from frame.core.signals import ignore_stop_signals
 
@@ -410,6 +411,5 @@ def _stop_workers(loader_ref) -> None:
     atexit runs hooks last-registered first, so this one runs before multiprocessing's.
     """
     loader = loader_ref()
-    iterator = getattr(loader, "_iterator", None) if loader is not None else None
-    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-        iterator._shutdown_workers()
+    if loader is not None:
+        stop_loader_workers(loader)

@@ -35,6 +35,7 @@ from typing import BinaryIO
 
 import torch
 
+from frame.compat.torch import keep_state_metadata
 from frame.core.atomic import TMP_PREFIX, WriteError, os_reason, write_file
 from frame.core.errors import FrameError
 
@@ -144,8 +145,7 @@ def to_host(tree, _copies: dict | None = None):
         copy = copies[key]
     elif isinstance(tree, dict):
         copy = type(tree)((key, to_host(value, copies)) for key, value in tree.items())
-        if hasattr(tree, "_metadata"):  # a module state_dict's versions, which load_state_dict reads
-            copy._metadata = tree._metadata
+        keep_state_metadata(tree, copy)  # a module state_dict's versions, which load_state_dict reads
     elif isinstance(tree, (list, tuple)):
         copy = type(tree)(to_host(value, copies) for value in tree)
     else:

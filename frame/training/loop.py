@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from frame.compat.torch import non_finite_check_, steps_with_scaler
 from frame.core import run_record
 from frame.core.errors import FrameError, did_you_mean
 from frame.core.exits import EXIT_INTERRUPTED
@@ -374,7 +375,7 @@ class BadStepGuard:
         self.max = max_consecutive
         self.last = Path(job.run_dir) / "checkpoints" / "last.pt"  # what the stop message may point to
         self.checkpoints = job.checkpoints  # its background write must land before the message looks
-        self.host = not getattr(job.optimizer, "_step_supports_amp_scaling", False)
+        self.host = not steps_with_scaler(job.optimizer)
         self.scaled = job.scaler.is_enabled()
         self.consecutive = 0 if self.host else torch.zeros((), device=job.device)
         self.found_inf = {}  # device -> (flag, 1.0): all_finite's buffers, made once
@@ -444,7 +445,7 @@ def all_finite(params, found_inf: dict):
     for device in devices:
         found_inf.setdefault(device, (torch.zeros(1, device=device), torch.ones(1, device=device)))[0].zero_()
     for (device, _, _), grads in groups.items():
-        torch._amp_foreach_non_finite_check_and_unscale_(grads, *found_inf[device])
+        non_finite_check_(grads, *found_inf[device])
     flags = [found_inf[device][0] for device in devices]
     return (sum(flags) == 0).squeeze(0) if flags else torch.ones((), dtype=torch.bool)
 
