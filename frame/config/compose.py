@@ -84,6 +84,34 @@ def member_config(launcher, overrides: list[str]):
     return config
 
 
+DEFAULT_SWEEP_DIR = "outputs/${name}-sweep"  # conf/hydra/frame.yaml's hydra.sweep.dir
+
+
+def name_sweep_by_its_overrides(config) -> None:
+    """A sweep's directory carries the overrides the command fixes for every member that change the result,
+    as a single run's does (`frame.config.rundir.run_suffix`): `-m optimizer.lr=0.1,0.01 trainer.epochs=5`
+    sweeps in `outputs/organs-sweep+trainer.epochs=5`, so the same sweep command finds its sweep and a
+    different one starts its own. Only frame's default `hydra.sweep.dir` (and none with `name=`); set as a
+    Hydra override too, so that members composed again from the overrides (SLURM, frame's sweeper) get it.
+    """
+    from frame.compat.omegaconf import node_at, raw
+    from frame.config.rundir import run_suffix
+
+    if raw(node_at(config, "hydra.sweep.dir")) != DEFAULT_SWEEP_DIR:
+        return
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()} | set(
+        OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    )
+    suffix = run_suffix([o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group not in swept])
+    if not suffix:
+        return
+    quoted = suffix.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.sweep.dir = DEFAULT_SWEEP_DIR + suffix.replace("${", "\\${")
+        config.hydra.overrides.hydra.append(f"hydra.sweep.dir='{DEFAULT_SWEEP_DIR}{quoted}'")
+
+
 def name_members_by_search(config) -> None:
     """Name a sweep's members by the swept keys alone: the keys the command line fixes for every member
     (`project=.`, `logger=[jsonl]`) join `hydra.job.config.override_dirname.exclude_keys`.

@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from frame.config.check import check_config
-from frame.config.compose import name_members_by_search
+from frame.config.compose import name_members_by_search, name_sweep_by_its_overrides
 from frame.config.rundir import claim, holds_run
 from frame.config.validate import check_device, validate
 from frame.core.errors import FrameError, exit_with
@@ -40,6 +40,7 @@ class Preflight(Callback):
         _check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        name_sweep_by_its_overrides(config)
         _check(config, "hydra.sweep.dir")
         name_members_by_search(config)
 

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from frame.config.rundir import check_member_dir, claim, holds_run, lost_history
@@ -143,3 +145,34 @@ def test_a_long_or_slashed_suffix_is_one_safe_name_and_two_stay_apart():
     long_b = run_suffix([f"model.channels=[{','.join(['16'] * 40)}]", "seed=2"])
     assert long_a != long_b and len(long_a.encode()) <= LONGEST_SUFFIX + 1
     assert long_a == run_suffix([f"model.channels=[{','.join(['16'] * 40)}]", "seed=1"])
+
+
+@pytest.mark.slow
+def test_a_sweep_is_named_by_the_overrides_it_fixes_as_a_single_run_is(tmp_path):
+    """`-m optimizer.lr=0.1,0.01 trainer.epochs=1` and `... trainer.epochs=2` are two sweeps in directories of
+    their own; the same command again finds its sweep; `name=` and an explicit hydra.sweep.dir keep theirs."""
+    from tests.conftest import run_frame
+
+    sweep = [
+        "train",
+        "-m",
+        "experiment=classify",
+        "logger=[jsonl]",
+        "data.dataset.num_samples=16",
+        "optimizer.lr=0.1,0.01",
+    ]
+    outputs = tmp_path / "outputs"
+    for epochs in (1, 2, 1):
+        done = run_frame([*sweep, f"trainer.epochs={epochs}"], tmp_path, check=0)
+    assert sorted(p.name for p in outputs.iterdir()) == [
+        "classify-sweep+data.dataset.num_samples=16,trainer.epochs=1",
+        "classify-sweep+data.dataset.num_samples=16,trainer.epochs=2",
+    ]
+    assert "complete (earlier)" in done.stdout  # the same command found its finished members
+    members = json.loads(
+        (outputs / "classify-sweep+data.dataset.num_samples=16,trainer.epochs=2" / "sweep.json").read_text()
+    )
+    assert sorted(m["run_dir"] for m in members["members"]) == ["optimizer.lr=0.01", "optimizer.lr=0.1"]
+    run_frame([*sweep, "trainer.epochs=1", "name=mine"], tmp_path, check=0)
+    run_frame([*sweep, "trainer.epochs=1", "hydra.sweep.dir=elsewhere"], tmp_path, check=0)
+    assert (outputs / "mine-sweep" / "sweep.json").is_file() and (tmp_path / "elsewhere" / "sweep.json").is_file()
