@@ -102,8 +102,8 @@ def _table(rows) -> None:
     from rich.table import Table
 
     first = rows[0][1]
-    title = f"{first['items']} items ({first['scored']}), checkpoint {Path(first['checkpoint']).name}"
-    table = Table(title=title, title_justify="left")
+    print(f"frame eval: scored {first['scored']}")
+    table = Table(title=f"{first['items']} items, checkpoint {Path(first['checkpoint']).name}", title_justify="left")
     names = list(dict.fromkeys(k for _, result in rows for k in result["metrics"]))
     cells = {
         run: {

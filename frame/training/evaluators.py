@@ -64,14 +64,17 @@ class Accuracy(LibraryMetric):
     KEY = "accuracy"
 
     def __init__(self):
+        # imported here, not at the first batch: its import (seconds) is start-up, not the first
+        # validation's time or `frame eval`'s time per item
+        from torchmetrics.classification import MulticlassAccuracy
+
         super().__init__(None, key=self.KEY)
         self._monai = False
+        self._make = MulticlassAccuracy
 
     def update(self, prediction, target):
         if self.metric is None:
-            from torchmetrics.classification import MulticlassAccuracy
-
-            self.metric = MulticlassAccuracy(num_classes=prediction.shape[1], average="micro")
+            self.metric = self._make(num_classes=prediction.shape[1], average="micro")
             local(self.metric)
         super().update(prediction, target)
 
