@@ -5,7 +5,9 @@ experiment with overlapping clusters (`--spread 1.5`: the default clusters are l
 every trial), monitoring val/loss (a value that keeps moving, unlike accuracy):
 `--trials` trials one at a time (n_jobs=1, so the pruner sees every finished trial), `--epochs` epochs
 each, with the sampler seeded per `--seeds`. With pruning, `hydra.sweeper.pruner` is Optuna's
-SuccessiveHalvingPruner (rungs at 1, 3, 9 ... epochs, a third promoted at each). Reported per search:
+SuccessiveHalvingPruner (`--pruner halving`: rungs at 1, 3, 9 ... epochs, a third promoted at each) or
+MedianPruner (`--pruner median`: after 4 finished trials, from epoch 3, a trial below the median of the
+others at the same epoch stops). Reported per search:
 total epochs trained (from every member's metrics.jsonl), wall time, and the best val/loss found.
 The target: at most half the epochs, with the pruned best value within the unpruned searches' range.
 
@@ -21,7 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-PRUNER = "hydra.sweeper.pruner={_target_: optuna.pruners.SuccessiveHalvingPruner, min_resource: 1, reduction_factor: 3}"
+PRUNERS = {
+    "halving": "hydra.sweeper.pruner={_target_: optuna.pruners.SuccessiveHalvingPruner, min_resource: 1, reduction_factor: 3}",
+    "median": "hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner, n_startup_trials: 4, n_warmup_steps: 2}",
+}
 
 
 def search(root: Path, seed: int, pruned: bool, args) -> dict:
@@ -46,7 +51,7 @@ def search(root: Path, seed: int, pruned: bool, args) -> dict:
         "hydra.sweeper.n_jobs=1",
         f"hydra.sweeper.sampler.seed={seed}",
         f"hydra.sweep.dir={sweep_dir}",
-        *([PRUNER] if pruned else []),
+        *([PRUNERS[args.pruner]] if pruned else []),
     ]
     start = time.perf_counter()
     result = subprocess.run(command, cwd=root, capture_output=True, text=True)
@@ -78,16 +83,22 @@ def main() -> int:
     parser.add_argument(
         "--spread", type=float, default=1.5, help="cluster overlap: the default one is learnt perfectly"
     )
+    parser.add_argument("--pruner", choices=sorted(PRUNERS), default="halving")
+    parser.add_argument(
+        "--unpruned-from", type=Path, help="a --json file of an earlier run: its unpruned searches, not run again"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     if args.quick:
         args.trials, args.epochs, args.seeds, args.samples = 4, 3, "0", 256
     rows = []
+    earlier = json.loads(args.unpruned_from.read_text()) if args.unpruned_from else []
     with tempfile.TemporaryDirectory(prefix="frame-bench-pruning-") as tmp:
         for seed in map(int, args.seeds.split(",")):
             for pruned in (False, True):  # interleaved per seed: drift of a shared machine hits both
-                rows.append(search(Path(tmp), seed, pruned, args))
+                kept = [r for r in earlier if not pruned and not r["pruning"] and r["seed"] == seed]
+                rows.append(kept[0] if kept else search(Path(tmp), seed, pruned, args))
                 print(json.dumps(rows[-1]), flush=True)
     full = [r for r in rows if not r["pruning"]]
     pruned = [r for r in rows if r["pruning"]]
@@ -100,7 +111,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {'SuccessiveHalving' if r['pruning'] else 'no pruning'} | {r['seed']} | {r['epochs']} | "
+            f"| {args.pruner if r['pruning'] else 'no pruning'} | {r['seed']} | {r['epochs']} | "
             f"{r['seconds']:.0f} | {r['best']:.4f} | {r['pruned_members']}/{r['members']} |"
         )
     ratio = sum(r["epochs"] for r in pruned) / sum(r["epochs"] for r in full)
