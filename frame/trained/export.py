@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from frame.compat.extras import pip_extra
 from frame.core.atomic import make_folder, write_file
 from frame.core.errors import FrameError
 
@@ -29,7 +30,7 @@ def export_run(
     try:
         from safetensors.torch import save
     except ImportError as error:
-        raise FrameError("frame export needs safetensors: pip install 'frame[export]' (or safetensors).") from error
+        raise FrameError(f"frame export needs safetensors: {pip_extra('export')} (or safetensors).") from error
     from frame.trained.load import rebuild
 
     model, cfg, saved = rebuild(run_dir, checkpoint, device="cpu", trust=trust)
