@@ -26,8 +26,7 @@ def require(module: str, feature: str) -> ModuleType:
     except ImportError as error:
         extra, package = EXTRAS[module.split(".")[0]]
         raise FrameError(
-            f"{feature} needs {package}, which is not installed: {pip_extra(extra)} "
-            f"(or pip install {package})."
+            f"{feature} needs {package}, which is not installed: {pip_extra(extra)} (or pip install {package})."
         ) from error
 
 

@@ -3,7 +3,7 @@
 `model.safetensors` holds the checkpoint's model weights (safetensors: tensors only, nothing
 runs when it is read); `model.yaml` beside it is the resolved model config (`_target_` plus the
 constructor's arguments), so a script rebuilds the model with importlib and loads the weights
-(README, "After training").
+(docs/reference/evaluation.md, "After training").
 """
 
 from pathlib import Path
