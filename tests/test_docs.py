@@ -5,8 +5,8 @@ of the page's own (a page's blocks build on each other, pages never do), with th
 shows. A shell block whose every line is `frame ARGS` (no pipe, redirection, `$`, `;` or `&&`) runs in
 this process through `run_frame` (torch is imported once for the whole test); any other shell block
 runs as `bash -euo pipefail` with this interpreter's bin folder first on PATH, and the folder it ends
-in (`cd blobs`) is where the page's next block starts. A python block runs with this interpreter in the
-page's folder. A block fails the test on a non-zero exit.
+in (`cd blobs`) is where the page's next block starts. A python block runs in this process too, as
+`python -c` would in the page's folder (that folder first on sys.path, its modules forgotten after). A block fails the test on a non-zero exit.
 
 Marks, an HTML comment on the line right before a fence:
 
@@ -20,17 +20,20 @@ Marks, an HTML comment on the line right before a fence:
 Other fences (```yaml, ```text without the mark, bare ```) are shown, never run.
 """
 
+import contextlib
+import io
 import os
 import re
 import shlex
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, frame_env, run_frame
+from tests.conftest import REPO, _forget_project_modules, frame_env, run_frame
 
 SHELL = ("bash", "sh", "console")
 RUN = (*SHELL, "python")
@@ -101,10 +104,7 @@ def _commands(text: str) -> list[str]:
 def _run(block: Block, cwd: Path) -> tuple[subprocess.CompletedProcess, Path]:
     """Run one block in `cwd`; returns its result and the folder the next block starts in."""
     if block.language == "python":
-        result = subprocess.run(
-            [sys.executable, "-c", block.text], cwd=cwd, env=frame_env(), capture_output=True, text=True, timeout=600
-        )
-        return result, cwd
+        return _python(block.text, cwd), cwd
     commands = [line for line in _commands(block.text) if not line.startswith("#")]
     if all(PLAIN_FRAME.match(line) for line in commands):
         outputs, result = [], None
@@ -122,6 +122,30 @@ def _run(block: Block, cwd: Path) -> tuple[subprocess.CompletedProcess, Path]:
     after = Path(where.read_text().strip()) if where.exists() else cwd
     where.unlink(missing_ok=True)
     return result, after
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A python block run in this process as `python -c` would run it in `cwd` (the folder first on
+    sys.path, output captured, a traceback and status 1 on an exception); the working directory,
+    sys.path and the page's own modules are put back afterwards, as `run_frame` does."""
+    saved_cwd, saved_path, saved_modules = os.getcwd(), list(sys.path), set(sys.modules)
+    out, code_status = io.StringIO(), 0
+    os.chdir(cwd)
+    sys.path.insert(0, str(cwd))
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            try:
+                exec(compile(code, "<docs block>", "exec"), {"__name__": "__main__"})
+            except SystemExit as exit:
+                code_status = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+            except BaseException:
+                traceback.print_exc()
+                code_status = 1
+    finally:
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path
+        _forget_project_modules(saved_modules)
+    return subprocess.CompletedProcess(["python"], code_status, out.getvalue(), "")
 
 
 def _shows(expected: str, output: str) -> list[str]:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def _readme_snippet() -> str:
     text = (REPO / "docs" / "reference" / "evaluation.md").read_text()
-    return re.search(r"test_export\.py runs this snippet -->\n```python\n(.*?)```", text, re.S).group(1)
+    return re.search(r"<!-- export-snippet[^>]*-->\n```python\n(.*?)```", text, re.S).group(1)
 
 
 def test_readme_snippet_loads_the_export_without_frame(trained_run, capsys, tmp_path):
