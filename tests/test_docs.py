@@ -159,7 +159,14 @@ def _shows(expected: str, output: str) -> list[str]:
     return missing
 
 
-PAGES = [path for path in pages() if any(b.language in RUN for b in blocks(path))]
+# pages whose blocks take more than ~20 s on a loaded 2-core machine (processes of their own, 3D volumes,
+# a whole tutorial): `make test` runs them, `make test-fast` leaves them out
+SLOW = {"README.md", "docs/tutorial.md", "docs/howto/monai.md", "docs/howto/multinode.md"}
+PAGES = [
+    pytest.param(path, marks=[pytest.mark.slow] if str(path.relative_to(REPO)) in SLOW else [])
+    for path in pages()
+    if any(b.language in RUN for b in blocks(path))
+]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda path: str(path.relative_to(REPO)))
@@ -198,6 +205,11 @@ def test_every_mark_says_why_and_stands_before_a_block():
             assert mark.group(1) != "skip" or mark.group(2), f"{page}:{number + 1}: a skip says why"
             following = lines[number + 1].strip() if number + 1 < len(lines) else ""
             assert following.startswith("```"), f"{page}:{number + 1}: a mark stands right before a fence"
+
+
+def test_slow_pages_exist():
+    """A renamed page must not leave its slow mark behind (and run in `make test-fast`)."""
+    assert all((REPO / page).is_file() for page in SLOW)
 
 
 def test_the_tutorial_is_collected_whole():
