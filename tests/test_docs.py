@@ -4,9 +4,11 @@ The fenced ```bash, ```sh, ```console and ```python blocks of each page run in o
 of the page's own (a page's blocks build on each other, pages never do), with the sizes the page
 shows. A shell block whose every line is `frame ARGS` (no pipe, redirection, `$`, `;` or `&&`) runs in
 this process through `run_frame` (torch is imported once for the whole test); any other shell block
-runs as `bash -euo pipefail` with this interpreter's bin folder first on PATH, and the folder it ends
+runs as `bash -euo pipefail` with this interpreter's bin folder first on PATH (each `frame` in it a new
+process that imports torch again: keep `frame` lines in blocks of their own), and the folder it ends
 in (`cd blobs`) is where the page's next block starts. A python block runs in this process too, as
-`python -c` would in the page's folder (that folder first on sys.path, its modules forgotten after). A block fails the test on a non-zero exit.
+`python -c` would in the page's folder (that folder first on sys.path, its modules forgotten after).
+A block fails the test on a non-zero exit.
 
 Marks, an HTML comment on the line right before a fence:
 
