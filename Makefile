@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup train lint test test-fast bench bench-quick clean-venv
+.PHONY: setup train lint docs test test-fast bench bench-quick clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ lint: setup   # ruff (pyflakes, bugbear, isort, pyupgrade), ruff's formatter, py
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pyright
+
+docs: setup   # the site under docs/ (mkdocs.yml) into site/; --strict: a warning or a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(or $(SITE_DIR),site)
 
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

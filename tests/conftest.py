@@ -152,8 +152,11 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
 
 def _forget_project_modules(before: set[str]) -> None:
     """Drop the modules a command imported from outside the installed packages and frame itself (a
-    test's project, `mypkg`): the next test's project of the same name must be imported afresh."""
-    keep = (str(REPO / "frame"), str(REPO / "hydra_plugins"), sys.prefix, sys.base_prefix)
+    test's project, `mypkg`): the next test's project of the same name must be imported afresh. Installed
+    packages stay wherever they are (also a site-packages folder a `.pth` put on sys.path): torch's
+    extension modules imported a second time fail inside torch."""
+    installed = tuple(path for path in sys.path if path.rstrip("/").endswith(("site-packages", "dist-packages")))
+    keep = (str(REPO / "frame"), str(REPO / "hydra_plugins"), sys.prefix, sys.base_prefix, *installed)
     new = {name: _location(sys.modules[name]) for name in set(sys.modules) - before}  # all read before any goes
     for name, where in new.items():
         if where and not where.startswith(keep):

@@ -6,6 +6,9 @@ from types import ModuleType
 
 from frame.core.errors import FrameError
 
+# frame's name on the package index (`pip install frame` is an unrelated project); the package is `frame`
+DISTRIBUTION = "frame-launcher"
+
 # module -> (extra, the package pip installs)
 EXTRAS = {
     "optuna": ("optuna", "optuna"),
@@ -23,6 +26,10 @@ def require(module: str, feature: str) -> ModuleType:
     except ImportError as error:
         extra, package = EXTRAS[module.split(".")[0]]
         raise FrameError(
-            f"{feature} needs {package}, which is not installed: pip install 'frame[{extra}]' "
-            f"(or pip install {package})."
+            f"{feature} needs {package}, which is not installed: {pip_extra(extra)} (or pip install {package})."
         ) from error
+
+
+def pip_extra(extra: str) -> str:
+    """The pip command that installs frame's `extra`."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"

@@ -1,9 +1,9 @@
 """Seed JSON jobs -> Hydra experiment configs: JSON stops here, nothing past this module knows its keys.
 
-A job file in the seed's format (the README's "Seed JSON jobs"; `//` and `/* */` comments and
+A job file in the seed's format (docs/reference/json-jobs.md; `//` and `/* */` comments and
 trailing commas allowed) becomes a `# @package _global_` experiment whose
 components carry explicit `_target_`s. Nothing past this module knows a JSON
-key name. The mapping (also in the README):
+key name. The mapping (also in docs/reference/json-jobs.md):
 
     name                          -> name            (default: the file's stem)
     resume                        -> resume

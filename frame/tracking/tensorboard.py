@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frame.compat.extras import pip_extra
 from frame.core.errors import FrameError
 from frame.tracking.base import MetricLogger
 from frame.tracking.examples import render
@@ -26,7 +27,7 @@ class TensorBoardLogger(MetricLogger):
             from torch.utils.tensorboard import SummaryWriter  # noqa: F401 (fails without the tensorboard package)
         except ImportError as error:
             raise FrameError(
-                "logger tensorboard needs the tensorboard package: pip install 'frame[tensorboard]' "
+                f"logger tensorboard needs the tensorboard package: {pip_extra('tensorboard')} "
                 "(or tensorboard), or leave tensorboard out of logger=[...]."
             ) from error
         self.dirname = dirname

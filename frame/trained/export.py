@@ -3,13 +3,14 @@
 `model.safetensors` holds the checkpoint's model weights (safetensors: tensors only, nothing
 runs when it is read); `model.yaml` beside it is the resolved model config (`_target_` plus the
 constructor's arguments), so a script rebuilds the model with importlib and loads the weights
-(README, "After training").
+(docs/reference/evaluation.md, "After training").
 """
 
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from frame.compat.extras import pip_extra
 from frame.core.atomic import make_folder, write_file
 from frame.core.errors import FrameError
 
@@ -29,7 +30,7 @@ def export_run(
     try:
         from safetensors.torch import save
     except ImportError as error:
-        raise FrameError("frame export needs safetensors: pip install 'frame[export]' (or safetensors).") from error
+        raise FrameError(f"frame export needs safetensors: {pip_extra('export')} (or safetensors).") from error
     from frame.trained.load import rebuild
 
     model, cfg, saved = rebuild(run_dir, checkpoint, device="cpu", trust=trust)

@@ -1,6 +1,6 @@
 """Run every benchmark, one after another, and keep their output.
 
-    python scripts/bench/run.py            # full: the figures in BENCHMARKS.md
+    python scripts/bench/run.py            # full: the figures in docs/design/benchmarks.md
     python scripts/bench/run.py --quick    # one small round of each: checks they still work (CI)
 
 Each benchmark is its own script (run alone for details); this prints their
@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# (script, full arguments, quick arguments), in the order BENCHMARKS.md reports them
+# (script, full arguments, quick arguments), in the order docs/design/benchmarks.md reports them
 BENCHMARKS = [
     ("loop_overhead.py", ["7"], ["1", "--quick"]),
     ("startup.py", ["5"], ["1"]),

@@ -79,7 +79,7 @@ def test_debug_overfit_trains_and_validates_on_the_same_batches(tmp_path):
 
 @pytest.mark.slow
 def test_the_same_command_continues_its_run_and_a_changed_one_starts_its_own(tmp_path):
-    """Run identity: the README's rule, command by command."""
+    """Run identity: the README's rule ("Which run a command continues"), command by command."""
     from tests.conftest import run_frame
 
     base = ["train", "experiment=classify", "data.dataset.num_samples=64", "trainer.epochs=1", "logger=[jsonl]"]

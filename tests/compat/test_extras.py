@@ -35,7 +35,7 @@ def test_core_dependencies_pin_nothing_of_a_database_stack_and_optional_features
 
 
 def test_a_missing_extra_names_the_pip_command():
-    with pytest.raises(FrameError, match=r"frame plot needs matplotlib.*pip install 'frame\[plot\]'"):
+    with pytest.raises(FrameError, match=r"frame plot needs matplotlib.*pip install 'frame-launcher\[plot\]'"):
         require("matplotlib.not_a_module", "frame plot")
     assert require("json", "anything").dumps(1) == "1"  # a present module comes back as itself
 
@@ -61,4 +61,4 @@ def test_a_search_without_optuna_installed_exits_2_with_the_pip_command(tmp_path
         timeout=300,
     )
     assert result.returncode == 2, result.stderr[-2000:]
-    assert "pip install 'frame[optuna]'" in result.stderr and "Traceback" not in result.stderr
+    assert "pip install 'frame-launcher[optuna]'" in result.stderr and "Traceback" not in result.stderr

@@ -34,7 +34,7 @@ def test_the_seed_example_parses_verbatim():
     assert len(job["training"]["dataset"]["sample_transforms"]) == 3
 
 
-# JSON key -> (Hydra key, expected value); the README's table says the same.
+# JSON key -> (Hydra key, expected value); docs/reference/json-jobs.md's table says the same.
 MAPPING = [
     ("name", "name", "seed_example"),
     ("resume", "resume", True),

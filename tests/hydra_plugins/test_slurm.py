@@ -26,7 +26,7 @@ LONGER = ["experiment=classify", "data.dataset.num_samples=4000", "logger=[jsonl
 
 
 def test_generated_sbatch_matches_the_recorded_file(compose, tmp_path, monkeypatch):
-    """The sbatch script frame's SLURM preset produces for the README's GPU example (4 members)."""
+    """The sbatch script frame's SLURM preset produces for the GPU example of docs/howto/slurm.md (4 members)."""
     from hydra.utils import instantiate
     from submitit.slurm import slurm
 

@@ -1,5 +1,5 @@
 """Fault cases of issue 13 that need no training: stop signals, a refused attempt's record, a changed
-monitor on resume, the continue hint after fresh=true, damaged metrics lines (README: Reliability)."""
+monitor on resume, the continue hint after fresh=true, damaged metrics lines (docs/design/reliability.md)."""
 
 import json
 import os

@@ -1,4 +1,5 @@
-"""`frame export`: safetensors and the model's config, loadable by the README's snippet without frame."""
+"""`frame export`: safetensors and the model's config, loadable by the docs' snippet without frame
+(docs/reference/evaluation.md, "After training")."""
 
 import re
 import subprocess
@@ -14,8 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 def _readme_snippet() -> str:
-    text = (REPO / "README.md").read_text()
-    return re.search(r"<!-- export-snippet -->\n```python\n(.*?)```", text, re.S).group(1)
+    text = (REPO / "docs" / "reference" / "evaluation.md").read_text()
+    return re.search(r"<!-- export-snippet[^>]*-->\n```python\n(.*?)```", text, re.S).group(1)
 
 
 def test_readme_snippet_loads_the_export_without_frame(trained_run, capsys, tmp_path):

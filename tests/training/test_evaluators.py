@@ -174,7 +174,7 @@ def test_a_dice_that_contradicts_the_loss_is_warned_about(compose, tmp_path, cap
 @pytest.mark.slow
 def test_library_metrics_by_name_from_yaml_are_logged(tmp_path):
     """torchmetrics' MulticlassF1Score as it is and MONAI's ROCAUCMetric inside LibraryMetric (the
-    README's two ways), from command-line YAML on the classification experiment."""
+    two ways of docs/reference/config.md), from command-line YAML on the classification experiment."""
     run_frame(
         [
             "train",
