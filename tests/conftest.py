@@ -153,7 +153,8 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
 def _forget_project_modules(before: set[str]) -> None:
     """Drop the modules a command imported from outside the installed packages and frame itself (a
     test's project, `mypkg`): the next test's project of the same name must be imported afresh."""
-    keep = (str(REPO / "frame"), str(REPO / "hydra_plugins"), sys.prefix, sys.base_prefix)
+    installed = (folder for folder in sys.path if folder.endswith("site-packages"))  # a venv's, or one it extends
+    keep = (str(REPO / "frame"), str(REPO / "hydra_plugins"), sys.prefix, sys.base_prefix, *installed)
     new = {name: _location(sys.modules[name]) for name in set(sys.modules) - before}  # all read before any goes
     for name, where in new.items():
         if where and not where.startswith(keep):
