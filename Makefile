@@ -26,8 +26,12 @@ lint: setup   # ruff (pyflakes, bugbear, isort, pyupgrade), ruff's formatter, py
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup   # the inner loop: all but the slow and SLURM tests (some still train tiny models); CI runs `make test`
-	$(BIN)/python -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
+# the inner loop: the logic of the lower layers (core, config, compat, cli, tracking, trained) without the tests
+# marked slow (they train or start processes) or needing SLURM; CI runs `make test`
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not slurm and not multinode" $(FAST) $(PYTEST_ARGS)
+
+FAST := tests/core tests/config tests/compat tests/cli tests/tracking tests/trained tests/test_layers.py
 
 bench: setup
 	$(BIN)/pip install -q -e '.[bench]'

@@ -63,6 +63,7 @@ def test_unknown_command_suggests(tmp_path):
     assert "Did you mean 'train'?" in result.stderr
 
 
+@pytest.mark.slow
 def test_resume_false_refuses_existing_run_and_fresh_moves_it(tmp_path):
     run_frame(["train", *TINY, "trainer.epochs=1", "name=organs"], cwd=tmp_path, check=0)
     run_dir = tmp_path / "outputs" / "organs"
