@@ -26,11 +26,18 @@ lint: setup   # ruff (pyflakes, bugbear, isort, pyupgrade), ruff's formatter, py
 docs: setup   # the site under docs/ (mkdocs.yml) into site/; --strict: a warning or a broken link fails
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(or $(SITE_DIR),site)
 
+# two pytest-xdist workers, a test file to a worker (SLURM's tests all on one): one waits (a subprocess, a
+# timeout, a queued job) while the other computes; PYTEST_ARGS='-n 0' runs everything in this process
 test: setup lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-test-fast: setup   # the inner loop: all but the slow and SLURM tests (some still train tiny models); CI runs `make test`
-	$(BIN)/python -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
+# the inner loop: the logic of the lower layers (core, config, compat, cli, tracking, trained), 330 tests, without
+# those marked slow (they train or start processes) or needing SLURM: 5.3 min on 2 cores shared at load 8 (one
+# worker: two were no faster there); CI runs `make test`
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not slurm and not multinode" $(FAST) $(PYTEST_ARGS)
+
+FAST := tests/core tests/config tests/compat tests/cli tests/tracking tests/trained tests/test_layers.py
 
 bench: setup
 	$(BIN)/pip install -q -e '.[bench]'

@@ -258,6 +258,16 @@ def require_slurm(nodes: int = 1) -> None:
         pytest.skip(problem)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test`: `-n 2 --dist loadgroup`) a file's tests stay in one worker, sharing its
+    module and session fixtures (one trained run, not one per worker), and the SLURM tests all share one, so
+    their jobs never queue on the local cluster behind each other's."""
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no":
+        for item in items:
+            cluster = item.get_closest_marker("slurm") or item.get_closest_marker("multinode")
+            item.add_marker(pytest.mark.xdist_group("slurm" if cluster else item.nodeid.split("::")[0]))
+
+
 def pytest_terminal_summary(terminalreporter):
     """One line saying how to run the tests that skipped for want of the local SLURM cluster (`make test`
     on a laptop skips them all; CI sets FRAME_REQUIRE_SLURM=1, where they fail instead)."""

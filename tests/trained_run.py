@@ -12,16 +12,3 @@ def trained_run(tmp_path_factory):
     project = tmp_path_factory.mktemp("trained")
     run_frame(["train", "name=tiny", "logger=[jsonl]", *TINY], cwd=project, check=0)
     return project, project / "outputs" / "tiny"
-
-
-def frame_main(argv, capsys) -> tuple[int, str, str]:
-    """`frame ARGV` in this process (torch is loaded already): (exit code, stdout, stderr)."""
-    from frame.cli import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit:
-        code = exit.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err

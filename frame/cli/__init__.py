@@ -8,6 +8,8 @@ import importlib
 import os
 import sys
 
+from frame.cli.arguments import command_parser, flag, folder
+
 USAGE = """\
 usage: frame <command> [args]
 
@@ -45,13 +47,10 @@ def _train(argv: list[str]) -> None:
 
 
 def _runs(argv: list[str]) -> None:
-    args = _parser(
-        "runs",
-        "Table of the runs under DIR.",
-        [
-            (["dir"], dict(nargs="?", default="outputs", help="a run, a sweep or a folder of runs (default: outputs)")),
-            (["--json"], dict(action="store_true", help="print JSON (one object per run) for scripts")),
-        ],
+    """Table of the runs under DIR."""
+    args = command_parser(
+        _runs,
+        [folder("a run, a sweep or a folder of runs"), flag("--json", "print JSON (one object per run) for scripts")],
     ).parse_args(argv)
     from frame.trained.runs import runs_table
 
@@ -59,9 +58,9 @@ def _runs(argv: list[str]) -> None:
 
 
 def _plot(argv: list[str]) -> None:
-    args = _parser(
-        "plot",
-        "Training and validation curves of one or more runs (PNG).",
+    """Training and validation curves of one or more runs (PNG)."""
+    args = command_parser(
+        _plot,
         [
             (["run_dirs"], dict(nargs="+", metavar="RUN_DIR", help="run directories or sweep directories")),
             (["-o", "--output"], dict(metavar="FILE.png", help="where to write (default: RUN_DIR/plot.png)")),
@@ -77,21 +76,19 @@ def _plot(argv: list[str]) -> None:
 
 
 def _sync(argv: list[str]) -> None:
-    args = _parser(
-        "sync",
-        "Upload offline W&B runs (needs WANDB_API_KEY or `wandb login`).",
+    """Upload offline W&B runs (needs WANDB_API_KEY or `wandb login`)."""
+    timeout = dict(
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="stop the upload after this long (default 3600); the rest stays offline",
+    )
+    args = command_parser(
+        _sync,
         [
-            (["dir"], dict(nargs="?", default="outputs", help="where to look for offline runs (default: outputs)")),
-            (["--dry-run"], dict(action="store_true", help="list what would be uploaded")),
-            (
-                ["--timeout"],
-                dict(
-                    type=float,
-                    default=3600.0,
-                    metavar="SECONDS",
-                    help="stop the upload after this long (default 3600); the rest stays offline",
-                ),
-            ),
+            folder("where to look for offline runs"),
+            flag("--dry-run", "list what would be uploaded"),
+            (["--timeout"], timeout),
         ],
     ).parse_args(argv)
     from frame.core.errors import FrameError, exit_with
@@ -101,15 +98,6 @@ def _sync(argv: list[str]) -> None:
         sys.exit(sync(_existing(args.dir), dry_run=args.dry_run, timeout_s=args.timeout))
     except FrameError as error:
         exit_with(str(error))
-
-
-def _parser(command, description, arguments):
-    import argparse
-
-    parser = argparse.ArgumentParser(prog=f"frame {command}", description=description)
-    for names, options in arguments:
-        parser.add_argument(*names, **options)
-    return parser
 
 
 def _existing(directory: str):

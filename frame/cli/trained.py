@@ -5,10 +5,10 @@ the work (`frame.trained.evaluate`, `frame.trained.predict`, `frame.trained.expo
 no checkpoint, an unreadable file, a bad override) is one message and exit code 2.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
+from frame.cli.arguments import command_parser, flag
 from frame.core.errors import FrameError, exit_with
 
 _CHECKPOINT = (
@@ -20,20 +20,13 @@ _CHECKPOINT = (
     ),
 )
 _DEVICE = (["--device"], dict(default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N"))
-_TRUST = (
-    ["--trust"],
-    dict(
-        action="store_true",
-        help="build the checkpoint's stored config without refusing "
-        "targets that load pickles or run commands (your own runs only)",
-    ),
+_TRUST = flag(
+    "--trust",
+    "build the checkpoint's stored config without refusing targets that load pickles or run commands "
+    "(your own runs only)",
 )
-_RAW = (
-    ["--raw-weights"],
-    dict(
-        action="store_true",
-        help="the trained weights, not their moving average (runs with trainer.ema; what validation scored)",
-    ),
+_RAW = flag(
+    "--raw-weights", "the trained weights, not their moving average (runs with trainer.ema; what validation scored)"
 )
 _MODEL = (_CHECKPOINT, _DEVICE, _TRUST, _RAW)  # which weights, where, and whether the stored config is trusted
 _OVERRIDES = (
@@ -48,15 +41,15 @@ _OVERRIDES = (
 
 
 def eval(argv: list[str]) -> None:
+    """Score a trained run's checkpoint on a data set (every item, no split); a sweep directory evaluates
+    each member's checkpoint."""
     args = _parse(
-        "eval",
-        "Score a trained run's checkpoint on a data set (every item, no split); "
-        "a sweep directory evaluates each member's checkpoint.",
+        eval,
         argv,
         [
             *_MODEL,
             (["--name"], dict(help="names the result: RUN_DIR/eval/NAME.json (default: the dataset root's folder)")),
-            (["--per-item"], dict(action="store_true", help="also write RUN_DIR/eval/NAME.csv, one row per item")),
+            flag("--per-item", "also write RUN_DIR/eval/NAME.csv, one row per item"),
             _OVERRIDES,
         ],
         run_dir="a run directory, or a sweep directory",
@@ -130,12 +123,9 @@ def _table(rows) -> None:
     console.print(table)
 
 
-def _parse(command, description, argv, arguments, run_dir="a run directory"):
+def _parse(command, argv, arguments, run_dir="a run directory"):
     """Every command here takes RUN_DIR first, then its own arguments; overrides may follow flags."""
-    parser = argparse.ArgumentParser(prog=f"frame {command}", description=description)
-    parser.add_argument("run_dir", metavar="RUN_DIR", help=run_dir)
-    for names, options in arguments:
-        parser.add_argument(*names, **options)
+    parser = command_parser(command, [(["run_dir"], dict(metavar="RUN_DIR", help=run_dir)), *arguments])
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # an override after a flag (argparse stops collecting positionals there)
         bad = [a for a in unknown if a.startswith("-") or "=" not in a and not a.startswith("~")]  # ~key deletes
@@ -153,10 +143,10 @@ def _existing(directory: str) -> Path:
 
 
 def predict(argv: list[str]) -> None:
+    """Run a trained model on files (NIfTI volumes, images) or on a dataset's items: label maps as NIfTI
+    with the input's affine, or a CSV of predictions."""
     args = _parse(
-        "predict",
-        "Run a trained model on files (NIfTI volumes, images) or on a dataset's items: label "
-        "maps as NIfTI with the input's affine, or a CSV of predictions.",
+        predict,
         argv,
         [
             (
@@ -226,9 +216,9 @@ def predict(argv: list[str]) -> None:
 
 
 def export(argv: list[str]) -> None:
+    """Write a run's weights as safetensors, with the resolved model config beside them."""
     args = _parse(
-        "export",
-        "Write a run's weights as safetensors, with the resolved model config beside them.",
+        export,
         argv,
         [
             (["--format"], dict(default="safetensors", help="safetensors (the only one so far)")),

@@ -31,7 +31,9 @@ def test_cfg_job_prints_targets(tmp_path):
 
 
 def test_train_help_names_the_command_and_every_group(tmp_path):
-    out = run_frame(["train", "--help"], cwd=tmp_path, check=0).stdout
+    # a process: in this one, after tests/config/test_json_job.py, Hydra lists `experiment: classify, job`
+    # (a leak of conftest's in-process runner not yet found; the order of xdist's workers varies)
+    out = run_frame(["train", "--help"], cwd=tmp_path, check=0, process=True).stdout
     assert out.startswith("frame train is powered by Hydra.")  # not Hydra's job name, "train"
     assert "experiment: classify, organs" in out and "hparams_search: classify_optuna" in out
 
@@ -63,6 +65,7 @@ def test_unknown_command_suggests(tmp_path):
     assert "Did you mean 'train'?" in result.stderr
 
 
+@pytest.mark.slow
 def test_resume_false_refuses_existing_run_and_fresh_moves_it(tmp_path):
     run_frame(["train", *TINY, "trainer.epochs=1", "name=organs"], cwd=tmp_path, check=0)
     run_dir = tmp_path / "outputs" / "organs"

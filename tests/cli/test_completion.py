@@ -27,6 +27,7 @@ def _complete(line: str, tmp_path) -> list[str]:
     return result.stdout.split()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_bash_completes_groups_options_and_keys_of_frame_train(tmp_path):
     assert (BIN / "frame").exists()

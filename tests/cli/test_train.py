@@ -13,6 +13,7 @@ from tests.conftest import frame_env
 FRAME = Path(sys.executable).parent / "frame"  # the console script: its sys.path[0] is the venv's bin, not the cwd
 
 
+@pytest.mark.slow
 def test_the_console_script_imports_the_users_package_and_takes_m_after_overrides(tmp_path):
     (tmp_path / "mypkg").mkdir()
     (tmp_path / "mypkg" / "__init__.py").write_text("")
@@ -53,6 +54,7 @@ def test_the_console_script_imports_the_users_package_and_takes_m_after_override
     assert (tmp_path / "p" / "predictions.csv").is_file()
 
 
+@pytest.mark.slow
 def test_debug_fast_runs_two_batches_under_outputs_debug_and_starts_over_each_time(tmp_path):
     """lightning-hydra-template's `debug=fast`: one epoch of 2 batches and 1 validation batch, no W&B
     even where the experiment asks for it, in outputs/debug/; a second run moves the first aside."""

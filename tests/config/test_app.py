@@ -1,6 +1,7 @@
 """A user's own primary config: `--config-name` and a `train.yaml` in `--config-dir` are what runs,
 with frame's Hydra settings (`hydra: frame`) when the config lists them."""
 
+import pytest
 import yaml
 
 from frame.config.compose import compose
@@ -33,6 +34,7 @@ def _job(result) -> dict:
     return yaml.safe_load(result.stdout)
 
 
+@pytest.mark.slow
 def test_a_train_yaml_in_config_dir_is_the_primary_config(tmp_path):
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "train.yaml").write_text(OWN.format(name="mine"))

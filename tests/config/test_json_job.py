@@ -386,6 +386,7 @@ def test_convert_never_writes_onto_the_job_it_reads(tmp_path):
     assert result.returncode == 2 and "taken is not a folder" in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_a_validation_dataset_becomes_data_val_and_round_trips_through_convert(tmp_path):
     """`training.validation_dataset` beside `training.dataset`: the run's `data.val`, and `frame convert`'s
     experiment composes to the same config as `frame run` on the JSON."""

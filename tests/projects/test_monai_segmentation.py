@@ -175,13 +175,12 @@ def test_frame_trains_the_tutorial_as_monai_does_and_eval_reproduces_validation(
     assert low - spread <= frame_dice <= high + spread
     assert len({round(r["val/dice"], 6) for r in logged.values()}) > 1  # was: the same Dice every epoch (raw logits)
 
-    from tests.trained_run import frame_main
-
     for epoch in (2, EPOCHS):
-        code, out, err = frame_main(
-            ["eval", str(run), "--checkpoint", f"epoch-{epoch:04d}", "--name", f"e{epoch}", "--device", "cpu"], capsys
+        done = run_frame(
+            ["eval", str(run), "--checkpoint", f"epoch-{epoch:04d}", "--name", f"e{epoch}", "--device", "cpu"],
+            cwd=tmp_path,
         )
-        assert code == 0, err
+        assert done.returncode == 0, done.stderr
         result = json.loads((run / "eval" / f"e{epoch}.json").read_text())
         with capsys.disabled():
             print(
@@ -192,7 +191,7 @@ def test_frame_trains_the_tutorial_as_monai_does_and_eval_reproduces_validation(
         assert result["items"] == 2
         assert result["metrics"]["dice"] == pytest.approx(logged[epoch]["val/dice"], abs=1e-5)
         assert result["metrics"]["loss"] == pytest.approx(logged[epoch]["val/loss"], abs=1e-5)
-    code, _, err = frame_main(["predict", str(run), "--output", str(tmp_path / "pred"), "--device", "cpu"], capsys)
-    assert code == 0, err  # whole volumes through the run's smaller sliding window
+    done = run_frame(["predict", str(run), "--output", str(tmp_path / "pred"), "--device", "cpu"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # whole volumes through the run's smaller sliding window
     predicted = sorted((tmp_path / "pred").glob("*.nii.gz"))
     assert len(predicted) == 2 and nib.load(predicted[0]).shape[:3] == (SIZE,) * 3

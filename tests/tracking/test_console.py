@@ -5,6 +5,8 @@ import pty
 import select
 import time
 
+import pytest
+
 from tests.conftest import TINY, run_frame, start_frame
 
 
@@ -19,6 +21,7 @@ def test_without_a_tty_progress_is_plain_log_lines(tmp_path):
     assert "samples/s" in (tmp_path / "outputs" / "organs" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_on_a_tty_a_progress_bar_and_a_summary(tmp_path):
     primary, secondary = pty.openpty()
     process = start_frame(

@@ -1,6 +1,7 @@
 """Prediction examples: panels from segmentation and classification outputs, PNGs, W&B images."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -33,6 +34,7 @@ def test_class_index_segmentation_and_classification():
     assert panel.caption() == "true: c, predicted: b"
 
 
+@pytest.mark.slow
 def test_png_examples_and_wandb_images_from_a_run(compose, tmp_path):
     cfg = compose(
         [

@@ -51,6 +51,7 @@ def resumed(tmp_path_factory):
     return cwd / "outputs" / "organs", first, second
 
 
+@pytest.mark.slow
 def test_offline_history_holds_every_metric_at_its_step(resumed):
     run_dir, first, _ = resumed
     rows = {row["_step"]: row for row in _rows(run_dir)}
@@ -95,6 +96,7 @@ def test_unreachable_server_falls_back_offline_quickly(tmp_path):
     assert _rows(run_dir)
 
 
+@pytest.mark.slow
 def test_silent_server_is_given_up_after_init_timeout(tmp_path):
     """A server that accepts connections but never answers: wandb.init is cut off after init_timeout_s."""
     with socket.socket() as silent:
@@ -162,6 +164,7 @@ def test_training_rows_are_throttled_validation_rows_are_not(compose, tmp_path):
     assert [r["epoch"] for r in rows if "val/accuracy" in r] == [1, 2]
 
 
+@pytest.mark.slow
 def test_multirun_members_are_separate_wandb_runs(tmp_path):
     run_frame(["train", "-m", *TINY, *WANDB, "trainer.epochs=1", "optimizer.lr=1e-3,1e-2"], cwd=tmp_path, check=0)
     members = sorted((tmp_path / "outputs" / "organs-sweep").glob("*optimizer.lr=*"))
@@ -189,6 +192,7 @@ def _summary(path):
     return summary
 
 
+@pytest.mark.slow
 def test_test_set_figures_land_in_the_summary(compose, tmp_path):
     """data.test is scored with best.pt after training; W&B's summary shows those test/... figures
     (the run page's table), the same as run.json's."""

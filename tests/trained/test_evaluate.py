@@ -7,15 +7,15 @@ import shutil
 import pytest
 
 from tests.best_metric import reproduce_best
-from tests.trained_run import frame_main, trained_run  # noqa: F401 (the fixture)
+from tests.conftest import run_frame
+from tests.trained_run import trained_run  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.slow
 
 
-def test_eval_scores_every_item_and_writes_json_and_csv(trained_run, capsys, monkeypatch):
+def test_eval_scores_every_item_and_writes_json_and_csv(trained_run):
     project, run = trained_run
-    monkeypatch.chdir(project)
-    code, out, err = frame_main(
+    done = run_frame(
         [
             "eval",
             str(run),
@@ -27,9 +27,9 @@ def test_eval_scores_every_item_and_writes_json_and_csv(trained_run, capsys, mon
             "data.dataset.num_samples=5",
             "data.dataset.seed=3",
         ],
-        capsys,
+        cwd=project,
     )
-    assert code == 0, err
+    assert done.returncode == 0, done.stderr
     result = json.loads((run / "eval" / "held.json").read_text())
     assert result["items"] == 5  # every item, no split
     assert result["epoch"] == 2 and result["checkpoint"].endswith("best.pt")
@@ -37,20 +37,18 @@ def test_eval_scores_every_item_and_writes_json_and_csv(trained_run, capsys, mon
     assert set(result["metrics"]) >= {"loss", "dice", "dice/liver"}
     rows = list(csv.DictReader(open(run / "eval" / "held.csv")))
     assert [r["item"] for r in rows] == ["0", "1", "2", "3", "4"] and "dice/spleen" in rows[0]
-    assert f"{result['metrics']['dice']:.4g}" in out
+    assert f"{result['metrics']['dice']:.4g}" in done.stdout
 
 
-def test_eval_of_a_sweep_evaluates_each_member(trained_run, capsys, tmp_path):
+def test_eval_of_a_sweep_evaluates_each_member(trained_run, tmp_path):
     _, run = trained_run
     for member in ("optimizer.lr=0.1", "optimizer.lr=0.01"):
         shutil.copytree(run, tmp_path / "sweep" / member, ignore=shutil.ignore_patterns("eval"))
-    code, out, err = frame_main(
-        ["eval", str(tmp_path / "sweep"), "--device", "cpu", "data.dataset.num_samples=2"], capsys
-    )
-    assert code == 0, err
+    done = run_frame(["eval", str(tmp_path / "sweep"), "--device", "cpu", "data.dataset.num_samples=2"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
     for member in ("optimizer.lr=0.1", "optimizer.lr=0.01"):
         assert (tmp_path / "sweep" / member / "eval" / "SyntheticOrgans.json").is_file()
-        assert member in out
+        assert member in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -81,11 +79,11 @@ def test_eval_of_a_sweep_evaluates_each_member(trained_run, capsys, tmp_path):
         ),  # 4 output channels, num_classes 3: was torchmetrics' traceback
     ],
 )
-def test_eval_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path, args, message):
+def test_eval_bad_input_exits_2_with_a_message(trained_run, tmp_path, args, message):
     _, run = trained_run
     (tmp_path / "broken.pt").write_bytes((run / "checkpoints" / "best.pt").read_bytes()[:5000])
-    code, _, err = frame_main([a.format(tmp=tmp_path, run=run) for a in args], capsys)
-    assert code == 2 and message in err and "Traceback" not in err
+    done = run_frame([a.format(tmp=tmp_path, run=run) for a in args], cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
 def test_load_model_in_a_fresh_interpreter_reproduces_the_best_validation_dice(trained_run):
@@ -104,7 +102,7 @@ def test_load_run_refuses_a_directory_that_is_no_run(tmp_path):
 
 
 def test_data_test_is_scored_with_best_pt_after_training(tmp_path):
-    from tests.conftest import TINY, run_frame
+    from tests.conftest import TINY
 
     (tmp_path / "conf" / "experiment").mkdir(parents=True)
     (tmp_path / "conf" / "experiment" / "held.yaml").write_text(
@@ -124,7 +122,7 @@ def test_data_test_is_scored_with_best_pt_after_training(tmp_path):
 def test_a_test_set_whose_labels_do_not_fit_the_model_is_refused_before_training(tmp_path):
     """Six organs in the test set, a model with five output channels: exit 2 naming the test batch,
     before an epoch is spent (not MONAI's AssertionError after training)."""
-    from tests.conftest import TINY, run_frame
+    from tests.conftest import TINY
 
     (tmp_path / "conf" / "experiment").mkdir(parents=True)
     (tmp_path / "conf" / "experiment" / "six.yaml").write_text(
@@ -166,10 +164,10 @@ def test_a_relative_data_path_not_found_says_where_the_run_was_started(compose, 
     assert "Relative paths" not in str(error.value)
 
 
-def test_eval_of_an_epoch_checkpoint_reproduces_the_validation_logged_for_it(tmp_path, capsys):
+def test_eval_of_an_epoch_checkpoint_reproduces_the_validation_logged_for_it(tmp_path):
     """A classifier with a validation set of its own and a training augmentation: `frame eval` scores with the
     run's validation pipeline (data.val, the deterministic transforms), so epoch-N.pt gives epoch N's figures."""
-    from tests.conftest import metrics, run_frame
+    from tests.conftest import metrics
 
     val = "data.val={dataset: {_target_: frame.data.synthetic.SyntheticClasses, num_samples: 30, seed: 5}}"
     noise = "+data.sample_transforms=[{_target_: monai.transforms.RandGaussianNoise, prob: 1.0, std: 1.0}]"
@@ -191,20 +189,26 @@ def test_eval_of_an_epoch_checkpoint_reproduces_the_validation_logged_for_it(tmp
     run = tmp_path / "outputs" / "cls"
     logged = {r["epoch"]: r for r in metrics(run) if "val/accuracy" in r}
     for epoch in (1, 2):
-        code, _, err = frame_main(
-            ["eval", str(run), "--checkpoint", f"epoch-{epoch:04d}", "--name", f"e{epoch}", "--device", "cpu"], capsys
+        done = run_frame(
+            ["eval", str(run), "--checkpoint", f"epoch-{epoch:04d}", "--name", f"e{epoch}", "--device", "cpu"],
+            cwd=tmp_path,
         )
-        assert code == 0, err
+        assert done.returncode == 0, done.stderr
         result = json.loads((run / "eval" / f"e{epoch}.json").read_text())
         assert result["items"] == 30 and result["epoch"] == epoch
         assert result["metrics"]["accuracy"] == pytest.approx(logged[epoch]["val/accuracy"], abs=1e-6)
         assert result["metrics"]["loss"] == pytest.approx(logged[epoch]["val/loss"], abs=1e-5)
-    code, _, err = frame_main(
-        ["eval", str(run), "--name", "other", "--device", "cpu", "data.val.dataset.seed=9"], capsys
+    done = run_frame(["eval", str(run), "--name", "other", "--device", "cpu", "data.val.dataset.seed=9"], cwd=tmp_path)
+    assert (
+        done.returncode == 0
+        and json.loads((run / "eval" / "other.json").read_text())["data"]["val"]["dataset"]["seed"] == 9
     )
-    assert code == 0 and json.loads((run / "eval" / "other.json").read_text())["data"]["val"]["dataset"]["seed"] == 9
-    code, _, err = frame_main(["eval", str(run), "data.dataset.num_samples=5"], capsys)
-    assert code == 2 and "this run validates on data.val" in err and "data.val.dataset.<key>=" in err
+    done = run_frame(["eval", str(run), "data.dataset.num_samples=5"], cwd=tmp_path)
+    assert (
+        done.returncode == 2
+        and "this run validates on data.val" in done.stderr
+        and "data.val.dataset.<key>=" in done.stderr
+    )
 
 
 def test_eval_and_predict_of_a_split_run_score_the_validation_share(tmp_path):

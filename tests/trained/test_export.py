@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO
-from tests.trained_run import frame_main, trained_run  # noqa: F401 (the fixture)
+from tests.conftest import REPO, run_frame
+from tests.trained_run import trained_run  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -19,12 +19,12 @@ def _readme_snippet() -> str:
     return re.search(r"<!-- export-snippet[^>]*-->\n```python\n(.*?)```", text, re.S).group(1)
 
 
-def test_readme_snippet_loads_the_export_without_frame(trained_run, capsys, tmp_path):
+def test_readme_snippet_loads_the_export_without_frame(trained_run, tmp_path):
     import frame
 
     _, run = trained_run
-    code, out, err = frame_main(["export", str(run), "-o", str(tmp_path / "export")], capsys)
-    assert code == 0, err
+    done = run_frame(["export", str(run), "-o", str(tmp_path / "export")], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
     x = torch.randn(1, 1, 16, 16, 16)
     torch.save(x, tmp_path / "x.pt")
     expected = frame.load_model(run)(x)
@@ -40,9 +40,9 @@ def test_readme_snippet_loads_the_export_without_frame(trained_run, capsys, tmp_
     torch.testing.assert_close(torch.load(tmp_path / "y.pt"), expected)
 
 
-def test_export_bad_input_exits_2(trained_run, capsys, tmp_path):
+def test_export_bad_input_exits_2(trained_run, tmp_path):
     _, run = trained_run
-    code, _, err = frame_main(["export", str(run), "--format", "onnx"], capsys)
-    assert code == 2 and "exports safetensors" in err
-    code, _, err = frame_main(["export", str(tmp_path)], capsys)
-    assert code == 2 and "no checkpoint 'best'" in err
+    done = run_frame(["export", str(run), "--format", "onnx"], cwd=tmp_path)
+    assert done.returncode == 2 and "exports safetensors" in done.stderr
+    done = run_frame(["export", str(tmp_path)], cwd=tmp_path)
+    assert done.returncode == 2 and "no checkpoint 'best'" in done.stderr

@@ -11,8 +11,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tests.conftest import run_frame
 from tests.faults import fill, read_only, small_disk
-from tests.trained_run import frame_main, trained_run  # noqa: F401 (the fixture)
+from tests.trained_run import trained_run  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -51,14 +52,19 @@ def received(trained_run, tmp_path):
         ["export", "{run}", "-o", "{tmp}/out"],
     ],
 )
-def test_a_checkpoint_whose_stored_config_runs_code_is_refused_unless_trusted(received, capsys, tmp_path, command):
+def test_a_checkpoint_whose_stored_config_runs_code_is_refused_unless_trusted(received, tmp_path, command):
     run, marker = received
     argv = [part.format(run=run, tmp=tmp_path) for part in command]
-    code, _, err = frame_main(argv, capsys)
-    assert code == 2 and "the config stored in this checkpoint is refused" in err and "model._target_" in err, err
-    assert "--trust" in err and not marker.exists()
-    with pytest.raises(Exception):  # noqa: B017 - trusted: the planted pickle runs (and is no model)
-        frame_main([*argv, "--trust"], capsys)
+    done = run_frame(argv, cwd=tmp_path)
+    assert (
+        done.returncode == 2
+        and "the config stored in this checkpoint is refused" in done.stderr
+        and "model._target_" in done.stderr
+    ), done.stderr
+    assert "--trust" in done.stderr and not marker.exists()
+    trusted = run_frame([*argv, "--trust"], cwd=tmp_path)  # the planted pickle runs, and what it returns is no model
+    assert trusted.returncode == 1, trusted.stderr
+    assert "AttributeError: '_io.TextIOWrapper' object has no attribute 'to'" in trusted.stderr
     assert marker.exists()
 
 
@@ -73,11 +79,11 @@ def test_load_model_checks_the_stored_config_too(received):
 
 
 @pytest.mark.parametrize("name", ["../run", "../../outputs/tiny/run", "/tmp/x"])
-def test_eval_name_stays_in_its_folder(trained_run, capsys, tmp_path, name):
+def test_eval_name_stays_in_its_folder(trained_run, tmp_path, name):
     _, run = trained_run
     before = (run / "run.json").read_bytes()
-    code, _, err = frame_main(["eval", str(run), "--name", name, "--device", "cpu"], capsys)
-    assert code == 2 and "expected a plain file name" in err and "Traceback" not in err
+    done = run_frame(["eval", str(run), "--name", name, "--device", "cpu"], cwd=tmp_path)
+    assert done.returncode == 2 and "expected a plain file name" in done.stderr and "Traceback" not in done.stderr
     assert (run / "run.json").read_bytes() == before
 
 
@@ -86,52 +92,59 @@ def _volume(path):
     nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
 
 
-def test_predict_refuses_two_inputs_that_would_land_on_one_file_before_writing(trained_run, capsys, tmp_path):
+def test_predict_refuses_two_inputs_that_would_land_on_one_file_before_writing(trained_run, tmp_path):
     _, run = trained_run
     (tmp_path / "in").mkdir()
     _volume(tmp_path / "in" / "a.nii")
     _volume(tmp_path / "in" / "a.nii.gz")
-    code, _, err = frame_main(
+    done = run_frame(
         ["predict", str(run), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--device", "cpu"],
-        capsys,
+        cwd=tmp_path,
     )
-    assert code == 2 and "a.nii and" in err and "a.nii.gz would both be written to" in err, err
+    assert done.returncode == 2 and "a.nii and" in done.stderr and "a.nii.gz would both be written to" in done.stderr, (
+        done.stderr
+    )
     assert not any((tmp_path / "out").iterdir())
 
 
-def test_predict_into_a_file_is_refused(trained_run, capsys, tmp_path):
+def test_predict_into_a_file_is_refused(trained_run, tmp_path):
     _, run = trained_run
     (tmp_path / "out").write_text("mine")
-    code, _, err = frame_main(["predict", str(run), "--output", str(tmp_path / "out"), "--device", "cpu"], capsys)
-    assert code == 2 and "is not a folder" in err and (tmp_path / "out").read_text() == "mine"
+    done = run_frame(["predict", str(run), "--output", str(tmp_path / "out"), "--device", "cpu"], cwd=tmp_path)
+    assert done.returncode == 2 and "is not a folder" in done.stderr and (tmp_path / "out").read_text() == "mine"
 
 
-def test_export_onto_a_full_disk_keeps_the_earlier_export(trained_run, capsys, tmp_path):
+def test_export_onto_a_full_disk_keeps_the_earlier_export(trained_run, tmp_path):
     _, run = trained_run
     with small_disk(tmp_path / "disk", 256 * 1024) as disk:
         (disk / "model.safetensors").write_bytes(b"earlier")
         fill(disk)
-        code, _, err = frame_main(["export", str(run), "-o", str(disk)], capsys)
-        assert code == 2 and f"cannot write {disk / 'model.safetensors'}: No space left on device" in err, err
-        assert "Traceback" not in err and (disk / "model.safetensors").read_bytes() == b"earlier"
+        done = run_frame(["export", str(run), "-o", str(disk)], cwd=tmp_path)
+        assert (
+            done.returncode == 2
+            and f"cannot write {disk / 'model.safetensors'}: No space left on device" in done.stderr
+        ), done.stderr
+        assert "Traceback" not in done.stderr and (disk / "model.safetensors").read_bytes() == b"earlier"
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "model.safetensors"]
 
 
-def test_eval_in_a_read_only_run_names_the_path(trained_run, capsys, tmp_path):
+def test_eval_in_a_read_only_run_names_the_path(trained_run, tmp_path):
     _, run = trained_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     (copy / "eval").mkdir(exist_ok=True)
     with read_only(copy / "eval"):
-        code, _, err = frame_main(["eval", str(copy), "--name", "again", "--device", "cpu"], capsys)
-    assert code == 2 and f"cannot write {copy / 'eval' / 'again.json'}: Read-only file system" in err, err
+        done = run_frame(["eval", str(copy), "--name", "again", "--device", "cpu"], cwd=tmp_path)
+    assert (
+        done.returncode == 2 and f"cannot write {copy / 'eval' / 'again.json'}: Read-only file system" in done.stderr
+    ), done.stderr
 
 
-def test_plot_never_writes_onto_a_runs_own_files(trained_run, capsys, tmp_path):
+def test_plot_never_writes_onto_a_runs_own_files(trained_run, tmp_path):
     _, run = trained_run
     before = (run / "metrics.jsonl").read_bytes()
-    code, _, err = frame_main(["plot", str(run), "-o", str(run / "metrics.jsonl")], capsys)
-    assert code == 2 and "is an input of this command" in err, err
+    done = run_frame(["plot", str(run), "-o", str(run / "metrics.jsonl")], cwd=tmp_path)
+    assert done.returncode == 2 and "is an input of this command" in done.stderr, done.stderr
     assert (run / "metrics.jsonl").read_bytes() == before
     json.loads((run / "run.json").read_text())  # intact
 
@@ -145,11 +158,13 @@ def test_plot_never_writes_onto_a_runs_own_files(trained_run, capsys, tmp_path):
         ({"config": "- a list"}, "not a mapping"),
     ],
 )
-def test_odd_checkpoint_contents_are_named_not_a_traceback(trained_run, capsys, tmp_path, damage, message):
+def test_odd_checkpoint_contents_are_named_not_a_traceback(trained_run, tmp_path, damage, message):
     _, run = trained_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     saved = torch.load(copy / "checkpoints" / "best.pt", weights_only=True)
     torch.save({**saved, **damage}, copy / "checkpoints" / "best.pt")
-    code, _, err = frame_main(["export", str(copy), "-o", str(tmp_path / "out")], capsys)
-    assert code == 2 and message in err and "best.pt" in err and "Traceback" not in err, err
+    done = run_frame(["export", str(copy), "-o", str(tmp_path / "out")], cwd=tmp_path)
+    assert (
+        done.returncode == 2 and message in done.stderr and "best.pt" in done.stderr and "Traceback" not in done.stderr
+    ), done.stderr

@@ -4,7 +4,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.trained_run import frame_main, trained_run  # noqa: F401 (the fixture)
+from tests.conftest import run_frame
+from tests.trained_run import trained_run  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.slow
 AFFINE = np.array([[2.0, 0, 0, -10], [0, 1.5, 0, 5], [0, 0, 3.0, 7], [0, 0, 0, 1]])
@@ -24,12 +25,12 @@ def _volume(path, size):
     nib.save(nib.Nifti1Image(volume, AFFINE), path)
 
 
-def test_predict_writes_label_maps_with_the_inputs_affine(trained_run, capsys, tmp_path):
+def test_predict_writes_label_maps_with_the_inputs_affine(trained_run, tmp_path):
     _, run = trained_run
     (tmp_path / "in").mkdir()
     _volume(tmp_path / "in" / "a.nii.gz", (16, 16, 16))
     _volume(tmp_path / "in" / "big.nii.gz", (24, 24, 24))  # larger than training: windows of 16
-    code, out, err = frame_main(
+    done = run_frame(
         [
             "predict",
             str(run),
@@ -42,23 +43,23 @@ def test_predict_writes_label_maps_with_the_inputs_affine(trained_run, capsys, t
             "--device",
             "cpu",
         ],
-        capsys,
+        cwd=tmp_path,
     )
-    assert code == 0, err
+    assert done.returncode == 0, done.stderr
     for name, shape in (("a", (16, 16, 16)), ("big", (24, 24, 24))):
         image = nib.load(tmp_path / "out" / f"{name}_pred.nii.gz")
         np.testing.assert_allclose(image.affine, AFFINE)
         labels = np.asarray(image.dataobj)
         assert labels.shape == shape and labels.min() >= 0 and labels.max() <= 4
-    assert "2 items" in out
+    assert "2 items" in done.stdout
 
 
-def test_predict_on_the_runs_dataset_without_input(trained_run, capsys, tmp_path):
+def test_predict_on_the_runs_dataset_without_input(trained_run, tmp_path):
     _, run = trained_run
-    code, _, err = frame_main(
-        ["predict", str(run), "--output", str(tmp_path), "--device", "cpu", "data.dataset.num_samples=2"], capsys
+    done = run_frame(
+        ["predict", str(run), "--output", str(tmp_path), "--device", "cpu", "data.dataset.num_samples=2"], cwd=tmp_path
     )
-    assert code == 0, err
+    assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["item-0000_pred.nii.gz", "item-0001_pred.nii.gz"]
 
 
@@ -83,13 +84,13 @@ def test_predict_on_the_runs_dataset_without_input(trained_run, capsys, tmp_path
         ("volume", ["--input", "{tmp}/v.nii.gz", "--postprocess", "softmax"], "choose one of"),
     ],
 )
-def test_predict_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path, setup, args, message):
+def test_predict_bad_input_exits_2_with_a_message(trained_run, tmp_path, setup, args, message):
     _, run = trained_run
     if setup == "garbage":
         (tmp_path / "bad.nii.gz").write_bytes(b"not a volume")
     if setup == "volume":
         _volume(tmp_path / "v.nii.gz", (16, 16, 16))
-    code, _, err = frame_main(
+    done = run_frame(
         [
             "predict",
             str(run),
@@ -99,16 +100,15 @@ def test_predict_bad_input_exits_2_with_a_message(trained_run, capsys, tmp_path,
             "cpu",
             *[a.format(tmp=tmp_path) for a in args],
         ],
-        capsys,
+        cwd=tmp_path,
     )
-    assert code == 2 and message in err and "Traceback" not in err
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
 def test_predict_writes_a_csv_of_classes_with_the_datasets_label_names(tmp_path):
     """A user's classifier (the seed-style project): one row per item, the label's name, a score per class."""
     import csv
 
-    from tests.conftest import run_frame
     from tests.seed_project import CLASSES, make_project
 
     job = make_project(tmp_path)
@@ -147,13 +147,13 @@ def test_label_maps_follow_the_activation_the_loss_trains_with(compose, loss, ex
     assert as_trained(compose(loss)) == expected
 
 
-def test_a_softmax_run_predicts_background_as_0_by_default(trained_run, capsys, tmp_path):
+def test_a_softmax_run_predicts_background_as_0_by_default(trained_run, tmp_path):
     """The organs run trained with sigmoids; told it trained with a softmax, its maps are argmax maps:
     channel 0 (the background of a softmax set-up) is label 0, where the sigmoid reading makes it 1."""
     _, run = trained_run
     _volume(tmp_path / "v.nii.gz", (16, 16, 16))
     args = ["predict", str(run), "--input", str(tmp_path / "v.nii.gz"), "--device", "cpu"]
-    code, out, err = frame_main(
+    done = run_frame(
         [
             *args,
             "--output",
@@ -161,14 +161,16 @@ def test_a_softmax_run_predicts_background_as_0_by_default(trained_run, capsys, 
             "~loss",
             "+loss={_target_:monai.losses.DiceCELoss,to_onehot_y:true,softmax:true}",
         ],
-        capsys,
+        cwd=tmp_path,
     )
-    assert code == 0 and "(label maps: argmax)" in out, err
-    code, out, err = frame_main(
-        [*args, "--output", str(tmp_path / "sig"), "--postprocess", "sigmoid", "--threshold", "0"], capsys
+    assert done.returncode == 0 and "(label maps: argmax)" in done.stdout, done.stderr
+    done = run_frame(
+        [*args, "--output", str(tmp_path / "sig"), "--postprocess", "sigmoid", "--threshold", "0"], cwd=tmp_path
     )
-    assert code == 0 and "(label maps: sigmoid)" in out and "warning" not in err, err
-    code, out, err = frame_main([*args, "--output", str(tmp_path / "argmax"), "--postprocess", "argmax"], capsys)
-    assert code == 0 and "label maps by argmax, but the run's loss trains for sigmoid" in err  # a run of old says so
+    assert done.returncode == 0 and "(label maps: sigmoid)" in done.stdout and "warning" not in done.stderr, done.stderr
+    done = run_frame([*args, "--output", str(tmp_path / "argmax"), "--postprocess", "argmax"], cwd=tmp_path)
+    assert (
+        done.returncode == 0 and "label maps by argmax, but the run's loss trains for sigmoid" in done.stderr
+    )  # a run of old says so
     soft, sig = (np.asarray(nib.load(tmp_path / d / "v_pred.nii.gz").dataobj) for d in ("soft", "sig"))
     np.testing.assert_array_equal(sig, soft + 1)  # threshold 0: every voxel gets 1 + its most probable channel

@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import REPO, TINY, run_frame
@@ -38,27 +39,29 @@ def _runs(cwd):
     return {row["run"]: row for row in rows}
 
 
+@pytest.mark.slow
 def test_runs_lists_every_state(tmp_path):
     outputs = tmp_path / "outputs"
+    run_frame(["train", *TINY, "name=done"], cwd=tmp_path, check=0)
+    # fails in training: every step's loss is NaN (the check before the first epoch is not a step)
+    failed = run_frame(
+        [
+            "train",
+            "experiment=classify",
+            "name=broken",
+            "data.dataset.num_samples=64",
+            "logger=[jsonl]",
+            "trainer.max_bad_steps=2",
+            "loss._target_=tests.training.test_loop.NanOnSteps",
+            "+loss.steps=[1,2,3]",
+        ],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO)},
+    )
+    assert failed.returncode == 2 and "non-finite" in failed.stderr, failed.stderr[-2000:]
+    # started after the runs above: two endless trainings beside them would take their cores
     stopped, killed = _start(tmp_path, "stopped"), _start(tmp_path, "killed")
     try:
-        run_frame(["train", *TINY, "name=done"], cwd=tmp_path, check=0)
-        # fails in training: every step's loss is NaN (the check before the first epoch is not a step)
-        failed = run_frame(
-            [
-                "train",
-                "experiment=classify",
-                "name=broken",
-                "data.dataset.num_samples=64",
-                "logger=[jsonl]",
-                "trainer.max_bad_steps=2",
-                "loss._target_=tests.training.test_loop.NanOnSteps",
-                "+loss.steps=[1,2,3]",
-            ],
-            cwd=tmp_path,
-            env={"PYTHONPATH": str(REPO)},
-        )
-        assert failed.returncode == 2 and "non-finite" in failed.stderr, failed.stderr[-2000:]
         _wait_for_metrics(outputs / "stopped", stopped)
         _wait_for_metrics(outputs / "killed", killed)
         live = _runs(tmp_path)
@@ -92,6 +95,7 @@ def _not_blank(path):
     return pixels.std() > 5 and (pixels < 128).mean() > 0.005
 
 
+@pytest.mark.slow
 def test_plot_runs_and_a_sweep(tmp_path):
     run_frame(["train", *TINY, "trainer.epochs=3", "name=organs"], cwd=tmp_path, check=0)
     run_frame(["train", "-m", *TINY, "name=sweep", "optimizer.lr=1e-3,1e-2,3e-2"], cwd=tmp_path, check=0)
