@@ -260,7 +260,14 @@ def build_dataset(data: DictConfig, prefix: str = "data"):
 
 
 def build_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
-    return _instantiate(cfg.model, "model").to(device)
+    model = _instantiate(cfg.model, "model")
+    if not isinstance(model, torch.nn.Module):
+        raise FrameError(
+            f"model: {cfg.model.get('_target_')} built a {type(model).__module__}.{type(model).__qualname__}, "
+            "not a torch.nn.Module: point model._target_ at a model class or a function that returns one.",
+            key="model",
+        )
+    return model.to(device)
 
 
 def build_transforms(data: DictConfig, prefix: str = "data") -> tuple[list, list]:
