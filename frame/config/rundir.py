@@ -43,6 +43,7 @@ SAME_RUN = (
     "trainer.log_every_n_steps",
     "trainer.checkpoint_every_n_epochs",
     "trainer.checkpoint_every_n_steps",
+    "trainer.checkpoint_every_n_minutes",
     "trainer.keep_last_checkpoints",
     "trainer.dist_timeout_s",
     "trainer.compile",

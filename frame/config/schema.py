@@ -52,6 +52,9 @@ class TrainerConf:
     log_every_n_steps: int = 50  # training scalars are read from the device this often
     checkpoint_every_n_epochs: int = 1  # also keep checkpoints/epoch-NNNN.pt; 0 = only last/best
     checkpoint_every_n_steps: int = 0  # also write last.pt every N steps inside an epoch (SIGKILL loses < N); 0 = off
+    # write last.pt once this many minutes have passed since the last write (at a step's end), and after an epoch
+    # only when it is due, best, periodic, the last or stopped; 0 = after every epoch
+    checkpoint_every_n_minutes: float = 0
     keep_last_checkpoints: int = 2  # how many epoch-NNNN.pt to keep
     deterministic: bool = False  # torch.use_deterministic_algorithms
     devices: int = 1  # processes (GPUs) per node training one job with DDP; data.batch_size is per process

@@ -29,6 +29,7 @@ _RULES = {
     "trainer.max_bad_steps": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.checkpoint_every_n_epochs": (lambda v: v >= 0, "an integer >= 0 (0 = only last.pt and best.pt)"),
     "trainer.checkpoint_every_n_steps": (lambda v: v >= 0, "an integer >= 0 (0 = only at epoch ends)"),
+    "trainer.checkpoint_every_n_minutes": (lambda v: v >= 0, "a number >= 0 (0 = after every epoch)"),
     "trainer.keep_last_checkpoints": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.devices": (lambda v: v >= 1, "an integer >= 1 (processes per node)"),
     "trainer.dist_timeout_s": (lambda v: v >= 1, "an integer >= 1 (seconds)"),

@@ -149,7 +149,12 @@ def build_job(cfg: DictConfig, run_dir: Path, world: World | None = None) -> Job
             f"{run_dir} cannot be resumed: {lost}. Restore the checkpoints, start over with "
             f"fresh=true (moves the old run aside, deletes nothing), or pick another name with name=<new>."
         )
-    checkpoints = Checkpoints(run_dir, cfg.trainer.checkpoint_every_n_epochs, cfg.trainer.keep_last_checkpoints)
+    checkpoints = Checkpoints(
+        run_dir,
+        cfg.trainer.checkpoint_every_n_epochs,
+        cfg.trainer.keep_last_checkpoints,
+        cfg.trainer.checkpoint_every_n_minutes,
+    )
     resume_state = checkpoints.load_latest() if cfg.resume else None
     if resume_state is not None:
         check_resume(resume_state, config_yaml, train_sampler.world_size, force=cfg.force_resume)

@@ -4,7 +4,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
 `torch.load(weights_only=True)` reads it and a planted pickle never runs.
 
 Layout under `<run_dir>/checkpoints/`:
-    last.pt            newest state: after every epoch, every `checkpoint_every_n_steps`, on a stop signal
+    last.pt            newest state: after every epoch (or every `checkpoint_every_n_minutes`), every
+                       `checkpoint_every_n_steps`, on a stop signal
     best.pt            state at the best monitored value
     epoch-NNNN.pt      every `checkpoint_every_n_epochs`, the newest `keep_last` kept
 
@@ -28,6 +29,7 @@ most: the fallback still finds an older intact file.
 import logging
 import pickle
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -162,11 +164,15 @@ class Checkpoints:
         run_dir: the run directory; files go to `<run_dir>/checkpoints/`.
         every_n_epochs: also keep `epoch-NNNN.pt` every this many epochs (0 = never).
         keep_last: how many `epoch-NNNN.pt` to keep.
+        every_n_minutes: write last.pt on this interval rather than after every epoch (0 = after every epoch);
+            the loop asks `due` at each step's end and each epoch's.
     """
 
-    def __init__(self, run_dir: Path, every_n_epochs: int = 1, keep_last: int = 2):
+    def __init__(self, run_dir: Path, every_n_epochs: int = 1, keep_last: int = 2, every_n_minutes: float = 0):
         self.dir = Path(run_dir) / "checkpoints"
         self.every_n_epochs, self.keep_last = every_n_epochs, keep_last
+        self.every_n_minutes = every_n_minutes
+        self._saved_at = time.monotonic()  # training starts from a checkpoint or from nothing: the interval's start
         self._writer: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -180,6 +186,7 @@ class Checkpoints:
             CheckpointError: the previous write failed; the files before it are intact.
         """
         self.wait()
+        self._saved_at = time.monotonic()
         host = to_host(state)
         epoch = host["state"]["epoch"]  # pyright: ignore[reportCallIssue]
         periodic = bool(epoch_end and self.every_n_epochs and epoch % self.every_n_epochs == 0)
@@ -187,6 +194,16 @@ class Checkpoints:
         also += [self.dir / "best.pt"] if best else []
         self._writer = threading.Thread(target=self._write, args=(host, also, periodic), name="frame-checkpoint")
         self._writer.start()
+
+    def due(self, epoch_end: int | None = None) -> bool:
+        """Whether the time interval has passed since the last write; at the end of epoch `epoch_end`
+        (counted from 1) also whether that epoch's checkpoint is wanted anyway: no interval is set (a
+        checkpoint after every epoch) or its epoch-NNNN.pt is due."""
+        if epoch_end is not None and (
+            not self.every_n_minutes or (self.every_n_epochs and epoch_end % self.every_n_epochs == 0)
+        ):
+            return True
+        return bool(self.every_n_minutes) and time.monotonic() - self._saved_at >= self.every_n_minutes * 60
 
     def wait(self) -> None:
         """Block until the write in flight (if any) is on disk.

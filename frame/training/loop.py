@@ -142,7 +142,11 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
                 if state.batch_in_epoch < batches:  # the epoch's last batch is checkpointed after validation
                     every = cfg.checkpoint_every_n_steps
                     stopping = stop.requested  # read once: a signal between two reads would skip the checkpoint
-                    if stopping or (every and state.step % every == 0):
+                    if (
+                        stopping
+                        or (every and state.step % every == 0)
+                        or (job.checkpoints is not None and job.checkpoints.due())
+                    ):
                         _save(job, state, counters)
                     if stopping:
                         status = "interrupted"
@@ -179,18 +183,31 @@ def fit(job, stop: StopFlag | None = None) -> float | None:
             if examples is not None:
                 for logger in job.loggers:
                     logger.log_examples(examples, step=state.step, epoch=state.epoch)
-            _save(job, state, counters, best=improved, epoch_end=True)
+            # after every epoch, unless checkpoint_every_n_minutes spaces last.pt out; the best, the last epoch
+            # and a stop are never skipped (the flag read once, as at a step)
+            stopping, checkpoints = stop.requested, job.checkpoints
+            saved = (
+                checkpoints is None
+                or improved
+                or stopping
+                or state.epoch == cfg.epochs
+                or checkpoints.due(epoch_end=state.epoch)
+            )
+            if saved:
+                _save(job, state, counters, best=improved, epoch_end=True)
             log.info(
                 "epoch %d/%d  %s",
                 state.epoch,
                 cfg.epochs,
                 "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/" in k and k.count("/") == 1),
             )
-            if stop.requested and state.epoch < cfg.epochs:
+            if stopping and state.epoch < cfg.epochs:
                 status = "interrupted"
                 raise _stopped(stop, state)
             if trial is not None and state.epoch < cfg.epochs and trial.pruned(state.epoch, monitored):
                 status = "pruned"  # this epoch's checkpoint is the run's last; no test set for a pruned trial
+                if not saved:
+                    _save(job, state, counters, epoch_end=True)
                 return state.best
         if job.test_loader is not None and job.checkpoints is not None:  # rank 0 tests on its own
             _test(job, state, autocast)

@@ -20,6 +20,14 @@ CPU (or with --quick) it shrinks to 32^3 and narrow channels so that one call pr
     python scripts/bench/gpu.py --out gpu.json      # on a GPU: about 4 minutes on an H200
     python scripts/bench/gpu.py --case unet128 --rounds 5 --variants fp32,bf16 --out unet128.json
     python scripts/bench/gpu.py --quick [--case unet128]   # on a CPU: a small round that proves it runs
+
+--case resnet50 measures the loop alone on a 2D classifier: torchvision's ResNet-50 (1000 classes) on
+224^2 images in batches of 128, cross-entropy, Adam, synthetic batches made on the device once and
+fed to both loops (frame's loaders are swapped for them after `build_job`, so nothing is read or
+copied), raw against frame only; epochs of 20 steps and 2 validation batches. --quick shrinks it to
+a ResNet-18 (10 classes) on 32^2 images, batch 2, 3 steps.
+
+    python scripts/bench/gpu.py --case resnet50 --rounds 5 --out resnet50.json
 """
 
 import argparse
@@ -38,6 +46,23 @@ from torch.utils.data import DataLoader, TensorDataset
 
 SEED, CLIP, LOG_EVERY = 0, 1.0, 50
 VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "compile": ("fp32", True)}  # precision, compile
+
+
+def _resnet(name: str, classes: int) -> list[str]:
+    """The classify experiment (cross-entropy, accuracy) with a torchvision ResNet for its model."""
+    return [
+        "experiment=classify",
+        f"model._target_=torchvision.models.{name}",
+        "~model.in_features",
+        "~model.hidden",
+        "~model.out_features",
+        "~model.dropout",
+        f"+model.num_classes={classes}",
+        "trainer.monitor=val/loss",
+        "trainer.monitor_mode=min",
+    ]
+
+
 # case -> (overrides, overrides in quick mode)
 CASES = {
     "default": ([], ["data.dataset.size=[16,16,16]", "model.channels=[4,8]", "model.strides=[2]"]),
@@ -57,7 +82,36 @@ CASES = {
             "model.num_res_units=2",
         ],
     ),
+    "resnet50": (_resnet("resnet50", 1000), _resnet("resnet18", 10)),
 }
+DEVICE_DATA = {"resnet50": {"full": (224, 128, 20), "quick": (32, 2, 3)}}  # case -> mode -> (size, batch, steps)
+
+
+class DeviceBatches:
+    """The same `steps` (images, labels) batches, made once on the device, as an iterable loader."""
+
+    def __init__(self, device, size, batch, steps, classes):
+        generator = torch.Generator(device=device).manual_seed(SEED)
+        self.batches = [
+            (
+                torch.randn(batch, 3, size, size, device=device, generator=generator),
+                torch.randint(classes, (batch,), device=device, generator=generator),
+            )
+            for _ in range(min(steps, 4))  # a few distinct batches, cycled: memory stays small
+        ]
+        self.steps = steps
+        # what frame's first-batch check reads of a DataLoader: it makes the first batch itself
+        self.dataset, self.sampler, self.batch_size = list(zip(*self.batches[0])), range(batch), batch
+
+    @staticmethod
+    def collate_fn(items):
+        return tuple(torch.stack(parts) for parts in zip(*items))
+
+    def __iter__(self):
+        return (self.batches[i % len(self.batches)] for i in range(self.steps))
+
+    def __len__(self):
+        return self.steps
 
 
 class Setup:
@@ -66,6 +120,7 @@ class Setup:
     def __init__(self, variant, device, quick, epochs, samples, case="default"):
         self.precision, self.compile = VARIANTS[variant]
         self.device, self.epochs = device, epochs
+        self.device_data = DEVICE_DATA.get(case, {}).get("quick" if quick else "full")
         self.cfg = compose(
             [
                 *CASES[case][1 if quick else 0],
@@ -85,6 +140,16 @@ class Setup:
         )
         self.batch_size = self.cfg.data.batch_size
         self.steps_per_epoch = -(-int(samples * 0.8) // self.batch_size)
+        if self.device_data is not None:
+            self.batch_size, self.steps_per_epoch = self.device_data[1], self.device_data[2]
+
+    def loaders(self):
+        """(train, validation) batches made on the device (cases in DEVICE_DATA)."""
+        size, batch, steps = self.device_data  # pyright: ignore[reportGeneralTypeIssues]
+        classes = self.cfg.model.num_classes
+        return DeviceBatches(self.device, size, batch, steps, classes), DeviceBatches(
+            self.device, size, batch, 2, classes
+        )
 
     def autocast(self):
         if self.precision == "fp32":
@@ -126,6 +191,8 @@ def run_frame(setup):
 
     with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         job = build_job(setup.cfg, Path(tmp))
+        if setup.device_data is not None:  # the loop alone: frame's loaders swapped for batches already on the device
+            job.train_loader, job.val_loader = setup.loaders()  # pyright: ignore[reportAttributeAccessIssue]
         clock = StepClock(job.optimizer)
         _fresh_peak()
         fit(job)
@@ -137,7 +204,6 @@ def run_raw(setup):
     from hydra.utils import instantiate
 
     torch.manual_seed(SEED)
-    (x_train, y_train), (x_val, y_val) = materialise(setup.cfg, SEED)
     device = torch.device(setup.device)
     model = instantiate(setup.cfg.model).to(device)
     if setup.compile:
@@ -145,9 +211,13 @@ def run_raw(setup):
     loss_fn = instantiate(setup.cfg.loss)
     optimizer = _optimizer(model.parameters(), setup)
     clock = StepClock(optimizer)
-    pin = device.type == "cuda"
-    train = DataLoader(TensorDataset(x_train, y_train), batch_size=setup.batch_size, shuffle=True, pin_memory=pin)
-    val = DataLoader(TensorDataset(x_val, y_val), batch_size=setup.batch_size, pin_memory=pin)
+    if setup.device_data is not None:
+        train, val = setup.loaders()
+    else:
+        (x_train, y_train), (x_val, y_val) = materialise(setup.cfg, SEED)
+        pin = device.type == "cuda"
+        train = DataLoader(TensorDataset(x_train, y_train), batch_size=setup.batch_size, shuffle=True, pin_memory=pin)
+        val = DataLoader(TensorDataset(x_val, y_val), batch_size=setup.batch_size, pin_memory=pin)
     _fresh_peak()
     with tempfile.TemporaryDirectory() as tmp:
         step = 0
@@ -215,12 +285,14 @@ def run_lightning(setup):
 
 def bench(device, variants, rounds, quick, epochs, samples, out=None, case="default") -> dict:
     """Every variant's row; after each one the results so far go to `out` (a timeout keeps them)."""
+    runners = {"raw": run_raw, "frame": run_frame}
     try:
         import lightning  # noqa: F401
 
-        runners = {"raw": run_raw, "frame": run_frame, "lightning": run_lightning}
+        if case not in DEVICE_DATA:  # Lightning trains from its own loaders
+            runners["lightning"] = run_lightning
     except ImportError:
-        runners = {"raw": run_raw, "frame": run_frame}
+        pass
     results = {}
     for variant in variants:
         start = time.perf_counter()

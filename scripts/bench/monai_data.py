@@ -17,13 +17,18 @@ its training loader (batch 2 volumes = 8 crops, shuffled, no model):
 Every variant's crops are seeded (MONAI's through Compose.set_random_state, frame's per item).
 Reported per variant: build seconds (filling a cache included), the first epoch's and the later
 epochs' crops per second, and each variant's later-epoch speed relative to monai_dataset in the
-same round. Rounds are interleaved (every variant once per round) after a warm-up of each.
+same round. Rounds are interleaved (every variant once per round); each run is a process of its own
+that first warms up on two volumes.
 
     python scripts/bench/monai_data.py [--volumes N] [--size S] [--epochs E] [--rounds R] [--quick]
+        [--variants monai_cache,frame_preload] [--base DIR]   # DIR: an older frame, e.g. from git archive
 """
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -136,9 +141,9 @@ VARIANTS = {
 def run(kind: str, records, crop: int, batch: int, epochs: int) -> dict:
     """Build the variant's loader, then iterate it `epochs` times; crops per second per epoch."""
     with tempfile.TemporaryDirectory() as cache_dir:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         loader, sampler = VARIANTS[kind](kind, records, crop, batch, Path(cache_dir))
-        build_s = time.perf_counter() - start
+        build_s, build_cpu_s = time.perf_counter() - start, time.process_time() - cpu
         rates = []
         for epoch in range(epochs):
             if sampler is not None:
@@ -148,14 +153,20 @@ def run(kind: str, records, crop: int, batch: int, epochs: int) -> dict:
                 crops += len(batch["image"] if isinstance(batch, dict) else batch[0])
             rates.append(crops / (time.perf_counter() - start))
         del loader
-    return {"build_s": build_s, "first": rates[0], "later": median(rates[1:]) if epochs > 1 else rates[0]}
+    later = median(rates[1:]) if epochs > 1 else rates[0]
+    return {"build_s": build_s, "build_cpu_s": build_cpu_s, "first": rates[0], "later": later}
 
 
-def bench(volumes: int, size: int, crop: int, epochs: int, rounds: int) -> dict:
-    from monai.utils import set_determinism
+def run_alone(kind: str, records, crop: int, epochs: int, pythonpath: str | None = None) -> dict:
+    """`run` in a process of its own, after a warm-up on two volumes there: torch's thread settings are
+    process-wide (frame's fill sets them, a plain MONAI script never does), so no variant inherits another's."""
+    argv = [sys.executable, __file__, "--one", kind, "--crop", str(crop), "--epochs", str(epochs)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [pythonpath, os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run(argv, input=json.dumps(records), capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout)
 
-    set_determinism(0)
-    warnings.filterwarnings("ignore", category=FutureWarning)  # Orientationd's note on its `labels` default
+
+def bench(volumes: int, size: int, crop: int, epochs: int, rounds: int, kinds: list[str], base: str | None) -> dict:
     result = {
         "volumes": volumes,
         "size": size,
@@ -165,21 +176,25 @@ def bench(volumes: int, size: int, crop: int, epochs: int, rounds: int) -> dict:
         "rounds": rounds,
         "torch_threads": torch.get_num_threads(),
     }
+    # (label, kind, PYTHONPATH): `--base DIR` adds frame's variants run on the frame package found in DIR
+    candidates = [(kind, kind, None) for kind in kinds]
+    if base:
+        candidates += [(f"{kind}@base", kind, base) for kind in kinds if kind.startswith("frame")]
     with tempfile.TemporaryDirectory() as tmp:
         records = make_volumes(Path(tmp), volumes, size)
-        for kind in VARIANTS:  # warm-up on two volumes: first imports, MONAI's first calls, worker start
-            run(kind, records[:2], crop, 2, 1)
-        runs = {kind: [] for kind in VARIANTS}
+        runs = {label: [] for label, _, _ in candidates}
         for _ in range(rounds):
-            for kind in VARIANTS:
-                runs[kind].append(run(kind, records, crop, 2, epochs))
-    for kind, measured in runs.items():
-        ratios = [m["later"] / base["later"] for m, base in zip(measured, runs["monai_dataset"])]
-        result[kind] = {
+            for label, kind, path in candidates:
+                runs[label].append(run_alone(kind, records, crop, epochs, path))
+    reference = "monai_dataset" if "monai_dataset" in runs else candidates[0][0]
+    for label, measured in runs.items():
+        ratios = [m["later"] / ref["later"] for m, ref in zip(measured, runs[reference])]
+        result[label] = {
             "build_s": round(median([m["build_s"] for m in measured]), 3),
+            "build_cpu_s": round(median([m["build_cpu_s"] for m in measured]), 3),
             "first_epoch_crops_per_s": round(median([m["first"] for m in measured]), 2),
             "later_epochs_crops_per_s": round(median([m["later"] for m in measured]), 2),
-            "later_vs_monai_dataset": round(median(ratios), 3),
+            f"later_vs_{reference}": round(median(ratios), 3),
         }
     return result
 
@@ -191,11 +206,24 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
+    parser.add_argument("--base", help="also run frame's variants on the frame package under this directory")
     parser.add_argument("--quick", action="store_true", help="4 volumes of 32^3, 16^3 crops, 2 epochs, 1 round")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # a child of run_alone: records on stdin
     args = parser.parse_args()
     if args.quick:
         args.volumes, args.size, args.crop, args.epochs, args.rounds = 4, 32, 16, 2, 1
-    print(json.dumps(bench(args.volumes, args.size, args.crop, args.epochs, args.rounds), indent=2))
+    from monai.utils import set_determinism
+
+    set_determinism(0)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # Orientationd's note on its `labels` default
+    if args.one:
+        records = json.loads(sys.stdin.read())
+        run(args.one, records[:2], args.crop, 2, 1)  # warm-up: first imports, MONAI's first calls, worker start
+        print(json.dumps(run(args.one, records, args.crop, 2, args.epochs)))
+        return
+    kinds = args.variants.split(",")
+    print(json.dumps(bench(args.volumes, args.size, args.crop, args.epochs, args.rounds, kinds, args.base), indent=2))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ BENCHMARKS = [
     ("pruning.py", [], ["--quick"]),  # the same Optuna search with and without pruning
     ("gpu.py", [], ["--quick"]),  # without CUDA always a quick CPU round
     ("gpu.py", ["--case", "unet128", "--rounds", "5", "--variants", "fp32,bf16"], ["--quick", "--case", "unet128"]),
+    ("gpu.py", ["--case", "resnet50", "--rounds", "5"], ["--quick", "--case", "resnet50", "--variants", "fp32"]),
 ]
 
 

@@ -17,7 +17,12 @@ they draw, so every item runs under its own seeds) on 1024 rows, 768 small items
 per-item cost of the dataset wrapper shows. The plain script and Lightning apply the same transforms
 in their Dataset's `__getitem__`.
 
-The per-epoch cost of a candidate is (T(2E) - T(E)) / E: start-up and imports cancel. Rounds are
+A fourth candidate, `frame_interval`, is frame with `trainer.checkpoint_every_n_minutes=5
+trainer.checkpoint_every_n_epochs=0`: last.pt on a time interval, not after every epoch.
+
+The per-epoch cost of a candidate is (T(2E) - T(E)) / E: start-up and imports cancel. T is measured
+as wall time and as the process's CPU time (user + system, from `os.wait4`), which a loaded machine
+inflates less. Rounds are
 interleaved (plain, frame, lightning, plain, ...) and each round's ratio to plain is taken before
 the median, so a shared machine's drift hits all three alike. All three run with OMP_NUM_THREADS=1:
 a tiny MLP gains nothing from more threads, and spinning threads on a busy machine would drown the
@@ -53,6 +58,8 @@ JOB = {
     "evaluators": [{"name": "Accuracy"}],
 }
 CASES = {"tabular": 400, "items": 1024}  # rows
+# frame_interval: last.pt every 5 minutes instead of after every epoch, no epoch-NNNN.pt (a stop still writes one)
+INTERVAL = ["trainer.checkpoint_every_n_minutes=5", "trainer.checkpoint_every_n_epochs=0"]
 TRANSFORMS = {"sample_transforms": [{"name": "Shift", "offset": 0.5}], "label_transforms": [{"name": "as_long"}]}
 
 
@@ -191,17 +198,21 @@ def _commands(root: Path, job: Path, epochs: int, case: str) -> dict:
     return {
         "plain": ([sys.executable, str(HERE), "--plain", str(root), str(epochs), case], root / "plain"),
         "frame": ([str(bin_dir / "frame"), "run", str(job), f"trainer.epochs={epochs}"], root / "outputs"),
+        "frame_interval": (
+            [str(bin_dir / "frame"), "run", str(job), f"trainer.epochs={epochs}", *INTERVAL],
+            root / "outputs",
+        ),
         "lightning": ([sys.executable, str(HERE), "--lightning", str(root), str(epochs), case], root / "lightning"),
     }
 
 
 def bench(rounds: int = 5, epochs: int = 60, with_lightning: bool = True, case: str = "tabular") -> dict:
-    from common import interleave, median, time_command
+    from common import interleave, median, time_command_cpu
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         job = make(root, case)
-        names = ["plain", "frame"] + (["lightning"] if with_lightning else [])
+        names = ["plain", "frame", "frame_interval"] + (["lightning"] if with_lightning else [])
 
         def per_epoch(name):
             def run():
@@ -209,8 +220,9 @@ def bench(rounds: int = 5, epochs: int = 60, with_lightning: bool = True, case: 
                 for count in (epochs, 2 * epochs):
                     argv, output = _commands(root, job, count, case)[name]
                     shutil.rmtree(output, ignore_errors=True)
-                    times.append(time_command(argv, env={"OMP_NUM_THREADS": "1"}, cwd=root))
-                return {"epoch_s": (times[1] - times[0]) / epochs, "process_s": times[0]}
+                    times.append(time_command_cpu(argv, env={"OMP_NUM_THREADS": "1"}, cwd=root))
+                (wall, cpu), (wall2, cpu2) = times
+                return {"epoch_s": (wall2 - wall) / epochs, "epoch_cpu_s": (cpu2 - cpu) / epochs, "process_s": wall}
 
             return run
 
@@ -218,11 +230,15 @@ def bench(rounds: int = 5, epochs: int = 60, with_lightning: bool = True, case: 
     result = {"case": case, "rounds": rounds, "epochs": [epochs, 2 * epochs], "rows": CASES[case]}
     for name in names:
         ratios = [r["epoch_s"] / p["epoch_s"] for r, p in zip(measured[name], measured["plain"])]
+        cpu_ratios = [r["epoch_cpu_s"] / p["epoch_cpu_s"] for r, p in zip(measured[name], measured["plain"])]
         result[name] = {
             "epoch_ms": round(median([r["epoch_s"] for r in measured[name]]) * 1e3, 3),
+            "epoch_cpu_ms": round(median([r["epoch_cpu_s"] for r in measured[name]]) * 1e3, 3),
             "process_s_at_E": round(median([r["process_s"] for r in measured[name]]), 3),
             "ratio_to_plain": round(median(ratios), 3),
             "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
+            "cpu_ratio_to_plain": round(median(cpu_ratios), 3),
+            "cpu_ratio_range": [round(min(cpu_ratios), 3), round(max(cpu_ratios), 3)],
         }
     return result
 

@@ -305,6 +305,18 @@ def test_preload_filled_by_workers_equals_the_main_process_fill():
         assert torch.equal(a, b) and la == lb and not b.is_shared()
 
 
+def test_preload_fills_on_one_torch_thread_as_a_worker_would_and_puts_the_count_back():
+    seen = []
+
+    def record_threads(x):
+        seen.append(torch.get_num_threads())
+        return x
+
+    before = torch.get_num_threads()
+    JobDataset(Items(3), range(3), [record_threads], seed=0, preload=True)
+    assert seen == [1, 1, 1] and torch.get_num_threads() == before
+
+
 def test_torchvision_random_transforms_without_random_in_their_name_are_random():
     """ColorJitter or RandAugment cached by preload (or applied to validation) would be one draw for ever."""
     from torchvision.transforms import v2

@@ -371,3 +371,47 @@ def test_fit_returns_only_once_its_last_checkpoint_is_whole(compose, tmp_path, m
     files = job.checkpoints.dir
     assert sorted(p.name for p in files.iterdir()) == ["best.pt", "epoch-0001.pt", "last.pt"]
     assert load_checkpoint(files / "last.pt")["state"]["epoch"] == 1
+
+
+def test_due_follows_the_time_interval_and_the_epoch_cadence(tmp_path):
+    every_epoch = Checkpoints(tmp_path, every_n_epochs=0)
+    assert every_epoch.due(epoch_end=3) and not every_epoch.due()  # no interval: after every epoch, never mid-epoch
+    hourly = Checkpoints(tmp_path, every_n_epochs=2, every_n_minutes=60)
+    assert hourly.due(epoch_end=2) and not hourly.due(epoch_end=3) and not hourly.due()
+    tiny = Checkpoints(tmp_path, every_n_epochs=0, every_n_minutes=1e-9)
+    assert tiny.due() and tiny.due(epoch_end=3)
+
+
+def _saves(compose, tmp_path, monkeypatch, *overrides):
+    """fit() on SMALL (7 steps an epoch) with `overrides`: (step, best) of every checkpoint it wrote, and its job."""
+    from frame.training.build import build_job
+    from frame.training.loop import fit
+
+    saves, save = [], Checkpoints.save
+
+    def recording_save(self, state, *, best=False, epoch_end=False):
+        saves.append((state["state"]["step"], best))
+        save(self, state, best=best, epoch_end=epoch_end)
+
+    monkeypatch.setattr(Checkpoints, "save", recording_save)
+    job = build_job(compose([*SMALL[:5], *overrides]), tmp_path)
+    fit(job)
+    return saves, job
+
+
+def test_a_time_interval_writes_last_pt_mid_epoch(compose, tmp_path, monkeypatch):
+    saves, job = _saves(compose, tmp_path, monkeypatch, "trainer.epochs=1", "trainer.checkpoint_every_n_minutes=1e-9")
+    assert [step for step, _ in saves] == [1, 2, 3, 4, 5, 6, 7]  # due at every step's end, then the epoch's
+    assert load_checkpoint(job.checkpoints.dir / "last.pt")["state"]["step"] == 7
+
+
+def test_with_a_long_interval_an_epoch_writes_only_when_best_or_last(compose, tmp_path, monkeypatch):
+    overrides = ["trainer.epochs=4", "trainer.checkpoint_every_n_minutes=60", "trainer.checkpoint_every_n_epochs=0"]
+    saves, job = _saves(
+        compose, tmp_path, monkeypatch, *overrides, "trainer.monitor=val/loss", "trainer.monitor_mode=max"
+    )
+    losses = [r["val/loss"] for r in metrics(job.run_dir) if "val/loss" in r]
+    improved = [i for i, loss in enumerate(losses) if loss > max(losses[:i], default=-float("inf"))]
+    expected = sorted({*improved, 3})  # the best epochs and the last one
+    assert saves == [(7 * (epoch + 1), epoch in improved) for epoch in expected]
+    assert load_checkpoint(job.checkpoints.dir / "last.pt")["state"]["epoch"] == 4
