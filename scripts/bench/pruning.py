@@ -5,8 +5,8 @@ experiment with overlapping clusters (`--spread 1.5`: the default clusters are l
 every trial), monitoring val/loss (a value that keeps moving, unlike accuracy):
 `--trials` trials one at a time (n_jobs=1, so the pruner sees every finished trial), `--epochs` epochs
 each, with the sampler seeded per `--seeds`. With pruning, `hydra.sweeper.pruner` is Optuna's
-SuccessiveHalvingPruner (`--pruner halving`: rungs at 1, 3, 9 ... epochs, a third promoted at each) or
-MedianPruner (`--pruner median`: after 4 finished trials, from epoch 3, a trial below the median of the
+SuccessiveHalvingPruner (`--pruner halving`: rungs at 1, 3, 9 ... epochs, a third promoted at each) or from
+epoch 2 (`--pruner halving-from-2`: rungs at 2, 6 ...), or MedianPruner (`--pruner median`: after 4 finished trials, from epoch 3, a trial below the median of the
 others at the same epoch stops). Reported per search:
 total epochs trained (from every member's metrics.jsonl), wall time, and the best val/loss found.
 The target: at most half the epochs, with the pruned best value within the unpruned searches' range.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 PRUNERS = {
     "halving": "hydra.sweeper.pruner={_target_: optuna.pruners.SuccessiveHalvingPruner, min_resource: 1, reduction_factor: 3}",
+    "halving-from-2": "hydra.sweeper.pruner={_target_: optuna.pruners.SuccessiveHalvingPruner, min_resource: 2, reduction_factor: 3}",
     "median": "hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner, n_startup_trials: 4, n_warmup_steps: 2}",
 }
 
@@ -83,7 +84,7 @@ def main() -> int:
     parser.add_argument(
         "--spread", type=float, default=1.5, help="cluster overlap: the default one is learnt perfectly"
     )
-    parser.add_argument("--pruner", choices=sorted(PRUNERS), default="halving")
+    parser.add_argument("--pruner", choices=sorted(PRUNERS), default="halving-from-2")
     parser.add_argument(
         "--unpruned-from", type=Path, help="a --json file of an earlier run: its unpruned searches, not run again"
     )

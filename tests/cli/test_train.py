@@ -25,6 +25,7 @@ def test_the_console_script_imports_the_users_package_and_takes_m_after_override
             str(FRAME),
             "train",
             "experiment=classify",
+            "name=classify",
             "model._target_=mypkg.models.Net",
             "data.dataset.num_samples=32",
             "trainer.epochs=1",

@@ -20,9 +20,20 @@ from tests.conftest import REPO, require_slurm, run_frame, start_frame
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "slurm_sbatch.txt"
 # Tiny jobs: one CPU slot each (the local node has 4 slots per core), little memory.
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]
-SMALL = ["experiment=classify", "data.dataset.num_samples=128", "logger=[jsonl]"]
+SMALL = [
+    "experiment=classify",
+    "name=classify",
+    "data.dataset.num_samples=128",
+    "logger=[jsonl]",
+]  # name=: the sweeps are outputs/classify-sweep
 # ~100 steps an epoch: long enough to be caught by a signal mid-training
-LONGER = ["experiment=classify", "data.dataset.num_samples=4000", "logger=[jsonl]", "trainer.log_every_n_steps=10"]
+LONGER = [
+    "experiment=classify",
+    "name=classify",
+    "data.dataset.num_samples=4000",
+    "logger=[jsonl]",
+    "trainer.log_every_n_steps=10",
+]
 
 
 def test_generated_sbatch_matches_the_recorded_file(compose, tmp_path, monkeypatch):

@@ -176,9 +176,9 @@ def test_two_projects_with_the_same_module_names_run_in_one_command(tmp_path):
 
 
 def test_a_sweep_over_a_json_job(tmp_path):
-    """-m works as for frame train, flags before or after the overrides; a sweep lives in outputs/<name>-sweep/
-    and member dirs name only the swept key (not `experiment`, not the shared trainer.epochs=1)."""
+    """-m works as for frame train, flags before or after the overrides; a sweep lives in outputs/<name>-sweep/ plus
+    the overrides it fixes (trainer.epochs=1), and member dirs name only the swept key."""
     job = make_project(tmp_path)
     run_frame(["run", str(job), "trainer.epochs=1", "-m", "optimizer.lr=0.1,0.2"], cwd=tmp_path, check=0)
     for lr in ("0.1", "0.2"):
-        assert (tmp_path / f"outputs/points-sweep/optimizer.lr={lr}/checkpoints/last.pt").is_file()
+        assert (tmp_path / f"outputs/points-sweep+trainer.epochs=1/optimizer.lr={lr}/checkpoints/last.pt").is_file()

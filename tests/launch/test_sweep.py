@@ -15,7 +15,8 @@ from hydra_plugins.frame_launchers.local import member_slots
 from tests.conftest import run_frame, start_frame
 
 # The classify experiment, small: a member trains in about a second.
-SMALL = ["experiment=classify", "data.dataset.num_samples=128", "trainer.epochs=1", "logger=[jsonl]"]
+# name=classify: the sweeps below are outputs/classify-sweep (without it, their fixed overrides name it)
+SMALL = ["experiment=classify", "name=classify", "data.dataset.num_samples=128", "trainer.epochs=1", "logger=[jsonl]"]
 
 
 def _summary(sweep_dir):
@@ -500,7 +501,7 @@ def pruned_search(tmp_path, launcher, n_trials):
     """Run the search with the pruner importable in every process (the sweeper's, members' and SLURM jobs')."""
     (tmp_path / "odd_trials.py").write_text(ODD_TRIALS)
     return run_frame(
-        ["train", "-m", *SMALL[:2], "logger=[jsonl]", *PRUNED, *launcher, f"hydra.sweeper.n_trials={n_trials}"],
+        ["train", "-m", *SMALL[:3], "logger=[jsonl]", *PRUNED, *launcher, f"hydra.sweeper.n_trials={n_trials}"],
         cwd=tmp_path,
         env={"PYTHONPATH": str(tmp_path)},
         check=0,
@@ -656,7 +657,7 @@ def test_a_lightning_hydra_template_search_file_runs_on_current_optuna(tmp_path)
     (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
     (tmp_path / "conf" / "hparams_search" / "lht.yaml").write_text(LHT_SEARCH)
     run_frame(
-        ["train", "--config-dir", "conf", *SMALL[:2], "logger=[jsonl]", "hparams_search=lht"], cwd=tmp_path, check=0
+        ["train", "--config-dir", "conf", *SMALL[:3], "logger=[jsonl]", "hparams_search=lht"], cwd=tmp_path, check=0
     )
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     trials = _trials(sweep_dir, "classify-sweep")  # study_name: null names it after the sweep directory

@@ -166,7 +166,11 @@ def test_training_rows_are_throttled_validation_rows_are_not(compose, tmp_path):
 
 @pytest.mark.slow
 def test_multirun_members_are_separate_wandb_runs(tmp_path):
-    run_frame(["train", "-m", *TINY, *WANDB, "trainer.epochs=1", "optimizer.lr=1e-3,1e-2"], cwd=tmp_path, check=0)
+    run_frame(
+        ["train", "-m", *TINY, *WANDB, "trainer.epochs=1", "name=organs", "optimizer.lr=1e-3,1e-2"],
+        cwd=tmp_path,
+        check=0,
+    )
     members = sorted((tmp_path / "outputs" / "organs-sweep").glob("*optimizer.lr=*"))
     assert len(members) == 2
     ids = [json.loads((m / "run.json").read_text())["wandb_id"] for m in members]
