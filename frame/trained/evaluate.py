@@ -40,14 +40,14 @@ def evaluate_run(
     Raises:
         FrameError: no such run or checkpoint, a bad override, a dataset or evaluator that fails to build.
     """
-    from frame.trained.load import rebuild, run_data
+    from frame.trained.load import other_dataset, rebuild, run_data
     from frame.training.build import build_evaluators, build_inferer, build_loss, has_data, pick_device, validation_data
 
     run_dir = Path(run_dir)
     if name is not None:
         confined(run_dir / EVAL_DIR, name, "--name")  # before any work: eval/NAME.json stays in eval/
     model, cfg, saved = rebuild(run_dir, checkpoint, overrides, device, trust=trust, ema=ema)
-    if has_data(cfg.data.get("val")) and any(o.lstrip("+~").startswith("data.dataset") for o in overrides):
+    if has_data(cfg.data.get("val")) and other_dataset(overrides):
         raise FrameError(
             "this run validates on data.val, which frame eval scores: point it at other data with "
             "data.val.dataset.<key>=... (data.dataset is the training set).",

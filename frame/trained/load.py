@@ -228,8 +228,7 @@ def run_data(run_dir, cfg: DictConfig, device, overrides=()):
     from frame.training.build import eval_loader, validation_data, validation_share
 
     node, key = validation_data(cfg)
-    other = any(o.lstrip("+~").startswith("data.dataset") for o in overrides)
-    share = (lambda length: validation_share(cfg, length)) if key == "data" and not other else None
+    share = (lambda length: validation_share(cfg, length)) if key == "data" and not other_dataset(overrides) else None
     try:
         loader, dataset = eval_loader(cfg, node, device, key, share=share)
     except FrameError as error:
@@ -250,6 +249,11 @@ def run_data(run_dir, cfg: DictConfig, device, overrides=()):
     else:
         scored = f"every item of {key}.dataset"
     return loader, dataset, scored
+
+
+def other_dataset(overrides) -> bool:
+    """Whether the overrides point `data.dataset` at other data than the run's."""
+    return any(o.lstrip("+~").startswith("data.dataset") for o in overrides)
 
 
 def _hydra_yaml(run_dir):

@@ -340,7 +340,8 @@ def test_ddp_with_two_tasks_per_node_matches_one_process(cluster, tmp_path):
         "trainer.epochs=3",
         "logger=[jsonl]",
     ]
-    run_frame(["train", "-m", *exact, "data.batch_size=16", "trainer.devices=2", *SLURM], cwd=tmp_path, check=0)
+    sweep = ["train", "-m", *exact, "name=classify", "data.batch_size=16", "trainer.devices=2", *SLURM]
+    run_frame(sweep, cwd=tmp_path, check=0)
     sweep_dir = tmp_path / "outputs" / "classify-sweep"
     (member,) = _members(sweep_dir)
     cluster.append(member["slurm_job_id"])
