@@ -106,9 +106,13 @@ def test_predict_bad_input_exits_2_with_a_message(trained_run, tmp_path, setup, 
 
 
 def test_predict_writes_a_csv_of_classes_with_the_datasets_label_names(tmp_path):
-    """A user's classifier (the seed-style project): one row per item, the label's name, a score per class."""
+    """A user's classifier (the seed-style project): one row per validation item (named by its index in the
+    dataset), the label's name, a score per class."""
     import csv
 
+    from omegaconf import OmegaConf
+
+    from frame.data.loading import split_indices
     from tests.seed_project import CLASSES, make_project
 
     job = make_project(tmp_path)
@@ -122,10 +126,12 @@ def test_predict_writes_a_csv_of_classes_with_the_datasets_label_names(tmp_path)
     with open(tmp_path / "predicted" / "predictions.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     truth = [line.rsplit(",", 1)[1].strip() for line in (tmp_path / "data" / "points.csv").read_text().splitlines()]
-    assert len(rows) == len(truth) == 256  # every item, in order, no split
+    config = OmegaConf.load(tmp_path / "outputs" / "points" / ".hydra" / "config.yaml")
+    share = split_indices(len(truth), config.data.split_ratio, config.seed)[1]  # the items validation scored
+    assert [r["item"] for r in rows] == [f"item-{index:04d}" for index in share] and 0 < len(rows) < 256
     assert list(rows[0]) == ["item", "prediction", *(f"score/{c}" for c in CLASSES)]
     assert all(abs(sum(float(r[f"score/{c}"]) for c in CLASSES) - 1) < 1e-4 for r in rows)
-    assert sum(r["prediction"] == t for r, t in zip(rows, truth)) / len(rows) > 0.9
+    assert sum(r["prediction"] == truth[index] for r, index in zip(rows, share)) / len(rows) > 0.9
 
 
 @pytest.mark.parametrize(
