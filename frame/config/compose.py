@@ -99,17 +99,23 @@ def name_sweep_by_its_overrides(config) -> None:
 
     if raw(node_at(config, "hydra.sweep.dir")) != DEFAULT_SWEEP_DIR:
         return
-    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
-    swept = {o.key_or_group for o in parsed if o.is_sweep_override()} | set(
-        OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-    )
-    suffix = run_suffix([o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group not in swept])
+    suffix = run_suffix([o.input_line for o in _fixed_overrides(config)])
     if not suffix:
         return
     quoted = suffix.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
     with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.sweep.dir = DEFAULT_SWEEP_DIR + suffix.replace("${", "\\${")
         config.hydra.overrides.hydra.append(f"hydra.sweep.dir='{DEFAULT_SWEEP_DIR}{quoted}'")
+
+
+def _fixed_overrides(config) -> list:
+    """The command line's overrides that every member of the sweep shares: not swept by `a=1,2` nor by the
+    sweeper's `params` (a key both fixed and swept is swept: it names its members)."""
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()} | set(
+        OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    )
+    return [o for o in parsed if not o.is_sweep_override() and o.key_or_group not in swept]
 
 
 def name_members_by_search(config) -> None:
@@ -126,14 +132,7 @@ def name_members_by_search(config) -> None:
     if not any(o.is_sweep_override() for o in parsed) and not OmegaConf.select(config, "hydra.sweeper.params"):
         return
     naming = config.hydra.job.config.override_dirname
-    swept = {o.key_or_group for o in parsed if o.is_sweep_override()} | set(
-        OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-    )  # a key both fixed and swept names its members
-    fixed = [
-        o.key_or_group
-        for o in parsed
-        if not o.is_sweep_override() and o.key_or_group not in swept and o.key_or_group not in naming.exclude_keys
-    ]
+    fixed = [o.key_or_group for o in _fixed_overrides(config) if o.key_or_group not in naming.exclude_keys]
     if not fixed:
         return
     keys = [*naming.exclude_keys, *fixed]
