@@ -11,6 +11,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One intra-op thread a process (unless the caller's environment says otherwise), set before torch is
+# imported so that every command, member and SLURM job the tests start inherits it: `make test` runs two
+# workers on two cores with those processes beside them, and torch's default of a thread per core in each
+# oversubscribes the cores, where OpenMP's spinning threads burned about a third of the suite's CPU
+# (docs/design/benchmarks.md). Tests of thread counts set their own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Overrides that shrink the default experiment to a few seconds.
 TINY = [
     "data.dataset.num_samples=6",
@@ -58,7 +65,7 @@ _PROCESS_ENV = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES"}
 def _needs_a_process(args, env) -> bool:
     """Distributed ranks (`trainer.devices=N`) and settings only a new process reads (a PYTHONPATH
     whose folders this process imports from already needs none)."""
-    env = dict(env or {})
+    env = {key: value for key, value in (env or {}).items() if os.environ.get(key) != value}  # already so here
     if all(folder in sys.path for folder in env.get("PYTHONPATH", "").split(os.pathsep) if folder):
         env.pop("PYTHONPATH", None)
     env.pop("PYTHONUNBUFFERED", None)  # this process's output is captured unbuffered already
