@@ -13,7 +13,7 @@ The loop calls them on every validation batch and logs `val/<key>`.
 import torch
 
 from frame.core.errors import FrameError
-from frame.training.metrics import LibraryMetric, local
+from frame.training.metrics import LibraryMetric, class_indices, is_label_map
 
 
 def described(tensor) -> str:
@@ -57,30 +57,43 @@ class Dice(LibraryMetric):
         super().__init__(metric, activation=activation, threshold=threshold, labels=labels, key=self.KEY)
 
 
-class Accuracy(LibraryMetric):
-    """Top-1 accuracy against class indices: torchmetrics' MulticlassAccuracy (micro average), with
-    the number of classes taken from the output's channels on the first batch."""
+class Accuracy:
+    """Top-1 accuracy against class indices, micro-averaged (hits over every item or voxel seen since
+    `reset`): what torchmetrics' `MulticlassAccuracy(average="micro")` gives, counted here because importing
+    torchmetrics costs every run seconds of start-up (tests/training/test_evaluators.py compares the two).
+
+    The output is `[B, C, ...]` scores (logits or probabilities: the argmax is the same) or `[B, ...]`
+    class indices; the target `[B, ...]` class indices, or a label map with a channel of one.
+    """
 
     KEY = "accuracy"
 
     def __init__(self):
-        # imported here, not at the first batch: its import (seconds) is start-up, not the first
-        # validation's time or `frame eval`'s time per item
-        from torchmetrics.classification import MulticlassAccuracy
-
-        super().__init__(None, key=self.KEY)
-        self._monai = False
-        self._make = MulticlassAccuracy
+        self.reset()
 
     def update(self, prediction, target):
-        if self.metric is None:
-            self.metric = self._make(num_classes=prediction.shape[1], average="micro")
-            local(self.metric)
-        super().update(prediction, target)
+        if target.is_floating_point() and not bool((target == target.round()).all()):
+            raise ValueError("accuracy needs class indices as the target, not probabilities or soft labels")
+        if is_label_map(prediction, target):
+            target = class_indices(prediction, target)
+        if prediction.ndim == target.ndim + 1 and prediction.shape[:1] + prediction.shape[2:] == target.shape:
+            classes = prediction.shape[1]
+            prediction = prediction.argmax(dim=1)
+        elif prediction.shape == target.shape and not prediction.is_floating_point():
+            classes = None
+        else:
+            raise ValueError(
+                "accuracy needs scores [B, C, ...] (or class indices [B, ...]) against class indices [B, ...]"
+            )
+        target = target.long()
+        low, high = (int(target.min()), int(target.max())) if target.numel() else (0, 0)
+        if low < 0 or (classes is not None and high >= classes):
+            raise ValueError(f"the target holds classes {low}..{high}, outside the output's 0..{(classes or 1) - 1}")
+        self._correct = self._correct + (prediction == target).sum()  # a tensor: no wait for the GPU here
+        self._total += target.numel()
 
     def compute(self) -> dict[str, float]:
-        return super().compute() if self.metric is not None else {}
+        return {self.KEY: int(self._correct) / self._total} if self._total else {}
 
     def reset(self):
-        if self.metric is not None:
-            self.metric.reset()
+        self._correct, self._total = 0, 0

@@ -2,6 +2,7 @@
 
 import logging
 import math
+import re
 
 import monai.metrics  # noqa: F401  (Dice imports it on first use: pay that at collection, not in a test)
 import pytest
@@ -108,6 +109,56 @@ def test_accuracy_counts_argmax_hits_over_every_batch_until_reset():
     accuracy.reset()
     accuracy.update(logits[:1], torch.tensor([0]))
     assert accuracy.compute() == pytest.approx({"accuracy": 1.0})
+
+
+def test_accuracy_equals_torchmetrics_micro_accuracy_on_scores_indices_and_label_maps():
+    """frame counts top-1 hits itself (torchmetrics' import is seconds of every run's start-up): the same
+    numbers as MulticlassAccuracy(average="micro") over several batches, for classifier logits, probabilities,
+    class-index predictions and segmentation label maps ([B, H, W] and [B, 1, H, W] float, as LoadImaged gives)."""
+    from torchmetrics.classification import MulticlassAccuracy
+
+    generator = torch.Generator().manual_seed(0)
+    cases = {
+        "logits": [(torch.randn(8, 5, generator=generator), torch.randint(0, 5, (8,), generator=generator))],
+        "label maps": [
+            (torch.randn(2, 3, 6, 6, generator=generator), torch.randint(0, 3, (2, 6, 6), generator=generator))
+        ],
+        "channel of one": [
+            (
+                torch.randn(2, 3, 6, 6, generator=generator),
+                torch.randint(0, 3, (2, 1, 6, 6), generator=generator).float(),
+            )
+        ],
+    }
+    cases["logits"].append(
+        (torch.randn(3, 5, generator=generator).softmax(1), torch.randint(0, 5, (3,), generator=generator))
+    )
+    cases["label maps"].append(
+        (torch.randn(1, 3, 6, 6, generator=generator), torch.randint(0, 3, (1, 6, 6), generator=generator))
+    )
+    for name, batches in cases.items():
+        frame, reference = Accuracy(), MulticlassAccuracy(num_classes=batches[0][0].shape[1], average="micro")
+        for prediction, target in batches:
+            frame.update(prediction, target)
+            reference.update(prediction, target[:, 0].long() if target.ndim == prediction.ndim else target)
+        assert frame.compute()["accuracy"] == pytest.approx(float(reference.compute()), abs=1e-7), name
+    indices = Accuracy()
+    indices.update(torch.tensor([0, 2, 1]), torch.tensor([0, 1, 1]))
+    assert indices.compute() == pytest.approx({"accuracy": 2 / 3})
+
+
+@pytest.mark.parametrize(
+    "prediction,target,says",
+    [
+        (torch.randn(4, 3), torch.tensor([0, 1, 3, 2]), "classes 0..3, outside the output's 0..2"),
+        (torch.randn(4, 3), torch.tensor([0, -1, 1, 2]), "classes -1..2"),
+        (torch.randn(4, 3), torch.randn(4, 3).softmax(1), "class indices as the target"),
+        (torch.randn(4, 3), torch.tensor([0, 1]), "scores [B, C, ...]"),
+    ],
+)
+def test_accuracy_refuses_what_is_not_class_indices_in_range(prediction, target, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Accuracy().update(prediction, target)
 
 
 def _one_hot(indices, channels):
