@@ -12,6 +12,7 @@ HEAVY = ["torch", "torchvision", "monai", "wandb"]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "--cfg", "job"], ["train", "--help"], ["train", "--info"]])
+@pytest.mark.slow
 def test_light_commands_do_not_import_torch(args, tmp_path):
     probe = (
         "import sys, json, runpy\n"
@@ -30,6 +31,7 @@ def test_cfg_job_prints_targets(tmp_path):
     assert "_partial_: true" in out
 
 
+@pytest.mark.slow
 def test_train_help_names_the_command_and_every_group(tmp_path):
     # a process: in this one, after tests/config/test_json_job.py, Hydra lists `experiment: classify, job`
     # (a leak of conftest's in-process runner not yet found; the order of xdist's workers varies)

@@ -40,6 +40,7 @@ def test_a_missing_extra_names_the_pip_command():
     assert require("json", "anything").dumps(1) == "1"  # a present module comes back as itself
 
 
+@pytest.mark.slow
 def test_a_search_without_optuna_installed_exits_2_with_the_pip_command(tmp_path):
     """Optuna made unimportable in the frame process (None in sys.modules is Python's own 'not here')."""
     code = "import sys; sys.modules['optuna'] = None; sys.argv[0] = 'frame'; from frame.cli import main; main()"

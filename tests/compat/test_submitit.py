@@ -3,6 +3,7 @@ local executor running real jobs where a file format is pinned."""
 
 import signal
 
+import pytest
 import submitit
 
 from frame.compat import submitit as compat
@@ -12,6 +13,7 @@ def _double(x):
     return 2 * x
 
 
+@pytest.mark.slow
 def test_a_local_jobs_result_file_reads_as_success_and_value(tmp_path):
     executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="local")
     executor.update_parameters(timeout_min=2)

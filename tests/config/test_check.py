@@ -17,6 +17,7 @@ from tests.seed_project import edit_job, make_project
 HEAVY = ["torch", "torchvision", "monai"]
 
 
+@pytest.mark.slow
 def test_a_good_job_checks_without_importing_torch(tmp_path):
     job = make_project(tmp_path)
     probe = textwrap.dedent(f"""

@@ -251,6 +251,7 @@ def test_convert_then_train_composes_the_same_config_as_run(tmp_path):
     assert set(composed.logger) == {"jsonl", "console", "summary"}
 
 
+@pytest.mark.slow
 def test_convert_imports_no_torch(tmp_path):
     job = make_project(tmp_path)
     probe = (

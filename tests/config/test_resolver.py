@@ -113,6 +113,7 @@ def test_function_targets_are_marked(project):
     assert Resolver(project).resolve("resnet18", "model").function
 
 
+@pytest.mark.slow
 def test_resolving_imports_neither_torch_nor_torchvision_nor_monai(project):
     probe = textwrap.dedent(f"""
         import json, sys
@@ -131,6 +132,7 @@ def test_resolving_imports_neither_torch_nor_torchvision_nor_monai(project):
     assert json.loads(out.stdout) == []
 
 
+@pytest.mark.slow
 def test_read_exports_exist_in_the_imported_modules():
     """The ast reading of every library tier agrees with the real modules (no name that would fail to import)."""
     for kinds in (TIERS["torchvision"], TIERS["MONAI"], TIERS["torch"]):

@@ -13,7 +13,9 @@ def _options(group):
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("option", _options("model"))
+@pytest.mark.parametrize(
+    "option", [pytest.param(o, marks=pytest.mark.slow) if o == "unet3d" else o for o in _options("model")]
+)  # unet3d: MONAI's import, seconds (test-fast leaves it out)
 def test_model_options_instantiate(compose, option):
     overrides = [f"model={option}"] + (["data=synthetic_classes"] if option == "mlp" else [])
     cfg = compose(overrides)

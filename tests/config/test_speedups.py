@@ -68,6 +68,7 @@ def _project(tmp_path):
         (["--cfg", "job", "--config-dir", "{conf}"], "lr: 0.05"),  # the interpolated defaults entry
     ],
 )
+@pytest.mark.slow
 def test_the_same_config_with_and_without_the_speedups(args, expected, tmp_path):
     conf = _project(tmp_path)
     args = [a.format(conf=conf) for a in args]
@@ -87,6 +88,7 @@ def test_the_same_config_with_and_without_the_speedups(args, expected, tmp_path)
         (["trainer.epochs=abc"], ["trainer.epochs"]),
     ],
 )
+@pytest.mark.slow
 def test_the_same_mistakes_reported_with_and_without_the_speedups(args, expected, tmp_path):
     args = ["--cfg", "job", "--config-dir", _project(tmp_path), *args]
     for result in _train(args, tmp_path, faster=True), _train(args, tmp_path, faster=False):

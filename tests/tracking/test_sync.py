@@ -35,6 +35,7 @@ def test_sync_uploads_attempts_in_order_each_once(tmp_path):
     assert not (tmp_path / "wandb").exists()  # wandb sync writes its log under DIR, not where frame sync was called
 
 
+@pytest.mark.slow
 def test_sync_without_a_key_says_how_to_give_one(tmp_path, monkeypatch):
     run_frame(["train", *TINY, *WANDB, "trainer.epochs=1", "name=organs"], cwd=tmp_path, check=0)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc

@@ -65,6 +65,7 @@ def test_offline_history_holds_every_metric_at_its_step(resumed):
         assert _wandb_warnings(output) == []
 
 
+@pytest.mark.slow
 def test_resumed_run_keeps_its_id_and_continues_its_steps(resumed):
     run_dir, _, _ = resumed
     attempts = offline_runs(run_dir)
