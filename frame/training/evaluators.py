@@ -86,10 +86,11 @@ class Accuracy:
                 "accuracy needs scores [B, C, ...] (or class indices [B, ...]) against class indices [B, ...]"
             )
         target = target.long()
-        low, high = (int(target.min()), int(target.max())) if target.numel() else (0, 0)
+        low, high = torch.stack(torch.aminmax(target)).tolist() if target.numel() else (0, 0)  # one wait for a GPU
         if low < 0 or (classes is not None and high >= classes):
-            raise ValueError(f"the target holds classes {low}..{high}, outside the output's 0..{(classes or 1) - 1}")
-        self._correct = self._correct + (prediction == target).sum()  # a tensor: no wait for the GPU here
+            allowed = f"the output's 0..{classes - 1}" if classes is not None else "0 and above"
+            raise ValueError(f"the target holds classes {low}..{high}, outside {allowed}")
+        self._correct = self._correct + (prediction == target).sum()  # summed on the device, read in compute
         self._total += target.numel()
 
     def compute(self) -> dict[str, float]:

@@ -118,24 +118,18 @@ def test_accuracy_equals_torchmetrics_micro_accuracy_on_scores_indices_and_label
     from torchmetrics.classification import MulticlassAccuracy
 
     generator = torch.Generator().manual_seed(0)
+
+    def scores(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    def classes(high, *shape):
+        return torch.randint(0, high, shape, generator=generator)
+
     cases = {
-        "logits": [(torch.randn(8, 5, generator=generator), torch.randint(0, 5, (8,), generator=generator))],
-        "label maps": [
-            (torch.randn(2, 3, 6, 6, generator=generator), torch.randint(0, 3, (2, 6, 6), generator=generator))
-        ],
-        "channel of one": [
-            (
-                torch.randn(2, 3, 6, 6, generator=generator),
-                torch.randint(0, 3, (2, 1, 6, 6), generator=generator).float(),
-            )
-        ],
+        "logits and probabilities": [(scores(8, 5), classes(5, 8)), (scores(3, 5).softmax(1), classes(5, 3))],
+        "label maps": [(scores(2, 3, 6, 6), classes(3, 2, 6, 6)), (scores(1, 3, 6, 6), classes(3, 1, 6, 6))],
+        "channel of one": [(scores(2, 3, 6, 6), classes(3, 2, 1, 6, 6).float())],
     }
-    cases["logits"].append(
-        (torch.randn(3, 5, generator=generator).softmax(1), torch.randint(0, 5, (3,), generator=generator))
-    )
-    cases["label maps"].append(
-        (torch.randn(1, 3, 6, 6, generator=generator), torch.randint(0, 3, (1, 6, 6), generator=generator))
-    )
     for name, batches in cases.items():
         frame, reference = Accuracy(), MulticlassAccuracy(num_classes=batches[0][0].shape[1], average="micro")
         for prediction, target in batches:
@@ -151,7 +145,8 @@ def test_accuracy_equals_torchmetrics_micro_accuracy_on_scores_indices_and_label
     "prediction,target,says",
     [
         (torch.randn(4, 3), torch.tensor([0, 1, 3, 2]), "classes 0..3, outside the output's 0..2"),
-        (torch.randn(4, 3), torch.tensor([0, -1, 1, 2]), "classes -1..2"),
+        (torch.randn(4, 3), torch.tensor([0, -1, 1, 2]), "classes -1..2, outside the output's 0..2"),
+        (torch.tensor([0, 1]), torch.tensor([0, -1]), "classes -1..0, outside 0 and above"),
         (torch.randn(4, 3), torch.randn(4, 3).softmax(1), "class indices as the target"),
         (torch.randn(4, 3), torch.tensor([0, 1]), "scores [B, C, ...]"),
     ],
