@@ -52,7 +52,7 @@ def launch(task_function, args, args_parser, config_name: str = "train") -> None
     register_configs()
     faster_composition()
     original, search_path = hydra_utils.run_and_report, hydra_utils.create_automatic_config_search_path
-    hydra_utils.run_and_report = lambda func: original(lambda: _report_user_errors(func))
+    hydra_utils.run_and_report = lambda func: original(lambda: _report_user_errors(func, args.overrides))
     if args.config_dir is not None:
         hydra_utils.create_automatic_config_search_path = lambda *where: _user_first(search_path(*where), args)
     try:
@@ -79,7 +79,8 @@ def _user_first(search_path, args):
     return search_path
 
 
-def _report_user_errors(func):
+def _report_user_errors(func, overrides):
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import CompactHydraException
     from yaml import YAMLError  # a config file that is not YAML: its message names the file, line and column
 
@@ -89,6 +90,45 @@ def _report_user_errors(func):
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         exit_with(composition_message(error))
+    except ValueError as error:
+        hydra = GlobalHydra.instance()
+        message = group_value_message(error, overrides, hydra.config_loader()) if hydra.is_initialized() else None
+        if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        exit_with(message)
+
+
+def group_value_message(error: ValueError, overrides, loader) -> str | None:
+    """`lr_scheduler=null`, `model=3`: a config group given a value that names none of its options, which
+    Hydra refuses with a bare ValueError (a traceback naming neither the override nor the way out).
+    None for any other ValueError."""
+    if not str(error).startswith("Config group override must be a string or a list"):
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        if override.is_delete() or (override.is_sweep_override() and not override.is_discrete_sweep()):
+            continue
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        bad = [value for value in values if not isinstance(value, (str, list, dict))]
+        group = override.key_or_group
+        if not bad or not loader.repository.group_exists(group):
+            continue
+        value = bad[0]
+        options = loader.get_group_options(group)
+        if value is None and override.is_sweep_override():
+            hint = f" A sweep cannot leave a group out: run without {group} on its own (~{group})."
+        elif value is None:
+            hint = f" To run without {group}, write ~{group}; to give it inline, ~{group} '+{group}={{_target_: ...}}'."
+        elif str(value) in options:
+            hint = f" A name that reads as a number is quoted: {group}='{value}'."
+        else:
+            hint = ""
+        return (
+            f"{override.input_line}: {group} is a config group; it takes the name of one of its options "
+            f"({', '.join(options)}) or a list of names.{hint}"
+        )
+    return str(error)
 
 
 def composition_message(error: Exception) -> str:

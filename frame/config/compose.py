@@ -17,10 +17,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from frame.compat.hydra import ConfigLoaderImpl, Hydra, create_config_search_path
-from frame.config.app import CONFIG_MODULE
+from frame.config.app import CONFIG_MODULE, group_value_message
 from frame.config.members import name as member_name
 from frame.config.schema import register_configs
 from frame.config.speedups import faster_composition
+from frame.core.errors import FrameError
 
 
 def compose(overrides: list[str], job=None, config_dir: str | None = None, keep_hydra: bool = False) -> DictConfig:
@@ -44,6 +45,10 @@ def compose(overrides: list[str], job=None, config_dir: str | None = None, keep_
     hydra = Hydra.create_main_hydra2(task_name="frame", config_search_path=search_path)
     try:
         cfg = hydra.compose_config("train", plain, run_mode=RunMode.RUN, with_log_configuration=False)
+    except ValueError as error:  # `lr_scheduler=null`: Hydra's bare ValueError, named and explained
+        if (message := group_value_message(error, plain, hydra.config_loader)) is None:
+            raise
+        raise FrameError(message) from None
     finally:
         GlobalHydra.instance().clear()
     return cfg if keep_hydra else without_hydra(cfg)

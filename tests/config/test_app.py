@@ -93,3 +93,28 @@ def test_an_unknown_preset_lists_the_options_without_hydras_search_path(tmp_path
     code, _, err = _frame(["train", "model=nonexistent", "--cfg", "job"], capsys, monkeypatch, tmp_path)
     assert code == 2 and "Could not find 'model/nonexistent'" in err
     assert "unet3d" in err and "mlp" in err and "search path" not in err and "provider=" not in err
+
+
+@pytest.mark.parametrize(
+    "command, said",
+    [
+        (["train", "lr_scheduler=null"], "To run without lr_scheduler, write ~lr_scheduler"),
+        (["check", "experiment=classify", "lr_scheduler=null"], "To run without lr_scheduler, write ~lr_scheduler"),
+        (["train", "model=null", "+model={_target_: x.Y}"], "~model '+model={_target_: ...}'"),
+        (["train", "model=3"], "model=3: model is a config group"),
+        (["train", "-m", "experiment=classify", "lr_scheduler=null,cosine"], "A sweep cannot leave a group out"),
+    ],
+)
+def test_a_config_group_given_null_or_a_number_names_the_override_and_its_options(tmp_path, command, said):
+    """Hydra refuses these with a bare ValueError and a traceback that names neither the override nor the way out."""
+    result = run_frame(command, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    group = "model" if "model" in said else "lr_scheduler"
+    options = "(mlp, unet3d)" if group == "model" else "(cosine, multistep, plateau, warmup, warmup_cosine)"
+    assert f"{group} is a config group; it takes the name of one of its options {options}" in result.stderr
+    assert said in result.stderr
+    assert not list(tmp_path.glob("outputs/*/*.json"))  # nothing ran
+    advised = run_frame(
+        ["train", "experiment=classify", "lr_scheduler=cosine", "~lr_scheduler", "--cfg", "job"], tmp_path
+    )
+    assert advised.returncode == 0 and "\nlr_scheduler: null\n" in advised.stdout  # the way out works
