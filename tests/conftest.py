@@ -84,12 +84,9 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
     directory, environment, argv, signal handlers, Hydra's singletons, logging, torch's determinism flag and
     the user's project modules are put back afterwards, so one command leaves nothing for the next."""
     import contextlib
-    import copy
     import logging
     import tempfile
     import traceback
-
-    from hydra.core.singleton import Singleton
 
     from frame.cli import main
 
@@ -97,7 +94,7 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
     saved_cwd, saved_env, saved_argv, saved_path = os.getcwd(), dict(os.environ), sys.argv, list(sys.path)
     saved_modules = set(sys.modules)
     saved_signals = {number: signal.getsignal(number) for number in _SIGNALS}
-    saved_hydra = copy.deepcopy(Singleton.get_state())
+    saved_hydra = _hydra_state()
     root = logging.getLogger()
     saved_logging = (list(root.handlers), root.level, logging.root.manager.disable)
     deterministic = _torch_deterministic()
@@ -138,7 +135,7 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
         sys.argv, sys.path[:] = saved_argv, saved_path
         for number, handler in saved_signals.items():
             signal.signal(number, handler)
-        Singleton.set_state(saved_hydra)
+        _hydra_state(saved_hydra)
         for handler in root.handlers:
             if handler not in saved_logging[0]:
                 handler.close()
@@ -146,7 +143,8 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
         root.setLevel(saved_logging[1])
         logging.disable(saved_logging[2])
         _forget_project_modules(saved_modules)
-        _torch_deterministic(deterministic or (False, False))
+        if _torch_deterministic() not in (None, deterministic or (False, False)):  # setting it imports torch._inductor
+            _torch_deterministic(deterministic or (False, False))
         if "wandb" in sys.modules:  # its settings singleton read this command's environment: the next reads anew
             sys.modules["wandb"].teardown()
     texts = []
@@ -155,6 +153,33 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
         texts.append(file.read().decode("utf-8", errors="replace"))
         file.close()
     return subprocess.CompletedProcess(frame_command(args), code, *texts)
+
+
+def _hydra_state(saved=None):
+    """Hydra's singletons (config store, global Hydra, OmegaConf's resolvers): saved (a copy) when called
+    without `saved`, else put back. As Hydra's `Singleton.get_state`/`set_state`, but the plugin registry is
+    kept as it is rather than rebuilt: rebuilding re-runs every plugin module (~0.07 s a time, paid after every
+    in-process command and composing test), and no test adds a plugin."""
+    from hydra.core.plugins import Plugins
+    from hydra.core.singleton import Singleton
+    from omegaconf.basecontainer import BaseContainer
+
+    if saved is None:
+        return Singleton.get_state(), Singleton._instances.get(Plugins)  # get_state copies; it leaves Plugins out
+    state, plugins = saved
+    Singleton._instances = state["instances"]
+    if plugins is not None:
+        Singleton._instances[Plugins] = plugins
+    BaseContainer._resolvers = state["omegaconf_resolvers"]
+    return None
+
+
+@pytest.fixture
+def hydra_state():
+    """Hydra's singletons put back after the test (`_hydra_state`)."""
+    saved = _hydra_state()
+    yield
+    _hydra_state(saved)
 
 
 def _forget_project_modules(before: set[str]) -> None:
@@ -221,20 +246,22 @@ def metrics(run_dir) -> list[dict]:
 
 
 @pytest.fixture
-def compose(hydra_restore_singletons):
+def compose(hydra_state):
     """Compose `train.yaml` with overrides through Hydra's compose API (no run directory).
 
-    Hydra's singletons (its version base, config store, plugins) are put back afterwards
-    (`hydra_restore_singletons`, Hydra's pytest plugin): `version_base=None` here would otherwise
-    change `hydra.job.chdir` for every later test in the session (Hydra's launcher suites).
+    Hydra's singletons (its version base, config store) are put back afterwards (`hydra_state`):
+    `version_base=None` here would otherwise change `hydra.job.chdir` for every later test in the
+    session (Hydra's launcher suites).
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     from frame.config.schema import register_configs
+    from frame.config.speedups import faster_composition
 
     register_configs()
+    faster_composition()  # as every frame command composes (else it would depend on what ran before in the worker)
 
     def _compose(overrides=(), return_hydra_config=False):
         GlobalHydra.instance().clear()
@@ -265,11 +292,12 @@ def require_slurm(nodes: int = 1) -> None:
         pytest.skip(problem)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`make test`: `-n 2 --dist loadgroup`) a file's tests stay in one worker, sharing its
     module and session fixtures (one trained run, not one per worker), and the SLURM tests all share one, so
     their jobs never queue on the local cluster behind each other's."""
-    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no":
+    if config.pluginmanager.hasplugin("xdist"):  # a worker sees dist="no"; the groups count under loadgroup only
         for item in items:
             cluster = item.get_closest_marker("slurm") or item.get_closest_marker("multinode")
             item.add_marker(pytest.mark.xdist_group("slurm" if cluster else item.nodeid.split("::")[0]))

@@ -22,24 +22,33 @@ def test_model_options_instantiate(compose, option):
     assert instantiate(cfg.model) is not None
 
 
-@pytest.mark.parametrize("group", ["loss", "optimizer", "lr_scheduler", "evaluators", "logger"])
-def test_group_options_instantiate(compose, group):
+MONAI_BACKED = {("loss", "dice_bce"), ("evaluators", "dice")}  # frame's wrappers of MONAI's DiceLoss, DiceMetric
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [
+        pytest.param(g, o, marks=pytest.mark.slow) if (g, o) in MONAI_BACKED else (g, o)
+        for g in ("loss", "optimizer", "lr_scheduler", "evaluators", "logger")
+        for o in _options(g)
+    ],
+)  # MONAI-backed: MONAI's import, seconds (test-fast leaves them out)
+def test_group_options_instantiate(compose, group, option):
     import torch
 
-    for option in _options(group):
-        cfg = compose([f"{group}={option}"])
-        node = cfg[group]
-        if group == "optimizer":
-            assert isinstance(instantiate(node)([torch.nn.Parameter(torch.zeros(1))]), torch.optim.Optimizer)
-        elif group == "lr_scheduler":
-            from frame.training.build import build_scheduler
+    cfg = compose([f"{group}={option}"])
+    node = cfg[group]
+    if group == "optimizer":
+        assert isinstance(instantiate(node)([torch.nn.Parameter(torch.zeros(1))]), torch.optim.Optimizer)
+    elif group == "lr_scheduler":
+        from frame.training.build import build_scheduler
 
-            optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-            assert build_scheduler(cfg, optimizer) is not None
-        elif group in ("evaluators", "logger"):
-            assert all(instantiate(child) is not None for child in node.values())
-        else:
-            assert callable(instantiate(node))
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        assert build_scheduler(cfg, optimizer) is not None
+    elif group in ("evaluators", "logger"):
+        assert all(instantiate(child) is not None for child in node.values())
+    else:
+        assert callable(instantiate(node))
 
 
 @pytest.mark.parametrize("option", _options("data"))

@@ -1,9 +1,11 @@
 """Sweeps on this machine: deterministic member directories, re-runs that skip complete members,
 the summary file, failed members, the local parallel launcher, and Optuna."""
 
+import contextlib
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -499,16 +501,28 @@ class OddTrials(optuna.pruners.BasePruner):
 PRUNED = [*OPTUNA, "hydra.sweeper.pruner={_target_: odd_trials.OddTrials}", "trainer.epochs=3"]
 
 
+@contextlib.contextmanager
+def importable(folder):
+    """`folder` on this process's sys.path too: a command given PYTHONPATH=folder then runs in this process
+    (tests.conftest.run_frame), its member processes and SLURM jobs still get the variable."""
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+
+
 def pruned_search(tmp_path, launcher, n_trials):
     """Run the search with the pruner importable in every process (the sweeper's, members' and SLURM jobs')."""
     (tmp_path / "odd_trials.py").write_text(ODD_TRIALS)
-    return run_frame(
-        ["train", "-m", *SMALL[:3], "logger=[jsonl]", *PRUNED, *launcher, f"hydra.sweeper.n_trials={n_trials}"],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(tmp_path)},
-        check=0,
-        timeout=600,
-    )
+    with importable(tmp_path):
+        return run_frame(
+            ["train", "-m", *SMALL[:3], "logger=[jsonl]", *PRUNED, *launcher, f"hydra.sweeper.n_trials={n_trials}"],
+            cwd=tmp_path,
+            env={"PYTHONPATH": str(tmp_path)},
+            check=0,
+            timeout=600,
+        )
 
 
 def check_pruned_search(sweep_dir, n_trials):
@@ -612,7 +626,8 @@ def test_a_pruned_search_stopped_by_sigterm_goes_on_without_rerunning_finished_t
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 75 and {0, 1} <= set(finished), output
 
-    again = run_frame(args, cwd=tmp_path, env=env, check=0, timeout=600)
+    with importable(tmp_path):
+        again = run_frame(args, cwd=tmp_path, env=env, check=0, timeout=600)
     assert "stopped ones asked again" in again.stdout + again.stderr
     trials = _trials(sweep_dir)
     done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]

@@ -11,14 +11,21 @@ from tests.conftest import TINY, run_frame, start_frame
 
 
 def test_without_a_tty_progress_is_plain_log_lines(tmp_path):
-    result = run_frame(["train", *TINY, "name=organs", "logger.console.interval_s=0"], cwd=tmp_path, check=0)
+    args = [
+        "experiment=classify",
+        "name=classify",
+        "data.dataset.num_samples=64",
+        "trainer.epochs=2",
+        "trainer.log_every_n_steps=1",
+    ]
+    result = run_frame(["train", *args, "logger.console.interval_s=0"], cwd=tmp_path, check=0)
     out = result.stdout
-    assert "└── " in out and "_target_: 'monai.networks.nets.UNet'" in out  # the config tree
+    assert "└── " in out and "_target_: 'frame.training.models.MLP'" in out  # the config tree
     lines = [line for line in out.splitlines() if "samples/s" in line]
     assert len(lines) >= 4 and all("loss" in line and "lr" in line and "[frame][INFO]" in line for line in lines)
     assert "\x1b[" not in out  # no escape codes in a log file
     assert "status" in out and "complete" in out and "checkpoints" in out
-    assert "samples/s" in (tmp_path / "outputs" / "organs" / "train.log").read_text()
+    assert "samples/s" in (tmp_path / "outputs" / "classify" / "train.log").read_text()
 
 
 @pytest.mark.slow

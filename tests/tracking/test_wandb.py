@@ -80,6 +80,7 @@ def test_resumed_run_keeps_its_id_and_continues_its_steps(resumed):
     assert run.run_group == "organs" and run.project == "frame"
 
 
+@pytest.mark.slow  # a process (W&B reads its server from the environment at start-up)
 def test_unreachable_server_falls_back_offline_quickly(tmp_path):
     start = time.monotonic()
     result = run_frame(
