@@ -94,7 +94,7 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
     saved_cwd, saved_env, saved_argv, saved_path = os.getcwd(), dict(os.environ), sys.argv, list(sys.path)
     saved_modules = set(sys.modules)
     saved_signals = {number: signal.getsignal(number) for number in _SIGNALS}
-    saved_hydra = _hydra_state()
+    saved_hydra = _saved_hydra()
     root = logging.getLogger()
     saved_logging = (list(root.handlers), root.level, logging.root.manager.disable)
     deterministic = _torch_deterministic()
@@ -135,7 +135,7 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
         sys.argv, sys.path[:] = saved_argv, saved_path
         for number, handler in saved_signals.items():
             signal.signal(number, handler)
-        _hydra_state(saved_hydra)
+        _restore_hydra(saved_hydra)
         for handler in root.handlers:
             if handler not in saved_logging[0]:
                 handler.close()
@@ -143,8 +143,9 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
         root.setLevel(saved_logging[1])
         logging.disable(saved_logging[2])
         _forget_project_modules(saved_modules)
-        if _torch_deterministic() not in (None, deterministic or (False, False)):  # setting it imports torch._inductor
-            _torch_deterministic(deterministic or (False, False))
+        wanted = deterministic or (False, False)
+        if _torch_deterministic() not in (None, wanted):  # setting it imports torch._inductor: only if changed
+            _torch_deterministic(wanted)
         if "wandb" in sys.modules:  # its settings singleton read this command's environment: the next reads anew
             sys.modules["wandb"].teardown()
     texts = []
@@ -155,31 +156,35 @@ def _in_process(args, cwd, env=None) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(frame_command(args), code, *texts)
 
 
-def _hydra_state(saved=None):
-    """Hydra's singletons (config store, global Hydra, OmegaConf's resolvers): saved (a copy) when called
-    without `saved`, else put back. As Hydra's `Singleton.get_state`/`set_state`, but the plugin registry is
-    kept as it is rather than rebuilt: rebuilding re-runs every plugin module (~0.07 s a time, paid after every
-    in-process command and composing test), and no test adds a plugin."""
+def _saved_hydra():
+    """Hydra's singletons (config store, global Hydra, OmegaConf's resolvers), copied, for `_restore_hydra`.
+    As Hydra's `Singleton.get_state`/`set_state`, but the plugin registry is kept as it is rather than rebuilt:
+    rebuilding re-runs every plugin module (~0.07 s a time, paid after every in-process command and composing
+    test), and no test adds a plugin."""
+    from hydra.core.plugins import Plugins
+    from hydra.core.singleton import Singleton
+
+    return Singleton.get_state(), Singleton._instances.get(Plugins)  # get_state copies; it leaves Plugins out
+
+
+def _restore_hydra(saved) -> None:
     from hydra.core.plugins import Plugins
     from hydra.core.singleton import Singleton
     from omegaconf.basecontainer import BaseContainer
 
-    if saved is None:
-        return Singleton.get_state(), Singleton._instances.get(Plugins)  # get_state copies; it leaves Plugins out
     state, plugins = saved
     Singleton._instances = state["instances"]
     if plugins is not None:
         Singleton._instances[Plugins] = plugins
     BaseContainer._resolvers = state["omegaconf_resolvers"]
-    return None
 
 
 @pytest.fixture
 def hydra_state():
-    """Hydra's singletons put back after the test (`_hydra_state`)."""
-    saved = _hydra_state()
+    """Hydra's singletons put back after the test (`_saved_hydra`)."""
+    saved = _saved_hydra()
     yield
-    _hydra_state(saved)
+    _restore_hydra(saved)
 
 
 def _forget_project_modules(before: set[str]) -> None:

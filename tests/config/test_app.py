@@ -114,7 +114,10 @@ def test_a_config_group_given_null_or_a_number_names_the_override_and_its_option
     assert f"{group} is a config group; it takes the name of one of its options {options}" in result.stderr
     assert said in result.stderr
     assert not list(tmp_path.glob("outputs/*/*.json"))  # nothing ran
+
+
+def test_the_advised_tilde_drops_a_group_an_experiment_picks(tmp_path):
     advised = run_frame(
         ["train", "experiment=classify", "lr_scheduler=cosine", "~lr_scheduler", "--cfg", "job"], tmp_path
     )
-    assert advised.returncode == 0 and "\nlr_scheduler: null\n" in advised.stdout  # the way out works
+    assert advised.returncode == 0 and "\nlr_scheduler: null\n" in advised.stdout
