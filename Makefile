@@ -32,7 +32,7 @@ test: setup lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # the inner loop: the logic of the lower layers (core, config, compat, cli, tracking, trained), 332 tests, without
-# those marked slow (they train, start a Python interpreter or import MONAI) or needing SLURM: about 52 s on 2 quiet
+# those marked slow (they train, start a Python interpreter or import MONAI) or needing SLURM: about 52-58 s on 2 quiet
 # cores with two workers (2026-12-06); CI runs `make test`
 test-fast: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not slurm and not multinode" $(FAST) $(PYTEST_ARGS)
